@@ -1,0 +1,111 @@
+//! Command-line definitions (clap derive only; dispatch lives in `commands`).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// How many joules does this model spend per token, on this hardware, in this configuration?
+#[derive(Debug, Parser)]
+#[command(name = "joulebench", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which energy sensors work here, how they are read, and why not.
+    Probe(ProbeArgs),
+    /// Meter any command: energy per domain, power, duration and provenance.
+    Measure(MeasureArgs),
+}
+
+/// Options shared by every command that meters.
+#[derive(Debug, Args)]
+pub struct SensorArgs {
+    /// Powercap root to read RAPL from (a fake tree for tests, or another sysfs mount).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "JOULEBENCH_POWERCAP_ROOT",
+        default_value = crate::meter::rapl::DEFAULT_POWERCAP_ROOT
+    )]
+    pub powercap_root: PathBuf,
+    /// CPU TDP in watts for the estimate (else a table keyed by CPU model, else 65 W).
+    #[arg(long, value_name = "W", value_parser = positive_f64)]
+    pub tdp_w: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to watch each counter to measure its update period.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub watch_ms: u64,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// Sources: `auto`, or a comma-separated list of rapl, nvml, estimate.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = parse_meter)]
+    pub meter: crate::meter::select::MeterChoice,
+    /// Sampling interval in milliseconds (1 works; fractions allowed).
+    #[arg(long, value_name = "N", default_value_t = 10.0, allow_negative_numbers = true,
+          value_parser = interval_ms)]
+    pub interval_ms: f64,
+    /// Measured runs of the command.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub runs: u32,
+    /// Unmeasured runs before the measured ones.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warmup: u32,
+    /// Measure idle power for S seconds first and report net energy too.
+    #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true,
+          value_parser = non_negative_f64)]
+    pub idle_s: f64,
+    /// Write the result as JSON to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write every power sample as CSV to FILE.
+    #[arg(long, value_name = "FILE.csv")]
+    pub trace: Option<PathBuf>,
+    /// Refuse to report estimates: exit 2 when no sensor covers the CPU.
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// The command and its arguments, run directly (no shell).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn parse_meter(s: &str) -> Result<crate::meter::select::MeterChoice, String> {
+    crate::meter::select::MeterChoice::parse(s)
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds >= 0")),
+    }
+}
+
+fn interval_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.1..=60_000.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a valid interval: give milliseconds between 0.1 and 60000"
+        )),
+    }
+}

@@ -1,0 +1,108 @@
+//! Runs a parsed command line; returns the process exit code.
+
+use crate::cli::{Cli, Command, MeasureArgs, ProbeArgs};
+use crate::measure::{self, MeasureObserver, MeasureOptions, result::RunResult};
+use crate::meter::probe;
+use crate::meter::select::Hardware;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Exit code for "could not measure" and for bad input.
+pub const EXIT_CANNOT_MEASURE: u8 = 2;
+
+/// Dispatches a command.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Probe(a) => run_probe(a),
+        Command::Measure(a) => run_measure(a),
+    }
+}
+
+fn run_probe(a: ProbeArgs) -> Result<u8> {
+    let hw = Hardware::real(a.sensors.powercap_root.clone());
+    let report = probe::probe(&hw, a.sensors.tdp_w, Duration::from_millis(a.watch_ms));
+    let text = if a.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        probe::render(&report)
+    };
+    print_stdout(&text)?;
+    Ok(0)
+}
+
+struct Progress;
+
+impl MeasureObserver for Progress {
+    fn phase(&mut self, what: &str) {
+        eprintln!("[joulebench] {what}");
+    }
+    fn run_done(&mut self, r: &RunResult) {
+        let cpu = r.totals.cpu_j.map_or("n/a".into(), |j| format!("{j:.4} J"));
+        eprintln!(
+            "[joulebench] run {} done: {:.4} s, CPU {cpu}",
+            r.index, r.duration_s
+        );
+    }
+}
+
+fn run_measure(a: MeasureArgs) -> Result<u8> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupt))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    let hw = Hardware::real(a.sensors.powercap_root.clone());
+    let opts = MeasureOptions {
+        meter: a.meter.clone(),
+        interval: Duration::from_secs_f64(a.interval_ms / 1e3),
+        runs: a.runs as usize,
+        warmup: a.warmup as usize,
+        idle: Duration::from_secs_f64(a.idle_s),
+        tdp_w: a.sensors.tdp_w,
+        strict: a.strict,
+        command: a.command.clone(),
+    };
+    let outcome = measure::measure(&opts, &hw, &interrupt, &mut Progress)?;
+    // Write files first: a failure to print must not lose what was measured.
+    let mut write_errors = Vec::new();
+    if let Some(path) = &a.trace {
+        let res = std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .and_then(|f| outcome.recording.write_trace(f));
+        if let Err(e) = res {
+            write_errors.push(format!("cannot write trace {}: {e}", path.display()));
+        }
+    }
+    let json = serde_json::to_string_pretty(&outcome.result)? + "\n";
+    match a.json.as_deref() {
+        Some(p) if p.as_os_str() == "-" => print_stdout(&json)?,
+        Some(p) => {
+            if let Err(e) = measure::write_atomic(p, json.as_bytes()) {
+                write_errors.push(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => {}
+    }
+    eprint!("{}", measure::render::render(&outcome.result));
+    if !write_errors.is_empty() {
+        for e in &write_errors {
+            eprintln!("error: {e}");
+        }
+        if outcome.exit_code == 0 {
+            return Ok(EXIT_CANNOT_MEASURE);
+        }
+    }
+    Ok(u8::try_from(outcome.exit_code).unwrap_or(1))
+}
+
+/// Prints to stdout; a closed pipe is not an error.
+fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to standard output"),
+    }
+}

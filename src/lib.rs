@@ -1,0 +1,10 @@
+//! joulebench: how many joules an open model spends per token, on this hardware, in this
+//! configuration. The library holds everything; the binary only translates the command line.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod measure;
+pub mod meter;
+pub mod stats;
+pub mod units;

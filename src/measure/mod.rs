@@ -1,0 +1,360 @@
+//! `joulebench measure -- CMD`: meter any command, with idle baseline, warmup and repetitions.
+
+pub mod render;
+pub mod result;
+
+use crate::meter::recording::Recording;
+use crate::meter::sampler::{Sampler, SamplerConfig};
+use crate::meter::select::{EstimateScope, Hardware, MeterChoice, select};
+use result::{MeasureResult, MeterInfo, RunResult, SCHEMA_VERSION};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What `measure` was asked to do.
+#[derive(Debug, Clone)]
+pub struct MeasureOptions {
+    pub meter: MeterChoice,
+    pub interval: Duration,
+    pub runs: usize,
+    pub warmup: usize,
+    pub idle: Duration,
+    pub tdp_w: Option<f64>,
+    pub strict: bool,
+    pub command: Vec<String>,
+}
+
+/// Why `measure` could not measure (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeasureError {
+    #[error("no command given: use `joulebench measure -- CMD [ARGS...]`")]
+    NoCommand,
+    #[error("{0}")]
+    Meter(String),
+    #[error(
+        "--strict: refusing to report estimates; {0}. Make RAPL readable (see `joulebench probe`) \
+         or drop --strict to accept a labelled estimate"
+    )]
+    StrictEstimate(String),
+    #[error(
+        "command not found: {cmd:?} (not on PATH and not a file); check the spelling or give a path"
+    )]
+    CommandNotFound { cmd: String },
+    #[error("cannot run {cmd:?}: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+}
+
+/// Progress notifications; every hook defaults to doing nothing.
+pub trait MeasureObserver {
+    fn phase(&mut self, _what: &str) {}
+    fn run_done(&mut self, _run: &RunResult) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl MeasureObserver for Quiet {}
+
+/// What a finished (or interrupted) session produced.
+pub struct MeasureOutcome {
+    pub result: MeasureResult,
+    pub recording: Recording,
+    /// The exit code joulebench should end with: the command's failure, 130 when interrupted, else 0.
+    pub exit_code: i32,
+}
+
+/// Runs `cmd` to completion; `on_exit` runs the moment the child is reaped, before any cleanup,
+/// so the end mark is not delayed by joulebench's own housekeeping.
+fn spawn_and_wait(
+    cmd: &[String],
+    tracker: Option<&Arc<AtomicI32>>,
+    interrupt: &Arc<AtomicBool>,
+    on_exit: impl FnOnce(),
+) -> Result<std::process::ExitStatus, MeasureError> {
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => MeasureError::CommandNotFound {
+                cmd: cmd[0].clone(),
+            },
+            _ => MeasureError::Spawn {
+                cmd: cmd[0].clone(),
+                source: e,
+            },
+        })?;
+    let pid = child.id() as i32;
+    if let Some(t) = tracker {
+        t.store(pid, Ordering::Relaxed);
+    }
+    // On interrupt the child usually got the same Ctrl-C; if it is still running after a grace
+    // period (SIGTERM sent to joulebench alone), pass a SIGTERM on.
+    let done = Arc::new(Mutex::new(false));
+    let watcher = {
+        let done = Arc::clone(&done);
+        let interrupt = Arc::clone(interrupt);
+        std::thread::spawn(move || {
+            let mut since: Option<std::time::Instant> = None;
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let d = done.lock().unwrap_or_else(|p| p.into_inner());
+                if *d {
+                    return;
+                }
+                if interrupt.load(Ordering::Relaxed) {
+                    let t = *since.get_or_insert_with(std::time::Instant::now);
+                    if t.elapsed() >= Duration::from_secs(2) {
+                        // SAFETY: plain kill(2) on our own child, which has not been reaped yet
+                        // (`done` is still false under the lock).
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let status = child.wait();
+    on_exit();
+    *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    let _ = watcher.join();
+    if let Some(t) = tracker {
+        t.store(0, Ordering::Relaxed);
+    }
+    status.map_err(|e| MeasureError::Spawn {
+        cmd: cmd[0].clone(),
+        source: e,
+    })
+}
+
+fn sleep_interruptibly(d: Duration, interrupt: &AtomicBool) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if interrupt.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep((end - std::time::Instant::now()).min(Duration::from_millis(20)));
+    }
+    !interrupt.load(Ordering::Relaxed)
+}
+
+/// Runs the whole session. Errors are raised only before anything was measured.
+pub fn measure(
+    opts: &MeasureOptions,
+    hw: &Hardware,
+    interrupt: &Arc<AtomicBool>,
+    obs: &mut dyn MeasureObserver,
+) -> Result<MeasureOutcome, MeasureError> {
+    if opts.command.is_empty() {
+        return Err(MeasureError::NoCommand);
+    }
+    let sel = select(&opts.meter, hw, opts.tdp_w, EstimateScope::ChildTree)
+        .map_err(MeasureError::Meter)?;
+    if opts.strict && sel.has_estimates() {
+        let why = sel
+            .unavailable
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let why = if why.is_empty() {
+            "the estimate source was selected".to_string()
+        } else {
+            format!("no measured source covers the CPU ({why})")
+        };
+        return Err(MeasureError::StrictEstimate(why));
+    }
+    let mut warnings = sel.warnings.clone();
+    let mut interval = opts.interval;
+    if let Some(max_ms) = sel
+        .sources
+        .iter()
+        .filter_map(|s| s.max_read_interval_ms())
+        .reduce(f64::min)
+        && interval.as_secs_f64() * 1e3 > max_ms
+    {
+        warnings.push(format!(
+            "interval {} ms is too long for the counters' wrap period; using {max_ms:.0} ms",
+            interval.as_millis()
+        ));
+        interval = Duration::from_secs_f64(max_ms / 1e3);
+    }
+    let tracker = sel.child_tracker.clone();
+    let unavailable = sel.unavailable.clone();
+    let sampler = Sampler::start(
+        sel.sources,
+        SamplerConfig {
+            interval,
+            ..Default::default()
+        },
+    );
+
+    let mut interrupted = false;
+    if !opts.idle.is_zero() {
+        obs.phase(&format!("idle baseline ({:.1} s)", opts.idle.as_secs_f64()));
+        sampler.mark("idle:start");
+        interrupted = !sleep_interruptibly(opts.idle, interrupt);
+        sampler.mark("idle:end");
+    }
+
+    let mut last_status: Option<std::process::ExitStatus> = None;
+    let mut spans: Vec<(usize, std::process::ExitStatus)> = Vec::new();
+    let mut failure: Option<MeasureError> = None;
+    let total = opts.warmup + opts.runs;
+    for k in 0..total {
+        if interrupted || interrupt.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let (label, measured) = if k < opts.warmup {
+            (format!("warmup{}", k + 1), false)
+        } else {
+            (format!("run{}", k - opts.warmup + 1), true)
+        };
+        obs.phase(&label);
+        sampler.mark(&format!("{label}:start"));
+        let mut ended = false;
+        let end = spawn_and_wait(&opts.command, tracker.as_ref(), interrupt, || {
+            sampler.mark(&format!("{label}:end"));
+            ended = true;
+        });
+        if !ended {
+            sampler.mark(&format!("{label}:end"));
+        }
+        match end {
+            Ok(status) => {
+                last_status = Some(status);
+                if measured {
+                    spans.push((k - opts.warmup + 1, status));
+                }
+                if interrupt.load(Ordering::Relaxed) {
+                    interrupted = true;
+                }
+                if !status.success() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let rec = sampler.stop();
+    if let Some(e) = failure
+        && spans.is_empty()
+    {
+        return Err(e);
+    }
+
+    let idle = rec
+        .mark_index("idle:start")
+        .zip(rec.mark_index("idle:end"))
+        .map(|(a, b)| result::idle_result(&rec, &rec.window(a, b)));
+    let mut runs = Vec::new();
+    for (i, status) in &spans {
+        let (Some(a), Some(b)) = (
+            rec.mark_index(&format!("run{i}:start")),
+            rec.mark_index(&format!("run{i}:end")),
+        ) else {
+            continue;
+        };
+        let w = rec.window(a, b);
+        let r = result::run_result(
+            &rec,
+            &w,
+            *i,
+            (status.code(), status.signal()),
+            idle.as_ref(),
+            &mut warnings,
+        );
+        obs.run_done(&r);
+        runs.push(r);
+    }
+    let (domains, totals, statistics) = result::aggregate(&rec, &runs);
+    if let Some(s) = statistics.get("cpu_j") {
+        for &o in &s.outliers {
+            warnings.push(format!(
+                "run {} is an outlier in CPU energy (flagged, kept)",
+                o + 1
+            ));
+        }
+    }
+    warnings.extend(rec.diagnostics.iter().cloned());
+    if interrupted {
+        warnings.push(format!(
+            "interrupted after {} of {} measured runs; the results cover those runs",
+            runs.len(),
+            opts.runs
+        ));
+    }
+    let session_s = rec
+        .times
+        .last()
+        .map_or(0.0, |t| t.saturating_sub(rec.start_ns) as f64 / 1e9);
+    let status = last_status;
+    let exit_code = match status {
+        _ if interrupted => 130,
+        Some(s) if !s.success() => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        _ => 0,
+    };
+    let result = MeasureResult {
+        schema_version: SCHEMA_VERSION,
+        tool: "joulebench".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command: opts.command.clone(),
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        interrupted,
+        duration_s: statistics.get("duration_s").map_or(0.0, |s| s.median),
+        runs: runs.len(),
+        warmup: opts.warmup,
+        aggregate: "median over runs (peak power: maximum over runs)".into(),
+        domains,
+        totals,
+        idle,
+        per_run: runs,
+        statistics,
+        meter: MeterInfo {
+            interval_ms: rec.interval_ms,
+            samples: rec.times.len(),
+            sampler_reads: rec.ticks,
+            decimation: rec.decimation,
+            sampler_cpu_fraction: if session_s > 0.0 {
+                rec.sampler_cpu_ns as f64 / 1e9 / session_s
+            } else {
+                0.0
+            },
+            sources: rec
+                .sources
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            unavailable,
+        },
+        warnings,
+    };
+    Ok(MeasureOutcome {
+        result,
+        recording: rec,
+        exit_code,
+    })
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

@@ -1,0 +1,402 @@
+//! The `measure` result (versioned JSON contract) and how it is built from a recording.
+
+use crate::meter::recording::{Recording, Window};
+use crate::meter::{DomainInfo, DomainKind, Method, Provenance, SourceKind, Unavailable};
+use crate::stats::{Summary, median, summarize};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the `measure --json` schema; bump when a field's meaning changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything `measure` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasureResult {
+    pub schema_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    pub command: Vec<String>,
+    /// Exit code of the last run of the command; null if a signal ended it.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the last run, if any.
+    pub signal: Option<i32>,
+    /// The session was interrupted (Ctrl-C); what was measured before is kept.
+    pub interrupted: bool,
+    /// Median run duration in seconds.
+    pub duration_s: f64,
+    /// Number of measured runs completed.
+    pub runs: usize,
+    pub warmup: usize,
+    /// How top-level figures combine runs.
+    pub aggregate: String,
+    pub domains: Vec<DomainResult>,
+    pub totals: Totals,
+    pub idle: Option<IdleResult>,
+    pub per_run: Vec<RunResult>,
+    /// Per figure across runs (`duration_s`, `cpu_j`, `gpu_j`, `<source>/<domain>/energy_j`, …).
+    pub statistics: BTreeMap<String, Summary>,
+    pub meter: MeterInfo,
+    pub warnings: Vec<String>,
+}
+
+/// One domain, aggregated over runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainResult {
+    pub source: SourceKind,
+    pub name: String,
+    pub kind: DomainKind,
+    /// Median over runs; null when it could not be measured (never zero for that).
+    pub energy_j: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    /// Highest over runs, taken over windows of `peak_window_ms`.
+    pub peak_power_w: Option<f64>,
+    pub peak_window_ms: f64,
+    /// Energy minus idle power × duration (median over runs), when idle was measured.
+    pub net_energy_j: Option<f64>,
+    pub provenance: Provenance,
+    pub method: Method,
+    pub interval_ms: f64,
+    pub counter_range_j: Option<f64>,
+    /// Instrument uncertainty of `energy_j` (one side), and what it accounts for.
+    pub uncertainty_j: Option<f64>,
+    pub uncertainty_basis: String,
+    pub invalid_samples: u64,
+    pub bridged: bool,
+    pub location: String,
+    pub note: Option<String>,
+}
+
+/// One domain in one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainRun {
+    pub source: SourceKind,
+    pub name: String,
+    pub energy_j: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    pub peak_power_w: Option<f64>,
+    pub net_energy_j: Option<f64>,
+    pub invalid_samples: u64,
+    pub bridged: bool,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub index: usize,
+    pub duration_s: f64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub domains: Vec<DomainRun>,
+    pub totals: Totals,
+}
+
+/// Totals without double counting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// sum(package) + sum(dram), or the estimate when no sensor covers the CPU.
+    pub cpu_j: Option<f64>,
+    pub cpu_basis: Option<String>,
+    pub cpu_provenance: Option<Provenance>,
+    pub cpu_net_j: Option<f64>,
+    /// Sum over metered GPUs.
+    pub gpu_j: Option<f64>,
+    pub gpu_net_j: Option<f64>,
+    /// Platform energy, reported on its own and never added.
+    pub psys_j: Option<f64>,
+}
+
+/// The idle baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleResult {
+    pub duration_s: f64,
+    pub domains: Vec<IdleDomain>,
+    pub cpu_w: Option<f64>,
+    pub gpu_w: Option<f64>,
+}
+
+/// Idle power of one domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleDomain {
+    pub source: SourceKind,
+    pub name: String,
+    pub power_w: Option<f64>,
+}
+
+/// How the metering ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeterInfo {
+    pub interval_ms: f64,
+    pub samples: usize,
+    pub sampler_reads: u64,
+    pub decimation: u64,
+    /// Sampler thread CPU time / session wall time.
+    pub sampler_cpu_fraction: f64,
+    pub sources: BTreeMap<String, serde_json::Value>,
+    pub unavailable: Vec<Unavailable>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Adds energies by domain kind into totals; a missing part makes the total unknown.
+pub fn totals(domains: &[DomainInfo], energy: &[Option<f64>]) -> Totals {
+    let sum = |pred: &dyn Fn(&DomainInfo) -> bool| -> Option<Option<f64>> {
+        let parts: Vec<Option<f64>> = domains
+            .iter()
+            .zip(energy)
+            .filter(|(d, _)| pred(d))
+            .map(|(_, e)| *e)
+            .collect();
+        (!parts.is_empty()).then(|| parts.iter().copied().sum::<Option<f64>>())
+    };
+    let rapl = |k: DomainKind| move |d: &DomainInfo| d.source == SourceKind::Rapl && d.kind == k;
+    let mut t = Totals::default();
+    if let Some(pkg) = sum(&rapl(DomainKind::Package)) {
+        let dram = sum(&rapl(DomainKind::Dram)).unwrap_or(Some(0.0));
+        t.cpu_j = pkg.zip(dram).map(|(a, b)| a + b);
+        t.cpu_basis = Some("sum(package) + sum(dram)".into());
+        t.cpu_provenance = Some(Provenance::Measured);
+    } else if let Some(core) = sum(&rapl(DomainKind::Core)) {
+        t.cpu_j = core;
+        t.cpu_basis = Some("sum(core): no package domain, a lower bound".into());
+        t.cpu_provenance = Some(Provenance::Measured);
+    } else if let Some(est) = sum(&|d: &DomainInfo| d.kind == DomainKind::CpuEstimate) {
+        t.cpu_j = est;
+        t.cpu_basis = Some("estimate".into());
+        t.cpu_provenance = Some(Provenance::Estimated);
+    }
+    t.gpu_j = sum(&|d: &DomainInfo| d.kind == DomainKind::Gpu).flatten();
+    t.psys_j = sum(&rapl(DomainKind::Psys)).flatten();
+    t
+}
+
+/// Instrument uncertainty of a domain's energy and its basis.
+pub fn uncertainty(d: &DomainInfo, energy_j: f64, avg_w: f64, interval_ms: f64) -> (f64, String) {
+    match d.method {
+        Method::Counter => (
+            2.0 * avg_w * d.nominal_update_ms / 1e3 + 2e-6,
+            format!(
+                "counter edges: two update periods (~{} ms) at average power",
+                d.nominal_update_ms
+            ),
+        ),
+        Method::PolledPower { averaged: false } => (
+            avg_w * interval_ms / 1e3,
+            "trapezoid integration: one sampling interval at average power".into(),
+        ),
+        Method::PolledPower { averaged: true } => (
+            avg_w * 1.0,
+            "driver-averaged power (~1 s trailing window) at average power".into(),
+        ),
+        Method::Estimate => (
+            0.5 * energy_j,
+            "ESTIMATED: model uncertainty, assumed +/-50%".into(),
+        ),
+    }
+}
+
+/// Idle power per domain from the idle window.
+pub fn idle_result(rec: &Recording, w: &Window) -> IdleResult {
+    let dur = w.duration_s();
+    let watts: Vec<Option<f64>> = w.domains.iter().map(|d| finite(d.avg_power_w)).collect();
+    let energy: Vec<Option<f64>> = watts.clone();
+    let t = totals(&rec.domains, &energy);
+    IdleResult {
+        duration_s: dur,
+        domains: rec
+            .domains
+            .iter()
+            .zip(&watts)
+            .map(|(d, w)| IdleDomain {
+                source: d.source,
+                name: d.name.clone(),
+                power_w: *w,
+            })
+            .collect(),
+        cpu_w: t.cpu_j,
+        gpu_w: t.gpu_j,
+    }
+}
+
+/// Gross minus idle, clamped at zero; a negative value adds a warning.
+fn net(
+    gross: Option<f64>,
+    idle_w: Option<f64>,
+    dur: f64,
+    what: &str,
+    warn: &mut Vec<String>,
+) -> Option<f64> {
+    let n = gross? - idle_w? * dur;
+    if n < 0.0 {
+        warn.push(format!(
+            "{what}: net energy was negative ({n:.4} J): idle power above this window's average; \
+             clamped to 0"
+        ));
+        return Some(0.0);
+    }
+    Some(n)
+}
+
+/// Builds one run's result from its window.
+pub fn run_result(
+    rec: &Recording,
+    w: &Window,
+    index: usize,
+    status: (Option<i32>, Option<i32>),
+    idle: Option<&IdleResult>,
+    warnings: &mut Vec<String>,
+) -> RunResult {
+    let dur = w.duration_s();
+    let mut domains = Vec::new();
+    for (i, (d, dw)) in rec.domains.iter().zip(&w.domains).enumerate() {
+        let energy = finite(dw.energy_uj / 1e6);
+        if energy.is_none() {
+            warnings.push(format!(
+                "run {index}: {}/{} could not be measured (no valid read near the window)",
+                d.source, d.name
+            ));
+        }
+        let idle_w = idle.and_then(|x| x.domains.get(i).and_then(|d| d.power_w));
+        let net_e = net(
+            energy,
+            idle_w,
+            dur,
+            &format!("run {index}: {}/{}", d.source, d.name),
+            warnings,
+        );
+        domains.push(DomainRun {
+            source: d.source,
+            name: d.name.clone(),
+            energy_j: energy,
+            avg_power_w: energy.and(finite(dw.avg_power_w)),
+            peak_power_w: energy.and(finite(dw.peak_power_w)),
+            net_energy_j: net_e,
+            invalid_samples: dw.invalid_samples,
+            bridged: dw.bridged,
+        });
+    }
+    let energies: Vec<Option<f64>> = domains.iter().map(|d| d.energy_j).collect();
+    let mut t = totals(&rec.domains, &energies);
+    if let Some(idle) = idle {
+        t.cpu_net_j = net(
+            t.cpu_j,
+            idle.cpu_w,
+            dur,
+            &format!("run {index}: CPU total"),
+            warnings,
+        );
+        t.gpu_net_j = net(
+            t.gpu_j,
+            idle.gpu_w,
+            dur,
+            &format!("run {index}: GPU total"),
+            warnings,
+        );
+    }
+    RunResult {
+        index,
+        duration_s: dur,
+        exit_code: status.0,
+        signal: status.1,
+        domains,
+        totals: t,
+    }
+}
+
+fn med(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let xs: Vec<f64> = v.flatten().collect();
+    (!xs.is_empty()).then(|| median(&xs))
+}
+
+/// Aggregates runs into per-domain results, totals and statistics.
+pub fn aggregate(
+    rec: &Recording,
+    runs: &[RunResult],
+) -> (Vec<DomainResult>, Totals, BTreeMap<String, Summary>) {
+    let mut domains = Vec::new();
+    let mut stats = BTreeMap::new();
+    let mut put = |key: String, vals: Vec<Option<f64>>| {
+        let v: Vec<f64> = vals.into_iter().flatten().collect();
+        if let Some(s) = summarize(&v) {
+            stats.insert(key, s);
+        }
+    };
+    put(
+        "duration_s".into(),
+        runs.iter().map(|r| Some(r.duration_s)).collect(),
+    );
+    put(
+        "cpu_j".into(),
+        runs.iter().map(|r| r.totals.cpu_j).collect(),
+    );
+    put(
+        "cpu_net_j".into(),
+        runs.iter().map(|r| r.totals.cpu_net_j).collect(),
+    );
+    put(
+        "gpu_j".into(),
+        runs.iter().map(|r| r.totals.gpu_j).collect(),
+    );
+    put(
+        "gpu_net_j".into(),
+        runs.iter().map(|r| r.totals.gpu_net_j).collect(),
+    );
+    put(
+        "psys_j".into(),
+        runs.iter().map(|r| r.totals.psys_j).collect(),
+    );
+    for (i, d) in rec.domains.iter().enumerate() {
+        let col = |f: &dyn Fn(&DomainRun) -> Option<f64>| {
+            runs.iter().map(|r| f(&r.domains[i])).collect::<Vec<_>>()
+        };
+        let key = format!("{}/{}", d.source, d.name);
+        put(format!("{key}/energy_j"), col(&|x| x.energy_j));
+        put(format!("{key}/avg_power_w"), col(&|x| x.avg_power_w));
+        let energy = med(col(&|x| x.energy_j).into_iter());
+        let avg = med(col(&|x| x.avg_power_w).into_iter());
+        let peak = col(&|x| x.peak_power_w)
+            .into_iter()
+            .flatten()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let (unc, basis) = match (energy, avg) {
+            (Some(e), Some(a)) => {
+                let (u, b) = uncertainty(d, e, a, rec.interval_ms);
+                (Some(u), b)
+            }
+            _ => (None, "not measured".into()),
+        };
+        domains.push(DomainResult {
+            source: d.source,
+            name: d.name.clone(),
+            kind: d.kind,
+            energy_j: energy,
+            avg_power_w: avg,
+            peak_power_w: peak,
+            peak_window_ms: rec.interval_ms.max(2.0 * d.nominal_update_ms),
+            net_energy_j: med(col(&|x| x.net_energy_j).into_iter()),
+            provenance: d.provenance,
+            method: d.method,
+            interval_ms: rec.interval_ms,
+            counter_range_j: d.counter_range_uj.map(|r| r as f64 / 1e6),
+            uncertainty_j: unc,
+            uncertainty_basis: basis,
+            invalid_samples: runs.iter().map(|r| r.domains[i].invalid_samples).sum(),
+            bridged: runs.iter().any(|r| r.domains[i].bridged),
+            location: d.location.clone(),
+            note: d.note.clone(),
+        });
+    }
+    let pick = |f: &dyn Fn(&Totals) -> Option<f64>| med(runs.iter().map(|r| f(&r.totals)));
+    let first = runs.first().map(|r| r.totals.clone()).unwrap_or_default();
+    let t = Totals {
+        cpu_j: pick(&|t| t.cpu_j),
+        cpu_basis: first.cpu_basis,
+        cpu_provenance: first.cpu_provenance,
+        cpu_net_j: pick(&|t| t.cpu_net_j),
+        gpu_j: pick(&|t| t.gpu_j),
+        gpu_net_j: pick(&|t| t.gpu_net_j),
+        psys_j: pick(&|t| t.psys_j),
+    };
+    (domains, t, stats)
+}

@@ -1,0 +1,339 @@
+//! What a metering session recorded: background samples, synchronous marks, and the arithmetic
+//! on them (window energy, bridging invalid reads, peak power, the trace file).
+
+use super::{DomainInfo, SourceKind};
+use serde::Serialize;
+use std::io::Write;
+
+/// Stored in place of a value whose read failed.
+pub const INVALID: u64 = u64::MAX;
+
+/// A synchronous read of every counter at a boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub label: String,
+    pub t_ns: u64,
+    /// Cumulative microjoules per domain; None where the read failed.
+    pub values: Vec<Option<u64>>,
+}
+
+/// Everything one metering session recorded.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub domains: Vec<DomainInfo>,
+    /// Sample timestamps, CLOCK_MONOTONIC ns.
+    pub times: Vec<u64>,
+    /// Row-major cumulative microjoules, `domains.len()` per sample; [`INVALID`] marks a failed read.
+    pub values: Vec<u64>,
+    pub marks: Vec<Mark>,
+    pub start_ns: u64,
+    /// Only every `decimation`-th sample was kept (memory bound on long sessions).
+    pub decimation: u64,
+    /// Reads the sampler made, kept or not.
+    pub ticks: u64,
+    pub interval_ms: f64,
+    /// CPU time the sampler thread used.
+    pub sampler_cpu_ns: u64,
+    /// Invalid reads and other problems the sources reported.
+    pub diagnostics: Vec<String>,
+    /// Each source's static facts.
+    pub sources: Vec<(SourceKind, serde_json::Value)>,
+}
+
+/// Energy of one domain over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DomainWindow {
+    pub energy_uj: f64,
+    pub avg_power_w: f64,
+    pub peak_power_w: f64,
+    /// Invalid reads inside the window (bridged from neighbours).
+    pub invalid_samples: u64,
+    /// A boundary read failed and was interpolated from neighbouring samples.
+    pub bridged: bool,
+    /// The window over which peak power was taken.
+    pub peak_window_ms: f64,
+}
+
+/// Energy of every domain between two marks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub domains: Vec<DomainWindow>,
+}
+
+impl Window {
+    /// Window length in seconds.
+    pub fn duration_s(&self) -> f64 {
+        (self.end_ns - self.start_ns) as f64 / 1e9
+    }
+}
+
+impl Recording {
+    fn n(&self) -> usize {
+        self.domains.len()
+    }
+
+    fn sample(&self, row: usize, d: usize) -> Option<u64> {
+        let v = self.values[row * self.n() + d];
+        (v != INVALID).then_some(v)
+    }
+
+    /// Valid (time, value) points of domain `d` from samples and marks, in time order.
+    fn points(&self, d: usize) -> Vec<(u64, u64)> {
+        let mut p: Vec<(u64, u64)> = self
+            .times
+            .iter()
+            .enumerate()
+            .filter_map(|(r, &t)| self.sample(r, d).map(|v| (t, v)))
+            .chain(
+                self.marks
+                    .iter()
+                    .filter_map(|m| m.values[d].map(|v| (m.t_ns, v))),
+            )
+            .collect();
+        p.sort_unstable();
+        p
+    }
+
+    /// The value at `t`, interpolated between the nearest valid neighbours; `None` without any.
+    fn bridge(points: &[(u64, u64)], t: u64) -> Option<f64> {
+        let i = points.partition_point(|(pt, _)| *pt < t);
+        match (i.checked_sub(1).map(|j| points[j]), points.get(i)) {
+            (_, Some(&(t1, v1))) if t1 == t => Some(v1 as f64),
+            (Some((t0, v0)), Some(&(t1, v1))) => {
+                let f = (t - t0) as f64 / (t1 - t0) as f64;
+                Some(v0 as f64 + f * (v1 as f64 - v0 as f64))
+            }
+            (Some((_, v0)), None) => Some(v0 as f64),
+            (None, Some(&(_, v1))) => Some(v1 as f64),
+            (None, None) => None,
+        }
+    }
+
+    /// Index of the mark with this label (the last one, if repeated).
+    pub fn mark_index(&self, label: &str) -> Option<usize> {
+        self.marks.iter().rposition(|m| m.label == label)
+    }
+
+    /// Energy per domain between marks `a` and `b`.
+    pub fn window(&self, a: usize, b: usize) -> Window {
+        let (ma, mb) = (&self.marks[a], &self.marks[b]);
+        let dur_ns = mb.t_ns.saturating_sub(ma.t_ns).max(1);
+        let mut out = Vec::with_capacity(self.n());
+        for d in 0..self.n() {
+            let pts = self.points(d);
+            let bridged = ma.values[d].is_none() || mb.values[d].is_none();
+            let va = ma.values[d]
+                .map(|v| v as f64)
+                .or_else(|| Self::bridge(&pts, ma.t_ns));
+            let vb = mb.values[d]
+                .map(|v| v as f64)
+                .or_else(|| Self::bridge(&pts, mb.t_ns));
+            let energy_uj = match (va, vb) {
+                (Some(a), Some(b)) => (b - a).max(0.0),
+                _ => f64::NAN,
+            };
+            let invalid_samples = self
+                .times
+                .iter()
+                .enumerate()
+                .filter(|(r, t)| **t >= ma.t_ns && **t <= mb.t_ns && self.sample(*r, d).is_none())
+                .count() as u64
+                + u64::from(ma.values[d].is_none())
+                + u64::from(mb.values[d].is_none());
+            let avg = energy_uj / 1e6 / (dur_ns as f64 / 1e9);
+            let peak_window_ms = self
+                .interval_ms
+                .max(2.0 * self.domains[d].nominal_update_ms);
+            let peak = peak_power(&pts, ma.t_ns, mb.t_ns, (peak_window_ms * 1e6) as u64)
+                .map_or(avg, |p| p.max(avg));
+            out.push(DomainWindow {
+                energy_uj,
+                avg_power_w: avg,
+                peak_power_w: peak,
+                invalid_samples,
+                bridged,
+                peak_window_ms,
+            });
+        }
+        Window {
+            start_ns: ma.t_ns,
+            end_ns: mb.t_ns,
+            domains: out,
+        }
+    }
+
+    /// Writes every sample and mark as CSV: time, event, source, domain, cumulative J, W, valid.
+    pub fn write_trace(&self, w: impl Write) -> std::io::Result<()> {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record([
+            "t_s", "event", "source", "domain", "energy_j", "power_w", "valid",
+        ])?;
+        let points: Vec<Vec<(u64, u64)>> = (0..self.n()).map(|d| self.points(d)).collect();
+        // Samples and marks merged in time order; marks carry their label as the event.
+        let mut rows: Vec<(u64, Option<usize>, Option<usize>)> = self
+            .times
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| (t, Some(r), None))
+            .chain(
+                self.marks
+                    .iter()
+                    .enumerate()
+                    .map(|(m, mk)| (mk.t_ns, None, Some(m))),
+            )
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        let mut prev: Vec<Option<(u64, f64)>> = vec![None; self.n()];
+        for (t, row, mark) in rows {
+            for (d, dom) in self.domains.iter().enumerate() {
+                let raw = match (row, mark) {
+                    (Some(r), _) => self.sample(r, d),
+                    (_, Some(m)) => self.marks[m].values[d],
+                    _ => None,
+                };
+                let value = raw
+                    .map(|v| v as f64)
+                    .or_else(|| Self::bridge(&points[d], t));
+                let power = match (row, value, prev[d]) {
+                    (Some(_), Some(v), Some((t0, v0))) if t > t0 => {
+                        format!("{:.4}", (v - v0) / 1e6 / ((t - t0) as f64 / 1e9))
+                    }
+                    _ => String::new(),
+                };
+                if let (Some(_), Some(v)) = (row, value) {
+                    prev[d] = Some((t, v));
+                }
+                let event = mark.map_or("sample", |m| self.marks[m].label.as_str());
+                csv.write_record([
+                    format!("{:.6}", t.saturating_sub(self.start_ns) as f64 / 1e9).as_str(),
+                    event,
+                    dom.source.as_str(),
+                    dom.name.as_str(),
+                    &value.map_or(String::new(), |v| format!("{:.6}", v / 1e6)),
+                    &power,
+                    if raw.is_some() { "1" } else { "0" },
+                ])?;
+            }
+        }
+        csv.flush()
+    }
+}
+
+/// Highest average power over consecutive stretches at least `min_ns` long inside [a, b].
+fn peak_power(points: &[(u64, u64)], a: u64, b: u64, min_ns: u64) -> Option<f64> {
+    let mut anchor: Option<(u64, u64)> = None;
+    let mut peak: Option<f64> = None;
+    for &(t, v) in points.iter().filter(|(t, _)| *t >= a && *t <= b) {
+        match anchor {
+            None => anchor = Some((t, v)),
+            Some((t0, v0)) if t - t0 >= min_ns.max(1) => {
+                let w = v.saturating_sub(v0) as f64 / 1e6 / ((t - t0) as f64 / 1e9);
+                peak = Some(peak.map_or(w, |p: f64| p.max(w)));
+                anchor = Some((t, v));
+            }
+            Some(_) => {}
+        }
+    }
+    peak
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::{DomainKind, Method, Provenance};
+
+    fn dom(name: &str) -> DomainInfo {
+        DomainInfo {
+            source: SourceKind::Rapl,
+            name: name.into(),
+            kind: DomainKind::Package,
+            provenance: Provenance::Measured,
+            method: Method::Counter,
+            location: String::new(),
+            counter_range_uj: None,
+            nominal_update_ms: 1.0,
+            note: None,
+        }
+    }
+
+    /// 10 W: 10 µJ per µs = 10_000 µJ per ms. Samples every 10 ms.
+    fn rec(invalid_rows: &[usize], mark_invalid: bool) -> Recording {
+        let times: Vec<u64> = (0..=100).map(|i| i * 10_000_000).collect();
+        let values: Vec<u64> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if invalid_rows.contains(&i) {
+                    INVALID
+                } else {
+                    t / 100
+                }
+            })
+            .collect();
+        let m = |label: &str, t: u64, ok: bool| Mark {
+            label: label.into(),
+            t_ns: t,
+            values: vec![ok.then_some(t / 100)],
+        };
+        Recording {
+            domains: vec![dom("package-0")],
+            times,
+            values,
+            marks: vec![
+                m("start", 105_000_000, true),
+                m("end", 905_000_000, !mark_invalid),
+            ],
+            start_ns: 0,
+            decimation: 1,
+            ticks: 101,
+            interval_ms: 10.0,
+            sampler_cpu_ns: 0,
+            diagnostics: vec![],
+            sources: vec![],
+        }
+    }
+
+    #[test]
+    fn window_energy_from_marks() {
+        let r = rec(&[], false);
+        let w = r.window(0, 1);
+        assert!((w.duration_s() - 0.8).abs() < 1e-12);
+        assert!((w.domains[0].energy_uj - 8_000_000.0).abs() < 1e-6);
+        assert!((w.domains[0].avg_power_w - 10.0).abs() < 1e-9);
+        assert!((w.domains[0].peak_power_w - 10.0).abs() < 1e-9);
+        assert!(!w.domains[0].bridged);
+    }
+
+    #[test]
+    fn invalid_boundary_read_is_bridged_not_zero() {
+        let r = rec(&[50, 90], true);
+        let w = r.window(0, 1);
+        assert!(w.domains[0].bridged);
+        assert_eq!(w.domains[0].invalid_samples, 3);
+        // Linear interpolation between 900 ms and 910 ms recovers the true value.
+        assert!((w.domains[0].energy_uj - 8_000_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn trace_has_rows_for_samples_and_marks() {
+        let r = rec(&[50], false);
+        let mut buf = Vec::new();
+        r.write_trace(&mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + 101 + 2);
+        assert!(lines.iter().any(|l| l.contains(",start,")));
+        let bad: Vec<&&str> = lines.iter().filter(|l| l.ends_with(",0")).collect();
+        assert_eq!(bad.len(), 1);
+        // The invalid sample shows its bridged value, not zero.
+        assert!(bad[0].contains(",5.000000,"), "{}", bad[0]);
+        let row: Vec<&str> = lines[20].split(',').collect();
+        assert!(
+            (row[5].parse::<f64>().unwrap() - 10.0).abs() < 1e-6,
+            "{}",
+            lines[20]
+        );
+    }
+}
