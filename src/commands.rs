@@ -1,7 +1,7 @@
 //! Runs a parsed command line; returns the process exit code.
 
 use crate::cli::{Cli, Command, MeasureArgs, ProbeArgs};
-use crate::measure::{self, MeasureObserver, MeasureOptions, result::RunResult};
+use crate::measure::{self, MeasureObserver, MeasureOptions, RunProgress};
 use crate::meter::probe;
 use crate::meter::select::Hardware;
 use anyhow::{Context, Result};
@@ -39,11 +39,12 @@ impl MeasureObserver for Progress {
     fn phase(&mut self, what: &str) {
         eprintln!("[joulebench] {what}");
     }
-    fn run_done(&mut self, r: &RunResult) {
-        let cpu = r.totals.cpu_j.map_or("n/a".into(), |j| format!("{j:.4} J"));
+    fn run_done(&mut self, r: &RunProgress) {
+        let cpu = r.cpu_j.map_or("n/a".into(), |j| format!("{j:.4} J"));
+        let gpu = r.gpu_j.map_or(String::new(), |j| format!(", GPU {j:.4} J"));
         eprintln!(
-            "[joulebench] run {} done: {:.4} s, CPU {cpu}",
-            r.index, r.duration_s
+            "[joulebench] {} done: {:.4} s, CPU {cpu}{gpu}",
+            r.label, r.duration_s
         );
     }
 }

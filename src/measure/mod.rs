@@ -3,10 +3,11 @@
 pub mod render;
 pub mod result;
 
-use crate::meter::recording::Recording;
+use crate::meter::DomainInfo;
+use crate::meter::recording::{Mark, Recording};
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, MeterChoice, select};
-use result::{MeasureResult, MeterInfo, RunResult, SCHEMA_VERSION};
+use result::{MeasureResult, MeterInfo, SCHEMA_VERSION};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,10 +49,20 @@ pub enum MeasureError {
     Spawn { cmd: String, source: std::io::Error },
 }
 
-/// Progress notifications; every hook defaults to doing nothing.
+/// A run just finished: figures from its two boundary reads, before any bridging.
+#[derive(Debug, Clone)]
+pub struct RunProgress {
+    /// `warmup1`, `run3`, …
+    pub label: String,
+    pub duration_s: f64,
+    pub cpu_j: Option<f64>,
+    pub gpu_j: Option<f64>,
+}
+
+/// Progress notifications, as they happen; every hook defaults to doing nothing.
 pub trait MeasureObserver {
     fn phase(&mut self, _what: &str) {}
-    fn run_done(&mut self, _run: &RunResult) {}
+    fn run_done(&mut self, _run: &RunProgress) {}
 }
 
 /// An observer that ignores everything.
@@ -140,6 +151,22 @@ fn sleep_interruptibly(d: Duration, interrupt: &AtomicBool) -> bool {
     !interrupt.load(Ordering::Relaxed)
 }
 
+fn progress(label: &str, domains: &[DomainInfo], a: &Mark, b: &Mark) -> RunProgress {
+    let energy: Vec<Option<f64>> = a
+        .values
+        .iter()
+        .zip(&b.values)
+        .map(|(x, y)| Some(y.as_ref()?.saturating_sub(*x.as_ref()?) as f64 / 1e6))
+        .collect();
+    let t = result::totals(domains, &energy);
+    RunProgress {
+        label: label.to_string(),
+        duration_s: b.t_ns.saturating_sub(a.t_ns) as f64 / 1e9,
+        cpu_j: t.cpu_j,
+        gpu_j: t.gpu_j,
+    }
+}
+
 /// Runs the whole session. Errors are raised only before anything was measured.
 pub fn measure(
     opts: &MeasureOptions,
@@ -214,14 +241,14 @@ pub fn measure(
             (format!("run{}", k - opts.warmup + 1), true)
         };
         obs.phase(&label);
-        sampler.mark(&format!("{label}:start"));
-        let mut ended = false;
+        let start = sampler.mark(&format!("{label}:start"));
+        let mut end_mark = None;
         let end = spawn_and_wait(&opts.command, tracker.as_ref(), interrupt, || {
-            sampler.mark(&format!("{label}:end"));
-            ended = true;
+            end_mark = Some(sampler.mark(&format!("{label}:end")));
         });
-        if !ended {
-            sampler.mark(&format!("{label}:end"));
+        let end_mark = end_mark.unwrap_or_else(|| sampler.mark(&format!("{label}:end")));
+        if end.is_ok() {
+            obs.run_done(&progress(&label, sampler.domains(), &start, &end_mark));
         }
         match end {
             Ok(status) => {
@@ -270,7 +297,6 @@ pub fn measure(
             idle.as_ref(),
             &mut warnings,
         );
-        obs.run_done(&r);
         runs.push(r);
     }
     let (domains, totals, statistics) = result::aggregate(&rec, &runs);

@@ -31,6 +31,7 @@ pub struct MeasureResult {
     pub aggregate: String,
     pub domains: Vec<DomainResult>,
     pub totals: Totals,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleResult>,
     pub per_run: Vec<RunResult>,
     /// Per figure across runs (`duration_s`, `cpu_j`, `gpu_j`, `<source>/<domain>/energy_j`, …).
@@ -97,11 +98,15 @@ pub struct Totals {
     pub cpu_j: Option<f64>,
     pub cpu_basis: Option<String>,
     pub cpu_provenance: Option<Provenance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_net_j: Option<f64>,
     /// Sum over metered GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_net_j: Option<f64>,
     /// Platform energy, reported on its own and never added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psys_j: Option<f64>,
 }
 

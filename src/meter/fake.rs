@@ -139,40 +139,50 @@ impl FakePowercap {
     }
 }
 
-/// Drives zones of a fake tree at constant wattages from a background thread.
+/// Drives zones of a fake tree at set wattages from a background thread, like a CPU would.
 pub struct PowerDriver {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    watts: Arc<Mutex<Vec<f64>>>,
+    corrupt: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PowerDriver {
-    /// Advances each `(zone, watts)` every `step` so energy = watts × elapsed (wrapping at the
-    /// zone's range), starting from each zone's current counter.
+    /// Every `step`, adds watts × elapsed to each `(zone, watts)` counter (wrapping at the zone's
+    /// range), starting from the zone's current value.
     pub fn start(tree: &FakePowercap, zones: &[(&str, f64)], step: std::time::Duration) -> Self {
-        let targets: Vec<(PathBuf, f64, u64, u64)> = zones
+        let targets: Vec<(PathBuf, u64, u64)> = zones
             .iter()
-            .filter_map(|(z, w)| {
+            .filter_map(|(z, _)| {
                 let dir = tree.zone_dir(z)?.to_path_buf();
                 let start = std::fs::read_to_string(dir.join("energy_uj")).ok()?;
                 let range = std::fs::read_to_string(dir.join("max_energy_range_uj")).ok()?;
-                Some((
-                    dir,
-                    *w,
-                    start.trim().parse().ok()?,
-                    range.trim().parse().ok()?,
-                ))
+                Some((dir, start.trim().parse().ok()?, range.trim().parse().ok()?))
             })
             .collect();
+        let watts = Arc::new(Mutex::new(
+            zones.iter().map(|(_, w)| *w).collect::<Vec<_>>(),
+        ));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let t0 = monotonic_ns();
+        let corrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, w, bad) = (Arc::clone(&stop), Arc::clone(&watts), Arc::clone(&corrupt));
         let handle = std::thread::spawn(move || {
+            let mut energy: Vec<f64> = targets.iter().map(|(_, s, _)| *s as f64).collect();
+            let mut last = monotonic_ns();
             while !flag.load(Ordering::Relaxed) {
-                let dt = (monotonic_ns() - t0) as f64 / 1e9;
-                for (dir, w, start, range) in &targets {
-                    let v = (*start as f64 + w * dt * 1e6) as u64 % (range + 1);
+                let now = monotonic_ns();
+                let dt = (now - last) as f64 / 1e9;
+                last = now;
+                let watts = w.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                for (i, (dir, _, range)) in targets.iter().enumerate() {
+                    energy[i] += watts[i] * dt * 1e6;
+                    let text = if bad.load(Ordering::Relaxed) {
+                        "garbage\n".to_string()
+                    } else {
+                        format!("{}\n", energy[i] as u64 % range)
+                    };
                     let tmp = dir.join(".energy_uj.tmp");
-                    if std::fs::write(&tmp, format!("{v}\n")).is_ok() {
+                    if std::fs::write(&tmp, text).is_ok() {
                         let _ = std::fs::rename(&tmp, dir.join("energy_uj"));
                     }
                 }
@@ -181,8 +191,27 @@ impl PowerDriver {
         });
         PowerDriver {
             stop,
+            watts,
+            corrupt,
             handle: Some(handle),
         }
+    }
+
+    /// Changes the wattage of the `i`-th driven zone from now on.
+    pub fn set_watts(&self, i: usize, watts: f64) {
+        if let Some(w) = self
+            .watts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i)
+        {
+            *w = watts;
+        }
+    }
+
+    /// While on, the counters read `garbage` (a failing sensor); energy keeps accruing.
+    pub fn set_corrupt(&self, on: bool) {
+        self.corrupt.store(on, Ordering::Relaxed);
     }
 }
 
@@ -227,11 +256,12 @@ impl FaultySysfs {
     }
 
     fn denied(&self, path: &Path) -> bool {
+        let path = canonical(path);
         self.deny
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|d| d == path)
+            .any(|d| canonical(d) == path)
     }
 }
 
@@ -252,11 +282,17 @@ impl Sysfs for FaultySysfs {
             .fail
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .cloned()
+            .iter()
+            .find(|(p, _)| canonical(p) == canonical(path))
+            .map(|(_, v)| v.clone())
             .unwrap_or_default();
         Ok(Box::new(FaultyCounter { inner, fails, n: 0 }))
     }
+}
+
+/// The same file reached through a flat link or the nested folder compares equal.
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 struct FaultyCounter {

@@ -98,9 +98,10 @@ impl fmt::Display for Provenance {
     }
 }
 
-/// How a domain's energy is obtained.
+/// How a domain's energy is obtained. Serialized as one string: `counter`, `polled_power`,
+/// `polled_power_averaged` or `estimate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Method {
     /// A cumulative hardware energy counter read at window edges.
     Counter,
@@ -109,6 +110,37 @@ pub enum Method {
     PolledPower { averaged: bool },
     /// A model of CPU time and TDP; see the estimate's formula.
     Estimate,
+}
+
+impl Method {
+    /// The name used in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Counter => "counter",
+            Method::PolledPower { averaged: false } => "polled_power",
+            Method::PolledPower { averaged: true } => "polled_power_averaged",
+            Method::Estimate => "estimate",
+        }
+    }
+}
+
+impl From<Method> for &'static str {
+    fn from(m: Method) -> &'static str {
+        m.as_str()
+    }
+}
+
+impl TryFrom<String> for Method {
+    type Error = String;
+    fn try_from(s: String) -> Result<Method, String> {
+        Ok(match s.as_str() {
+            "counter" => Method::Counter,
+            "polled_power" => Method::PolledPower { averaged: false },
+            "polled_power_averaged" => Method::PolledPower { averaged: true },
+            "estimate" => Method::Estimate,
+            other => return Err(format!("unknown method {other:?}")),
+        })
+    }
 }
 
 impl fmt::Display for Method {

@@ -1,0 +1,226 @@
+//! `measure` end to end through the library, on fake powercap trees driven at known wattages.
+
+use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
+use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver};
+use joulebench::meter::select::{Hardware, MeterChoice};
+use joulebench::meter::{Provenance, SourceKind};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+fn hw(root: &std::path::Path) -> Hardware {
+    let mut hw = Hardware::real(root.to_path_buf());
+    hw.gpu = Box::new(|| {
+        Err(joulebench::meter::nvml::GpuError::LibraryNotFound(
+            "NVML library not found".into(),
+        ))
+    });
+    hw
+}
+
+fn opts(cmd: &[&str]) -> MeasureOptions {
+    MeasureOptions {
+        meter: MeterChoice::Auto,
+        interval: Duration::from_millis(5),
+        runs: 1,
+        warmup: 0,
+        idle: Duration::ZERO,
+        tdp_w: None,
+        strict: false,
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn close(got: f64, want: f64, rel: f64) -> bool {
+    (got - want).abs() <= rel * want.abs()
+}
+
+/// Raises the package's wattage when the first measured run starts.
+struct StepUp<'a>(&'a PowerDriver);
+impl MeasureObserver for StepUp<'_> {
+    fn phase(&mut self, what: &str) {
+        if what == "run1" {
+            self.0.set_watts(0, 40.0);
+        }
+    }
+}
+
+#[test]
+fn idle_subtraction_matches_the_truth_within_one_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::intel_client(dir.path()).unwrap();
+    let driver = PowerDriver::start(
+        &tree,
+        &[("intel-rapl:0", 10.0), ("intel-rapl:0:2", 2.0)],
+        Duration::from_micros(200),
+    );
+    let mut o = opts(&["sleep", "0.6"]);
+    o.idle = Duration::from_millis(600);
+    let out = measure(
+        &o,
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut StepUp(&driver),
+    )
+    .unwrap();
+    drop(driver);
+    let r = &out.result;
+    let idle = r.idle.as_ref().unwrap();
+    assert!(
+        close(idle.cpu_w.unwrap(), 12.0, 0.01),
+        "idle {:?}",
+        idle.cpu_w
+    );
+    let run = &r.per_run[0];
+    let d = run.duration_s;
+    let pkg = run.domains.iter().find(|x| x.name == "package-0").unwrap();
+    assert!(
+        close(pkg.energy_j.unwrap(), 40.0 * d, 0.01),
+        "{:?} vs {}",
+        pkg.energy_j,
+        40.0 * d
+    );
+    assert!(
+        close(pkg.net_energy_j.unwrap(), 30.0 * d, 0.01),
+        "{:?}",
+        pkg.net_energy_j
+    );
+    assert!(close(run.totals.cpu_j.unwrap(), 42.0 * d, 0.01));
+    assert!(
+        close(run.totals.cpu_net_j.unwrap(), 30.0 * d, 0.01),
+        "{:?}",
+        run.totals.cpu_net_j
+    );
+    assert_eq!(r.totals.cpu_provenance, Some(Provenance::Measured));
+    // The core domain was not driven: it reads a measured zero, not a missing value.
+    let core = r.domains.iter().find(|x| x.name == "core-0").unwrap();
+    assert_eq!(core.energy_j, Some(0.0));
+}
+
+#[test]
+fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::amd_two_die(dir.path()).unwrap();
+    let _driver = PowerDriver::start(
+        &tree,
+        &[("intel-rapl:0", 7.0), ("intel-rapl:1", 3.0)],
+        Duration::from_micros(200),
+    );
+    let mut o = opts(&["sleep", "0.1"]);
+    o.runs = 4;
+    o.warmup = 1;
+    let out = measure(
+        &o,
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    let r = &out.result;
+    assert_eq!((r.runs, r.per_run.len(), out.exit_code), (4, 4, 0));
+    let s = &r.statistics["cpu_j"];
+    assert_eq!(s.n, 4);
+    assert!(s.sd.is_some() && s.ci95.is_some() && s.cv.is_some());
+    for run in &r.per_run {
+        assert!(close(
+            run.totals.cpu_j.unwrap(),
+            10.0 * run.duration_s,
+            0.01
+        ));
+    }
+    // The warmup run is not among the results, but its marks are in the recording.
+    assert!(out.recording.mark_index("warmup1:start").is_some());
+
+    let mut o = opts(&["sh", "-c", "sleep 0.05; exit 7"]);
+    o.runs = 3;
+    let out = measure(
+        &o,
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    assert_eq!(out.exit_code, 7);
+    assert_eq!(out.result.exit_code, Some(7));
+    assert_eq!(
+        out.result.per_run.len(),
+        1,
+        "stops at the first failure, keeps it"
+    );
+    assert!(out.result.totals.cpu_j.unwrap() > 0.0);
+}
+
+#[test]
+fn estimate_is_labelled_everywhere_and_strict_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&["true"]);
+    o.tdp_w = Some(80.0);
+    let out = measure(
+        &o,
+        &hw(&dir.path().join("none")),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    let r = &out.result;
+    assert_eq!(r.totals.cpu_provenance, Some(Provenance::Estimated));
+    assert_eq!(r.totals.cpu_basis.as_deref(), Some("estimate"));
+    let d = &r.domains[0];
+    assert_eq!(
+        (d.source, d.provenance),
+        (SourceKind::Estimate, Provenance::Estimated)
+    );
+    assert!(d.note.as_deref().unwrap().contains("ESTIMATED"));
+    assert!(d.note.as_deref().unwrap().contains("80"));
+    assert!(r.warnings.iter().any(|w| w.contains("ESTIMATED")));
+    let est = &r.meter.sources["estimate"];
+    assert_eq!(est["tdp_w"], 80.0);
+    assert!(
+        est["formula"]
+            .as_str()
+            .unwrap()
+            .starts_with("E = cpu_time_s")
+    );
+
+    o.strict = true;
+    let err = measure(
+        &o,
+        &hw(&dir.path().join("none")),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("--strict"));
+}
+
+#[test]
+fn a_failing_sensor_mid_run_is_bridged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::intel_client(dir.path()).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_micros(200));
+    // Reads 1 and 2 are the first sample and the run's start mark; reads 5 to 30 fail.
+    let faults = FaultySysfs::new();
+    let pkg = tree.zone_dir("intel-rapl:0").unwrap().join("energy_uj");
+    faults.fail_reads(&pkg, &(5..=30).collect::<Vec<u64>>());
+    let mut hw = hw(dir.path());
+    hw.sysfs = Box::new(faults);
+    let mut o = opts(&["sleep", "0.4"]);
+    o.interval = Duration::from_millis(2);
+    let out = measure(&o, &hw, &Arc::new(AtomicBool::new(false)), &mut Quiet).unwrap();
+    let r = &out.result;
+    let pkg = r.domains.iter().find(|d| d.name == "package-0").unwrap();
+    let dur = r.per_run[0].duration_s;
+    assert_eq!(pkg.invalid_samples, 26);
+    assert!(
+        close(pkg.energy_j.unwrap(), 20.0 * dur, 0.01),
+        "{:?} vs {}",
+        pkg.energy_j,
+        20.0 * dur
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.contains("26 invalid read")),
+        "{:?}",
+        r.warnings
+    );
+}
