@@ -55,7 +55,7 @@ fn measure_sleep_reports_package_energy_within_one_percent() {
     assert_eq!(v["command"], serde_json::json!(["sleep", "1"]));
     assert_eq!(v["runs"], 1);
     let dur = v["duration_s"].as_f64().unwrap();
-    assert!(dur >= 1.0 && dur < 2.0, "{dur}");
+    assert!((1.0..2.0).contains(&dur), "{dur}");
     let pkg = domain(&v, "package-0");
     let e = pkg["energy_j"].as_f64().unwrap();
     assert!(
