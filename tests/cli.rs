@@ -51,6 +51,10 @@ fn measure_sleep_reports_package_energy_within_one_percent() {
         .success()
         .stderr(predicate::str::contains("package-0"));
     let v = read_json(&out);
+    let typed: joulebench::measure::result::MeasureResult =
+        serde_json::from_value(v.clone()).expect("the JSON reads back into the typed result");
+    assert_eq!(typed.per_run.len(), 1);
+    assert!(typed.machine.logical_cpus >= 1);
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["command"], serde_json::json!(["sleep", "1"]));
     assert_eq!(v["runs"], 1);

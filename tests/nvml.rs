@@ -165,3 +165,17 @@ fn auto_selects_a_fake_gpu_next_to_the_estimate() {
     let kinds: Vec<SourceKind> = sel.sources.iter().map(|s| s.kind()).collect();
     assert_eq!(kinds, [SourceKind::Nvml, SourceKind::Estimate]);
 }
+
+#[test]
+fn short_windows_are_called_out_for_slow_counters() {
+    let src = NvmlSource::open(
+        &FakeNvml::new(vec![FakeGpu::with_counter("A", "GPU-a")]),
+        None,
+        true,
+    )
+    .unwrap();
+    let w = joulebench::measure::result::short_window_warnings(src.domains(), 0.2);
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("nvml/gpu0"));
+    assert!(joulebench::measure::result::short_window_warnings(src.domains(), 2.0).is_empty());
+}

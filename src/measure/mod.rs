@@ -300,6 +300,9 @@ pub fn measure(
         runs.push(r);
     }
     let (domains, totals, statistics) = result::aggregate(&rec, &runs);
+    if let Some(d) = statistics.get("duration_s") {
+        warnings.extend(result::short_window_warnings(&rec.domains, d.median));
+    }
     if let Some(s) = statistics.get("cpu_j") {
         for &o in &s.outliers {
             warnings.push(format!(
@@ -360,6 +363,7 @@ pub fn measure(
                 .collect(),
             unavailable,
         },
+        machine: crate::fingerprint::machine(),
         warnings,
     };
     Ok(MeasureOutcome {

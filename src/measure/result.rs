@@ -37,6 +37,8 @@ pub struct MeasureResult {
     /// Per figure across runs (`duration_s`, `cpu_j`, `gpu_j`, `<source>/<domain>/energy_j`, …).
     pub statistics: BTreeMap<String, Summary>,
     pub meter: MeterInfo,
+    /// The machine the figures were measured on.
+    pub machine: crate::fingerprint::Machine,
     pub warnings: Vec<String>,
 }
 
@@ -199,6 +201,24 @@ pub fn uncertainty(d: &DomainInfo, energy_j: f64, avg_w: f64, interval_ms: f64) 
             "ESTIMATED: model uncertainty, assumed +/-50%".into(),
         ),
     }
+}
+
+/// Warnings for domains whose counter updates too slowly for windows this short.
+pub fn short_window_warnings(domains: &[DomainInfo], window_s: f64) -> Vec<String> {
+    domains
+        .iter()
+        .filter(|d| d.method != Method::Estimate && window_s * 1e3 < 5.0 * d.nominal_update_ms)
+        .map(|d| {
+            format!(
+                "{}/{}: the window ({:.1} ms) is shorter than five updates of its counter (~{} ms \
+                 each): edge effects dominate; lengthen the work or repeat it inside one run",
+                d.source,
+                d.name,
+                window_s * 1e3,
+                d.nominal_update_ms
+            )
+        })
+        .collect()
 }
 
 /// Idle power per domain from the idle window.
