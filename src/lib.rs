@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod engine;
 pub mod fingerprint;
 pub mod measure;
 pub mod meter;

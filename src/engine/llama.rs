@@ -1,0 +1,401 @@
+//! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
+//! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
+
+use super::kernels::{Q41Matrix, kernel_name};
+use super::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
+use crate::clock::monotonic_ns;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+/// Model shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub rope_dim: usize,
+    pub rope_theta: f32,
+    pub rms_eps: f64,
+    pub vocab: usize,
+    pub ctx_len: usize,
+}
+
+impl LlamaConfig {
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Parameter count (tied embeddings counted once when `tied`).
+    pub fn parameters(&self, tied: bool) -> u64 {
+        let hd = self.head_dim();
+        let attn = self.n_embd * (self.n_head * hd) * 2 + self.n_embd * (self.n_kv_head * hd) * 2;
+        let ffn = 3 * self.n_embd * self.n_ff;
+        let per_layer = attn + ffn + 2 * self.n_embd;
+        let emb = self.vocab * self.n_embd;
+        (self.n_layer * per_layer + emb * if tied { 1 } else { 2 } + self.n_embd) as u64
+    }
+}
+
+/// A linear layer holding the representations each phase uses.
+pub struct Linear {
+    dense: Option<Tensor>,
+    q41: Option<Q41Matrix>,
+    qmm: Option<QMatMul>,
+    out_dim: usize,
+    in_dim: usize,
+}
+
+impl Linear {
+    /// From a GGUF tensor; `dense_prefill` also keeps a dequantized f32 copy for prefill.
+    pub fn from_qtensor(qt: QTensor, dense_prefill: bool) -> Result<Linear, EngineError> {
+        let (out_dim, in_dim) = qt.shape().dims2()?;
+        let dev = qt.device();
+        let mut l = Linear {
+            dense: None,
+            q41: None,
+            qmm: None,
+            out_dim,
+            in_dim,
+        };
+        match qt.dtype() {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                l.dense = Some(qt.dequantize(&dev)?);
+                return Ok(l);
+            }
+            GgmlDType::Q4_1 if dev.is_cpu() => {
+                let bytes = qt.data()?;
+                l.q41 = Some(
+                    Q41Matrix::from_bytes(out_dim, in_dim, &bytes)
+                        .map_err(candle_core::Error::Msg)?,
+                );
+            }
+            _ => {}
+        }
+        if dense_prefill {
+            l.dense = Some(qt.dequantize(&dev)?);
+        }
+        if l.q41.is_none() {
+            l.qmm = Some(QMatMul::from_qtensor(qt)?);
+        }
+        Ok(l)
+    }
+
+    /// From dense f32 weights (out × in); `quantize_q41` also makes a Q4_1 copy for decode.
+    pub fn from_dense(w: Tensor, quantize_q41: bool) -> Result<Linear, EngineError> {
+        let (out_dim, in_dim) = w.dims2()?;
+        let q41 = if quantize_q41 {
+            let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
+            Some(Q41Matrix::quantize(out_dim, in_dim, &v))
+        } else {
+            None
+        };
+        Ok(Linear {
+            dense: Some(w),
+            q41,
+            qmm: None,
+            out_dim,
+            in_dim,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
+        if prefill && let Some(w) = &self.dense {
+            return x.broadcast_matmul(&w.t()?);
+        }
+        if let Some(q) = &self.q41 {
+            let mut dims = x.dims().to_vec();
+            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let mut y = vec![0f32; xs.len() / self.in_dim * self.out_dim];
+            q.matvec(&xs, &mut y);
+            if let Some(last) = dims.last_mut() {
+                *last = self.out_dim;
+            }
+            return Tensor::from_vec(y, dims, x.device());
+        }
+        if let Some(q) = &self.qmm {
+            return q.forward(x);
+        }
+        match &self.dense {
+            Some(w) => x.broadcast_matmul(&w.t()?),
+            None => candle_core::bail!("linear layer has no weights"),
+        }
+    }
+
+    /// The path used in a phase.
+    fn path(&self, prefill: bool) -> &'static str {
+        if prefill && self.dense.is_some() {
+            "dense f32 (dequantized at load)"
+        } else if self.q41.is_some() {
+            kernel_name()
+        } else if self.qmm.is_some() {
+            "candle quantized matmul"
+        } else {
+            "dense f32"
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Tensor,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+    cache: KvCache,
+}
+
+/// A loaded llama-family model.
+pub struct Llama {
+    pub cfg: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: Linear,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// The weights of one layer, in any representation.
+pub struct LayerWeights {
+    pub attn_norm: Tensor,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Tensor,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
+}
+
+impl Llama {
+    /// Assembles a model from its parts.
+    pub fn new(
+        cfg: LlamaConfig,
+        embed: Tensor,
+        layers: Vec<LayerWeights>,
+        norm: Tensor,
+        output: Linear,
+        device: &Device,
+    ) -> Result<Llama, EngineError> {
+        let half = cfg.rope_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.rope_dim as f32))
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, half), device)?;
+        let t = Tensor::arange(0u32, cfg.ctx_len as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.ctx_len, 1))?;
+        let freqs = t.broadcast_mul(&inv)?;
+        Ok(Llama {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+            layers: layers
+                .into_iter()
+                .map(|w| Layer {
+                    attn_norm: w.attn_norm,
+                    wq: w.wq,
+                    wk: w.wk,
+                    wv: w.wv,
+                    wo: w.wo,
+                    ffn_norm: w.ffn_norm,
+                    w_gate: w.w_gate,
+                    w_up: w.w_up,
+                    w_down: w.w_down,
+                    cache: KvCache::new(2, 1),
+                })
+                .collect(),
+            cfg,
+            embed,
+            norm,
+            output,
+            device: device.clone(),
+        })
+    }
+
+    /// The matmul path of each phase, for the record.
+    pub fn paths(&self) -> (String, String) {
+        let l = &self.layers[0];
+        (l.wq.path(true).to_string(), l.wq.path(false).to_string())
+    }
+
+    fn rope(&self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        let (_b, _h, seq, _d) = x.dims4()?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+    }
+
+    fn forward(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        let (b, seq) = tokens.dims2()?;
+        let prefill = seq > 1;
+        let cfg = self.cfg.clone();
+        let hd = cfg.head_dim();
+        let mask = if prefill {
+            let m: Vec<f32> = (0..seq)
+                .flat_map(|i| (0..seq).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            Some(Tensor::from_vec(m, (seq, seq), &self.device)?)
+        } else {
+            None
+        };
+        let mut x = self
+            .embed
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, seq, cfg.n_embd))?;
+        for i in 0..self.layers.len() {
+            let h = candle_nn::ops::rms_norm(&x, &self.layers[i].attn_norm, cfg.rms_eps as f32)?;
+            let layer = &self.layers[i];
+            let q = layer
+                .wq
+                .forward(&h, prefill)?
+                .reshape((b, seq, cfg.n_head, hd))?
+                .transpose(1, 2)?;
+            let k = layer
+                .wk
+                .forward(&h, prefill)?
+                .reshape((b, seq, cfg.n_kv_head, hd))?
+                .transpose(1, 2)?;
+            let v = layer
+                .wv
+                .forward(&h, prefill)?
+                .reshape((b, seq, cfg.n_kv_head, hd))?
+                .transpose(1, 2)?;
+            let q = self.rope(&q, pos)?;
+            let k = self.rope(&k, pos)?;
+            let (k, v) = self.layers[i]
+                .cache
+                .append(&k.contiguous()?, &v.contiguous()?)?;
+            let rep = cfg.n_head / cfg.n_kv_head;
+            let k = candle_transformers::utils::repeat_kv(k, rep)?;
+            let v = candle_transformers::utils::repeat_kv(v, rep)?;
+            let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
+            let att = match &mask {
+                Some(m) => att.broadcast_add(m)?,
+                None => att,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, seq, cfg.n_embd))?;
+            let layer = &self.layers[i];
+            x = (layer.wo.forward(&y, prefill)? + x)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps as f32)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h, prefill)?)?;
+            let up = layer.w_up.forward(&h, prefill)?;
+            x = (layer.w_down.forward(&(gate * up)?, prefill)? + x)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, cfg.rms_eps as f32)?;
+        let last = x.i((.., seq - 1, ..))?.contiguous()?;
+        self.output.forward(&last, false)
+    }
+
+    /// Greedy generation with events at the phase boundaries.
+    pub fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        eos: &[u32],
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError> {
+        let b = req.prompts.len();
+        let len = req.prompts.first().map_or(0, Vec::len);
+        if b == 0 || len == 0 {
+            return Err(EngineError::Request("empty prompt".into()));
+        }
+        if req.prompts.iter().any(|p| p.len() != len) {
+            return Err(EngineError::Request(
+                "prompts in a batch must have equal length".into(),
+            ));
+        }
+        if req.max_new_tokens == 0 {
+            return Err(EngineError::Request(
+                "max_new_tokens must be at least 1".into(),
+            ));
+        }
+        let total = len + req.max_new_tokens;
+        if total > self.cfg.ctx_len {
+            return Err(EngineError::Request(format!(
+                "{len} prompt + {} new tokens exceed the context length {}",
+                req.max_new_tokens, self.cfg.ctx_len
+            )));
+        }
+        if let Some(bad) = req
+            .prompts
+            .iter()
+            .flatten()
+            .find(|t| **t as usize >= self.cfg.vocab)
+        {
+            return Err(EngineError::Request(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.cfg.vocab
+            )));
+        }
+        for l in &mut self.layers {
+            l.cache = KvCache::new(2, total);
+        }
+        let flat: Vec<u32> = req.prompts.iter().flatten().copied().collect();
+        let input = Tensor::from_vec(flat, (b, len), &self.device)?;
+        self.device.synchronize()?;
+        let start_ns = monotonic_ns();
+        obs.on_event(TokenEvent::Start, start_ns);
+        let logits = self.forward(&input, 0)?;
+        let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        self.device.synchronize()?;
+        let first = monotonic_ns();
+        obs.on_event(TokenEvent::FirstToken, first);
+        obs.on_event(TokenEvent::Token { index: 0 }, first);
+        let mut token_ns = vec![first];
+        let mut generated: Vec<Vec<u32>> = next.iter().map(|t| vec![*t]).collect();
+        let mut done: Vec<bool> = next
+            .iter()
+            .map(|t| !req.ignore_eos && eos.contains(t))
+            .collect();
+        let mut steps = 1;
+        while steps < req.max_new_tokens && !done.iter().all(|d| *d) {
+            let input = Tensor::from_vec(next.clone(), (b, 1), &self.device)?;
+            let logits = self.forward(&input, len + steps - 1)?;
+            next = logits.argmax(D::Minus1)?.to_vec1()?;
+            self.device.synchronize()?;
+            let t = monotonic_ns();
+            obs.on_event(TokenEvent::Token { index: steps }, t);
+            token_ns.push(t);
+            for (s, tok) in next.iter().enumerate() {
+                if !done[s] {
+                    generated[s].push(*tok);
+                    done[s] = !req.ignore_eos && eos.contains(tok);
+                }
+            }
+            steps += 1;
+        }
+        let end_ns = monotonic_ns();
+        obs.on_event(TokenEvent::End, end_ns);
+        Ok(GenerateOutput {
+            prompt_tokens: b * len,
+            generated,
+            steps,
+            start_ns,
+            first_token_ns: first,
+            token_ns,
+            end_ns,
+        })
+    }
+
+    /// Logits for every position of one prompt (tests compare implementations with this).
+    pub fn last_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
+        for l in &mut self.layers {
+            l.cache = KvCache::new(2, prompt.len() + 1);
+        }
+        let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &self.device)?;
+        Ok(self.forward(&input, 0)?.flatten_all()?.to_vec1()?)
+    }
+}

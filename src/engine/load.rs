@@ -1,0 +1,310 @@
+//! Loading a model from an id, a registry entry, a path or a synthetic name, outside any
+//! measured window.
+
+use super::gguf::Gguf;
+use super::llama::{LayerWeights, Linear, Llama, LlamaConfig};
+use super::registry::{self, ModelKind};
+use super::{
+    EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
+    TokenObserver, synthetic, tokenizer,
+};
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// Architectures joulebench runs from GGUF files.
+pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama)";
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `cpu`, or `cuda:N` / `metal` with those features.
+    pub device: String,
+    /// Keep dequantized f32 weights for prefill (faster batched prefill, 4× the memory).
+    pub dense_prefill: bool,
+    /// Fetch registered models that are not cached.
+    pub allow_fetch: bool,
+    /// Seed of synthetic weights.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: "cpu".into(),
+            dense_prefill: true,
+            allow_fetch: true,
+            seed: 42,
+        }
+    }
+}
+
+/// Parses a device string.
+pub fn device(spec: &str) -> Result<Device, EngineError> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s.starts_with("cuda") => {
+            let idx = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |i| i.parse::<usize>())
+                .map_err(|_| EngineError::Device(s.into()))?;
+            Device::new_cuda(idx).map_err(|_| EngineError::Device(s.into()))
+        }
+        "metal" => Device::new_metal(0).map_err(|_| EngineError::Device(spec.into())),
+        other => Err(EngineError::Device(other.into())),
+    }
+}
+
+/// A llama-family model run by candle.
+pub struct CandleLlama {
+    model: Llama,
+    info: ModelInfo,
+    tokenizer: Option<Tokenizer>,
+    /// The chat template from the model file, if any.
+    pub chat_template: Option<String>,
+}
+
+impl InferenceBackend for CandleLlama {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError> {
+        let eos = self.info.eos_token_ids.clone();
+        self.model.generate(req, &eos, obs)
+    }
+}
+
+impl CandleLlama {
+    /// The model itself (tests compare logits).
+    pub fn model_mut(&mut self) -> &mut Llama {
+        &mut self.model
+    }
+}
+
+/// Loads `spec`: `synthetic:NAME`, a registered id, a `.gguf` path, or a folder holding one.
+pub fn load(
+    spec: &str,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CandleLlama, EngineError> {
+    let dev = device(&opts.device)?;
+    if let Some(name) = spec.strip_prefix("synthetic:") {
+        let (model, params) = synthetic::build(name, opts.seed, &dev)?;
+        let (pre, dec) = model.paths();
+        let cfg = model.cfg.clone();
+        return Ok(CandleLlama {
+            info: ModelInfo {
+                id: spec.to_string(),
+                family: "synthetic llama".into(),
+                architecture: "llama".into(),
+                parameters: params,
+                quantization: if dec.contains("q4_1") {
+                    "Q4_1 (decode), F32"
+                } else {
+                    "F32"
+                }
+                .into(),
+                synthetic: true,
+                path: None,
+                vocab_size: cfg.vocab,
+                context_length: cfg.ctx_len,
+                eos_token_ids: Vec::new(),
+                engine: engine_config(&opts.device, &pre, &dec, "f32"),
+            },
+            model,
+            tokenizer: None,
+            chat_template: None,
+        });
+    }
+    let (path, id) = if let Some(m) = registry::lookup(spec) {
+        if m.kind != ModelKind::GgufLlama {
+            return Err(EngineError::Request(format!(
+                "{spec} is an encoder (embedding) model, not a text generator"
+            )));
+        }
+        let dir = registry::resolve(m, opts.allow_fetch, progress)?;
+        let f = &m.files[0];
+        let p = dir.join(f.name);
+        registry::check_size(&p, f)?;
+        (p, m.id.to_string())
+    } else {
+        let p = PathBuf::from(spec);
+        if !p.exists() {
+            if spec.contains('/') || spec.ends_with(".gguf") {
+                return Err(EngineError::Missing {
+                    path: p,
+                    hint: "give an existing .gguf file or model folder".into(),
+                });
+            }
+            return Err(EngineError::UnknownModel {
+                id: spec.into(),
+                known: format!(
+                    "{}, synthetic:llama-tiny, synthetic:llama-135m",
+                    registry::known_ids()
+                ),
+            });
+        }
+        (gguf_in(&p)?, spec.to_string())
+    };
+    load_gguf(&path, &id, opts, &dev)
+}
+
+fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+        .map_err(|e| EngineError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|x| x.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(EngineError::Missing {
+            path: p.to_path_buf(),
+            hint: "no .gguf file in this folder (safetensors folders are not supported yet)".into(),
+        }),
+        _ => Err(EngineError::Request(format!(
+            "{} holds several .gguf files; name one",
+            p.display()
+        ))),
+    }
+}
+
+fn engine_config(device: &str, prefill: &str, decode: &str, dtype: &str) -> EngineConfig {
+    EngineConfig {
+        backend: "candle".into(),
+        device: device.into(),
+        threads: super::threads(),
+        prefill_matmul: prefill.into(),
+        decode_matmul: decode.into(),
+        weights_dtype: dtype.into(),
+    }
+}
+
+/// Loads a llama-family GGUF file.
+pub fn load_gguf(
+    path: &Path,
+    id: &str,
+    opts: &LoadOptions,
+    dev: &Device,
+) -> Result<CandleLlama, EngineError> {
+    let mut g = Gguf::open(path)?;
+    let arch = g.string("general.architecture").unwrap_or_default();
+    if arch != "llama" {
+        return Err(EngineError::UnsupportedArch {
+            path: path.to_path_buf(),
+            arch,
+            supported: SUPPORTED_ARCH.into(),
+        });
+    }
+    let n_embd = g.u32("llama.embedding_length")? as usize;
+    let n_head = g.u32("llama.attention.head_count")? as usize;
+    let tokens_len = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok())
+        .map(Vec::len);
+    let cfg = LlamaConfig {
+        n_layer: g.u32("llama.block_count")? as usize,
+        n_embd,
+        n_ff: g.u32("llama.feed_forward_length")? as usize,
+        n_head,
+        n_kv_head: g
+            .u32("llama.attention.head_count_kv")
+            .unwrap_or(n_head as u32) as usize,
+        rope_dim: g
+            .u32("llama.rope.dimension_count")
+            .map_or(n_embd / n_head, |v| v as usize),
+        rope_theta: g.f32_or("llama.rope.freq_base", 10_000.0),
+        rms_eps: g.f32_or("llama.attention.layer_norm_rms_epsilon", 1e-5) as f64,
+        vocab: g
+            .u32("llama.vocab_size")
+            .map(|v| v as usize)
+            .or_else(|e| tokens_len.ok_or(e))?,
+        ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
+    };
+    let json = path.with_file_name("tokenizer.json");
+    let tok = if json.exists() {
+        tokenizer::from_json(&json)?
+    } else {
+        tokenizer::from_gguf(&g)?
+    };
+    let mut eos: Vec<u32> = g
+        .u32("tokenizer.ggml.eos_token_id")
+        .ok()
+        .into_iter()
+        .collect();
+    if let Ok(eot) = g.u32("tokenizer.ggml.eot_token_id")
+        && !eos.contains(&eot)
+    {
+        eos.push(eot);
+    }
+    let chat_template = g.string("tokenizer.chat_template");
+    let quant = g
+        .content
+        .tensor_infos
+        .get("blk.0.attn_q.weight")
+        .map(|t| format!("{:?}", t.ggml_dtype))
+        .unwrap_or_else(|| "unknown".into());
+    let dense = opts.dense_prefill;
+    let embed_q = g.tensor("token_embd.weight", dev)?;
+    let embed = embed_q.dequantize(dev)?;
+    let output = if g.has("output.weight") {
+        Linear::from_qtensor(g.tensor("output.weight", dev)?, false)?
+    } else {
+        Linear::from_qtensor(embed_q, false)?
+    };
+    let norm = g.tensor("output_norm.weight", dev)?.dequantize(dev)?;
+    let mut layers = Vec::with_capacity(cfg.n_layer);
+    for i in 0..cfg.n_layer {
+        let mut t = |n: &str| g.tensor(&format!("blk.{i}.{n}.weight"), dev);
+        layers.push(LayerWeights {
+            attn_norm: t("attn_norm")?.dequantize(dev)?,
+            wq: Linear::from_qtensor(t("attn_q")?, dense)?,
+            wk: Linear::from_qtensor(t("attn_k")?, dense)?,
+            wv: Linear::from_qtensor(t("attn_v")?, dense)?,
+            wo: Linear::from_qtensor(t("attn_output")?, dense)?,
+            ffn_norm: t("ffn_norm")?.dequantize(dev)?,
+            w_gate: Linear::from_qtensor(t("ffn_gate")?, dense)?,
+            w_up: Linear::from_qtensor(t("ffn_up")?, dense)?,
+            w_down: Linear::from_qtensor(t("ffn_down")?, dense)?,
+        });
+    }
+    let tied = !g.has("output.weight");
+    let model = Llama::new(cfg.clone(), embed, layers, norm, output, dev)?;
+    let (pre, dec) = model.paths();
+    Ok(CandleLlama {
+        info: ModelInfo {
+            id: id.to_string(),
+            family: g
+                .string("general.basename")
+                .unwrap_or_else(|| "llama".into()),
+            architecture: arch,
+            parameters: cfg.parameters(tied),
+            quantization: quant.clone(),
+            synthetic: false,
+            path: Some(path.to_path_buf()),
+            vocab_size: cfg.vocab,
+            context_length: cfg.ctx_len,
+            eos_token_ids: eos,
+            engine: engine_config(&opts.device, &pre, &dec, &quant),
+        },
+        model,
+        tokenizer: Some(tok),
+        chat_template,
+    })
+}

