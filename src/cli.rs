@@ -17,6 +17,70 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Meter any command: energy per domain, power, duration and provenance.
     Measure(MeasureArgs),
+    /// List, fetch and verify the models joulebench knows.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Generate tokens with a model (greedy), printing text, token ids and speed.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every registered model: id, family, size, quantization, license, source, cached or not.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a registered model into the cache and check its sha256.
+    Fetch {
+        /// A registered model id.
+        id: String,
+    },
+    /// Check the sha256 of a cached model's files.
+    Verify {
+        /// A registered model id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A registered id, a .gguf path or folder, or synthetic:llama-tiny / synthetic:llama-135m.
+    #[arg(long, default_value = crate::engine::registry::DEFAULT_MODEL)]
+    pub model: String,
+    /// The prompt text (default: the bundled text cut to --prompt-tokens).
+    #[arg(long, conflicts_with = "prompt_tokens")]
+    pub prompt: Option<String>,
+    /// Prompt length in tokens, from the bundled public-domain text.
+    #[arg(long, value_name = "N")]
+    pub prompt_tokens: Option<usize>,
+    /// Wrap the prompt in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// New tokens to generate at most.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_new_tokens: u32,
+    /// Keep generating after end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Sequences in the batch (copies of the prompt).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
+    /// Threads for the engine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
+    /// Device: cpu (cuda:N or metal with those features).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Do not fetch a registered model that is not cached.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by every command that meters.

@@ -1,5 +1,7 @@
 //! Runs a parsed command line; returns the process exit code.
 
+mod models;
+
 use crate::cli::{Cli, Command, MeasureArgs, ProbeArgs};
 use crate::measure::{self, MeasureObserver, MeasureOptions, RunProgress};
 use crate::meter::probe;
@@ -18,6 +20,8 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Probe(a) => run_probe(a),
         Command::Measure(a) => run_measure(a),
+        Command::Models(c) => models::run_models(c),
+        Command::Generate(a) => models::run_generate(a),
     }
 }
 
@@ -100,7 +104,7 @@ fn run_measure(a: MeasureArgs) -> Result<u8> {
 }
 
 /// Prints to stdout; a closed pipe is not an error.
-fn print_stdout(text: &str) -> Result<()> {
+pub(crate) fn print_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -1,0 +1,198 @@
+//! `joulebench models …` and `joulebench generate`.
+
+use crate::cli::{GenerateArgs, ModelsCommand};
+use crate::engine::load::{LoadOptions, load};
+use crate::engine::prompt::{ChatFormat, exact_tokens};
+use crate::engine::registry::{self, MODELS};
+use crate::engine::{GenerateRequest, InferenceBackend, NoObserver, tokenizer};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+fn progress(msg: &str) {
+    eprintln!("[joulebench] {msg}");
+}
+
+/// Runs a `models` subcommand.
+pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
+    match cmd {
+        ModelsCommand::List { json } => {
+            let rows: Vec<serde_json::Value> = MODELS
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.id, "family": m.family, "kind": m.kind, "parameters": m.parameters,
+                        "quantization": m.quantization, "license": m.license,
+                        "source": format!("wheel {}", m.wheel),
+                        "cached": registry::is_cached(m),
+                        "path": registry::model_dir(m),
+                    })
+                })
+                .chain(crate::engine::synthetic::SYNTHETIC.iter().map(|s| {
+                    json!({
+                        "id": format!("synthetic:{s}"), "family": "synthetic llama",
+                        "kind": "synthetic", "parameters": if *s == "llama-tiny" { "4M" } else { "135M" },
+                        "quantization": if *s == "llama-tiny" { "F32" } else { "Q4_1 decode, F32 prefill" },
+                        "license": "n/a", "source": "built in process from seeded random weights",
+                        "cached": true, "path": null,
+                    })
+                }))
+                .collect();
+            if json {
+                super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+            } else {
+                let mut s = format!(
+                    "{:<28} {:<30} {:>7} {:<26} {:<11} {:<8} source\n",
+                    "id", "family", "size", "quantization", "license", "cached"
+                );
+                for r in &rows {
+                    let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                    s.push_str(&format!(
+                        "{:<28} {:<30} {:>7} {:<26} {:<11} {:<8} {}\n",
+                        str_of("id"),
+                        str_of("family"),
+                        str_of("parameters"),
+                        str_of("quantization"),
+                        str_of("license"),
+                        if r["cached"] == true { "yes" } else { "no" },
+                        str_of("source"),
+                    ));
+                }
+                s.push_str(&format!("cache: {}\n", registry::cache_root().display()));
+                super::print_stdout(&s)?;
+            }
+            Ok(0)
+        }
+        ModelsCommand::Fetch { id } => {
+            let m = registry::lookup(&id).with_context(|| {
+                format!("unknown model {id:?}; known ids: {}", registry::known_ids())
+            })?;
+            if registry::is_cached(m) {
+                progress(&format!(
+                    "{id} is already cached in {}",
+                    registry::model_dir(m).display()
+                ));
+                return Ok(0);
+            }
+            registry::fetch_model(m, &mut progress)?;
+            progress(&format!(
+                "{id} cached in {}",
+                registry::model_dir(m).display()
+            ));
+            Ok(0)
+        }
+        ModelsCommand::Verify { id } => {
+            let m = registry::lookup(&id).with_context(|| {
+                format!("unknown model {id:?}; known ids: {}", registry::known_ids())
+            })?;
+            let dir = registry::resolve(m, false, &mut progress)?;
+            for f in m.files {
+                let p = dir.join(f.name);
+                let got = registry::sha256_file(&p)?;
+                if got != f.sha256 {
+                    bail!(crate::engine::EngineError::Checksum {
+                        path: p,
+                        expected: f.sha256.into(),
+                        actual: got,
+                    });
+                }
+                progress(&format!("{}: sha256 ok", p.display()));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Runs `generate`.
+pub fn run_generate(a: GenerateArgs) -> Result<u8> {
+    if let Some(t) = a.threads {
+        crate::engine::configure_threads(t as usize);
+    }
+    let opts = LoadOptions {
+        device: a.device.clone(),
+        allow_fetch: !a.offline,
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let mut model = load(&a.model, &opts, &mut progress)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let chat = if a.chat {
+        let t = model.chat_template.as_deref().unwrap_or("");
+        Some(ChatFormat::detect(t).context(
+            "--chat: the model has no chat template joulebench can apply (ChatML or Llama 3)",
+        )?)
+    } else {
+        None
+    };
+    let prompt: Vec<u32> = match (model.tokenizer(), &a.prompt) {
+        (Some(tok), Some(text)) => {
+            let text = match chat {
+                Some(ChatFormat::ChatMl) => {
+                    format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n")
+                }
+                Some(ChatFormat::Llama3) => format!(
+                    "<|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|>\
+                     <|start_header_id|>assistant<|end_header_id|>\n\n"
+                ),
+                None => text.clone(),
+            };
+            tokenizer::encode(tok, &text)?
+        }
+        (Some(tok), None) => exact_tokens(tok, a.prompt_tokens.unwrap_or(64), chat)?,
+        (None, Some(_)) => bail!("{} has no tokenizer: use --prompt-tokens", a.model),
+        (None, None) => crate::engine::prompt::synthetic_tokens(
+            model.info().vocab_size,
+            a.prompt_tokens.unwrap_or(64),
+            7,
+        ),
+    };
+    let req = GenerateRequest {
+        prompts: vec![prompt.clone(); a.batch as usize],
+        max_new_tokens: a.max_new_tokens as usize,
+        ignore_eos: a.ignore_eos,
+    };
+    let out = model.generate(&req, &mut NoObserver)?;
+    let text = model
+        .tokenizer()
+        .map(|t| tokenizer::decode(t, &out.generated[0]))
+        .transpose()?;
+    let prefill_s = (out.first_token_ns - out.start_ns) as f64 / 1e9;
+    let decode_s = (out.end_ns - out.first_token_ns) as f64 / 1e9;
+    let decode_tokens = (out.steps - 1) * req.prompts.len();
+    let v = json!({
+        "model": model.info(),
+        "load_s": load_s,
+        "prompt_tokens": out.prompt_tokens,
+        "prompt_ids": prompt,
+        "generated_tokens": out.generated_tokens(),
+        "tokens": out.generated,
+        "text": text,
+        "ttft_s": prefill_s,
+        "prefill_tokens_per_s": out.prompt_tokens as f64 / prefill_s,
+        "decode_tokens_per_s": if decode_s > 0.0 { decode_tokens as f64 / decode_s } else { 0.0 },
+    });
+    if a.json {
+        super::print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+    } else {
+        let info = model.info();
+        super::print_stdout(&format!(
+            "{}\n",
+            text.clone()
+                .unwrap_or_else(|| format!("{:?}", out.generated[0]))
+        ))?;
+        eprintln!(
+            "{}{}: {} prompt + {} new tokens; TTFT {:.1} ms, prefill {:.1} tok/s, decode {:.1} tok/s \
+             ({} threads; prefill {}, decode {})",
+            info.id,
+            if info.synthetic { " (SYNTHETIC)" } else { "" },
+            out.prompt_tokens,
+            out.generated_tokens(),
+            prefill_s * 1e3,
+            v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
+            v["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            info.engine.threads,
+            info.engine.prefill_matmul,
+            info.engine.decode_matmul,
+        );
+    }
+    Ok(0)
+}
