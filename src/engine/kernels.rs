@@ -6,6 +6,9 @@
 
 use half::f16;
 
+/// Below this many weights a matvec runs on the calling thread: waking the pool costs more.
+const PARALLEL_MIN_WEIGHTS: usize = 600_000;
+
 /// Elements per block.
 pub const QK: usize = 32;
 
@@ -130,7 +133,7 @@ impl Q41Matrix {
                 }
             }
         };
-        if rows >= 64 {
+        if rows * self.cols >= PARALLEL_MIN_WEIGHTS {
             candle_core::utils::barrier_pool().execute_chunked(rows, work);
         } else {
             work(0..rows);

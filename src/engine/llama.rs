@@ -40,54 +40,89 @@ impl LlamaConfig {
     }
 }
 
-/// A linear layer holding the representations each phase uses.
+/// How linear layers are computed in each phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matmul {
+    /// Dequantized f32 weights through candle's gemm.
+    Dense,
+    /// joulebench's SIMD Q4_1 kernel where the weights are Q4_1, else candle's quantized matmul.
+    Simd,
+    /// candle's own quantized matmul.
+    Candle,
+}
+
+/// The matmul strategy per phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MatmulPlan {
+    pub prefill: Matmul,
+    pub decode: Matmul,
+}
+
+impl Default for MatmulPlan {
+    /// Batched prefill is fastest on dense weights; decode is memory-bound, so quantized.
+    fn default() -> Self {
+        MatmulPlan {
+            prefill: Matmul::Dense,
+            decode: Matmul::Simd,
+        }
+    }
+}
+
+/// A linear layer holding the representations its plan uses.
 pub struct Linear {
     dense: Option<Tensor>,
     q41: Option<Q41Matrix>,
     qmm: Option<QMatMul>,
+    plan: MatmulPlan,
     out_dim: usize,
     in_dim: usize,
 }
 
 impl Linear {
-    /// From a GGUF tensor; `dense_prefill` also keeps a dequantized f32 copy for prefill.
-    pub fn from_qtensor(qt: QTensor, dense_prefill: bool) -> Result<Linear, EngineError> {
+    /// From a GGUF tensor, keeping the representations `plan` needs.
+    pub fn from_qtensor(qt: QTensor, plan: MatmulPlan) -> Result<Linear, EngineError> {
         let (out_dim, in_dim) = qt.shape().dims2()?;
         let dev = qt.device();
+        let phases = [plan.prefill, plan.decode];
         let mut l = Linear {
             dense: None,
             q41: None,
             qmm: None,
+            plan,
             out_dim,
             in_dim,
         };
-        match qt.dtype() {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                l.dense = Some(qt.dequantize(&dev)?);
-                return Ok(l);
-            }
-            GgmlDType::Q4_1 if dev.is_cpu() => {
-                let bytes = qt.data()?;
-                l.q41 = Some(
-                    Q41Matrix::from_bytes(out_dim, in_dim, &bytes)
-                        .map_err(candle_core::Error::Msg)?,
-                );
-            }
-            _ => {}
+        if matches!(
+            qt.dtype(),
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+        ) {
+            l.dense = Some(qt.dequantize(&dev)?.to_dtype(DType::F32)?);
+            return Ok(l);
         }
-        if dense_prefill {
+        if phases.contains(&Matmul::Dense) {
             l.dense = Some(qt.dequantize(&dev)?);
         }
-        if l.q41.is_none() {
+        let simd = phases.contains(&Matmul::Simd);
+        if simd && qt.dtype() == GgmlDType::Q4_1 && dev.is_cpu() {
+            let bytes = qt.data()?;
+            l.q41 = Some(
+                Q41Matrix::from_bytes(out_dim, in_dim, &bytes).map_err(candle_core::Error::Msg)?,
+            );
+        }
+        if phases.contains(&Matmul::Candle) || (simd && l.q41.is_none()) {
             l.qmm = Some(QMatMul::from_qtensor(qt)?);
         }
         Ok(l)
     }
 
-    /// From dense f32 weights (out × in); `quantize_q41` also makes a Q4_1 copy for decode.
-    pub fn from_dense(w: Tensor, quantize_q41: bool) -> Result<Linear, EngineError> {
+    /// From dense f32 weights (out × in); a Q4_1 copy is made when the plan decodes with SIMD.
+    pub fn from_dense(w: Tensor, plan: MatmulPlan) -> Result<Linear, EngineError> {
         let (out_dim, in_dim) = w.dims2()?;
-        let q41 = if quantize_q41 {
+        let wants_q = [plan.prefill, plan.decode]
+            .iter()
+            .any(|m| *m != Matmul::Dense);
+        let q41 = if wants_q && in_dim % super::kernels::QK == 0 {
             let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
             Some(Q41Matrix::quantize(out_dim, in_dim, &v))
         } else {
@@ -97,45 +132,62 @@ impl Linear {
             dense: Some(w),
             q41,
             qmm: None,
+            plan,
             out_dim,
             in_dim,
         })
     }
 
-    fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
-        if prefill && let Some(w) = &self.dense {
-            return x.broadcast_matmul(&w.t()?);
+    fn simd(&self, x: &Tensor, q: &Q41Matrix) -> candle_core::Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut y = vec![0f32; xs.len() / self.in_dim * self.out_dim];
+        q.matvec(&xs, &mut y);
+        if let Some(last) = dims.last_mut() {
+            *last = self.out_dim;
         }
-        if let Some(q) = &self.q41 {
-            let mut dims = x.dims().to_vec();
-            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-            let mut y = vec![0f32; xs.len() / self.in_dim * self.out_dim];
-            q.matvec(&xs, &mut y);
-            if let Some(last) = dims.last_mut() {
-                *last = self.out_dim;
+        Tensor::from_vec(y, dims, x.device())
+    }
+
+    /// The representation a phase uses: the planned one, else whatever the layer has.
+    fn pick(&self, prefill: bool) -> (Matmul, &'static str) {
+        let want = if prefill {
+            self.plan.prefill
+        } else {
+            self.plan.decode
+        };
+        let order: [Matmul; 3] = match want {
+            Matmul::Dense => [Matmul::Dense, Matmul::Simd, Matmul::Candle],
+            Matmul::Simd => [Matmul::Simd, Matmul::Candle, Matmul::Dense],
+            Matmul::Candle => [Matmul::Candle, Matmul::Simd, Matmul::Dense],
+        };
+        for m in order {
+            match m {
+                Matmul::Simd if self.q41.is_some() => return (m, kernel_name()),
+                Matmul::Candle | Matmul::Simd if self.qmm.is_some() => {
+                    return (Matmul::Candle, "candle quantized matmul");
+                }
+                Matmul::Dense if self.dense.is_some() => {
+                    return (m, "dense f32 (candle gemm)");
+                }
+                _ => {}
             }
-            return Tensor::from_vec(y, dims, x.device());
         }
-        if let Some(q) = &self.qmm {
-            return q.forward(x);
-        }
-        match &self.dense {
-            Some(w) => x.broadcast_matmul(&w.t()?),
-            None => candle_core::bail!("linear layer has no weights"),
+        (Matmul::Dense, "none")
+    }
+
+    fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
+        match (self.pick(prefill).0, &self.q41, &self.qmm, &self.dense) {
+            (Matmul::Simd, Some(q), _, _) => self.simd(x, q),
+            (Matmul::Candle, _, Some(q), _) => q.forward(x),
+            (_, _, _, Some(w)) => x.broadcast_matmul(&w.t()?),
+            _ => candle_core::bail!("linear layer has no weights"),
         }
     }
 
-    /// The path used in a phase.
+    /// The path used in a phase, for the record.
     fn path(&self, prefill: bool) -> &'static str {
-        if prefill && self.dense.is_some() {
-            "dense f32 (dequantized at load)"
-        } else if self.q41.is_some() {
-            kernel_name()
-        } else if self.qmm.is_some() {
-            "candle quantized matmul"
-        } else {
-            "dense f32"
-        }
+        self.pick(prefill).1
     }
 }
 

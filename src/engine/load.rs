@@ -2,7 +2,7 @@
 //! measured window.
 
 use super::gguf::Gguf;
-use super::llama::{LayerWeights, Linear, Llama, LlamaConfig};
+use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
 use super::registry::{self, ModelKind};
 use super::{
     EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
@@ -20,8 +20,8 @@ pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama)
 pub struct LoadOptions {
     /// `cpu`, or `cuda:N` / `metal` with those features.
     pub device: String,
-    /// Keep dequantized f32 weights for prefill (faster batched prefill, 4× the memory).
-    pub dense_prefill: bool,
+    /// How linear layers are computed while prefilling and while decoding.
+    pub matmul: MatmulPlan,
     /// Fetch registered models that are not cached.
     pub allow_fetch: bool,
     /// Seed of synthetic weights.
@@ -32,7 +32,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             device: "cpu".into(),
-            dense_prefill: true,
+            matmul: MatmulPlan::default(),
             allow_fetch: true,
             seed: 42,
         }
@@ -98,7 +98,7 @@ pub fn load(
 ) -> Result<CandleLlama, EngineError> {
     let dev = device(&opts.device)?;
     if let Some(name) = spec.strip_prefix("synthetic:") {
-        let (model, params) = synthetic::build(name, opts.seed, &dev)?;
+        let (model, params) = synthetic::build(name, opts.seed, opts.matmul, &dev)?;
         let (pre, dec) = model.paths();
         let cfg = model.cfg.clone();
         return Ok(CandleLlama {
@@ -185,6 +185,19 @@ fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
     }
 }
 
+/// The output head only ever sees one row per sequence: quantized unless the plan is all dense.
+fn head_plan(plan: MatmulPlan) -> MatmulPlan {
+    let q = if plan.decode == Matmul::Dense {
+        Matmul::Dense
+    } else {
+        plan.decode
+    };
+    MatmulPlan {
+        prefill: q,
+        decode: q,
+    }
+}
+
 fn engine_config(device: &str, prefill: &str, decode: &str, dtype: &str) -> EngineConfig {
     EngineConfig {
         backend: "candle".into(),
@@ -260,13 +273,13 @@ pub fn load_gguf(
         .get("blk.0.attn_q.weight")
         .map(|t| format!("{:?}", t.ggml_dtype))
         .unwrap_or_else(|| "unknown".into());
-    let dense = opts.dense_prefill;
+    let dense = opts.matmul;
     let embed_q = g.tensor("token_embd.weight", dev)?;
     let embed = embed_q.dequantize(dev)?;
     let output = if g.has("output.weight") {
-        Linear::from_qtensor(g.tensor("output.weight", dev)?, false)?
+        Linear::from_qtensor(g.tensor("output.weight", dev)?, head_plan(opts.matmul))?
     } else {
-        Linear::from_qtensor(embed_q, false)?
+        Linear::from_qtensor(embed_q, head_plan(opts.matmul))?
     };
     let norm = g.tensor("output_norm.weight", dev)?.dequantize(dev)?;
     let mut layers = Vec::with_capacity(cfg.n_layer);

@@ -3,7 +3,7 @@
 //! runs the same kernels as the real model (Q4_1 decode, dense f32 prefill).
 
 use super::EngineError;
-use super::llama::{LayerWeights, Linear, Llama, LlamaConfig};
+use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -51,8 +51,14 @@ fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
 }
 
-/// Builds a synthetic model with weights from `seed` (never all zeros).
-pub fn build(name: &str, seed: u64, device: &Device) -> Result<(Llama, u64), EngineError> {
+/// Builds a synthetic model with weights from `seed` (never all zeros). `llama-tiny` stays
+/// dense; `llama-135m` follows `plan` like a real quantized model.
+pub fn build(
+    name: &str,
+    seed: u64,
+    plan: MatmulPlan,
+    device: &Device,
+) -> Result<(Llama, u64), EngineError> {
     let (cfg, q41) = config(name).ok_or_else(|| EngineError::UnknownModel {
         id: format!("synthetic:{name}"),
         known: SYNTHETIC
@@ -61,13 +67,21 @@ pub fn build(name: &str, seed: u64, device: &Device) -> Result<(Llama, u64), Eng
             .collect::<Vec<_>>()
             .join(", "),
     })?;
+    let plan = if q41 {
+        plan
+    } else {
+        MatmulPlan {
+            prefill: Matmul::Dense,
+            decode: Matmul::Dense,
+        }
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     // Uniform in ±s has standard deviation s/√3; aim for ~0.02 like real initializations.
     let s = 0.035f32;
     let hd = cfg.head_dim();
     let lin = |rng: &mut StdRng, out: usize, inp: usize| -> Result<Linear, EngineError> {
         let w = Tensor::from_vec(random(rng, out * inp, s), (out, inp), device)?;
-        Linear::from_dense(w, q41)
+        Linear::from_dense(w, plan)
     };
     let ones = Tensor::ones(cfg.n_embd, candle_core::DType::F32, device)?;
     let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -89,8 +103,16 @@ pub fn build(name: &str, seed: u64, device: &Device) -> Result<(Llama, u64), Eng
         (cfg.vocab, cfg.n_embd),
         device,
     )?;
-    // Tied output, as SmolLM2 does.
-    let output = Linear::from_dense(embed.clone(), false)?;
+    // Tied output, as SmolLM2 does; Q8_0 like SmolLM2's GGUF when the model is quantized.
+    let output = if q41 {
+        let q = candle_core::quantized::QTensor::quantize(
+            &embed,
+            candle_core::quantized::GgmlDType::Q8_0,
+        )?;
+        Linear::from_qtensor(q, plan)?
+    } else {
+        Linear::from_dense(embed.clone(), plan)?
+    };
     let params = cfg.parameters(true);
     Ok((
         Llama::new(cfg, embed, layers, ones, output, device)?,
