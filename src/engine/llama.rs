@@ -21,6 +21,8 @@ pub struct LlamaConfig {
     pub rms_eps: f64,
     pub vocab: usize,
     pub ctx_len: usize,
+    /// GGUF permutes q/k for interleaved rotary pairs; Hugging Face checkpoints rotate halves.
+    pub rope_interleaved: bool,
 }
 
 impl LlamaConfig {
@@ -284,7 +286,11 @@ impl Llama {
         let (_b, _h, seq, _d) = x.dims4()?;
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;
-        candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+        if self.cfg.rope_interleaved {
+            candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+        }
     }
 
     fn forward(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {

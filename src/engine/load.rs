@@ -84,13 +84,29 @@ impl InferenceBackend for CandleLlama {
 }
 
 impl CandleLlama {
+    /// Wraps a loaded model.
+    pub fn new(
+        model: Llama,
+        info: ModelInfo,
+        tokenizer: Option<Tokenizer>,
+        chat_template: Option<String>,
+    ) -> Self {
+        CandleLlama {
+            model,
+            info,
+            tokenizer,
+            chat_template,
+        }
+    }
+
     /// The model itself (tests compare logits).
     pub fn model_mut(&mut self) -> &mut Llama {
         &mut self.model
     }
 }
 
-/// Loads `spec`: `synthetic:NAME`, a registered id, a `.gguf` path, or a folder holding one.
+/// Loads `spec`: `synthetic:NAME`, a registered id, a `.gguf` path, a folder holding one, or a
+/// Hugging Face folder (config.json, tokenizer.json, *.safetensors).
 pub fn load(
     spec: &str,
     opts: &LoadOptions,
@@ -153,6 +169,9 @@ pub fn load(
                 ),
             });
         }
+        if p.is_dir() && p.join("config.json").exists() {
+            return super::hf::load_folder(&p, spec, &opts.device, &dev);
+        }
         (gguf_in(&p)?, spec.to_string())
     };
     load_gguf(&path, &id, opts, &dev)
@@ -176,7 +195,7 @@ fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
         1 => Ok(found.remove(0)),
         0 => Err(EngineError::Missing {
             path: p.to_path_buf(),
-            hint: "no .gguf file in this folder (safetensors folders are not supported yet)".into(),
+            hint: "no .gguf file and no config.json in this folder".into(),
         }),
         _ => Err(EngineError::Request(format!(
             "{} holds several .gguf files; name one",
@@ -249,6 +268,7 @@ pub fn load_gguf(
             .map(|v| v as usize)
             .or_else(|e| tokens_len.ok_or(e))?,
         ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
+        rope_interleaved: true,
     };
     let json = path.with_file_name("tokenizer.json");
     let tok = if json.exists() {

@@ -2,6 +2,7 @@
 //! family it drives. Models run in process through candle.
 
 pub mod gguf;
+pub mod hf;
 pub mod kernels;
 pub mod llama;
 pub mod load;

@@ -1,0 +1,211 @@
+//! Hugging Face llama-family folders: config.json + tokenizer.json + *.safetensors (one file or
+//! shards), weights in f32, bf16 or f16, computed in f32 (no quantization is added).
+
+use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use super::load::CandleLlama;
+use super::{EngineConfig, EngineError, ModelInfo, tokenizer};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    hidden_size: usize,
+    intermediate_size: usize,
+    vocab_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f32,
+    max_position_embeddings: usize,
+    tie_word_embeddings: Option<bool>,
+    rope_scaling: Option<serde_json::Value>,
+    model_type: Option<String>,
+    torch_dtype: Option<String>,
+    eos_token_id: Option<serde_json::Value>,
+}
+
+fn default_theta() -> f32 {
+    10_000.0
+}
+
+/// Model types this loader runs.
+pub const SUPPORTED: &str = "llama, mistral (config.json model_type)";
+
+fn bad(path: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::BadModelFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// The weight files of a folder: `model.safetensors`, or every shard in name order.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EngineError::Missing {
+            path: dir.join("model.safetensors"),
+            hint: "the folder has config.json but no .safetensors weights".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Loads a llama-family Hugging Face folder.
+pub fn load_folder(
+    dir: &Path,
+    id: &str,
+    device: &str,
+    dev: &Device,
+) -> Result<CandleLlama, EngineError> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| EngineError::Io {
+        path: cfg_path.clone(),
+        source: e,
+    })?;
+    let hf: HfConfig = serde_json::from_str(&text).map_err(|e| {
+        bad(
+            &cfg_path,
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })?;
+    let arch = hf.model_type.clone().unwrap_or_default();
+    if !matches!(arch.as_str(), "llama" | "mistral") {
+        return Err(EngineError::UnsupportedArch {
+            path: cfg_path,
+            arch,
+            supported: SUPPORTED.into(),
+        });
+    }
+    if hf.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(bad(&cfg_path, "rope_scaling is not supported yet"));
+    }
+    let tok = tokenizer::from_json(&dir.join("tokenizer.json"))?;
+    let files = weight_files(dir)?;
+    // SAFETY: the files are memory-mapped read-only; joulebench does not modify them while loaded.
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, dev) }.map_err(|e| {
+            bad(
+                &files[0],
+                format!("cannot read the safetensors weights: {e}"),
+            )
+        })?;
+    let cfg = LlamaConfig {
+        n_layer: hf.num_hidden_layers,
+        n_embd: hf.hidden_size,
+        n_ff: hf.intermediate_size,
+        n_head: hf.num_attention_heads,
+        n_kv_head: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+        rope_dim: hf.hidden_size / hf.num_attention_heads,
+        rope_theta: hf.rope_theta,
+        rms_eps: hf.rms_norm_eps,
+        vocab: hf.vocab_size,
+        ctx_len: hf.max_position_embeddings,
+        rope_interleaved: false,
+    };
+    let plan = MatmulPlan {
+        prefill: Matmul::Dense,
+        decode: Matmul::Dense,
+    };
+    let hd = cfg.head_dim();
+    let get = |shape: (usize, usize), name: &str| {
+        vb.get(shape, name)
+            .map_err(|e| bad(&files[0], format!("tensor {name}: {e}")))
+    };
+    let get1 = |n: usize, name: &str| {
+        vb.get(n, name)
+            .map_err(|e| bad(&files[0], format!("tensor {name}: {e}")))
+    };
+    let lin = |shape, name: &str| -> Result<Linear, EngineError> {
+        Linear::from_dense(get(shape, name)?, plan)
+    };
+    let mut layers = Vec::with_capacity(cfg.n_layer);
+    for i in 0..cfg.n_layer {
+        let p = format!("model.layers.{i}");
+        layers.push(LayerWeights {
+            attn_norm: get1(cfg.n_embd, &format!("{p}.input_layernorm.weight"))?,
+            wq: lin(
+                (cfg.n_head * hd, cfg.n_embd),
+                &format!("{p}.self_attn.q_proj.weight"),
+            )?,
+            wk: lin(
+                (cfg.n_kv_head * hd, cfg.n_embd),
+                &format!("{p}.self_attn.k_proj.weight"),
+            )?,
+            wv: lin(
+                (cfg.n_kv_head * hd, cfg.n_embd),
+                &format!("{p}.self_attn.v_proj.weight"),
+            )?,
+            wo: lin(
+                (cfg.n_embd, cfg.n_head * hd),
+                &format!("{p}.self_attn.o_proj.weight"),
+            )?,
+            ffn_norm: get1(cfg.n_embd, &format!("{p}.post_attention_layernorm.weight"))?,
+            w_gate: lin((cfg.n_ff, cfg.n_embd), &format!("{p}.mlp.gate_proj.weight"))?,
+            w_up: lin((cfg.n_ff, cfg.n_embd), &format!("{p}.mlp.up_proj.weight"))?,
+            w_down: lin((cfg.n_embd, cfg.n_ff), &format!("{p}.mlp.down_proj.weight"))?,
+        });
+    }
+    let embed = get((cfg.vocab, cfg.n_embd), "model.embed_tokens.weight")?;
+    let tied = hf.tie_word_embeddings.unwrap_or(false) || !vb.contains_tensor("lm_head.weight");
+    let output = if tied {
+        Linear::from_dense(embed.clone(), plan)?
+    } else {
+        lin((cfg.vocab, cfg.n_embd), "lm_head.weight")?
+    };
+    let norm = get1(cfg.n_embd, "model.norm.weight")?;
+    let eos: Vec<u32> = match &hf.eos_token_id {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| v as u32).into_iter().collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .map(|v| v as u32)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let chat_template = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["chat_template"].as_str().map(str::to_string));
+    let params = cfg.parameters(tied);
+    let model = Llama::new(cfg.clone(), embed, layers, norm, output, dev)?;
+    let (pre, dec) = model.paths();
+    let dtype = hf.torch_dtype.unwrap_or_else(|| "unknown".into());
+    Ok(CandleLlama::new(
+        model,
+        ModelInfo {
+            id: id.to_string(),
+            family: arch.clone(),
+            architecture: arch,
+            parameters: params,
+            quantization: format!("none ({dtype} weights, computed in f32)"),
+            synthetic: false,
+            path: Some(dir.to_path_buf()),
+            vocab_size: cfg.vocab,
+            context_length: cfg.ctx_len,
+            eos_token_ids: eos,
+            engine: EngineConfig {
+                backend: "candle".into(),
+                device: device.into(),
+                threads: super::threads(),
+                prefill_matmul: pre,
+                decode_matmul: dec,
+                weights_dtype: "f32".into(),
+            },
+        },
+        Some(tok),
+        chat_template,
+    ))
+}
