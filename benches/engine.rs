@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, SamplingMode};
 use joulebench::engine::llama::{Matmul, MatmulPlan};
-use joulebench::engine::load::{CandleLlama, LoadOptions, load};
+use joulebench::engine::load::{CandleLlama, LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver, prompt};
 use joulebench::stats::median;

@@ -4,7 +4,7 @@
 use assert_cmd::Command;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use joulebench::engine::load::{CandleLlama, LoadOptions, load};
+use joulebench::engine::load::{CandleLlama, LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{
     EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver, prompt,
@@ -429,4 +429,84 @@ fn synthetic_models_are_deterministic_labelled_and_not_zero() {
     let big = load("synthetic:llama-135m", &LoadOptions::default(), &mut |_| {}).unwrap();
     assert!(big.info().engine.decode_matmul.contains("q4_1"));
     assert!((120_000_000..150_000_000).contains(&big.info().parameters));
+}
+
+#[test]
+fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
+    use joulebench::engine::{BackendKind, EmbedRequest};
+    let mut m =
+        joulebench::engine::load::load("all-minilm-l6-v2", &LoadOptions::default(), &mut |_| {})
+            .unwrap();
+    assert_eq!(m.kind(), BackendKind::Encoder);
+    let tok = m.tokenizer().unwrap().clone();
+    let mut embed = |text: &str| {
+        let ids = tok.encode(text, true).unwrap().get_ids().to_vec();
+        let out = m
+            .embed(
+                &EmbedRequest {
+                    inputs: vec![ids.clone()],
+                },
+                &mut NoObserver,
+            )
+            .unwrap();
+        assert_eq!(out.input_tokens, ids.len());
+        out.embeddings[0].clone()
+    };
+    let a = embed("A man is eating food.");
+    let b = embed("A man is eating a piece of bread.");
+    let c = embed("The new movie is awesome and the sky is blue.");
+    assert_eq!(a.len(), 384);
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+    assert!((dot(&a, &a) - 1.0).abs() < 1e-4);
+    assert!(dot(&a, &b) > 0.5, "{}", dot(&a, &b));
+    assert!(
+        dot(&a, &b) > dot(&a, &c) + 0.3,
+        "{} vs {}",
+        dot(&a, &b),
+        dot(&a, &c)
+    );
+
+    // Exact-length inputs batch to the same vectors, and the counts come from the engine.
+    let p = prompt::exact_encoder_tokens(&tok, 48).unwrap();
+    assert_eq!(p.len(), 48);
+    let mut ev = Events::default();
+    let two = m
+        .embed(
+            &EmbedRequest {
+                inputs: vec![p.clone(), p.clone()],
+            },
+            &mut ev,
+        )
+        .unwrap();
+    let one = m
+        .embed(&EmbedRequest { inputs: vec![p] }, &mut NoObserver)
+        .unwrap();
+    assert_eq!(two.input_tokens, 96);
+    for (x, y) in two.embeddings[1].iter().zip(&one.embeddings[0]) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    assert_eq!(
+        ev.0.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [TokenEvent::Start, TokenEvent::End]
+    );
+    // An encoder does not generate, and a generator does not embed.
+    let req = GenerateRequest {
+        prompts: vec![vec![101, 102]],
+        max_new_tokens: 1,
+        ignore_eos: true,
+    };
+    assert!(matches!(
+        m.generate(&req, &mut NoObserver),
+        Err(EngineError::Request(_))
+    ));
+    let mut g = smollm();
+    assert!(matches!(
+        g.embed(
+            &EmbedRequest {
+                inputs: vec![vec![1]]
+            },
+            &mut NoObserver
+        ),
+        Err(EngineError::Request(_))
+    ));
 }

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use joulebench::engine::load::{LoadOptions, load};
+use joulebench::engine::load::{LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
 use rand::{Rng, SeedableRng, rngs::StdRng};

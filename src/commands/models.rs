@@ -4,7 +4,7 @@ use crate::cli::{GenerateArgs, ModelsCommand};
 use crate::engine::load::{LoadOptions, load};
 use crate::engine::prompt::{ChatFormat, exact_tokens};
 use crate::engine::registry::{self, MODELS};
-use crate::engine::{GenerateRequest, InferenceBackend, NoObserver, tokenizer};
+use crate::engine::{GenerateRequest, NoObserver, tokenizer};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
@@ -116,7 +116,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     let mut model = load(&a.model, &opts, &mut progress)?;
     let load_s = t0.elapsed().as_secs_f64();
     let chat = if a.chat {
-        let t = model.chat_template.as_deref().unwrap_or("");
+        let t = model.chat_template().unwrap_or("");
         Some(ChatFormat::detect(t).context(
             "--chat: the model has no chat template joulebench can apply (ChatML or Llama 3)",
         )?)

@@ -73,6 +73,10 @@ impl InferenceBackend for CandleLlama {
         self.tokenizer.as_ref()
     }
 
+    fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
     fn generate(
         &mut self,
         req: &GenerateRequest,
@@ -105,9 +109,50 @@ impl CandleLlama {
     }
 }
 
-/// Loads `spec`: `synthetic:NAME`, a registered id, a `.gguf` path, a folder holding one, or a
-/// Hugging Face folder (config.json, tokenizer.json, *.safetensors).
+/// Loads any model: encoders (registered BERT ids, BERT folders) and everything [`load_llama`]
+/// takes.
 pub fn load(
+    spec: &str,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Box<dyn InferenceBackend>, EngineError> {
+    let dev = device(&opts.device)?;
+    if let Some(m) = registry::lookup(spec)
+        && m.kind == ModelKind::BertEncoder
+    {
+        let dir = registry::resolve(m, opts.allow_fetch, progress)?;
+        for f in m.files {
+            registry::check_size(&dir.join(f.name), f)?;
+        }
+        return Ok(Box::new(super::bert::load_folder(
+            &dir,
+            m.id,
+            &opts.device,
+            &dev,
+        )?));
+    }
+    let p = Path::new(spec);
+    if p.is_dir() && is_bert_folder(p) {
+        return Ok(Box::new(super::bert::load_folder(
+            p,
+            spec,
+            &opts.device,
+            &dev,
+        )?));
+    }
+    Ok(Box::new(load_llama(spec, opts, progress)?))
+}
+
+fn is_bert_folder(p: &Path) -> bool {
+    std::fs::read_to_string(p.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["model_type"] == "bert")
+}
+
+/// Loads a llama-family model: `synthetic:NAME`, a registered id, a `.gguf` path, a folder holding one, or a
+/// Hugging Face folder (config.json, tokenizer.json, *.safetensors).
+pub fn load_llama(
     spec: &str,
     opts: &LoadOptions,
     progress: &mut dyn FnMut(&str),

@@ -1,6 +1,7 @@
 //! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
 //! family it drives. Models run in process through candle.
 
+pub mod bert;
 pub mod gguf;
 pub mod hf;
 pub mod kernels;
@@ -153,18 +154,64 @@ impl GenerateOutput {
     }
 }
 
-/// A loaded model that generates tokens.
+/// What a backend does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Generates tokens (decoder models).
+    Generator,
+    /// Turns inputs into embeddings (encoder models): energy per input token.
+    Encoder,
+}
+
+/// One embedding request: a batch of equal-length token sequences.
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    pub inputs: Vec<Vec<u32>>,
+}
+
+/// Embeddings with the engine's token count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedOutput {
+    /// Input tokens over the whole batch.
+    pub input_tokens: usize,
+    /// One unit-length vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// A loaded model the runner drives without knowing its family.
 pub trait InferenceBackend: Send {
     /// The model and the engine configuration.
     fn info(&self) -> &ModelInfo;
     /// Its tokenizer, where it has one (synthetic models do not).
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer>;
+    /// The model's chat template (Jinja source), if it has one.
+    fn chat_template(&self) -> Option<&str> {
+        None
+    }
+    /// Generator or encoder.
+    fn kind(&self) -> BackendKind {
+        BackendKind::Generator
+    }
     /// Greedy, deterministic generation, reporting events to `obs`.
     fn generate(
         &mut self,
         req: &GenerateRequest,
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError>;
+    /// Embeddings of a batch (encoders only), with `Start` and `End` events.
+    fn embed(
+        &mut self,
+        _req: &EmbedRequest,
+        _obs: &mut dyn TokenObserver,
+    ) -> Result<EmbedOutput, EngineError> {
+        Err(EngineError::Request(format!(
+            "{} generates text; embedding workloads need an encoder model",
+            self.info().id
+        )))
+    }
 }
 
 /// Sets the size of candle's thread pools. Call at process start, before any other thread runs

@@ -74,6 +74,18 @@ pub fn exact_tokens(
     Ok([pre, body, post].concat())
 }
 
+/// Exactly `n` ids for an encoder: `[CLS]` + the bundled text + `[SEP]` where the tokenizer has
+/// those tokens, else the text alone.
+pub fn exact_encoder_tokens(tok: &Tokenizer, n: usize) -> Result<Vec<u32>, EngineError> {
+    match (tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")) {
+        (Some(cls), Some(sep)) if n >= 3 => {
+            let body = exact_tokens(tok, n - 2, None)?;
+            Ok([vec![cls], body, vec![sep]].concat())
+        }
+        _ => exact_tokens(tok, n, None),
+    }
+}
+
 /// `n` deterministic token ids in `[first, vocab)` for models without a tokenizer.
 pub fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -23,7 +23,8 @@ fn err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Tokenizer(e.to_string())
 }
 
-/// Loads a `tokenizer.json`.
+/// Loads a `tokenizer.json`, without its padding and truncation settings: token counts must be
+/// the real input's (sentence-transformers files pad every input to 128 tokens).
 pub fn from_json(path: &Path) -> Result<Tokenizer, EngineError> {
     if !path.exists() {
         return Err(EngineError::Missing {
@@ -31,7 +32,11 @@ pub fn from_json(path: &Path) -> Result<Tokenizer, EngineError> {
             hint: "the model folder needs its tokenizer.json".into(),
         });
     }
-    Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))
+    let mut tok =
+        Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    tok.with_padding(None);
+    tok.with_truncation(None).map_err(err)?;
+    Ok(tok)
 }
 
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, EngineError> {
