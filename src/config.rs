@@ -1,0 +1,459 @@
+//! The TOML suite file: models × hardware profiles × workloads, with validation errors that name
+//! the file, line and column and say what is allowed.
+
+use crate::meter::select::MeterChoice;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration problem at a place in the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// `[suite]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSection {
+    pub name: Spanned<String>,
+    #[serde(default = "one")]
+    pub warmup: u32,
+    #[serde(default = "five")]
+    pub repetitions: Spanned<u32>,
+    #[serde(default = "five_f")]
+    pub idle_seconds: Spanned<f64>,
+    #[serde(default = "zero_f")]
+    pub cooldown_seconds: Spanned<f64>,
+    #[serde(default = "min_window")]
+    pub min_window_ms: Spanned<f64>,
+    #[serde(default = "timeout")]
+    pub timeout_seconds: Spanned<f64>,
+}
+
+/// Meter sources: `"auto"`, `"rapl,nvml"` or `["rapl", "nvml"]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Sources {
+    One(String),
+    List(Vec<String>),
+}
+
+/// `[meter]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterSection {
+    #[serde(default = "auto")]
+    pub sources: Spanned<Sources>,
+    #[serde(default = "ten")]
+    pub interval_ms: Spanned<f64>,
+    #[serde(default)]
+    pub strict: bool,
+    pub powercap_root: Option<PathBuf>,
+    pub tdp_w: Option<Spanned<f64>>,
+}
+
+impl Default for MeterSection {
+    fn default() -> Self {
+        MeterSection {
+            sources: auto(),
+            interval_ms: ten(),
+            strict: false,
+            powercap_root: None,
+            tdp_w: None,
+        }
+    }
+}
+
+/// `[[model]]`: a registered id, a synthetic name, or a path.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub id: Option<String>,
+    pub path: Option<PathBuf>,
+    pub alias: Option<String>,
+    /// Seed of synthetic weights.
+    pub seed: Option<u64>,
+}
+
+impl ModelEntry {
+    /// What the engine loads (an id or a path).
+    pub fn spec(&self) -> String {
+        match (&self.id, &self.path) {
+            (Some(id), _) => id.clone(),
+            (None, Some(p)) => p.display().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// The name results use: the alias, else the id, else the file name.
+    pub fn name(&self) -> String {
+        if let Some(a) = &self.alias {
+            return a.clone();
+        }
+        match (&self.id, &self.path) {
+            (Some(id), _) => id.clone(),
+            (None, Some(p)) => p
+                .file_stem()
+                .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned()),
+            _ => String::new(),
+        }
+    }
+}
+
+/// `[[profile]]`: how the hardware is used.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default = "cpu")]
+    pub device: String,
+    pub threads: Option<u32>,
+    pub cpu_affinity: Option<Vec<usize>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// What a workload does.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    Generate,
+    Embed,
+}
+
+/// `[[workload]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub name: String,
+    #[serde(default = "generate")]
+    pub kind: WorkloadKind,
+    pub prompt_tokens: usize,
+    #[serde(default)]
+    pub new_tokens: usize,
+    #[serde(default = "one_usize")]
+    pub batch: usize,
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    #[serde(default)]
+    pub chat_template: bool,
+}
+
+/// `[carbon]`: grid intensity and where the figure comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Carbon {
+    pub grams_co2e_per_kwh: f64,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    suite: SuiteSection,
+    #[serde(default)]
+    meter: MeterSection,
+    #[serde(default, rename = "model")]
+    models: Vec<Spanned<ModelEntry>>,
+    #[serde(default, rename = "profile")]
+    profiles: Vec<Spanned<Profile>>,
+    #[serde(default, rename = "workload")]
+    workloads: Vec<Spanned<Workload>>,
+    carbon: Option<Spanned<Carbon>>,
+}
+
+/// A validated suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub path: PathBuf,
+    /// The file's text, copied into every run folder.
+    pub text: String,
+    pub name: String,
+    pub warmup: u32,
+    pub repetitions: u32,
+    pub idle_seconds: f64,
+    pub cooldown_seconds: f64,
+    pub min_window_ms: f64,
+    pub timeout_seconds: f64,
+    pub meter: MeterChoice,
+    pub interval_ms: f64,
+    pub strict: bool,
+    pub powercap_root: Option<PathBuf>,
+    pub tdp_w: Option<f64>,
+    pub models: Vec<ModelEntry>,
+    pub profiles: Vec<Profile>,
+    pub workloads: Vec<Workload>,
+    pub carbon: Option<Carbon>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+fn five() -> Spanned<u32> {
+    Spanned::new(0..0, 5)
+}
+fn five_f() -> Spanned<f64> {
+    Spanned::new(0..0, 5.0)
+}
+fn zero_f() -> Spanned<f64> {
+    Spanned::new(0..0, 0.0)
+}
+fn min_window() -> Spanned<f64> {
+    Spanned::new(0..0, 200.0)
+}
+fn timeout() -> Spanned<f64> {
+    Spanned::new(0..0, 600.0)
+}
+fn auto() -> Spanned<Sources> {
+    Spanned::new(0..0, Sources::One("auto".into()))
+}
+fn ten() -> Spanned<f64> {
+    Spanned::new(0..0, 10.0)
+}
+fn cpu() -> String {
+    "cpu".into()
+}
+fn generate() -> WorkloadKind {
+    WorkloadKind::Generate
+}
+fn yes() -> bool {
+    true
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+impl Suite {
+    /// Reads and validates a suite file.
+    pub fn load(path: &Path) -> Result<Suite, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the suite file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates suite text (`path` is used in errors and to resolve relative paths).
+    pub fn parse(path: &Path, text: &str) -> Result<Suite, ConfigError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ConfigError {
+                path: path.display().to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawSuite = toml::from_str(text).map_err(|e| {
+            at(e.span().unwrap_or(0..0), e.message().trim().to_string())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let name = raw.suite.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(at(raw.suite.name.span(), "suite name must not be empty".into()));
+        }
+        if *raw.suite.repetitions.get_ref() == 0 {
+            return Err(at(raw.suite.repetitions.span(), "repetitions must be at least 1".into()));
+        }
+        for (v, what, min) in [
+            (&raw.suite.idle_seconds, "idle_seconds", 0.0),
+            (&raw.suite.cooldown_seconds, "cooldown_seconds", 0.0),
+            (&raw.suite.min_window_ms, "min_window_ms", 0.0),
+        ] {
+            if !v.get_ref().is_finite() || *v.get_ref() < min {
+                return Err(at(v.span(), format!("{what} must be a number >= {min}")));
+            }
+        }
+        if !(*raw.suite.timeout_seconds.get_ref() > 0.0) {
+            return Err(at(raw.suite.timeout_seconds.span(), "timeout_seconds must be > 0".into()));
+        }
+        let sources = match raw.meter.sources.get_ref() {
+            Sources::One(s) => s.clone(),
+            Sources::List(v) => v.join(","),
+        };
+        let meter = MeterChoice::parse(&sources).map_err(|e| at(raw.meter.sources.span(), e))?;
+        let iv = *raw.meter.interval_ms.get_ref();
+        if !(0.1..=60_000.0).contains(&iv) {
+            return Err(at(raw.meter.interval_ms.span(), "interval_ms must be between 0.1 and 60000".into()));
+        }
+        if let Some(t) = &raw.meter.tdp_w
+            && !(*t.get_ref() > 0.0)
+        {
+            return Err(at(t.span(), "tdp_w must be > 0".into()));
+        }
+        if raw.models.is_empty() {
+            return Err(at(0..0, "no [[model]]: add at least one (id = \"smollm2-135m-instruct-q4_1\")".into()));
+        }
+        if raw.profiles.is_empty() {
+            return Err(at(0..0, "no [[profile]]: add at least one (name = \"cpu-2t\", threads = 2)".into()));
+        }
+        if raw.workloads.is_empty() {
+            return Err(at(0..0, "no [[workload]]: add at least one (name = \"chat\", prompt_tokens = 64, new_tokens = 32)".into()));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut models = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for m in &raw.models {
+            let mut e = m.get_ref().clone();
+            match (&e.id, &e.path) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(at(m.span(), "a [[model]] needs exactly one of id or path".into()));
+                }
+                (None, Some(p)) if p.is_relative() => e.path = Some(base.join(p)),
+                _ => {}
+            }
+            if !names.insert(e.name()) {
+                return Err(at(m.span(), format!("model name {:?} is used twice; give one an alias", e.name())));
+            }
+            models.push(e);
+        }
+        let mut profiles = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for p in &raw.profiles {
+            let pr = p.get_ref().clone();
+            if pr.name.trim().is_empty() || !names.insert(pr.name.clone()) {
+                return Err(at(p.span(), "profile names must be present and unique".into()));
+            }
+            if pr.threads == Some(0) {
+                return Err(at(p.span(), "threads must be at least 1".into()));
+            }
+            if let Some(a) = &pr.cpu_affinity {
+                if a.is_empty() {
+                    return Err(at(p.span(), "cpu_affinity must list at least one CPU".into()));
+                }
+                if let Some(bad) = a.iter().find(|c| **c >= cpus.max(64)) {
+                    return Err(at(p.span(), format!("cpu_affinity names CPU {bad}, which does not exist")));
+                }
+            }
+            if !(pr.device == "cpu" || pr.device.starts_with("cuda") || pr.device == "metal") {
+                return Err(at(p.span(), format!("device {:?}: use cpu, cuda:N or metal", pr.device)));
+            }
+            profiles.push(pr);
+        }
+        let mut workloads = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for w in &raw.workloads {
+            let wl = w.get_ref().clone();
+            if wl.name.trim().is_empty() || !names.insert(wl.name.clone()) {
+                return Err(at(w.span(), "workload names must be present and unique".into()));
+            }
+            if wl.prompt_tokens == 0 || wl.batch == 0 {
+                return Err(at(w.span(), "prompt_tokens and batch must be at least 1".into()));
+            }
+            if wl.kind == WorkloadKind::Generate && wl.new_tokens == 0 {
+                return Err(at(w.span(), "a generate workload needs new_tokens >= 1".into()));
+            }
+            workloads.push(wl);
+        }
+        let carbon = match raw.carbon {
+            Some(c) if !(c.get_ref().grams_co2e_per_kwh >= 0.0) || c.get_ref().source.trim().is_empty() => {
+                return Err(at(c.span(), "carbon needs grams_co2e_per_kwh >= 0 and a source".into()));
+            }
+            c => c.map(|c| c.into_inner()),
+        };
+        Ok(Suite {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            name,
+            warmup: raw.suite.warmup,
+            repetitions: *raw.suite.repetitions.get_ref(),
+            idle_seconds: *raw.suite.idle_seconds.get_ref(),
+            cooldown_seconds: *raw.suite.cooldown_seconds.get_ref(),
+            min_window_ms: *raw.suite.min_window_ms.get_ref(),
+            timeout_seconds: *raw.suite.timeout_seconds.get_ref(),
+            meter,
+            interval_ms: iv,
+            strict: raw.meter.strict,
+            powercap_root: raw.meter.powercap_root.map(|p| if p.is_relative() { base.join(p) } else { p }),
+            tdp_w: raw.meter.tdp_w.map(|t| *t.get_ref()),
+            models,
+            profiles,
+            workloads,
+            carbon,
+        })
+    }
+
+    /// sha256 of the file's text: runs and resumes must use the same suite.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[suite]
+name = "t"
+repetitions = 3
+
+[meter]
+sources = ["rapl", "estimate"]
+
+[[model]]
+id = "synthetic:llama-tiny"
+
+[[profile]]
+name = "one"
+threads = 1
+
+[[workload]]
+name = "w"
+prompt_tokens = 16
+new_tokens = 4
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Suite::parse(Path::new("s.toml"), text).err().expect("must fail")
+    }
+
+    #[test]
+    fn parses_a_valid_suite_with_defaults() {
+        let s = Suite::parse(Path::new("dir/s.toml"), OK).unwrap();
+        assert_eq!((s.repetitions, s.warmup, s.min_window_ms), (3, 1, 200.0));
+        assert_eq!(s.workloads[0].batch, 1);
+        assert!(s.workloads[0].ignore_eos);
+        assert_eq!(s.models[0].name(), "synthetic:llama-tiny");
+        assert_eq!(s.hash().len(), 64);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = err(&OK.replace("repetitions = 3", "repetitions = 0"));
+        assert_eq!((e.line, e.path.as_str()), (4, "s.toml"));
+        assert!(e.to_string().starts_with("s.toml:4:"), "{e}");
+        let e = err(&OK.replace("threads = 1", "threads = 1\nthreds = 2"));
+        assert!(e.message.contains("threds"), "{e}");
+        assert_eq!(e.line, 15);
+        let e = err(&OK.replace("[\"rapl\", \"estimate\"]", "\"rapl,gpu\""));
+        assert!(e.message.contains("unknown meter") && e.line == 7, "{e}");
+        let e = err(&OK.replace("new_tokens = 4", "new_tokens = 0"));
+        assert!(e.message.contains("new_tokens"), "{e}");
+        let e = err(&OK.replace("id = \"synthetic:llama-tiny\"", "id = \"a\"\npath = \"b\""));
+        assert!(e.message.contains("exactly one of id or path"));
+        let e = err("[suite\nname = 1");
+        assert_eq!(e.line, 1);
+        let e = err(&OK.replace("prompt_tokens = 16", "prompt_tokens = \"many\""));
+        assert_eq!(e.line, 18, "{e}");
+    }
+}
