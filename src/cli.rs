@@ -22,6 +22,37 @@ pub enum Command {
     Models(ModelsCommand),
     /// Generate tokens with a model (greedy), printing text, token ids and speed.
     Generate(GenerateArgs),
+    /// Run a suite: models × profiles × workloads, with idle baseline, warmup and repetitions.
+    Run(RunArgs),
+    /// One cell of a run, in its own process (started by `run`).
+    #[command(hide = true)]
+    RunCell(RunCellArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The suite file (TOML). Optional with --resume (the run folder keeps its copy).
+    pub config: Option<std::path::PathBuf>,
+    /// Parent folder of run folders.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: std::path::PathBuf,
+    /// Finish an interrupted run: only what is missing runs, no repetition twice.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<std::path::PathBuf>,
+    /// Print the plan (cells in order, expected duration) and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunCellArgs {
+    #[arg(long)]
+    pub run_dir: std::path::PathBuf,
+    #[arg(long)]
+    pub cell: usize,
+    /// Repetition numbers to run, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub reps: Vec<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -98,9 +98,10 @@ impl ModelEntry {
         }
         match (&self.id, &self.path) {
             (Some(id), _) => id.clone(),
-            (None, Some(p)) => p
-                .file_stem()
-                .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned()),
+            (None, Some(p)) => p.file_stem().map_or_else(
+                || p.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            ),
             _ => String::new(),
         }
     }
@@ -232,7 +233,10 @@ fn yes() -> bool {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -259,16 +263,21 @@ impl Suite {
                 message,
             }
         };
-        let raw: RawSuite = toml::from_str(text).map_err(|e| {
-            at(e.span().unwrap_or(0..0), e.message().trim().to_string())
-        })?;
+        let raw: RawSuite = toml::from_str(text)
+            .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let name = raw.suite.name.get_ref().trim().to_string();
         if name.is_empty() {
-            return Err(at(raw.suite.name.span(), "suite name must not be empty".into()));
+            return Err(at(
+                raw.suite.name.span(),
+                "suite name must not be empty".into(),
+            ));
         }
         if *raw.suite.repetitions.get_ref() == 0 {
-            return Err(at(raw.suite.repetitions.span(), "repetitions must be at least 1".into()));
+            return Err(at(
+                raw.suite.repetitions.span(),
+                "repetitions must be at least 1".into(),
+            ));
         }
         for (v, what, min) in [
             (&raw.suite.idle_seconds, "idle_seconds", 0.0),
@@ -279,8 +288,13 @@ impl Suite {
                 return Err(at(v.span(), format!("{what} must be a number >= {min}")));
             }
         }
-        if !(*raw.suite.timeout_seconds.get_ref() > 0.0) {
-            return Err(at(raw.suite.timeout_seconds.span(), "timeout_seconds must be > 0".into()));
+        if raw.suite.timeout_seconds.get_ref().is_nan()
+            || *raw.suite.timeout_seconds.get_ref() <= 0.0
+        {
+            return Err(at(
+                raw.suite.timeout_seconds.span(),
+                "timeout_seconds must be > 0".into(),
+            ));
         }
         let sources = match raw.meter.sources.get_ref() {
             Sources::One(s) => s.clone(),
@@ -289,18 +303,27 @@ impl Suite {
         let meter = MeterChoice::parse(&sources).map_err(|e| at(raw.meter.sources.span(), e))?;
         let iv = *raw.meter.interval_ms.get_ref();
         if !(0.1..=60_000.0).contains(&iv) {
-            return Err(at(raw.meter.interval_ms.span(), "interval_ms must be between 0.1 and 60000".into()));
+            return Err(at(
+                raw.meter.interval_ms.span(),
+                "interval_ms must be between 0.1 and 60000".into(),
+            ));
         }
         if let Some(t) = &raw.meter.tdp_w
-            && !(*t.get_ref() > 0.0)
+            && (t.get_ref().is_nan() || *t.get_ref() <= 0.0)
         {
             return Err(at(t.span(), "tdp_w must be > 0".into()));
         }
         if raw.models.is_empty() {
-            return Err(at(0..0, "no [[model]]: add at least one (id = \"smollm2-135m-instruct-q4_1\")".into()));
+            return Err(at(
+                0..0,
+                "no [[model]]: add at least one (id = \"smollm2-135m-instruct-q4_1\")".into(),
+            ));
         }
         if raw.profiles.is_empty() {
-            return Err(at(0..0, "no [[profile]]: add at least one (name = \"cpu-2t\", threads = 2)".into()));
+            return Err(at(
+                0..0,
+                "no [[profile]]: add at least one (name = \"cpu-2t\", threads = 2)".into(),
+            ));
         }
         if raw.workloads.is_empty() {
             return Err(at(0..0, "no [[workload]]: add at least one (name = \"chat\", prompt_tokens = 64, new_tokens = 32)".into()));
@@ -312,13 +335,19 @@ impl Suite {
             let mut e = m.get_ref().clone();
             match (&e.id, &e.path) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(at(m.span(), "a [[model]] needs exactly one of id or path".into()));
+                    return Err(at(
+                        m.span(),
+                        "a [[model]] needs exactly one of id or path".into(),
+                    ));
                 }
                 (None, Some(p)) if p.is_relative() => e.path = Some(base.join(p)),
                 _ => {}
             }
             if !names.insert(e.name()) {
-                return Err(at(m.span(), format!("model name {:?} is used twice; give one an alias", e.name())));
+                return Err(at(
+                    m.span(),
+                    format!("model name {:?} is used twice; give one an alias", e.name()),
+                ));
             }
             models.push(e);
         }
@@ -327,21 +356,33 @@ impl Suite {
         for p in &raw.profiles {
             let pr = p.get_ref().clone();
             if pr.name.trim().is_empty() || !names.insert(pr.name.clone()) {
-                return Err(at(p.span(), "profile names must be present and unique".into()));
+                return Err(at(
+                    p.span(),
+                    "profile names must be present and unique".into(),
+                ));
             }
             if pr.threads == Some(0) {
                 return Err(at(p.span(), "threads must be at least 1".into()));
             }
             if let Some(a) = &pr.cpu_affinity {
                 if a.is_empty() {
-                    return Err(at(p.span(), "cpu_affinity must list at least one CPU".into()));
+                    return Err(at(
+                        p.span(),
+                        "cpu_affinity must list at least one CPU".into(),
+                    ));
                 }
                 if let Some(bad) = a.iter().find(|c| **c >= cpus.max(64)) {
-                    return Err(at(p.span(), format!("cpu_affinity names CPU {bad}, which does not exist")));
+                    return Err(at(
+                        p.span(),
+                        format!("cpu_affinity names CPU {bad}, which does not exist"),
+                    ));
                 }
             }
             if !(pr.device == "cpu" || pr.device.starts_with("cuda") || pr.device == "metal") {
-                return Err(at(p.span(), format!("device {:?}: use cpu, cuda:N or metal", pr.device)));
+                return Err(at(
+                    p.span(),
+                    format!("device {:?}: use cpu, cuda:N or metal", pr.device),
+                ));
             }
             profiles.push(pr);
         }
@@ -350,19 +391,35 @@ impl Suite {
         for w in &raw.workloads {
             let wl = w.get_ref().clone();
             if wl.name.trim().is_empty() || !names.insert(wl.name.clone()) {
-                return Err(at(w.span(), "workload names must be present and unique".into()));
+                return Err(at(
+                    w.span(),
+                    "workload names must be present and unique".into(),
+                ));
             }
             if wl.prompt_tokens == 0 || wl.batch == 0 {
-                return Err(at(w.span(), "prompt_tokens and batch must be at least 1".into()));
+                return Err(at(
+                    w.span(),
+                    "prompt_tokens and batch must be at least 1".into(),
+                ));
             }
             if wl.kind == WorkloadKind::Generate && wl.new_tokens == 0 {
-                return Err(at(w.span(), "a generate workload needs new_tokens >= 1".into()));
+                return Err(at(
+                    w.span(),
+                    "a generate workload needs new_tokens >= 1".into(),
+                ));
             }
             workloads.push(wl);
         }
         let carbon = match raw.carbon {
-            Some(c) if !(c.get_ref().grams_co2e_per_kwh >= 0.0) || c.get_ref().source.trim().is_empty() => {
-                return Err(at(c.span(), "carbon needs grams_co2e_per_kwh >= 0 and a source".into()));
+            Some(c)
+                if c.get_ref().grams_co2e_per_kwh.is_nan()
+                    || c.get_ref().grams_co2e_per_kwh < 0.0
+                    || c.get_ref().source.trim().is_empty() =>
+            {
+                return Err(at(
+                    c.span(),
+                    "carbon needs grams_co2e_per_kwh >= 0 and a source".into(),
+                ));
             }
             c => c.map(|c| c.into_inner()),
         };
@@ -379,7 +436,10 @@ impl Suite {
             meter,
             interval_ms: iv,
             strict: raw.meter.strict,
-            powercap_root: raw.meter.powercap_root.map(|p| if p.is_relative() { base.join(p) } else { p }),
+            powercap_root: raw
+                .meter
+                .powercap_root
+                .map(|p| if p.is_relative() { base.join(p) } else { p }),
             tdp_w: raw.meter.tdp_w.map(|t| *t.get_ref()),
             models,
             profiles,
@@ -424,7 +484,10 @@ new_tokens = 4
 "#;
 
     fn err(text: &str) -> ConfigError {
-        Suite::parse(Path::new("s.toml"), text).err().expect("must fail")
+        match Suite::parse(Path::new("s.toml"), text) {
+            Err(e) => e,
+            Ok(_) => panic!("must fail"),
+        }
     }
 
     #[test]

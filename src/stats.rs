@@ -20,6 +20,38 @@ pub struct Summary {
     pub max: f64,
     /// Indices of values outside Tukey's fences (1.5 IQR); flagged, still included above.
     pub outliers: Vec<usize>,
+    /// 95% percentile-bootstrap interval of the median (seeded), where computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_ci95: Option<[f64; 2]>,
+}
+
+/// Resamples used by [`bootstrap_median_ci`].
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// 95% percentile-bootstrap interval of the median, deterministic for the same input (`seed`).
+pub fn bootstrap_median_ci(v: &[f64], seed: u64) -> Option<[f64; 2]> {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < 2 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut meds = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    let mut buf = vec![0f64; v.len()];
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        for b in buf.iter_mut() {
+            *b = v[rng.random_range(0..v.len())];
+        }
+        meds.push(median(&buf));
+    }
+    Some([quantile(&meds, 0.025), quantile(&meds, 0.975)])
+}
+
+/// [`summarize`] plus the bootstrap interval of the median.
+pub fn summarize_bootstrap(values: &[f64], seed: u64) -> Option<Summary> {
+    let mut s = summarize(values)?;
+    s.bootstrap_ci95 = bootstrap_median_ci(values, seed);
+    Some(s)
 }
 
 /// The median of `v` (NaN-free input expected); NaN when empty.
@@ -85,6 +117,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
         min: v.iter().copied().fold(f64::INFINITY, f64::min),
         max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         outliers,
+        bootstrap_ci95: None,
     })
 }
 
@@ -120,6 +153,16 @@ mod tests {
         assert_eq!((s.median, s.sd, s.ci95), (3.0, None, None));
         assert!(summarize(&[]).is_none());
         assert!(summarize(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_the_median() {
+        let v: Vec<f64> = (0..20).map(|i| 10.0 + (i % 7) as f64 * 0.1).collect();
+        let a = bootstrap_median_ci(&v, 1).unwrap();
+        assert_eq!(Some(a), bootstrap_median_ci(&v, 1));
+        let m = median(&v);
+        assert!(a[0] <= m && m <= a[1]);
+        assert!(bootstrap_median_ci(&[1.0], 1).is_none());
     }
 
     proptest! {

@@ -1,6 +1,7 @@
 //! Runs a parsed command line; returns the process exit code.
 
 mod models;
+mod run;
 
 use crate::cli::{Cli, Command, MeasureArgs, ProbeArgs};
 use crate::measure::{self, MeasureObserver, MeasureOptions, RunProgress};
@@ -22,6 +23,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Measure(a) => run_measure(a),
         Command::Models(c) => models::run_models(c),
         Command::Generate(a) => models::run_generate(a),
+        Command::Run(a) => run::run_suite(a),
+        Command::RunCell(a) => run::run_cell(a),
     }
 }
 

@@ -156,6 +156,38 @@ impl Sampler {
         m
     }
 
+    /// Everything recorded so far, while sampling goes on (a copy).
+    pub fn snapshot(&self) -> Recording {
+        let st = lock(&self.shared);
+        self.recording(&st, st.times.clone(), st.values.clone(), st.marks.clone())
+    }
+
+    fn recording(
+        &self,
+        st: &State,
+        times: Vec<u64>,
+        values: Vec<u64>,
+        marks: Vec<Mark>,
+    ) -> Recording {
+        Recording {
+            domains: self.domains.clone(),
+            times,
+            values,
+            marks,
+            start_ns: self.start_ns,
+            decimation: st.stride,
+            ticks: st.ticks,
+            interval_ms: self.interval.as_secs_f64() * 1e3,
+            sampler_cpu_ns: self.shared.cpu_ns.load(Ordering::SeqCst),
+            diagnostics: st.sources.iter().flat_map(|s| s.diagnostics()).collect(),
+            sources: st
+                .sources
+                .iter()
+                .map(|s| (s.kind(), s.describe()))
+                .collect(),
+        }
+    }
+
     /// Stops the thread, takes a last sample and returns everything recorded.
     pub fn stop(mut self) -> Recording {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -166,25 +198,10 @@ impl Sampler {
         let mut st = lock(&self.shared);
         let t = st.read_all();
         st.push_sample(t, self.max_samples, true);
-        let diagnostics = st.sources.iter().flat_map(|s| s.diagnostics()).collect();
-        let sources = st
-            .sources
-            .iter()
-            .map(|s| (s.kind(), s.describe()))
-            .collect();
-        Recording {
-            domains: self.domains.clone(),
-            times: std::mem::take(&mut st.times),
-            values: std::mem::take(&mut st.values),
-            marks: std::mem::take(&mut st.marks),
-            start_ns: self.start_ns,
-            decimation: st.stride,
-            ticks: st.ticks,
-            interval_ms: self.interval.as_secs_f64() * 1e3,
-            sampler_cpu_ns: self.shared.cpu_ns.load(Ordering::SeqCst),
-            diagnostics,
-            sources,
-        }
+        let times = std::mem::take(&mut st.times);
+        let values = std::mem::take(&mut st.values);
+        let marks = std::mem::take(&mut st.marks);
+        self.recording(&st, times, values, marks)
     }
 }
 

@@ -1,0 +1,134 @@
+//! `joulebench run` and the hidden `run-cell`.
+
+use crate::cli::{RunArgs, RunCellArgs};
+use crate::config::Suite;
+use crate::plan::{Cell, plan, render};
+use crate::runner::{RunObserver, RunOptions, files::RunMeta, files::read_json};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    Ok(flag)
+}
+
+/// A bar with ETA on a terminal, plain lines otherwise (CI logs).
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn line(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("[joulebench] {msg}"),
+        }
+    }
+}
+
+impl RunObserver for Progress {
+    fn started(&mut self, dir: &Path, cells: usize, todo: usize) {
+        if std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(todo as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} cells, ETA {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(b);
+        }
+        self.line(&format!(
+            "run folder {} ({todo} of {cells} cells to run)",
+            dir.display()
+        ));
+    }
+    fn phase(&mut self, what: &str) {
+        self.line(what);
+    }
+    fn cell_started(&mut self, cell: &Cell, pos: usize, of: usize) {
+        match &self.bar {
+            Some(b) => b.set_message(cell.id.clone()),
+            None => eprintln!("[joulebench] cell {}/{of}: {}", pos + 1, cell.id),
+        }
+    }
+    fn cell_finished(&mut self, cell: &Cell, failure: Option<&str>) {
+        if let Some(f) = failure {
+            self.line(&format!(
+                "cell {} failed: {}",
+                cell.id,
+                f.lines().next().unwrap_or("")
+            ));
+        }
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+}
+
+/// Runs `joulebench run`.
+pub fn run_suite(a: RunArgs) -> Result<u8> {
+    let suite = match (&a.config, &a.resume) {
+        (Some(c), resume) => {
+            let s = Suite::load(c)?;
+            if let Some(r) = resume {
+                let meta: RunMeta = read_json(&r.join("meta.json"))?;
+                if meta.config_hash != s.hash() {
+                    bail!(
+                        "{} is a different suite than the one {} was run with; resume without \
+                         CONFIG to use the run's own copy",
+                        c.display(),
+                        r.display()
+                    );
+                }
+            }
+            s
+        }
+        (None, Some(r)) => {
+            let meta: RunMeta = read_json(&r.join("meta.json"))?;
+            let text = std::fs::read_to_string(r.join("config.toml"))
+                .with_context(|| format!("cannot read {}", r.join("config.toml").display()))?;
+            Suite::parse(&meta.config_path, &text)?
+        }
+        (None, None) => {
+            bail!("give a suite file (joulebench run configs/quickstart.toml) or --resume RUN_DIR")
+        }
+    };
+    if a.dry_run {
+        super::print_stdout(&render(&suite, &plan(&suite)))?;
+        return Ok(0);
+    }
+    let interrupt = interrupt_flag()?;
+    let opts = RunOptions {
+        out: a.out.clone(),
+        resume: a.resume.clone(),
+        exe: std::env::current_exe().context("cannot find the joulebench binary")?,
+    };
+    let mut progress = Progress { bar: None };
+    let out = crate::runner::run(&suite, &opts, &interrupt, &mut progress)?;
+    if let Some(b) = &progress.bar {
+        b.finish_and_clear();
+    }
+    let report = std::fs::read_to_string(out.dir.join("report.md")).unwrap_or_default();
+    eprintln!("{report}");
+    eprintln!("results in {}", out.dir.display());
+    Ok(if out.interrupted {
+        130
+    } else if !out.failed_cells.is_empty() {
+        1
+    } else {
+        0
+    })
+}
+
+/// Runs one cell (child process of `run`).
+pub fn run_cell(a: RunCellArgs) -> Result<u8> {
+    let interrupt = interrupt_flag()?;
+    crate::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt)
+}

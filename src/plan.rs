@@ -1,0 +1,179 @@
+//! A suite becomes a list of cells (model × profile × workload) in a stable order.
+
+use crate::config::{ModelEntry, Profile, Suite, Workload, WorkloadKind};
+use crate::engine::registry::{self, ModelKind};
+use std::fmt::Write;
+
+/// One cell of the suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Position in the plan's stable order (model-major, then profile, then workload).
+    pub index: usize,
+    /// File-safe id: `<model>__<profile>__<workload>`.
+    pub id: String,
+    pub model: ModelEntry,
+    pub profile: Profile,
+    pub workload: Workload,
+}
+
+/// The cells to run, and those left out with why.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cells: Vec<Cell>,
+    pub skipped: Vec<(String, String)>,
+}
+
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// True when the model is an encoder (known from the registry or its config.json).
+pub fn is_encoder(m: &ModelEntry) -> bool {
+    if let Some(r) = m.id.as_deref().and_then(registry::lookup) {
+        return r.kind == ModelKind::BertEncoder;
+    }
+    m.path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p.join("config.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["model_type"] == "bert")
+}
+
+/// Builds the plan. Encoders only get embedding workloads and generators only generation.
+pub fn plan(s: &Suite) -> Plan {
+    let mut cells = Vec::new();
+    let mut skipped = Vec::new();
+    for m in &s.models {
+        let enc = is_encoder(m);
+        for p in &s.profiles {
+            for w in &s.workloads {
+                let id = format!("{}__{}__{}", safe(&m.name()), safe(&p.name), safe(&w.name));
+                if enc != (w.kind == WorkloadKind::Embed) {
+                    let why = if enc {
+                        "an encoder model only runs embed workloads"
+                    } else {
+                        "embed workloads need an encoder model"
+                    };
+                    skipped.push((id, why.to_string()));
+                    continue;
+                }
+                cells.push(Cell {
+                    index: cells.len(),
+                    id,
+                    model: m.clone(),
+                    profile: p.clone(),
+                    workload: w.clone(),
+                });
+            }
+        }
+    }
+    Plan { cells, skipped }
+}
+
+/// A rough duration estimate in seconds (model load, warmup, repetitions, idle, cooldown).
+pub fn estimate_seconds(s: &Suite, p: &Plan) -> f64 {
+    let per_gen = |w: &Workload| {
+        let t = (w.prompt_tokens * w.batch) as f64 / 300.0 + (w.new_tokens * w.batch) as f64 / 80.0;
+        t.max(s.min_window_ms / 1e3)
+    };
+    s.idle_seconds
+        + p.cells
+            .iter()
+            .map(|c| {
+                2.0 + (s.warmup + s.repetitions) as f64 * per_gen(&c.workload) + s.cooldown_seconds
+            })
+            .sum::<f64>()
+}
+
+/// The plan as text, for `--dry-run`.
+pub fn render(s: &Suite, p: &Plan) -> String {
+    let mut out = format!(
+        "suite {}: {} cell(s), {} warmup + {} repetitions each, idle baseline {} s\n",
+        s.name,
+        p.cells.len(),
+        s.warmup,
+        s.repetitions,
+        s.idle_seconds
+    );
+    for c in &p.cells {
+        let w = &c.workload;
+        let _ = writeln!(
+            out,
+            "  {:>3}. {}  model={} profile={} (device {}, threads {}) workload={} ({:?}, {} prompt, {} new, batch {})",
+            c.index + 1,
+            c.id,
+            c.model.spec(),
+            c.profile.name,
+            c.profile.device,
+            c.profile
+                .threads
+                .map_or("default".to_string(), |t| t.to_string()),
+            w.name,
+            w.kind,
+            w.prompt_tokens,
+            w.new_tokens,
+            w.batch
+        );
+    }
+    for (id, why) in &p.skipped {
+        let _ = writeln!(out, "  skipped {id}: {why}");
+    }
+    let _ = writeln!(
+        out,
+        "expected duration: about {:.0} s (rough)",
+        estimate_seconds(s, p)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_order_and_compatibility() {
+        let text = r#"
+[suite]
+name = "t"
+[[model]]
+id = "synthetic:llama-tiny"
+[[model]]
+id = "all-minilm-l6-v2"
+[[profile]]
+name = "a"
+[[profile]]
+name = "b b"
+[[workload]]
+name = "gen"
+prompt_tokens = 8
+new_tokens = 2
+[[workload]]
+name = "emb"
+kind = "embed"
+prompt_tokens = 8
+"#;
+        let s = Suite::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let p = plan(&s);
+        let ids: Vec<&str> = p.cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "synthetic_llama-tiny__a__gen",
+                "synthetic_llama-tiny__b_b__gen",
+                "all-minilm-l6-v2__a__emb",
+                "all-minilm-l6-v2__b_b__emb"
+            ]
+        );
+        assert_eq!(p.skipped.len(), 4);
+        assert!(p.cells.iter().enumerate().all(|(i, c)| c.index == i));
+        assert!(render(&s, &p).contains("expected duration"));
+    }
+}

@@ -1,0 +1,161 @@
+//! The per-repetition record (one JSON line in records.jsonl, appended and fsynced as soon as it
+//! is measured) and reading those lines back.
+
+use crate::config::WorkloadKind;
+use crate::engine::ModelInfo;
+use crate::meter::Provenance;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// Version of the record schema; bump when a field's meaning changes.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// Whether the repetition produced figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+}
+
+/// Energy of one domain in one repetition (sums over the inner iterations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEnergy {
+    pub source: String,
+    pub name: String,
+    pub prefill_j: Option<f64>,
+    pub decode_j: Option<f64>,
+    pub total_j: Option<f64>,
+}
+
+/// Energy figures of one repetition. Per-request and per-token figures are gross (`*_net_*`
+/// subtract idle power × phase duration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyFigures {
+    pub provenance: Provenance,
+    /// `cpu+gpu`, `cpu` or `gpu`: what the totals add up.
+    pub scope: String,
+    /// How each source was read (`rapl: counter`, `estimate: estimate`, …).
+    pub methods: Vec<String>,
+    pub interval_ms: f64,
+    /// Energy per request, by phase (prefill covers request start to first token).
+    pub prefill_j: f64,
+    pub decode_j: f64,
+    pub request_j: f64,
+    pub prefill_net_j: Option<f64>,
+    pub decode_net_j: Option<f64>,
+    pub request_net_j: Option<f64>,
+    /// Per prompt token; per generated token; per request.
+    pub j_per_prefill_token: f64,
+    pub j_per_decode_token: Option<f64>,
+    pub j_per_request: f64,
+    /// Generated tokens per joule (input tokens for embedding workloads).
+    pub tokens_per_j: f64,
+    pub wh_per_1000_queries: f64,
+    pub j_per_prefill_token_net: Option<f64>,
+    pub j_per_decode_token_net: Option<f64>,
+    pub avg_power_w: f64,
+    pub peak_power_w: f64,
+    /// Instrument uncertainty of `request_j` (one side) and its basis.
+    pub uncertainty_j: f64,
+    pub uncertainty_basis: String,
+    pub invalid_samples: u64,
+    pub domains: Vec<DomainEnergy>,
+}
+
+/// One repetition of one cell (or a failed cell, with `repetition` null).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema_version: u32,
+    pub suite: String,
+    pub cell: String,
+    pub cell_index: usize,
+    pub model: String,
+    pub model_spec: String,
+    pub profile: String,
+    pub workload: String,
+    pub kind: WorkloadKind,
+    pub repetition: Option<u32>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub unix_time_s: f64,
+    pub model_info: Option<ModelInfo>,
+    pub synthetic: bool,
+    pub batch: usize,
+    /// Generations run back to back inside the measured window (figures are per generation).
+    pub inner_iterations: usize,
+    /// Tokens of one request (a batch of `batch` sequences), from the engine.
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub ttft_s: Option<f64>,
+    pub tpot_s: Option<f64>,
+    pub e2e_s: Option<f64>,
+    pub itl_p50_s: Option<f64>,
+    pub itl_p90_s: Option<f64>,
+    pub itl_p99_s: Option<f64>,
+    pub prefill_tokens_per_s: Option<f64>,
+    pub decode_tokens_per_s: Option<f64>,
+    pub energy: Option<EnergyFigures>,
+    /// ML.ENERGY's names for the same figures.
+    pub energy_per_token_joules: Option<f64>,
+    pub energy_per_request_joules: Option<f64>,
+    pub avg_power_watts: Option<f64>,
+    /// With `[carbon]`: request energy × grid intensity, per 1,000 queries.
+    pub gco2e_per_1000_queries: Option<f64>,
+    pub warnings: Vec<String>,
+}
+
+/// Appends one record as a line and fsyncs it before returning.
+pub fn append(path: &Path, r: &Record) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
+}
+
+/// Reads every complete record; a torn last line (a kill mid-write) is reported, not fatal.
+pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => out.push(r),
+            Err(e) => warnings.push(format!(
+                "{}:{}: unreadable record skipped ({e})",
+                path.display(),
+                i + 1
+            )),
+        }
+    }
+    Ok((out, warnings))
+}
+
+/// Cuts a torn last line (no newline at the end) so appends start on a fresh line.
+pub fn repair(path: &Path) -> std::io::Result<bool> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()?;
+    Ok(true)
+}

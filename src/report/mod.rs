@@ -1,0 +1,392 @@
+//! Summaries of a run, rebuilt from records.jsonl: pure exporters (JSON, CSV, Markdown) and one
+//! place that writes the files.
+
+use crate::config::WorkloadKind;
+use crate::engine::EngineConfig;
+use crate::meter::Provenance;
+use crate::record::{self, Record, Status};
+use crate::runner::files::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
+use crate::stats::{Summary, summarize_bootstrap};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// One cell over its repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellSummary {
+    pub cell: String,
+    pub cell_index: usize,
+    pub model: String,
+    pub profile: String,
+    pub workload: String,
+    pub kind: WorkloadKind,
+    pub synthetic: bool,
+    /// `estimated` when any repetition's energy was estimated.
+    pub provenance: Option<Provenance>,
+    pub scope: Option<String>,
+    pub engine: Option<EngineConfig>,
+    pub repetitions_ok: usize,
+    pub failures: Vec<String>,
+    /// Per figure: median, mean, sd, cv, 95% intervals, outliers (indices into the ok records).
+    pub metrics: BTreeMap<String, Summary>,
+    /// ML.ENERGY's names (medians).
+    pub energy_per_token_joules: Option<f64>,
+    pub energy_per_request_joules: Option<f64>,
+    pub avg_power_watts: Option<f64>,
+    pub warnings: Vec<String>,
+}
+
+/// summary.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryDoc {
+    pub schema_version: u32,
+    pub suite: String,
+    pub interrupted: bool,
+    pub cells: Vec<CellSummary>,
+    pub warnings: Vec<String>,
+}
+
+type Getter = fn(&Record) -> Option<f64>;
+
+/// The figures summarized per cell, in report order.
+pub const METRICS: &[(&str, Getter)] = &[
+    ("j_per_prefill_token", |r| {
+        r.energy.as_ref().map(|e| e.j_per_prefill_token)
+    }),
+    ("j_per_decode_token", |r| {
+        r.energy.as_ref().and_then(|e| e.j_per_decode_token)
+    }),
+    ("j_per_request", |r| {
+        r.energy.as_ref().map(|e| e.j_per_request)
+    }),
+    ("tokens_per_j", |r| {
+        r.energy.as_ref().map(|e| e.tokens_per_j)
+    }),
+    ("wh_per_1000_queries", |r| {
+        r.energy.as_ref().map(|e| e.wh_per_1000_queries)
+    }),
+    ("prefill_j", |r| r.energy.as_ref().map(|e| e.prefill_j)),
+    ("decode_j", |r| r.energy.as_ref().map(|e| e.decode_j)),
+    ("request_j", |r| r.energy.as_ref().map(|e| e.request_j)),
+    ("request_net_j", |r| {
+        r.energy.as_ref().and_then(|e| e.request_net_j)
+    }),
+    ("j_per_prefill_token_net", |r| {
+        r.energy.as_ref().and_then(|e| e.j_per_prefill_token_net)
+    }),
+    ("j_per_decode_token_net", |r| {
+        r.energy.as_ref().and_then(|e| e.j_per_decode_token_net)
+    }),
+    ("avg_power_w", |r| r.energy.as_ref().map(|e| e.avg_power_w)),
+    ("peak_power_w", |r| {
+        r.energy.as_ref().map(|e| e.peak_power_w)
+    }),
+    ("uncertainty_j", |r| {
+        r.energy.as_ref().map(|e| e.uncertainty_j)
+    }),
+    ("ttft_s", |r| r.ttft_s),
+    ("tpot_s", |r| r.tpot_s),
+    ("itl_p50_s", |r| r.itl_p50_s),
+    ("itl_p90_s", |r| r.itl_p90_s),
+    ("itl_p99_s", |r| r.itl_p99_s),
+    ("e2e_s", |r| r.e2e_s),
+    ("prefill_tokens_per_s", |r| r.prefill_tokens_per_s),
+    ("decode_tokens_per_s", |r| r.decode_tokens_per_s),
+    ("gco2e_per_1000_queries", |r| r.gco2e_per_1000_queries),
+];
+
+fn seed(cell: &str, metric: &str) -> u64 {
+    cell.bytes()
+        .chain(metric.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
+}
+
+/// Summarizes records by cell (order of the plan).
+pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryDoc {
+    let mut by: BTreeMap<usize, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        by.entry(r.cell_index).or_default().push(r);
+    }
+    let cells = by
+        .into_values()
+        .map(|rs| {
+            let ok: Vec<&Record> = rs
+                .iter()
+                .copied()
+                .filter(|r| r.status == Status::Ok)
+                .collect();
+            let first = rs[0];
+            let mut metrics = BTreeMap::new();
+            for (name, get) in METRICS {
+                let v: Vec<f64> = ok.iter().filter_map(|r| get(r)).collect();
+                if let Some(s) = summarize_bootstrap(&v, seed(&first.cell, name)) {
+                    metrics.insert(name.to_string(), s);
+                }
+            }
+            let med = |f: Getter| {
+                let v: Vec<f64> = ok.iter().filter_map(|r| f(r)).collect();
+                (!v.is_empty()).then(|| crate::stats::median(&v))
+            };
+            // The same warning from several repetitions is listed once, with its count.
+            let mut seen: Vec<(String, Vec<u32>)> = Vec::new();
+            for r in &ok {
+                for w in &r.warnings {
+                    let rep = r.repetition.unwrap_or(0);
+                    match seen.iter_mut().find(|(t, _)| t == w) {
+                        Some((_, reps)) => reps.push(rep),
+                        None => seen.push((w.clone(), vec![rep])),
+                    }
+                }
+            }
+            let warnings: Vec<String> = seen
+                .into_iter()
+                .map(|(w, reps)| {
+                    if reps.len() == ok.len() {
+                        format!("{w} (every repetition)")
+                    } else {
+                        let list: Vec<String> = reps.iter().map(u32::to_string).collect();
+                        format!("{w} (repetition {})", list.join(", "))
+                    }
+                })
+                .collect();
+            CellSummary {
+                cell: first.cell.clone(),
+                cell_index: first.cell_index,
+                model: first.model.clone(),
+                profile: first.profile.clone(),
+                workload: first.workload.clone(),
+                kind: first.kind,
+                synthetic: rs.iter().any(|r| r.synthetic),
+                provenance: if ok.iter().any(|r| {
+                    r.energy
+                        .as_ref()
+                        .is_some_and(|e| e.provenance == Provenance::Estimated)
+                }) {
+                    Some(Provenance::Estimated)
+                } else if ok.iter().any(|r| r.energy.is_some()) {
+                    Some(Provenance::Measured)
+                } else {
+                    None
+                },
+                scope: ok
+                    .iter()
+                    .find_map(|r| r.energy.as_ref().map(|e| e.scope.clone())),
+                engine: ok
+                    .iter()
+                    .find_map(|r| r.model_info.as_ref().map(|m| m.engine.clone())),
+                repetitions_ok: ok.len(),
+                failures: rs.iter().filter_map(|r| r.error.clone()).collect(),
+                energy_per_token_joules: med(|r| r.energy_per_token_joules),
+                energy_per_request_joules: med(|r| r.energy_per_request_joules),
+                avg_power_watts: med(|r| r.avg_power_watts),
+                metrics,
+                warnings,
+            }
+        })
+        .collect();
+    SummaryDoc {
+        schema_version: RUN_SCHEMA_VERSION,
+        suite: suite.to_string(),
+        interrupted,
+        cells,
+        warnings: Vec::new(),
+    }
+}
+
+const CSV_METRICS: &[&str] = &[
+    "j_per_prefill_token",
+    "j_per_decode_token",
+    "j_per_request",
+    "tokens_per_j",
+    "wh_per_1000_queries",
+    "request_net_j",
+    "ttft_s",
+    "tpot_s",
+    "itl_p50_s",
+    "itl_p90_s",
+    "itl_p99_s",
+    "e2e_s",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "avg_power_w",
+    "peak_power_w",
+];
+
+/// summary.csv: one row per cell; per metric its median, mean, sd, cv and bootstrap interval.
+pub fn summary_csv(doc: &SummaryDoc) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = [
+        "cell",
+        "model",
+        "profile",
+        "workload",
+        "kind",
+        "synthetic",
+        "provenance",
+        "repetitions_ok",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for m in CSV_METRICS {
+        for s in ["median", "mean", "sd", "cv", "ci95_low", "ci95_high"] {
+            header.push(format!("{m}_{s}"));
+        }
+    }
+    let _ = w.write_record(&header);
+    let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.6e}"));
+    for c in &doc.cells {
+        let mut row = vec![
+            c.cell.clone(),
+            c.model.clone(),
+            c.profile.clone(),
+            c.workload.clone(),
+            format!("{:?}", c.kind).to_lowercase(),
+            c.synthetic.to_string(),
+            c.provenance
+                .map_or("none".into(), |p| format!("{p:?}").to_lowercase()),
+            c.repetitions_ok.to_string(),
+        ];
+        for m in CSV_METRICS {
+            let s = c.metrics.get(*m);
+            row.push(f(s.map(|s| s.median)));
+            row.push(f(s.map(|s| s.mean)));
+            row.push(f(s.and_then(|s| s.sd)));
+            row.push(f(s.and_then(|s| s.cv)));
+            row.push(f(s.and_then(|s| s.bootstrap_ci95).map(|c| c[0])));
+            row.push(f(s.and_then(|s| s.bootstrap_ci95).map(|c| c[1])));
+        }
+        let _ = w.write_record(&row);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn cell_value(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
+    match c.metrics.get(m) {
+        Some(s) => match s.bootstrap_ci95 {
+            Some([a, b]) => format!(
+                "{:.p$} [{:.p$}, {:.p$}]",
+                s.median * scale,
+                a * scale,
+                b * scale,
+                p = prec
+            ),
+            None => format!("{:.p$}", s.median * scale, p = prec),
+        },
+        None => "–".into(),
+    }
+}
+
+/// report.md: the figures a reader compares, with how they were obtained.
+pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBaseline>) -> String {
+    let mut s = format!("# joulebench: {}\n\n", doc.suite);
+    if doc.interrupted {
+        s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
+    }
+    if let Some(m) = meta {
+        let _ = writeln!(
+            s,
+            "Machine: {} ({} CPUs, governor {}, {} GiB), joulebench {}{}.\n",
+            m.machine.cpu_model,
+            m.machine.logical_cpus,
+            m.machine.governor.as_deref().unwrap_or("unknown"),
+            m.machine
+                .memory_gib
+                .map_or("?".into(), |g| format!("{g:.0}")),
+            m.joulebench_version,
+            m.git_commit
+                .as_deref()
+                .map_or(String::new(), |c| format!(" ({c})"))
+        );
+    }
+    if let Some(i) = idle {
+        let _ = writeln!(
+            s,
+            "Idle baseline: {} W over {:.1} s ({}).\n",
+            i.total_w.map_or("n/a".into(), |w| format!("{w:.3}")),
+            i.duration_s,
+            format!("{:?}", i.provenance).to_lowercase()
+        );
+    }
+    s.push_str(
+        "Medians over repetitions with 95% bootstrap intervals. Energy covers the CPU (sum of \
+         packages and DRAM) and metered GPUs; ESTIMATED figures come from a CPU-time model, \
+         not a sensor.\n\n",
+    );
+    s.push_str("| cell | energy | prefill mJ/token | decode mJ/token | J/request | tokens/J | Wh/1k queries | TTFT ms | TPOT ms | avg W | reps |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for c in &doc.cells {
+        let prov = match c.provenance {
+            Some(Provenance::Estimated) => "ESTIMATED",
+            Some(Provenance::Measured) => "measured",
+            None => "none",
+        };
+        let name = if c.synthetic {
+            format!("{} (synthetic)", c.cell)
+        } else {
+            c.cell.clone()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_escape(&name),
+            prov,
+            cell_value(c, "j_per_prefill_token", 1e3, 3),
+            cell_value(c, "j_per_decode_token", 1e3, 3),
+            cell_value(c, "j_per_request", 1.0, 4),
+            cell_value(c, "tokens_per_j", 1.0, 2),
+            cell_value(c, "wh_per_1000_queries", 1.0, 4),
+            cell_value(c, "ttft_s", 1e3, 1),
+            cell_value(c, "tpot_s", 1e3, 2),
+            cell_value(c, "avg_power_w", 1.0, 2),
+            c.repetitions_ok
+        );
+    }
+    for c in doc
+        .cells
+        .iter()
+        .filter(|c| !c.failures.is_empty() || !c.warnings.is_empty())
+    {
+        let _ = writeln!(s, "\n### {}\n", md_escape(&c.cell));
+        for f in &c.failures {
+            let _ = writeln!(
+                s,
+                "- **failed**: {}",
+                md_escape(f.lines().next().unwrap_or(""))
+            );
+        }
+        for w in &c.warnings {
+            let _ = writeln!(s, "- warning: {}", md_escape(w));
+        }
+    }
+    for w in &doc.warnings {
+        let _ = writeln!(s, "\n- {}", md_escape(w));
+    }
+    s
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Rebuilds summary.json, summary.csv and report.md of a run folder from its records.
+pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
+    let (records, warnings) = record::read_all(&dir.join("records.jsonl"))?;
+    let meta: Option<RunMeta> = read_json(&dir.join("meta.json")).ok();
+    let idle: Option<IdleBaseline> = read_json(&dir.join("idle.json")).ok();
+    let suite = meta.as_ref().map_or_else(String::new, |m| m.suite.clone());
+    let mut doc = summarize(&suite, &records, interrupted);
+    doc.warnings = warnings;
+    write_json(&dir.join("summary.json"), &doc)?;
+    crate::measure::write_atomic(&dir.join("summary.csv"), summary_csv(&doc).as_bytes())?;
+    crate::measure::write_atomic(
+        &dir.join("report.md"),
+        report_md(&doc, meta.as_ref(), idle.as_ref()).as_bytes(),
+    )?;
+    Ok(doc)
+}

@@ -1,0 +1,296 @@
+//! One cell in its own process (`joulebench run-cell`): load the model outside any measured
+//! window, warm up, then run the repetitions, reading every counter at the request start, the
+//! first token and the last token, and append each record (fsynced) as soon as it is measured.
+
+use super::figures::{Inner, fill};
+use super::files::{IdleBaseline, RunMeta, read_json};
+use crate::config::{Suite, WorkloadKind};
+use crate::engine::load::{LoadOptions, load};
+use crate::engine::{
+    EmbedRequest, GenerateRequest, InferenceBackend, TokenEvent, TokenObserver, prompt,
+};
+use crate::meter::sampler::{Sampler, SamplerConfig};
+use crate::meter::select::{EstimateScope, Hardware, select};
+use crate::plan::{Cell, plan};
+use crate::record::{self, RECORD_SCHEMA_VERSION, Record, Status};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Marks the meters at the request start, the first token and the end.
+struct Marker<'a> {
+    sampler: &'a Sampler,
+    prefix: String,
+}
+
+impl TokenObserver for Marker<'_> {
+    fn on_event(&mut self, e: TokenEvent, _t: u64) {
+        let tag = match e {
+            TokenEvent::Start => "start",
+            TokenEvent::FirstToken => "first",
+            TokenEvent::End => "end",
+            TokenEvent::Token { .. } => return,
+        };
+        self.sampler.mark(&format!("{}:{tag}", self.prefix));
+    }
+}
+
+/// Dies with the parent, so a killed suite never leaves a cell appending records.
+fn die_with_parent() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        std::process::exit(137);
+    }
+}
+
+/// Busy CPU time of the whole machine from /proc/stat, in nanoseconds.
+fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(busy * 1_000_000_000 / hz)
+}
+
+fn fault_hook() {
+    // Test hook: make this cell fail in a chosen way.
+    match std::env::var("JOULEBENCH_CELL_FAULT").as_deref() {
+        Ok("panic") => panic!("injected fault (JOULEBENCH_CELL_FAULT=panic)"),
+        Ok("exit") => {
+            eprintln!("injected fault (JOULEBENCH_CELL_FAULT=exit)");
+            std::process::exit(3)
+        }
+        _ => {}
+    }
+}
+
+/// Inputs of one request, built deterministically.
+fn inputs(model: &dyn InferenceBackend, cell: &Cell) -> Result<Vec<Vec<u32>>> {
+    let w = &cell.workload;
+    let one = match (w.kind, model.tokenizer()) {
+        (WorkloadKind::Embed, Some(t)) => prompt::exact_encoder_tokens(t, w.prompt_tokens)?,
+        (WorkloadKind::Generate, Some(t)) => {
+            let chat = if w.chat_template {
+                let tpl = model.chat_template().unwrap_or("");
+                Some(prompt::ChatFormat::detect(tpl).with_context(|| {
+                    format!(
+                        "workload {}: the model has no chat template joulebench can apply",
+                        w.name
+                    )
+                })?)
+            } else {
+                None
+            };
+            prompt::exact_tokens(t, w.prompt_tokens, chat)?
+        }
+        (_, None) => prompt::synthetic_tokens(model.info().vocab_size, w.prompt_tokens, 7),
+    };
+    Ok(vec![one; w.batch])
+}
+
+/// Runs one generation (or embedding) with marks under `prefix`.
+fn once(
+    model: &mut dyn InferenceBackend,
+    cell: &Cell,
+    inputs: &[Vec<u32>],
+    sampler: &Sampler,
+    prefix: String,
+) -> Result<Inner> {
+    let mut marker = Marker { sampler, prefix };
+    let w = &cell.workload;
+    Ok(match w.kind {
+        WorkloadKind::Generate => Inner::Generate(model.generate(
+            &GenerateRequest {
+                prompts: inputs.to_vec(),
+                max_new_tokens: w.new_tokens,
+                ignore_eos: w.ignore_eos,
+            },
+            &mut marker,
+        )?),
+        WorkloadKind::Embed => Inner::Embed(model.embed(
+            &EmbedRequest {
+                inputs: inputs.to_vec(),
+            },
+            &mut marker,
+        )?),
+    })
+}
+
+/// Runs repetitions `reps` of cell `index` of the run in `run_dir`. Exit code 130 when
+/// interrupted between repetitions.
+pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBool) -> Result<u8> {
+    die_with_parent();
+    let meta: RunMeta = read_json(&run_dir.join("meta.json"))?;
+    let text = std::fs::read_to_string(run_dir.join("config.toml"))
+        .with_context(|| format!("cannot read {}", run_dir.join("config.toml").display()))?;
+    let suite = Suite::parse(&meta.config_path, &text)?;
+    let cell = plan(&suite)
+        .cells
+        .into_iter()
+        .nth(index)
+        .with_context(|| format!("the suite has no cell {index}"))?;
+    fault_hook();
+    let idle: Option<IdleBaseline> = read_json(&run_dir.join("idle.json")).ok();
+    let root = suite
+        .powercap_root
+        .clone()
+        .unwrap_or_else(|| crate::meter::rapl::DEFAULT_POWERCAP_ROOT.into());
+    let sel = select(
+        &suite.meter,
+        &Hardware::real(root),
+        suite.tdp_w,
+        EstimateScope::Process,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if suite.strict && sel.has_estimates() {
+        bail!("strict: no measured source covers the CPU; refusing to report estimates");
+    }
+    let opts = LoadOptions {
+        device: cell.profile.device.clone(),
+        seed: cell.model.seed.unwrap_or(42),
+        ..Default::default()
+    };
+    let mut model = load(&cell.model.spec(), &opts, &mut |s| eprintln!("[cell] {s}"))?;
+    let inputs = inputs(model.as_ref(), &cell)?;
+    let sel_warnings = sel.warnings.clone();
+    let slowest_update_ms = sel
+        .sources
+        .iter()
+        .flat_map(|s| s.domains().to_vec())
+        .filter(|d| d.provenance == crate::meter::Provenance::Measured)
+        .map(|d| d.nominal_update_ms)
+        .fold(0.0, f64::max);
+    let sampler = Sampler::start(
+        sel.sources,
+        SamplerConfig {
+            interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
+            ..Default::default()
+        },
+    );
+    // Warmup (at least one unrecorded run when warmup = 0, to size the window).
+    let mut e2e_s: f64 = 0.0;
+    for w in 0..suite.warmup.max(1) {
+        let r = once(
+            model.as_mut(),
+            &cell,
+            &inputs,
+            &sampler,
+            format!("warmup{}", w + 1),
+        )?;
+        e2e_s = r.e2e_s();
+    }
+    let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * slowest_update_ms / 1e3);
+    let k = ((min_window_s / e2e_s.max(1e-6)).ceil() as usize).clamp(1, 10_000);
+    let records = run_dir.join("records.jsonl");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for &rep in reps {
+        if interrupt.load(Ordering::Relaxed) {
+            return Ok(130);
+        }
+        let busy0 = machine_busy_ns();
+        let own0 = crate::clock::process_cpu_ns();
+        let t0 = crate::clock::monotonic_ns();
+        let mut inner = Vec::with_capacity(k);
+        for i in 0..k {
+            inner.push(once(
+                model.as_mut(),
+                &cell,
+                &inputs,
+                &sampler,
+                format!("r{rep}.{i}"),
+            )?);
+        }
+        sampler.mark(&format!("r{rep}:settle"));
+        let wall_ns = crate::clock::monotonic_ns() - t0;
+        let rec = sampler.snapshot();
+        let mut warnings = sel_warnings.clone();
+        if let (Some(b0), Some(b1)) = (busy0, machine_busy_ns()) {
+            let own = crate::clock::process_cpu_ns().saturating_sub(own0);
+            let other_s = b1.saturating_sub(b0).saturating_sub(own) as f64 / 1e9;
+            let share = other_s / (wall_ns as f64 / 1e9 * cpus);
+            if share > 0.10 && other_s > 0.05 {
+                warnings.push(format!(
+                    "other processes used {other_s:.2} CPU-seconds ({:.0}% of the machine) during \
+                     this repetition: its energy is contaminated",
+                    share * 100.0
+                ));
+            }
+        }
+        let mut r = failed_record(&suite, &cell, String::new());
+        r.status = Status::Ok;
+        r.error = None;
+        r.repetition = Some(rep);
+        r.synthetic = model.info().synthetic;
+        r.model_info = Some(model.info().clone());
+        warnings.extend(fill(
+            &mut r,
+            &rec,
+            &format!("r{rep}"),
+            &inner,
+            idle.as_ref(),
+            &suite,
+        ));
+        r.warnings = warnings;
+        record::append(&records, &r)
+            .with_context(|| format!("cannot append to {}", records.display()))?;
+        let trace = run_dir.join("traces").join(format!("{}.csv", cell.id));
+        let mut buf = Vec::new();
+        if rec.write_trace(&mut buf).is_ok() {
+            let _ = crate::measure::write_atomic(&trace, &buf);
+        }
+        eprintln!("[cell] {} repetition {rep} recorded", cell.id);
+    }
+    drop(sampler.stop());
+    Ok(0)
+}
+
+/// A record for a cell that failed before or while running.
+pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
+    Record {
+        schema_version: RECORD_SCHEMA_VERSION,
+        suite: suite.name.clone(),
+        cell: cell.id.clone(),
+        cell_index: cell.index,
+        model: cell.model.name(),
+        model_spec: cell.model.spec(),
+        profile: cell.profile.name.clone(),
+        workload: cell.workload.name.clone(),
+        kind: cell.workload.kind,
+        repetition: None,
+        status: Status::Failed,
+        error: Some(error),
+        unix_time_s: super::unix_now(),
+        model_info: None,
+        synthetic: cell.model.spec().starts_with("synthetic:"),
+        batch: cell.workload.batch,
+        inner_iterations: 0,
+        prompt_tokens: 0,
+        generated_tokens: 0,
+        ttft_s: None,
+        tpot_s: None,
+        e2e_s: None,
+        itl_p50_s: None,
+        itl_p90_s: None,
+        itl_p99_s: None,
+        prefill_tokens_per_s: None,
+        decode_tokens_per_s: None,
+        energy: None,
+        energy_per_token_joules: None,
+        energy_per_request_joules: None,
+        avg_power_watts: None,
+        gco2e_per_1000_queries: None,
+        warnings: Vec::new(),
+    }
+}

@@ -1,0 +1,285 @@
+//! Turns one repetition (its inner generations and the meters' marks) into a record's figures:
+//! energy per phase from counter reads at the boundaries, never from subtracting runs.
+
+use super::files::IdleBaseline;
+use crate::config::Suite;
+use crate::engine::{EmbedOutput, GenerateOutput};
+use crate::measure::result::{totals, uncertainty};
+use crate::meter::recording::Recording;
+use crate::meter::{DomainKind, Method, Provenance, TotalGroup};
+use crate::record::{DomainEnergy, EnergyFigures, Record};
+use crate::stats::quantile;
+
+/// One generation (or embedding) inside a repetition's window.
+pub enum Inner {
+    Generate(GenerateOutput),
+    Embed(EmbedOutput),
+}
+
+impl Inner {
+    /// Request start to last token (or to the embedding), seconds.
+    pub fn e2e_s(&self) -> f64 {
+        match self {
+            Inner::Generate(o) => {
+                (o.token_ns.last().copied().unwrap_or(o.end_ns) - o.start_ns) as f64 / 1e9
+            }
+            Inner::Embed(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
+        }
+    }
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Fills latency and energy figures of `r` from repetition `prefix`; returns warnings.
+pub fn fill(
+    r: &mut Record,
+    rec: &Recording,
+    prefix: &str,
+    inner: &[Inner],
+    idle: Option<&IdleBaseline>,
+    suite: &Suite,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let k = inner.len().max(1);
+    r.inner_iterations = k;
+    // Latency, from the engine's own timestamps.
+    let (mut ttft, mut e2e, mut tpot, mut itl, mut pre_tps, mut dec_tps) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in inner {
+        e2e.push(i.e2e_s());
+        match i {
+            Inner::Generate(o) => {
+                let t = (o.first_token_ns - o.start_ns) as f64 / 1e9;
+                ttft.push(t);
+                pre_tps.push(o.prompt_tokens as f64 / t);
+                let decode_s = i.e2e_s() - t;
+                if o.steps > 1 {
+                    tpot.push(decode_s / (o.steps - 1) as f64);
+                    let later: usize = o.generated.iter().map(|g| g.len().saturating_sub(1)).sum();
+                    dec_tps.push(later as f64 / decode_s);
+                }
+                itl.extend(o.token_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9));
+                r.prompt_tokens = o.prompt_tokens;
+                r.generated_tokens = o.generated_tokens();
+            }
+            Inner::Embed(o) => {
+                pre_tps.push(o.input_tokens as f64 / i.e2e_s());
+                r.prompt_tokens = o.input_tokens;
+            }
+        }
+    }
+    r.ttft_s = mean(&ttft);
+    r.e2e_s = mean(&e2e);
+    r.tpot_s = mean(&tpot);
+    r.prefill_tokens_per_s = mean(&pre_tps);
+    r.decode_tokens_per_s = mean(&dec_tps);
+    if !itl.is_empty() {
+        r.itl_p50_s = Some(quantile(&itl, 0.5));
+        r.itl_p90_s = Some(quantile(&itl, 0.9));
+        r.itl_p99_s = Some(quantile(&itl, 0.99));
+    }
+
+    // Energy: sum each domain over the inner iterations' phase windows.
+    let n = rec.domains.len();
+    let (mut pre_uj, mut dec_uj) = (vec![0f64; n], vec![0f64; n]);
+    let (mut pre_s, mut dec_s, mut invalid, mut windows) = (0f64, 0f64, 0u64, 0usize);
+    let (mut first_mark, mut last_mark) = (None, None);
+    for (i, item) in inner.iter().enumerate() {
+        let idx = |tag: &str| rec.mark_index(&format!("{prefix}.{i}:{tag}"));
+        let (Some(a), Some(z)) = (idx("start"), idx("end")) else {
+            warnings.push(format!("{prefix}.{i}: missing boundary marks"));
+            continue;
+        };
+        first_mark.get_or_insert(a);
+        last_mark = Some(z);
+        let split = match item {
+            Inner::Generate(_) => idx("first"),
+            Inner::Embed(_) => None,
+        };
+        let phases: Vec<(usize, usize, bool)> = match split {
+            Some(f) => vec![(a, f, true), (f, z, false)],
+            None => vec![(a, z, true)],
+        };
+        for (x, y, is_prefill) in phases {
+            let w = rec.window(x, y);
+            windows += 1;
+            let (acc, secs) = if is_prefill {
+                (&mut pre_uj, &mut pre_s)
+            } else {
+                (&mut dec_uj, &mut dec_s)
+            };
+            *secs += w.duration_s();
+            for (d, dw) in w.domains.iter().enumerate() {
+                acc[d] += dw.energy_uj;
+                invalid += dw.invalid_samples;
+            }
+        }
+    }
+    let to_j = |v: &[f64]| {
+        v.iter()
+            .map(|u| (u.is_finite()).then_some(u / 1e6))
+            .collect::<Vec<_>>()
+    };
+    let (pre_j, dec_j) = (to_j(&pre_uj), to_j(&dec_uj));
+    let (tp, td) = (totals(&rec.domains, &pre_j), totals(&rec.domains, &dec_j));
+    let phase = |t: &crate::measure::result::Totals| match (t.cpu_j, t.gpu_j) {
+        (None, None) => None,
+        (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
+    };
+    let (Some(prefill_total), Some(decode_total)) = (phase(&tp), phase(&td)) else {
+        warnings.push("energy could not be measured for this repetition (no valid reads)".into());
+        return warnings;
+    };
+    let kf = k as f64;
+    let request_j = (prefill_total + decode_total) / kf;
+    let counted = |d: &crate::meter::DomainInfo| match d.kind.total_group() {
+        TotalGroup::Cpu => match tp.cpu_provenance {
+            Some(Provenance::Estimated) => d.kind == DomainKind::CpuEstimate,
+            _ => d.kind != DomainKind::CpuEstimate,
+        },
+        TotalGroup::Gpu => true,
+        TotalGroup::None => {
+            d.kind == DomainKind::Core
+                && tp.cpu_basis.as_deref().is_some_and(|b| b.contains("core"))
+        }
+    };
+    let provenance = if rec
+        .domains
+        .iter()
+        .any(|d| counted(d) && d.provenance == Provenance::Estimated)
+    {
+        Provenance::Estimated
+    } else {
+        Provenance::Measured
+    };
+    let scope = match (tp.cpu_j.is_some(), tp.gpu_j.is_some()) {
+        (true, true) => "cpu+gpu",
+        (true, false) => "cpu",
+        _ => "gpu",
+    };
+    let busy_s = pre_s + dec_s;
+    let avg_power_w = if busy_s > 0.0 {
+        (prefill_total + decode_total) / busy_s
+    } else {
+        0.0
+    };
+    let peak_power_w = match (first_mark, last_mark) {
+        (Some(a), Some(z)) if z > a => {
+            let w = rec.window(a, z);
+            rec.domains
+                .iter()
+                .zip(&w.domains)
+                .filter(|(d, _)| counted(d))
+                .map(|(_, dw)| dw.peak_power_w)
+                .filter(|p| p.is_finite())
+                .sum::<f64>()
+                .max(avg_power_w)
+        }
+        _ => avg_power_w,
+    };
+    let mut unc = 0.0;
+    let mut bases = Vec::new();
+    for (d, (p, q)) in rec.domains.iter().zip(pre_j.iter().zip(&dec_j)) {
+        if !counted(d) {
+            continue;
+        }
+        let e = p.unwrap_or(0.0) + q.unwrap_or(0.0);
+        let (u, basis) = uncertainty(
+            d,
+            e,
+            if busy_s > 0.0 { e / busy_s } else { 0.0 },
+            rec.interval_ms,
+        );
+        let per_window = !matches!(d.method, Method::Estimate);
+        unc += if per_window { u * windows as f64 } else { u } / kf;
+        if !bases.contains(&basis) {
+            bases.push(basis);
+        }
+    }
+    let idle_w = idle.and_then(|i| i.total_w);
+    let net = |gross: f64, secs: f64| -> Option<f64> {
+        let n = gross - idle_w? * secs;
+        Some(n.max(0.0))
+    };
+    if let Some(w) = idle_w
+        && (prefill_total + decode_total) < w * busy_s
+    {
+        warnings.push(format!(
+            "{prefix}: energy below idle power x duration ({:.4} J < {:.4} J): net figures clamped to 0",
+            prefill_total + decode_total,
+            w * busy_s
+        ));
+    }
+    let prefill_net = net(prefill_total, pre_s).map(|v| v / kf);
+    let decode_net = net(decode_total, dec_s).map(|v| v / kf);
+    let out_tokens = r.generated_tokens as f64;
+    let per_token_base = if out_tokens > 0.0 {
+        out_tokens
+    } else {
+        r.prompt_tokens as f64
+    };
+    let methods: Vec<String> = {
+        let mut m: Vec<String> = rec
+            .domains
+            .iter()
+            .filter(|d| counted(d))
+            .map(|d| format!("{}: {}", d.source, d.method.as_str()))
+            .collect();
+        m.dedup();
+        m
+    };
+    let fig = EnergyFigures {
+        provenance,
+        scope: scope.into(),
+        methods,
+        interval_ms: rec.interval_ms,
+        prefill_j: prefill_total / kf,
+        decode_j: decode_total / kf,
+        request_j,
+        prefill_net_j: prefill_net,
+        decode_net_j: decode_net,
+        request_net_j: prefill_net.zip(decode_net).map(|(a, b)| a + b),
+        j_per_prefill_token: prefill_total / kf / r.prompt_tokens.max(1) as f64,
+        j_per_decode_token: (out_tokens > 0.0).then(|| decode_total / kf / out_tokens),
+        j_per_request: request_j / r.batch.max(1) as f64,
+        tokens_per_j: per_token_base / request_j,
+        wh_per_1000_queries: request_j / r.batch.max(1) as f64 * 1000.0 / 3600.0,
+        j_per_prefill_token_net: prefill_net.map(|p| p / r.prompt_tokens.max(1) as f64),
+        j_per_decode_token_net: decode_net
+            .filter(|_| out_tokens > 0.0)
+            .map(|d| d / out_tokens),
+        avg_power_w,
+        peak_power_w,
+        uncertainty_j: unc,
+        uncertainty_basis: bases.join("; "),
+        invalid_samples: invalid,
+        domains: rec
+            .domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DomainEnergy {
+                source: d.source.to_string(),
+                name: d.name.clone(),
+                prefill_j: pre_j[i].map(|v| v / kf),
+                decode_j: dec_j[i].map(|v| v / kf),
+                total_j: pre_j[i].zip(dec_j[i]).map(|(a, b)| (a + b) / kf),
+            })
+            .collect(),
+    };
+    if invalid > 0 {
+        warnings.push(format!(
+            "{invalid} invalid meter read(s) bridged from neighbouring samples"
+        ));
+    }
+    r.energy_per_token_joules = Some(request_j / per_token_base);
+    r.energy_per_request_joules = Some(fig.j_per_request);
+    r.avg_power_watts = Some(avg_power_w);
+    r.gco2e_per_1000_queries = suite
+        .carbon
+        .as_ref()
+        .map(|c| fig.wh_per_1000_queries * c.grams_co2e_per_kwh / 1000.0);
+    r.energy = Some(fig);
+    warnings
+}

@@ -1,0 +1,419 @@
+//! The suite runner: an idle baseline, then every cell in a child process of joulebench itself
+//! (so threads, affinity and environment apply cleanly and a crash stays in its cell), records
+//! appended as they are measured, and summaries written from the records.
+
+pub mod cell;
+pub mod figures;
+pub mod files;
+
+use crate::config::Suite;
+use crate::measure::result::{idle_result, totals};
+use crate::meter::sampler::{Sampler, SamplerConfig};
+use crate::meter::select::{EstimateScope, Hardware, select};
+use crate::plan::{Cell, plan};
+use crate::record::{self, Status};
+use anyhow::{Context, Result, bail};
+use files::{IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC for a Unix time.
+pub fn stamp(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Progress of a run, as it happens; every hook defaults to nothing.
+pub trait RunObserver {
+    fn started(&mut self, _dir: &Path, _cells: usize, _todo: usize) {}
+    fn phase(&mut self, _what: &str) {}
+    fn cell_started(&mut self, _cell: &Cell, _position: usize, _of: usize) {}
+    fn cell_finished(&mut self, _cell: &Cell, _failure: Option<&str>) {}
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// Parent folder of run folders (default reports/).
+    pub out: PathBuf,
+    /// Continue this run folder instead of starting a new one.
+    pub resume: Option<PathBuf>,
+    /// The joulebench binary to start cells with.
+    pub exe: PathBuf,
+}
+
+/// What a run did.
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub interrupted: bool,
+    pub failed_cells: Vec<String>,
+}
+
+/// Repetitions of each cell already recorded as done.
+fn done_reps(dir: &Path) -> Result<Vec<BTreeSet<u32>>> {
+    let (recs, _) = record::read_all(&dir.join("records.jsonl"))?;
+    let mut done: Vec<BTreeSet<u32>> = Vec::new();
+    for r in recs.iter().filter(|r| r.status == Status::Ok) {
+        if done.len() <= r.cell_index {
+            done.resize(r.cell_index + 1, BTreeSet::new());
+        }
+        if let Some(rep) = r.repetition {
+            done[r.cell_index].insert(rep);
+        }
+    }
+    Ok(done)
+}
+
+fn git_commit() -> Option<String> {
+    option_env!("JOULEBENCH_GIT_COMMIT").map(str::to_string)
+}
+
+/// Measures idle power with nothing loaded and writes idle.json.
+fn idle_baseline(dir: &Path, suite: &Suite, hw: &Hardware, interrupt: &AtomicBool) -> Result<()> {
+    let sel = select(&suite.meter, hw, suite.tdp_w, EstimateScope::Process)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let sampler = Sampler::start(
+        sel.sources,
+        SamplerConfig {
+            interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
+            ..Default::default()
+        },
+    );
+    sampler.mark("idle:start");
+    let end = Instant::now() + Duration::from_secs_f64(suite.idle_seconds);
+    while Instant::now() < end && !interrupt.load(Ordering::Relaxed) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+    }
+    sampler.mark("idle:end");
+    let rec = sampler.stop();
+    let w = rec.window(0, 1);
+    let idle = idle_result(&rec, &w);
+    let watts: Vec<Option<f64>> = idle.domains.iter().map(|d| d.power_w).collect();
+    let t = totals(&rec.domains, &watts);
+    let base = IdleBaseline {
+        schema_version: RUN_SCHEMA_VERSION,
+        duration_s: idle.duration_s,
+        total_w: match (t.cpu_j, t.gpu_j) {
+            (None, None) => None,
+            (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
+        },
+        cpu_w: t.cpu_j,
+        gpu_w: t.gpu_j,
+        domains: idle
+            .domains
+            .iter()
+            .map(|d| IdleDomainW {
+                source: d.source.to_string(),
+                name: d.name.clone(),
+                power_w: d.power_w,
+            })
+            .collect(),
+        provenance: t
+            .cpu_provenance
+            .unwrap_or(crate::meter::Provenance::Measured),
+    };
+    write_json(&dir.join("idle.json"), &base)
+}
+
+fn new_run_dir(suite: &Suite, out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let base = format!("{}-{}", suite.name, stamp(unix_now() as u64));
+    let mut dir = out.join(&base);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = out.join(format!("{base}-{n}"));
+    }
+    std::fs::create_dir_all(dir.join("traces"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("the output folder {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(dir)
+}
+
+/// Runs (or resumes) a suite. Fails before the first cell when the output folder is not
+/// writable or the meters do not answer.
+pub fn run(
+    suite: &Suite,
+    opts: &RunOptions,
+    interrupt: &AtomicBool,
+    obs: &mut dyn RunObserver,
+) -> Result<RunOutcome> {
+    let p = plan(suite);
+    if p.cells.is_empty() {
+        bail!("the suite has no runnable cell (every model/workload pair was skipped)");
+    }
+    let root = suite
+        .powercap_root
+        .clone()
+        .unwrap_or_else(|| crate::meter::rapl::DEFAULT_POWERCAP_ROOT.into());
+    let hw = Hardware::real(root);
+    let sel = select(&suite.meter, &hw, suite.tdp_w, EstimateScope::Process)
+        .map_err(|e| anyhow::anyhow!("the meters do not answer: {e}"))?;
+    if suite.strict && sel.has_estimates() {
+        bail!(
+            "strict: no measured source covers the CPU ({}); refusing to report estimates",
+            sel.unavailable
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let dir = match &opts.resume {
+        Some(d) => {
+            let meta: RunMeta = read_json(&d.join("meta.json"))?;
+            if meta.config_hash != suite.hash() {
+                bail!(
+                    "{} was run with a different suite (hash {} vs {}): resume with its own \
+                     config.toml, or start a new run",
+                    d.display(),
+                    &meta.config_hash[..12],
+                    &suite.hash()[..12]
+                );
+            }
+            if record::repair(&d.join("records.jsonl"))? {
+                obs.phase("cut a torn last line from records.jsonl");
+            }
+            d.clone()
+        }
+        None => {
+            let dir = new_run_dir(suite, &opts.out)?;
+            std::fs::write(dir.join("config.toml"), &suite.text)?;
+            let zones: Vec<serde_json::Value> = sel
+                .zones
+                .iter()
+                .map(|z| serde_json::json!({"zone": z.zone, "name": z.raw_name, "domain": z.domain, "status": z.status}))
+                .collect();
+            let meta = RunMeta {
+                schema_version: RUN_SCHEMA_VERSION,
+                suite: suite.name.clone(),
+                config_path: std::fs::canonicalize(&suite.path)
+                    .unwrap_or_else(|_| suite.path.clone()),
+                config_hash: suite.hash(),
+                started_unix_s: unix_now(),
+                joulebench_version: env!("CARGO_PKG_VERSION").into(),
+                git_commit: git_commit(),
+                command_line: std::env::args().collect(),
+                machine: crate::fingerprint::machine(),
+                sources: sel
+                    .sources
+                    .iter()
+                    .map(|s| (s.kind().to_string(), s.describe()))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+                rapl_domains: zones.into(),
+                unavailable: sel.unavailable.clone(),
+                cells: p.cells.len(),
+                repetitions: suite.repetitions,
+            };
+            write_json(&dir.join("meta.json"), &meta)?;
+            dir
+        }
+    };
+    drop(sel);
+    let done = done_reps(&dir)?;
+    let todo: Vec<(&Cell, Vec<u32>)> = p
+        .cells
+        .iter()
+        .map(|c| {
+            let have = done.get(c.index).cloned().unwrap_or_default();
+            let missing: Vec<u32> = (1..=suite.repetitions)
+                .filter(|r| !have.contains(r))
+                .collect();
+            (c, missing)
+        })
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    obs.started(&dir, p.cells.len(), todo.len());
+    if !dir.join("idle.json").exists() && suite.idle_seconds > 0.0 {
+        obs.phase(&format!(
+            "idle baseline ({} s, nothing loaded)",
+            suite.idle_seconds
+        ));
+        idle_baseline(&dir, suite, &hw, interrupt)?;
+    }
+    let mut failed = Vec::new();
+    let mut interrupted = interrupt.load(Ordering::Relaxed);
+    for (pos, (cell, reps)) in todo.iter().enumerate() {
+        if interrupted {
+            break;
+        }
+        if pos > 0 && suite.cooldown_seconds > 0.0 {
+            obs.phase(&format!("cooldown {} s", suite.cooldown_seconds));
+            std::thread::sleep(Duration::from_secs_f64(suite.cooldown_seconds));
+        }
+        obs.cell_started(cell, pos, todo.len());
+        let outcome = run_child(&dir, suite, cell, reps, &opts.exe, interrupt)?;
+        match outcome {
+            ChildEnd::Done => obs.cell_finished(cell, None),
+            ChildEnd::Interrupted => {
+                interrupted = true;
+                obs.cell_finished(cell, Some("interrupted"));
+            }
+            ChildEnd::Failed(why) => {
+                record::append(
+                    &dir.join("records.jsonl"),
+                    &cell::failed_record(suite, cell, why.clone()),
+                )?;
+                failed.push(cell.id.clone());
+                obs.cell_finished(cell, Some(&why));
+            }
+        }
+        interrupted |= interrupt.load(Ordering::Relaxed);
+    }
+    crate::report::write_all(&dir, interrupted)?;
+    Ok(RunOutcome {
+        dir,
+        interrupted,
+        failed_cells: failed,
+    })
+}
+
+enum ChildEnd {
+    Done,
+    Interrupted,
+    Failed(String),
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn run_child(
+    dir: &Path,
+    suite: &Suite,
+    cell: &Cell,
+    reps: &[u32],
+    exe: &Path,
+    interrupt: &AtomicBool,
+) -> Result<ChildEnd> {
+    let log = dir.join("logs").join(format!("{}.stderr.log", cell.id));
+    let err =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let threads = cell.profile.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |t| t as usize,
+    );
+    let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new(exe);
+    cmd.arg("run-cell")
+        .arg("--run-dir")
+        .arg(dir)
+        .args([
+            "--cell",
+            &cell.index.to_string(),
+            "--reps",
+            &reps_arg.join(","),
+        ])
+        .envs(&cell.profile.env)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("CANDLE_NUM_THREADS", threads.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    if let Some(cpus) = cell.profile.cpu_affinity.clone() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls (CPU_SET, sched_setaffinity) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for c in &cpus {
+                    libc::CPU_SET(*c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(ChildEnd::Failed(format!(
+                "cannot start the cell process: {e}"
+            )));
+        }
+    };
+    let started = Instant::now();
+    let limit = Duration::from_secs_f64(suite.timeout_seconds);
+    let mut forwarded = false;
+    let status = loop {
+        match child.try_wait()? {
+            Some(s) => break s,
+            None => {
+                if started.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(ChildEnd::Failed(format!(
+                        "timed out after {} s; stderr tail:\n{}",
+                        suite.timeout_seconds,
+                        tail(&log, 15)
+                    )));
+                }
+                if interrupt.load(Ordering::Relaxed) && !forwarded {
+                    // SAFETY: signalling our own, not yet reaped, child.
+                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                    forwarded = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => ChildEnd::Done,
+        (Some(130), _) => ChildEnd::Interrupted,
+        (Some(c), _) => ChildEnd::Failed(format!(
+            "exited with status {c}; stderr tail:\n{}",
+            tail(&log, 15)
+        )),
+        (None, Some(s)) => ChildEnd::Failed(format!(
+            "killed by signal {s}; stderr tail:\n{}",
+            tail(&log, 15)
+        )),
+        _ => ChildEnd::Failed("ended without a status".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stamps_are_utc_calendar_times() {
+        assert_eq!(super::stamp(0), "19700101-000000");
+        assert_eq!(super::stamp(1_795_740_000), "20261126-224000");
+        assert_eq!(super::stamp(951_782_400), "20000229-000000");
+    }
+}
