@@ -72,6 +72,7 @@ fn fault_hook() {
             eprintln!("injected fault (JOULEBENCH_CELL_FAULT=exit)");
             std::process::exit(3)
         }
+        Ok("hang") => std::thread::sleep(Duration::from_secs(3600)),
         _ => {}
     }
 }

@@ -305,10 +305,19 @@ enum ChildEnd {
     Failed(String),
 }
 
+/// The last `lines` lines of a child's stderr, preceded by its panic message if a backtrace
+/// pushed that out of the tail.
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
+    let start = v.len().saturating_sub(lines);
+    let mut out: Vec<&str> = Vec::new();
+    if let Some(p) = v[..start].iter().position(|l| l.contains("panicked at")) {
+        out.extend(v[p..(p + 2).min(start)].iter().copied());
+        out.push("...");
+    }
+    out.extend(&v[start..]);
+    out.join("\n")
 }
 
 fn run_child(

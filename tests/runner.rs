@@ -1,0 +1,340 @@
+//! The suite runner end to end: plans, per-phase energy on a fake powercap tree, idle
+//! subtraction, crash safety (kill -9 and resume), failing cells, interrupts.
+
+use assert_cmd::Command;
+use joulebench::meter::fake::{FakePowercap, PowerDriver};
+use joulebench::record::{Record, Status, read_all};
+use predicates::prelude::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn jb() -> Command {
+    let mut c = Command::cargo_bin("joulebench").unwrap();
+    c.env_remove("JOULEBENCH_POWERCAP_ROOT")
+        .env_remove("JOULEBENCH_CELL_FAULT");
+    c
+}
+
+fn suite(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("suite.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn run_dir(out: &Path) -> PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a run folder")
+}
+
+fn records(dir: &Path) -> Vec<Record> {
+    read_all(&dir.join("records.jsonl")).unwrap().0
+}
+
+fn tiny_suite(root: &Path, reps: u32, workloads: usize, extra: &str) -> String {
+    let mut s = format!(
+        "[suite]\nname = \"tiny\"\nwarmup = 1\nrepetitions = {reps}\nidle_seconds = 0\nmin_window_ms = 20\n\n\
+         [meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n[[model]]\nid = \"synthetic:llama-tiny\"\n\n\
+         [[profile]]\nname = \"one\"\nthreads = 1\n{extra}\n",
+        root.join("no-powercap").display()
+    );
+    for w in 0..workloads {
+        s.push_str(&format!(
+            "\n[[workload]]\nname = \"w{w}\"\nprompt_tokens = {}\nnew_tokens = 8\n",
+            16 + 8 * w
+        ));
+    }
+    s
+}
+
+#[test]
+fn dry_run_and_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = suite(dir.path(), &tiny_suite(dir.path(), 2, 2, ""));
+    jb().arg("run")
+        .arg(&p)
+        .arg("--dry-run")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 cell(s)"))
+        .stdout(predicate::str::contains("synthetic_llama-tiny__one__w1"))
+        .stdout(predicate::str::contains("expected duration"));
+    let bad = suite(dir.path(), &tiny_suite(dir.path(), 2, 1, "thread = 3"));
+    jb().arg("run")
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("{}:", bad.display())))
+        .stderr(predicate::str::contains("thread"));
+    jb().arg("run")
+        .arg(dir.path().join("missing.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing.toml"));
+}
+
+#[test]
+fn phase_energy_and_idle_subtraction_match_the_truth_within_one_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::intel_client(&dir.path().join("powercap")).unwrap_or_else(|_| {
+        std::fs::create_dir_all(dir.path().join("powercap")).unwrap();
+        FakePowercap::intel_client(&dir.path().join("powercap")).unwrap()
+    });
+    let driver = PowerDriver::start(&tree, &[("intel-rapl:0", 10.0)], Duration::from_micros(200));
+    let out = dir.path().join("out");
+    let p = suite(
+        dir.path(),
+        &format!(
+            "[suite]\nname = \"phases\"\nwarmup = 1\nrepetitions = 2\nidle_seconds = 1\nmin_window_ms = 0\n\n\
+             [meter]\npowercap_root = \"{}\"\ninterval_ms = 2\n\n[[model]]\nid = \"synthetic:llama-135m\"\n\n\
+             [[profile]]\nname = \"two\"\nthreads = 2\n\n[[workload]]\nname = \"w\"\nprompt_tokens = 96\nnew_tokens = 16\n",
+            tree.root.display()
+        ),
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
+        .arg("run")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Raise the package from 10 W (idle) to 30 W once the idle baseline is written.
+    loop {
+        if std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some()
+            && run_dir(&out).join("idle.json").exists()
+        {
+            driver.set_watts(0, 30.0);
+            break;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("run ended early: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(child.wait().unwrap().success());
+    let d = run_dir(&out);
+    let idle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("idle.json")).unwrap()).unwrap();
+    let idle_w = idle["total_w"].as_f64().unwrap();
+    assert!((idle_w - 10.0).abs() <= 0.1, "idle {idle_w} W");
+    let recs = records(&d);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        let e = r.energy.as_ref().unwrap();
+        assert_eq!(e.provenance, joulebench::meter::Provenance::Measured);
+        let ttft = r.ttft_s.unwrap();
+        let decode_s = r.e2e_s.unwrap() - ttft;
+        let close = |got: f64, want: f64| (got - want).abs() <= 0.01 * want;
+        assert!(
+            close(e.prefill_j, 30.0 * ttft),
+            "prefill {} J vs {} J",
+            e.prefill_j,
+            30.0 * ttft
+        );
+        assert!(
+            close(e.decode_j, 30.0 * decode_s),
+            "decode {} J vs {} J",
+            e.decode_j,
+            30.0 * decode_s
+        );
+        assert!(
+            close(e.prefill_net_j.unwrap(), 20.0 * ttft),
+            "net prefill {:?}",
+            e.prefill_net_j
+        );
+        assert!(
+            close(e.decode_net_j.unwrap(), 20.0 * decode_s),
+            "net decode {:?}",
+            e.decode_net_j
+        );
+        assert!(close(e.j_per_prefill_token, 30.0 * ttft / 96.0));
+        assert!(close(
+            e.j_per_decode_token.unwrap(),
+            30.0 * decode_s / r.generated_tokens as f64
+        ));
+        assert_eq!(r.generated_tokens, 16);
+        assert!(r.synthetic);
+        let pkg = e.domains.iter().find(|x| x.name == "package-0").unwrap();
+        assert!(close(pkg.total_j.unwrap(), e.request_j));
+        assert!((r.avg_power_watts.unwrap() - 30.0).abs() < 0.3);
+    }
+    drop(driver);
+    for f in [
+        "summary.json",
+        "summary.csv",
+        "report.md",
+        "meta.json",
+        "config.toml",
+    ] {
+        assert!(d.join(f).exists(), "{f}");
+    }
+    let trace = std::fs::read_to_string(d.join("traces/synthetic_llama-135m__two__w.csv")).unwrap();
+    assert!(trace.contains("r1.0:first"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["rapl_domains"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn kill_9_loses_no_record_and_resume_completes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let p = suite(dir.path(), &tiny_suite(dir.path(), 4, 3, ""));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
+        .arg("run")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once some records are on disk.
+    loop {
+        let n = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|_| records(&run_dir(&out)).len())
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            panic!("the run finished before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let d = run_dir(&out);
+    let before = records(&d);
+    assert!(before.len() >= 3 && before.len() < 12, "{}", before.len());
+    // A torn last line, as a kill in the middle of a write leaves.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("records.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"schema_version\":1,\"suite\":\"ti").unwrap();
+    drop(f);
+    jb().args(["run", "--resume"]).arg(&d).assert().success();
+    let after = records(&d);
+    assert_eq!(after.len(), 12, "cells x repetitions");
+    let keys: BTreeSet<(usize, u32)> = after
+        .iter()
+        .map(|r| (r.cell_index, r.repetition.unwrap()))
+        .collect();
+    assert_eq!(keys.len(), 12, "no repetition twice");
+    assert!(after.iter().all(|r| r.status == Status::Ok));
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a, b, "records already measured are kept as they were");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["cells"].as_array().unwrap().len(), 3);
+    // Resuming with another suite is refused.
+    let other = suite(dir.path(), &tiny_suite(dir.path(), 5, 3, ""));
+    jb().arg("run")
+        .arg(&other)
+        .arg("--resume")
+        .arg(&d)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("different suite"));
+}
+
+#[test]
+fn failing_cells_are_recorded_and_the_suite_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let body = tiny_suite(dir.path(), 2, 1, "")
+        + "\n[[model]]\npath = \"missing/model.gguf\"\n"
+        + "\n[[profile]]\nname = \"panics\"\nthreads = 1\nenv = { JOULEBENCH_CELL_FAULT = \"panic\" }\n"
+        + "\n[[profile]]\nname = \"hangs\"\nthreads = 1\nenv = { JOULEBENCH_CELL_FAULT = \"hang\" }\n";
+    let body = body.replace(
+        "min_window_ms = 20",
+        "min_window_ms = 20\ntimeout_seconds = 3",
+    );
+    let p = suite(dir.path(), &body);
+    jb().arg("run")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1);
+    let recs = records(&run_dir(&out));
+    let ok: Vec<&Record> = recs.iter().filter(|r| r.status == Status::Ok).collect();
+    assert_eq!(ok.len(), 2, "the healthy cell ran both repetitions");
+    assert!(ok.iter().all(|r| r.cell == "synthetic_llama-tiny__one__w0"));
+    let failed: Vec<&Record> = recs.iter().filter(|r| r.status == Status::Failed).collect();
+    assert_eq!(failed.len(), 5);
+    let err = |cell: &str| {
+        failed
+            .iter()
+            .find(|r| r.cell == cell)
+            .unwrap()
+            .error
+            .clone()
+            .unwrap()
+    };
+    assert!(
+        err("model__one__w0").contains("missing/model.gguf"),
+        "{}",
+        err("model__one__w0")
+    );
+    assert!(
+        err("synthetic_llama-tiny__panics__w0").contains("injected fault"),
+        "{}",
+        err("synthetic_llama-tiny__panics__w0")
+    );
+    assert!(err("synthetic_llama-tiny__hangs__w0").contains("timed out"));
+    let report = std::fs::read_to_string(run_dir(&out).join("report.md")).unwrap();
+    assert!(report.contains("**failed**"));
+}
+
+#[test]
+fn ctrl_c_finishes_cleanly_with_exit_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let p = suite(dir.path(), &tiny_suite(dir.path(), 50, 3, ""));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
+        .arg("run")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        let n = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|_| records(&run_dir(&out)).len())
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let d = run_dir(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let n = records(&d).len();
+    assert!((2..150).contains(&n), "{n}");
+    assert!(
+        std::fs::read_to_string(d.join("report.md"))
+            .unwrap()
+            .contains("Interrupted")
+    );
+}
