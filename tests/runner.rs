@@ -338,3 +338,62 @@ fn ctrl_c_finishes_cleanly_with_exit_130() {
             .contains("Interrupted")
     );
 }
+
+#[test]
+fn shipped_configs_parse_and_plan() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            jb().arg("run")
+                .arg(&p)
+                .arg("--dry-run")
+                .assert()
+                .success()
+                .stdout(predicate::str::contains("cell(s)"));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "quickstart, threads-sweep and gpu at least");
+}
+
+#[test]
+fn embedding_workloads_and_carbon_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let body = format!(
+        "[suite]\nname = \"emb\"\nwarmup = 1\nrepetitions = 2\nidle_seconds = 0\nmin_window_ms = 50\n\n\
+         [meter]\npowercap_root = \"{}\"\n\n[[model]]\nid = \"all-minilm-l6-v2\"\nalias = \"minilm\"\n\n\
+         [[profile]]\nname = \"one\"\nthreads = 1\n\n[[workload]]\nname = \"embed-32x2\"\nkind = \"embed\"\n\
+         prompt_tokens = 32\nbatch = 2\n\n[[workload]]\nname = \"gen\"\nprompt_tokens = 8\nnew_tokens = 2\n\n\
+         [carbon]\ngrams_co2e_per_kwh = 400\nsource = \"test grid figure\"\n",
+        dir.path().join("none").display()
+    );
+    let p = suite(dir.path(), &body);
+    jb().arg("run")
+        .arg(&p)
+        .arg("--dry-run")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("skipped minilm__one__gen"));
+    jb().arg("run")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let recs = records(&run_dir(&out));
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r.kind, joulebench::config::WorkloadKind::Embed);
+        assert_eq!((r.prompt_tokens, r.generated_tokens, r.batch), (64, 0, 2));
+        let e = r.energy.as_ref().unwrap();
+        assert_eq!(e.provenance, joulebench::meter::Provenance::Estimated);
+        assert!((e.j_per_prefill_token - e.request_j / 64.0).abs() < 1e-12);
+        assert!((e.j_per_request - e.request_j / 2.0).abs() < 1e-12);
+        let g = r.gco2e_per_1000_queries.unwrap();
+        assert!((g - e.wh_per_1000_queries * 0.4).abs() < 1e-9);
+        assert!(r.energy_per_token_joules.is_some() && r.avg_power_watts.is_some());
+    }
+}

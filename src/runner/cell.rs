@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Marks the meters at the request start, the first token and the end.
-struct Marker<'a> {
-    sampler: &'a Sampler,
-    prefix: String,
+pub struct Marker<'a> {
+    pub sampler: &'a Sampler,
+    pub prefix: String,
 }
 
 impl TokenObserver for Marker<'_> {
