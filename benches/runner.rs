@@ -5,7 +5,7 @@
 use criterion::{Criterion, SamplingMode};
 use joulebench::engine::load::{LoadOptions, load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
-use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver, prompt};
+use joulebench::engine::{GenerateRequest, NoObserver, prompt};
 use joulebench::meter::fake::FakePowercap;
 use joulebench::meter::sampler::{Sampler, SamplerConfig};
 use joulebench::meter::select::{EstimateScope, Hardware, MeterChoice, select};
