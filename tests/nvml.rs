@@ -179,3 +179,18 @@ fn short_windows_are_called_out_for_slow_counters() {
     assert!(w[0].contains("nvml/gpu0"));
     assert!(joulebench::measure::result::short_window_warnings(src.domains(), 2.0).is_empty());
 }
+
+#[test]
+fn throttling_gpus_are_reported() {
+    let g = FakeGpu::with_counter("A", "GPU-a");
+    let throttle = g.throttle.clone();
+    let src = NvmlSource::open(&FakeNvml::new(vec![g]), None, true).unwrap();
+    assert!(src.health().is_empty());
+    throttle
+        .lock()
+        .unwrap()
+        .push("hardware thermal slowdown".into());
+    let h = src.health();
+    assert_eq!(h.len(), 1);
+    assert!(h[0].contains("GPU 0") && h[0].contains("thermal"), "{h:?}");
+}

@@ -324,6 +324,8 @@ pub struct FakeGpu {
     pub limit_mw: u32,
     pub cc: (i32, i32),
     pub pids: Vec<u32>,
+    /// Throttle reasons the GPU reports.
+    pub throttle: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeGpu {
@@ -337,6 +339,7 @@ impl FakeGpu {
             limit_mw: 300_000,
             cc: (8, 0),
             pids: vec![],
+            throttle: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -423,6 +426,13 @@ impl GpuDevice for FakeGpu {
     }
     fn compute_pids(&self) -> Result<Vec<u32>, GpuError> {
         Ok(self.pids.clone())
+    }
+    fn throttle_reasons(&self) -> Result<Vec<String>, GpuError> {
+        Ok(self
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 }
 

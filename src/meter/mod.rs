@@ -190,6 +190,10 @@ pub trait EnergySource: Send {
     fn diagnostics(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Conditions that make figures suspect right now (a throttling GPU), one line each.
+    fn health(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The longest safe interval between reads, so no counter wrap can hide between two reads.
     fn max_read_interval_ms(&self) -> Option<f64> {
         None

@@ -50,6 +50,10 @@ pub trait GpuDevice: Send {
     fn compute_capability(&self) -> Result<(i32, i32), GpuError>;
     /// PIDs of processes running compute work on this GPU.
     fn compute_pids(&self) -> Result<Vec<u32>, GpuError>;
+    /// Active clock-throttle reasons that slow the work (power cap, thermal, hardware).
+    fn throttle_reasons(&self) -> Result<Vec<String>, GpuError> {
+        Err(GpuError::NotSupported)
+    }
 }
 
 /// Loads the real NVML (`libnvidia-ml.so.1`) at run time.
@@ -328,6 +332,22 @@ impl EnergySource for NvmlSource {
         self.invalid.lines(&self.domains)
     }
 
+    fn health(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .zip(&self.facts)
+            .filter_map(|(d, f)| match d.throttle_reasons() {
+                Ok(r) if !r.is_empty() => Some(format!(
+                    "GPU {} ({}) is throttling: {}",
+                    f.index,
+                    f.name,
+                    r.join(", ")
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn describe(&self) -> serde_json::Value {
         serde_json::to_value(&self.facts).unwrap_or_default()
     }
@@ -428,6 +448,22 @@ mod real {
                 d.running_compute_processes()
                     .map(|v| v.into_iter().map(|p| p.pid).collect())
             })
+        }
+        fn throttle_reasons(&self) -> Result<Vec<String>, GpuError> {
+            use nvml_wrapper::bitmasks::device::ThrottleReasons as T;
+            let r = self.with(|d| d.current_throttle_reasons())?;
+            let named = [
+                (T::SW_POWER_CAP, "software power cap"),
+                (T::HW_SLOWDOWN, "hardware slowdown"),
+                (T::SW_THERMAL_SLOWDOWN, "software thermal slowdown"),
+                (T::HW_THERMAL_SLOWDOWN, "hardware thermal slowdown"),
+                (T::HW_POWER_BRAKE_SLOWDOWN, "hardware power brake"),
+            ];
+            Ok(named
+                .iter()
+                .filter(|(f, _)| r.contains(*f))
+                .map(|(_, n)| n.to_string())
+                .collect())
         }
     }
 }

@@ -156,6 +156,15 @@ impl Sampler {
         m
     }
 
+    /// Every source's current health warnings (a throttling GPU, say).
+    pub fn health(&self) -> Vec<String> {
+        lock(&self.shared)
+            .sources
+            .iter()
+            .flat_map(|s| s.health())
+            .collect()
+    }
+
     /// Everything recorded so far, while sampling goes on (a copy).
     pub fn snapshot(&self) -> Recording {
         let st = lock(&self.shared);

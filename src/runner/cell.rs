@@ -217,6 +217,7 @@ pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBo
         let wall_ns = crate::clock::monotonic_ns() - t0;
         let rec = sampler.snapshot();
         let mut warnings = sel_warnings.clone();
+        warnings.extend(sampler.health());
         if let (Some(b0), Some(b1)) = (busy0, machine_busy_ns()) {
             let own = crate::clock::process_cpu_ns().saturating_sub(own0);
             let other_s = b1.saturating_sub(b0).saturating_sub(own) as f64 / 1e9;
