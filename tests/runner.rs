@@ -35,6 +35,37 @@ fn records(dir: &Path) -> Vec<Record> {
     read_all(&dir.join("records.jsonl")).unwrap().0
 }
 
+/// Starts `joulebench run SUITE --out OUT` in the background.
+fn spawn_run(suite: &Path, out: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
+        .arg("run")
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .env_remove("JOULEBENCH_CELL_FAULT")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (on the run's progress, not the clock) until `n` records are on disk.
+fn wait_for_records(out: &Path, n: usize, child: &mut std::process::Child) {
+    loop {
+        let have = std::fs::read_dir(out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|_| records(&run_dir(out)).len())
+            .unwrap_or(0);
+        if have >= n {
+            return;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the run ended ({s}) before {n} records were written");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn tiny_suite(root: &Path, reps: u32, workloads: usize, extra: &str) -> String {
     let mut s = format!(
         "[suite]\nname = \"tiny\"\nwarmup = 1\nrepetitions = {reps}\nidle_seconds = 0\nmin_window_ms = 20\n\n\
@@ -95,14 +126,7 @@ fn phase_energy_and_idle_subtraction_match_the_truth_within_one_percent() {
             tree.root.display()
         ),
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
-        .arg("run")
-        .arg(&p)
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&p, &out);
     // Raise the package from 10 W (idle) to 30 W once the idle baseline is written.
     loop {
         if std::fs::read_dir(&out)
@@ -188,29 +212,9 @@ fn kill_9_loses_no_record_and_resume_completes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let p = suite(dir.path(), &tiny_suite(dir.path(), 4, 3, ""));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
-        .arg("run")
-        .arg(&p)
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&p, &out);
     // Kill once some records are on disk.
-    loop {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|_| records(&run_dir(&out)).len())
-            .unwrap_or(0);
-        if n >= 3 {
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            panic!("the run finished before it could be killed");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_records(&out, 3, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -304,25 +308,8 @@ fn ctrl_c_finishes_cleanly_with_exit_130() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let p = suite(dir.path(), &tiny_suite(dir.path(), 50, 3, ""));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
-        .arg("run")
-        .arg(&p)
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    loop {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|_| records(&run_dir(&out)).len())
-            .unwrap_or(0);
-        if n >= 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = spawn_run(&p, &out);
+    wait_for_records(&out, 2, &mut child);
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));

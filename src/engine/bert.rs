@@ -20,13 +20,6 @@ pub struct Bert {
     device: Device,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::BadModelFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 /// Loads a BERT folder (config.json, tokenizer.json, model.safetensors).
 pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<Bert, EngineError> {
     let cfg_path = dir.join("config.json");
@@ -35,7 +28,7 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
         source: e,
     })?;
     let cfg: Config = serde_json::from_str(&text).map_err(|e| {
-        bad(
+        EngineError::bad_file(
             &cfg_path,
             format!("line {}, column {}: {e}", e.line(), e.column()),
         )
@@ -51,13 +44,14 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
     // SAFETY: mapped read-only; joulebench does not modify the file while it is loaded.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, dev) }.map_err(
         |e| {
-            bad(
+            EngineError::bad_file(
                 &weights,
                 format!("cannot read the safetensors weights: {e}"),
             )
         },
     )?;
-    let model = BertModel::load(vb, &cfg).map_err(|e| bad(&weights, e.to_string()))?;
+    let model =
+        BertModel::load(vb, &cfg).map_err(|e| EngineError::bad_file(&weights, e.to_string()))?;
     let h = cfg.hidden_size;
     let params = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h
         + cfg.num_hidden_layers * (4 * h * h + 2 * h * cfg.intermediate_size);

@@ -15,13 +15,6 @@ pub struct Gguf {
     pub file_len: u64,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::BadModelFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 impl Gguf {
     /// Opens and validates `path`.
     pub fn open(path: &Path) -> Result<Gguf, EngineError> {
@@ -38,34 +31,37 @@ impl Gguf {
             .len();
         let mut head = [0u8; 8];
         if file.read_exact(&mut head).is_err() {
-            return Err(bad(
+            return Err(EngineError::bad_file(
                 path,
                 format!("only {file_len} bytes, too short for a GGUF header"),
             ));
         }
         if &head[..4] != b"GGUF" {
-            return Err(bad(path, "missing the GGUF magic bytes (not a GGUF file)"));
+            return Err(EngineError::bad_file(
+                path,
+                "missing the GGUF magic bytes (not a GGUF file)",
+            ));
         }
         let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if !(2..=3).contains(&version) {
-            return Err(bad(
+            return Err(EngineError::bad_file(
                 path,
                 format!("unsupported GGUF version {version} (2 and 3 are)"),
             ));
         }
         file.seek(SeekFrom::Start(0))
-            .map_err(|e| bad(path, e.to_string()))?;
+            .map_err(|e| EngineError::bad_file(path, e.to_string()))?;
         let content = {
             let mut reader = BufReader::new(&mut file);
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)))
-                .map_err(|_| bad(path, "the header is corrupt"))?
-                .map_err(|e| bad(path, format!("cannot read the header: {e}")))?
+                .map_err(|_| EngineError::bad_file(path, "the header is corrupt"))?
+                .map_err(|e| EngineError::bad_file(path, format!("cannot read the header: {e}")))?
         };
         for (name, info) in &content.tensor_infos {
             let elems = info.shape.elem_count();
             let bsize = info.ggml_dtype.block_size();
             if elems % bsize != 0 {
-                return Err(bad(
+                return Err(EngineError::bad_file(
                     path,
                     format!("tensor {name} has {elems} values, not whole blocks"),
                 ));
@@ -73,7 +69,7 @@ impl Gguf {
             let bytes = (elems / bsize) as u64 * info.ggml_dtype.type_size() as u64;
             let end = content.tensor_data_offset + info.offset + bytes;
             if end > file_len {
-                return Err(bad(
+                return Err(EngineError::bad_file(
                     path,
                     format!(
                         "truncated: tensor {name} ends at byte {end} but the file has {file_len} \
@@ -104,7 +100,7 @@ impl Gguf {
                     .or_else(|| v.to_u64().ok().map(|x| x as u32))
             })
             .ok_or_else(|| {
-                bad(
+                EngineError::bad_file(
                     &self.path,
                     format!("metadata {key} is missing or not a number"),
                 )
@@ -136,7 +132,7 @@ impl Gguf {
         let path = self.path.clone();
         self.content
             .tensor(&mut self.file, name, device)
-            .map_err(|e| bad(&path, format!("tensor {name}: {e}")))
+            .map_err(|e| EngineError::bad_file(&path, format!("tensor {name}: {e}")))
     }
 
     /// True when the file has a tensor of this name.

@@ -35,25 +35,9 @@ fn default_theta() -> f32 {
 /// Model types this loader runs.
 pub const SUPPORTED: &str = "llama, mistral (config.json model_type)";
 
-fn bad(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::BadModelFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 /// The weight files of a folder: `model.safetensors`, or every shard in name order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| EngineError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = super::files_with_ext(dir, "safetensors")?;
     if files.is_empty() {
         return Err(EngineError::Missing {
             path: dir.join("model.safetensors"),
@@ -76,7 +60,7 @@ pub fn load_folder(
         source: e,
     })?;
     let hf: HfConfig = serde_json::from_str(&text).map_err(|e| {
-        bad(
+        EngineError::bad_file(
             &cfg_path,
             format!("line {}, column {}: {e}", e.line(), e.column()),
         )
@@ -90,14 +74,17 @@ pub fn load_folder(
         });
     }
     if hf.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(bad(&cfg_path, "rope_scaling is not supported yet"));
+        return Err(EngineError::bad_file(
+            &cfg_path,
+            "rope_scaling is not supported yet",
+        ));
     }
     let tok = tokenizer::from_json(&dir.join("tokenizer.json"))?;
     let files = weight_files(dir)?;
     // SAFETY: the files are memory-mapped read-only; joulebench does not modify them while loaded.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, dev) }.map_err(|e| {
-            bad(
+            EngineError::bad_file(
                 &files[0],
                 format!("cannot read the safetensors weights: {e}"),
             )
@@ -122,11 +109,11 @@ pub fn load_folder(
     let hd = cfg.head_dim();
     let get = |shape: (usize, usize), name: &str| {
         vb.get(shape, name)
-            .map_err(|e| bad(&files[0], format!("tensor {name}: {e}")))
+            .map_err(|e| EngineError::bad_file(&files[0], format!("tensor {name}: {e}")))
     };
     let get1 = |n: usize, name: &str| {
         vb.get(n, name)
-            .map_err(|e| bad(&files[0], format!("tensor {name}: {e}")))
+            .map_err(|e| EngineError::bad_file(&files[0], format!("tensor {name}: {e}")))
     };
     let lin = |shape, name: &str| -> Result<Linear, EngineError> {
         Linear::from_dense(get(shape, name)?, plan)

@@ -226,16 +226,7 @@ fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-        .map_err(|e| EngineError::Io {
-            path: p.to_path_buf(),
-            source: e,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|x| x.extension().is_some_and(|e| e == "gguf"))
-        .collect();
-    found.sort();
+    let mut found = super::files_with_ext(p, "gguf")?;
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(EngineError::Missing {

@@ -71,6 +71,49 @@ pub enum EngineError {
     Candle(#[from] candle_core::Error),
 }
 
+impl EngineError {
+    /// A model file that cannot be used, and why.
+    pub fn bad_file(path: &std::path::Path, reason: impl Into<String>) -> EngineError {
+        EngineError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An I/O failure on `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> EngineError {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The files in `dir` ending in `.ext`, in name order.
+pub fn files_with_ext(dir: &std::path::Path, ext: &str) -> Result<Vec<PathBuf>, EngineError> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Reads a model folder's config.json into `T`; parse errors name the line and column.
+pub fn read_config_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        EngineError::bad_file(
+            path,
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
 /// How the engine runs a model; recorded in every result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
