@@ -2,10 +2,9 @@
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
 use super::kernels::{Q41Matrix, kernel_name};
-use super::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
-use crate::clock::monotonic_ns;
+use super::{EngineError, GenerateOutput, GenerateRequest, TokenObserver};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 /// Model shape.
@@ -231,6 +230,27 @@ pub struct LayerWeights {
     pub w_down: Linear,
 }
 
+impl super::generate::CausalLm for Llama {
+    fn limits(&self) -> (usize, usize) {
+        (self.cfg.vocab, self.cfg.ctx_len)
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn prepare(&mut self, total_len: usize) -> Result<(), EngineError> {
+        for l in &mut self.layers {
+            l.cache = KvCache::new(2, total_len);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        self.forward(tokens, pos)
+    }
+}
+
 impl Llama {
     /// Assembles a model from its parts.
     pub fn new(
@@ -365,87 +385,7 @@ impl Llama {
         eos: &[u32],
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError> {
-        let b = req.prompts.len();
-        let len = req.prompts.first().map_or(0, Vec::len);
-        if b == 0 || len == 0 {
-            return Err(EngineError::Request("empty prompt".into()));
-        }
-        if req.prompts.iter().any(|p| p.len() != len) {
-            return Err(EngineError::Request(
-                "prompts in a batch must have equal length".into(),
-            ));
-        }
-        if req.max_new_tokens == 0 {
-            return Err(EngineError::Request(
-                "max_new_tokens must be at least 1".into(),
-            ));
-        }
-        let total = len + req.max_new_tokens;
-        if total > self.cfg.ctx_len {
-            return Err(EngineError::Request(format!(
-                "{len} prompt + {} new tokens exceed the context length {}",
-                req.max_new_tokens, self.cfg.ctx_len
-            )));
-        }
-        if let Some(bad) = req
-            .prompts
-            .iter()
-            .flatten()
-            .find(|t| **t as usize >= self.cfg.vocab)
-        {
-            return Err(EngineError::Request(format!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.cfg.vocab
-            )));
-        }
-        for l in &mut self.layers {
-            l.cache = KvCache::new(2, total);
-        }
-        let flat: Vec<u32> = req.prompts.iter().flatten().copied().collect();
-        let input = Tensor::from_vec(flat, (b, len), &self.device)?;
-        self.device.synchronize()?;
-        let start_ns = monotonic_ns();
-        obs.on_event(TokenEvent::Start, start_ns);
-        let logits = self.forward(&input, 0)?;
-        let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-        self.device.synchronize()?;
-        let first = monotonic_ns();
-        obs.on_event(TokenEvent::FirstToken, first);
-        obs.on_event(TokenEvent::Token { index: 0 }, first);
-        let mut token_ns = vec![first];
-        let mut generated: Vec<Vec<u32>> = next.iter().map(|t| vec![*t]).collect();
-        let mut done: Vec<bool> = next
-            .iter()
-            .map(|t| !req.ignore_eos && eos.contains(t))
-            .collect();
-        let mut steps = 1;
-        while steps < req.max_new_tokens && !done.iter().all(|d| *d) {
-            let input = Tensor::from_vec(next.clone(), (b, 1), &self.device)?;
-            let logits = self.forward(&input, len + steps - 1)?;
-            next = logits.argmax(D::Minus1)?.to_vec1()?;
-            self.device.synchronize()?;
-            let t = monotonic_ns();
-            obs.on_event(TokenEvent::Token { index: steps }, t);
-            token_ns.push(t);
-            for (s, tok) in next.iter().enumerate() {
-                if !done[s] {
-                    generated[s].push(*tok);
-                    done[s] = !req.ignore_eos && eos.contains(tok);
-                }
-            }
-            steps += 1;
-        }
-        let end_ns = monotonic_ns();
-        obs.on_event(TokenEvent::End, end_ns);
-        Ok(GenerateOutput {
-            prompt_tokens: b * len,
-            generated,
-            steps,
-            start_ns,
-            first_token_ns: first,
-            token_ns,
-            end_ns,
-        })
+        super::generate::greedy(self, req, eos, obs)
     }
 
     /// Logits for every position of one prompt (tests compare implementations with this).

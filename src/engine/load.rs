@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
 /// Architectures joulebench runs from GGUF files.
-pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama)";
+pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3";
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -140,7 +140,31 @@ pub fn load(
             &dev,
         )?));
     }
+    if let Some(g) = qwen_gguf(spec)? {
+        let arch = g.string("general.architecture").unwrap_or_default();
+        return Ok(Box::new(super::qwen::load(
+            g,
+            &arch,
+            spec,
+            &opts.device,
+            &dev,
+        )?));
+    }
     Ok(Box::new(load_llama(spec, opts, progress)?))
+}
+
+/// The opened GGUF file at `spec` when it is a Qwen2/Qwen3 model.
+fn qwen_gguf(spec: &str) -> Result<Option<Gguf>, EngineError> {
+    let p = Path::new(spec);
+    if registry::lookup(spec).is_some() || spec.starts_with("synthetic:") || !p.exists() {
+        return Ok(None);
+    }
+    if p.is_dir() && p.join("config.json").exists() {
+        return Ok(None);
+    }
+    let g = Gguf::open(&gguf_in(p)?)?;
+    let arch = g.string("general.architecture").unwrap_or_default();
+    Ok(matches!(arch.as_str(), "qwen2" | "qwen3").then_some(g))
 }
 
 fn is_bert_folder(p: &Path) -> bool {

@@ -2,12 +2,14 @@
 //! family it drives. Models run in process through candle.
 
 pub mod bert;
+pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod kernels;
 pub mod llama;
 pub mod load;
 pub mod prompt;
+pub mod qwen;
 pub mod registry;
 pub mod synthetic;
 pub mod tokenizer;

@@ -1,0 +1,108 @@
+//! Greedy generation shared by every causal model: request checks, prefill, decode steps, and
+//! events with timestamps taken after the device synchronized.
+
+use super::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
+use crate::clock::monotonic_ns;
+use candle_core::{D, Device, Tensor};
+
+/// A causal language model the greedy loop can drive.
+pub trait CausalLm {
+    /// (vocabulary size, context length).
+    fn limits(&self) -> (usize, usize);
+    /// Where the model runs.
+    fn device(&self) -> &Device;
+    /// Resets state (KV caches) for a request of `total_len` positions.
+    fn prepare(&mut self, total_len: usize) -> Result<(), EngineError>;
+    /// Logits `(batch, vocab)` of the last position after feeding `tokens` at `pos`.
+    fn step(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor>;
+}
+
+/// Checks a request against the model's limits.
+fn check(req: &GenerateRequest, vocab: usize, ctx: usize) -> Result<(usize, usize), EngineError> {
+    let b = req.prompts.len();
+    let len = req.prompts.first().map_or(0, Vec::len);
+    if b == 0 || len == 0 {
+        return Err(EngineError::Request("empty prompt".into()));
+    }
+    if req.prompts.iter().any(|p| p.len() != len) {
+        return Err(EngineError::Request(
+            "prompts in a batch must have equal length".into(),
+        ));
+    }
+    if req.max_new_tokens == 0 {
+        return Err(EngineError::Request(
+            "max_new_tokens must be at least 1".into(),
+        ));
+    }
+    if len + req.max_new_tokens > ctx {
+        return Err(EngineError::Request(format!(
+            "{len} prompt + {} new tokens exceed the context length {ctx}",
+            req.max_new_tokens
+        )));
+    }
+    if let Some(bad) = req.prompts.iter().flatten().find(|t| **t as usize >= vocab) {
+        return Err(EngineError::Request(format!(
+            "token id {bad} is outside the vocabulary ({vocab})"
+        )));
+    }
+    Ok((b, len))
+}
+
+/// Greedy, deterministic generation with events at the request start, the first token, every
+/// token and the end. Sequences stop at an end-of-sequence token unless `ignore_eos`.
+pub fn greedy(
+    model: &mut dyn CausalLm,
+    req: &GenerateRequest,
+    eos: &[u32],
+    obs: &mut dyn TokenObserver,
+) -> Result<GenerateOutput, EngineError> {
+    let (vocab, ctx) = model.limits();
+    let (b, len) = check(req, vocab, ctx)?;
+    model.prepare(len + req.max_new_tokens)?;
+    let device = model.device().clone();
+    let flat: Vec<u32> = req.prompts.iter().flatten().copied().collect();
+    let input = Tensor::from_vec(flat, (b, len), &device)?;
+    device.synchronize()?;
+    let start_ns = monotonic_ns();
+    obs.on_event(TokenEvent::Start, start_ns);
+    let logits = model.step(&input, 0)?;
+    let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    device.synchronize()?;
+    let first = monotonic_ns();
+    obs.on_event(TokenEvent::FirstToken, first);
+    obs.on_event(TokenEvent::Token { index: 0 }, first);
+    let mut token_ns = vec![first];
+    let mut generated: Vec<Vec<u32>> = next.iter().map(|t| vec![*t]).collect();
+    let mut done: Vec<bool> = next
+        .iter()
+        .map(|t| !req.ignore_eos && eos.contains(t))
+        .collect();
+    let mut steps = 1;
+    while steps < req.max_new_tokens && !done.iter().all(|d| *d) {
+        let input = Tensor::from_vec(next.clone(), (b, 1), &device)?;
+        let logits = model.step(&input, len + steps - 1)?;
+        next = logits.argmax(D::Minus1)?.to_vec1()?;
+        device.synchronize()?;
+        let t = monotonic_ns();
+        obs.on_event(TokenEvent::Token { index: steps }, t);
+        token_ns.push(t);
+        for (s, tok) in next.iter().enumerate() {
+            if !done[s] {
+                generated[s].push(*tok);
+                done[s] = !req.ignore_eos && eos.contains(tok);
+            }
+        }
+        steps += 1;
+    }
+    let end_ns = monotonic_ns();
+    obs.on_event(TokenEvent::End, end_ns);
+    Ok(GenerateOutput {
+        prompt_tokens: b * len,
+        generated,
+        steps,
+        start_ns,
+        first_token_ns: first,
+        token_ns,
+        end_ns,
+    })
+}

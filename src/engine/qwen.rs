@@ -1,0 +1,180 @@
+//! Qwen2 and Qwen3 GGUF files through candle-transformers' own quantized modules (candle's
+//! quantized matmul in both phases), behind the same greedy loop and events as every model.
+
+use super::generate::{CausalLm, greedy};
+use super::gguf::Gguf;
+use super::{
+    EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
+    TokenObserver, tokenizer,
+};
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+enum Weights {
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+}
+
+struct Model {
+    weights: Weights,
+    vocab: usize,
+    ctx: usize,
+    device: Device,
+}
+
+impl CausalLm for Model {
+    fn limits(&self) -> (usize, usize) {
+        (self.vocab, self.ctx)
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn prepare(&mut self, _total_len: usize) -> Result<(), EngineError> {
+        match &mut self.weights {
+            Weights::Qwen2(w) => w.clear_kv_cache(),
+            Weights::Qwen3(w) => w.clear_kv_cache(),
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        // A panic inside the third-party module becomes an error of this request.
+        let weights = &mut self.weights;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match weights {
+            Weights::Qwen2(w) => w.forward(tokens, pos),
+            Weights::Qwen3(w) => w.forward(tokens, pos),
+        }))
+        .unwrap_or_else(|_| Err(candle_core::Error::Msg("the qwen module panicked".into())))
+    }
+}
+
+/// A Qwen2 or Qwen3 GGUF model.
+pub struct CandleQwen {
+    model: Model,
+    info: ModelInfo,
+    tokenizer: Tokenizer,
+    chat_template: Option<String>,
+}
+
+impl InferenceBackend for CandleQwen {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Option<&Tokenizer> {
+        Some(&self.tokenizer)
+    }
+
+    fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError> {
+        if matches!(self.model.weights, Weights::Qwen3(_))
+            && self.model.device.is_cpu()
+            && req.prompts.len() > 1
+        {
+            return Err(EngineError::Request(
+                "qwen3 on the CPU runs batch 1 only (candle-transformers' module keeps a single \
+                 sequence's cache)"
+                    .into(),
+            ));
+        }
+        greedy(&mut self.model, req, &self.info.eos_token_ids, obs)
+    }
+}
+
+/// Loads an opened Qwen2/Qwen3 GGUF file (`arch` is `qwen2` or `qwen3`).
+pub fn load(
+    g: Gguf,
+    arch: &str,
+    id: &str,
+    device: &str,
+    dev: &Device,
+) -> Result<CandleQwen, EngineError> {
+    let path = g.path.clone();
+    let json = path.with_file_name("tokenizer.json");
+    let tok = if json.exists() {
+        tokenizer::from_json(&json)?
+    } else {
+        tokenizer::from_gguf(&g)?
+    };
+    let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
+    let vocab = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok())
+        .map_or(0, Vec::len);
+    let mut eos: Vec<u32> = g
+        .u32("tokenizer.ggml.eos_token_id")
+        .ok()
+        .into_iter()
+        .collect();
+    if let Ok(eot) = g.u32("tokenizer.ggml.eot_token_id")
+        && !eos.contains(&eot)
+    {
+        eos.push(eot);
+    }
+    let chat_template = g.string("tokenizer.chat_template");
+    let quant = g
+        .content
+        .tensor_infos
+        .get("blk.0.attn_q.weight")
+        .map_or_else(|| "unknown".into(), |t| format!("{:?}", t.ggml_dtype));
+    let params: u64 = g
+        .content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.elem_count() as u64)
+        .sum();
+    let family = g.string("general.basename").unwrap_or_else(|| arch.into());
+    let Gguf {
+        content, mut file, ..
+    } = g;
+    let bad = |e: candle_core::Error| EngineError::bad_file(Path::new(&path), e.to_string());
+    let weights = match arch {
+        "qwen2" => Weights::Qwen2(
+            quantized_qwen2::ModelWeights::from_gguf(content, &mut file, dev).map_err(bad)?,
+        ),
+        _ => Weights::Qwen3(
+            quantized_qwen3::ModelWeights::from_gguf(content, &mut file, dev).map_err(bad)?,
+        ),
+    };
+    Ok(CandleQwen {
+        model: Model {
+            weights,
+            vocab,
+            ctx,
+            device: dev.clone(),
+        },
+        info: ModelInfo {
+            id: id.to_string(),
+            family,
+            architecture: arch.to_string(),
+            parameters: params,
+            quantization: quant,
+            synthetic: false,
+            path: Some(path.clone()),
+            vocab_size: vocab,
+            context_length: ctx,
+            eos_token_ids: eos,
+            engine: EngineConfig {
+                backend: "candle".into(),
+                device: device.into(),
+                threads: super::threads(),
+                prefill_matmul: "candle quantized matmul (candle-transformers module)".into(),
+                decode_matmul: "candle quantized matmul (candle-transformers module)".into(),
+                weights_dtype: arch.into(),
+            },
+        },
+        tokenizer: tok,
+        chat_template,
+    })
+}
