@@ -6,6 +6,14 @@ use predicates::prelude::*;
 use serde_json::Value;
 use std::time::Duration;
 
+/// Runs in this file time fake counters advanced by a thread; one at a time keeps them off
+/// each other's load.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn jb() -> Command {
     let mut c = Command::cargo_bin("joulebench").unwrap();
     c.env_remove("JOULEBENCH_POWERCAP_ROOT");
@@ -27,6 +35,7 @@ fn domain<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn measure_sleep_reports_package_energy_within_one_percent() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let _driver = PowerDriver::start(
@@ -98,6 +107,7 @@ fn measure_sleep_reports_package_energy_within_one_percent() {
 
 #[test]
 fn env_var_sets_the_powercap_root_and_runs_give_statistics() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::two_socket_server(dir.path()).unwrap();
     let _driver = PowerDriver::start(
@@ -124,6 +134,7 @@ fn env_var_sets_the_powercap_root_and_runs_give_statistics() {
 
 #[test]
 fn failing_command_still_writes_results_and_passes_its_status_on() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
     jb().args(["measure", "--powercap-root"])
@@ -141,6 +152,7 @@ fn failing_command_still_writes_results_and_passes_its_status_on() {
 
 #[test]
 fn bad_input_is_a_clear_error_with_exit_2() {
+    let _serial = serial();
     let cases: &[(&[&str], &str)] = &[
         (
             &["measure", "--meter", "rapl,gpu", "--", "true"],
@@ -171,6 +183,7 @@ fn bad_input_is_a_clear_error_with_exit_2() {
 
 #[test]
 fn strict_and_explicit_rapl_refuse_without_a_sensor() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let none = dir.path().join("none");
     jb().args(["measure", "--strict", "--powercap-root"])
@@ -194,6 +207,7 @@ fn strict_and_explicit_rapl_refuse_without_a_sensor() {
 
 #[test]
 fn probe_lists_domains_duplicates_and_update_periods() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::two_socket_server(dir.path()).unwrap();
     let _driver = PowerDriver::start(&tree, &[("intel-rapl:1", 10.0)], Duration::from_millis(2));
@@ -238,6 +252,7 @@ fn probe_lists_domains_duplicates_and_update_periods() {
 
 #[test]
 fn ctrl_c_keeps_finished_runs_and_exits_130() {
+    let _serial = serial();
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");

@@ -8,6 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+/// Runs in this file time fake counters advanced by a thread; one at a time keeps them off
+/// each other's load.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn hw(root: &std::path::Path) -> Hardware {
     let mut hw = Hardware::real(root.to_path_buf());
     hw.gpu = Box::new(|| {
@@ -47,6 +55,7 @@ impl MeasureObserver for StepUp<'_> {
 
 #[test]
 fn idle_subtraction_matches_the_truth_within_one_percent() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let driver = PowerDriver::start(
@@ -99,6 +108,7 @@ fn idle_subtraction_matches_the_truth_within_one_percent() {
 
 #[test]
 fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::amd_two_die(dir.path()).unwrap();
     let _driver = PowerDriver::start(
@@ -152,6 +162,7 @@ fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
 
 #[test]
 fn estimate_is_labelled_everywhere_and_strict_refuses_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(&["true"]);
     o.tdp_w = Some(80.0);
@@ -196,6 +207,7 @@ fn estimate_is_labelled_everywhere_and_strict_refuses_it() {
 
 #[test]
 fn a_failing_sensor_mid_run_is_bridged_and_counted() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_micros(200));
