@@ -24,6 +24,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run a suite: models × profiles × workloads, with idle baseline, warmup and repetitions.
     Run(RunArgs),
+    /// Compare two runs (or a saved baseline) for efficiency regressions; exit 1 on one.
+    Compare(CompareArgs),
+    /// Save and list baselines for `compare`.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// One cell of a run, in its own process (started by `run`).
     #[command(hide = true)]
     RunCell(RunCellArgs),
@@ -42,6 +47,64 @@ pub struct RunArgs {
     /// Print the plan (cells in order, expected duration) and exit.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a run folder or `baseline:NAME`.
+    pub base: String,
+    /// The candidate: a run folder or `baseline:NAME`.
+    pub cand: String,
+    /// Metrics to compare (repeatable); default: decode and prefill J/token, J/request, TPOT.
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    /// A regression must be worse by more than this many percent (and significant).
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    pub threshold: f64,
+    /// Significance level of the intervals.
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    pub alpha: f64,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CompareFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Also draw the ratios with their intervals and the threshold band as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<std::path::PathBuf>,
+    /// Compare runs from different hardware anyway.
+    #[arg(long)]
+    pub allow_hardware_mismatch: bool,
+    /// Where saved baselines live.
+    #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+    pub baselines: std::path::PathBuf,
+}
+
+/// Output formats of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Save a run folder as baseline NAME.
+    Save {
+        run_dir: std::path::PathBuf,
+        name: String,
+        #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+        baselines: std::path::PathBuf,
+        /// Replace an existing baseline of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List saved baselines.
+    List {
+        #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+        baselines: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

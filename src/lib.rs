@@ -1,9 +1,11 @@
 //! joulebench: how many joules an open model spends per token, on this hardware, in this
 //! configuration. The library holds everything; the binary only translates the command line.
 
+pub mod baseline;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod fingerprint;

@@ -1,5 +1,6 @@
 //! Runs a parsed command line; returns the process exit code.
 
+mod compare;
 mod models;
 mod run;
 
@@ -25,6 +26,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Generate(a) => models::run_generate(a),
         Command::Run(a) => run::run_suite(a),
         Command::RunCell(a) => run::run_cell(a),
+        Command::Compare(a) => compare::run_compare(a),
+        Command::Baseline(c) => compare::run_baseline(c),
     }
 }
 

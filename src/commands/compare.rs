@@ -1,0 +1,86 @@
+//! `joulebench compare` and `joulebench baseline`.
+
+use crate::cli::{BaselineCommand, CompareArgs, CompareFormat};
+use crate::compare::{self, DEFAULT_METRICS};
+use anyhow::{Result, bail};
+
+/// Runs `compare`; exit 0 pass, 1 regression, 2 nothing comparable.
+pub fn run_compare(a: CompareArgs) -> Result<u8> {
+    let known: Vec<&str> = crate::report::METRICS.iter().map(|(n, _)| *n).collect();
+    let metrics: Vec<String> = if a.metrics.is_empty() {
+        DEFAULT_METRICS.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.metrics.clone()
+    };
+    if let Some(bad) = metrics.iter().find(|m| !known.contains(&m.as_str())) {
+        bail!("unknown metric {bad:?}; known: {}", known.join(", "));
+    }
+    if !(a.threshold >= 0.0 && a.threshold < 100.0) || !(a.alpha > 0.0 && a.alpha < 1.0) {
+        bail!("--threshold takes a percentage in [0, 100) and --alpha a level in (0, 1)");
+    }
+    let base = compare::load_side(&a.base, &a.baselines).map_err(anyhow::Error::msg)?;
+    let cand = compare::load_side(&a.cand, &a.baselines).map_err(anyhow::Error::msg)?;
+    let c = compare::compare(
+        &base,
+        &cand,
+        &metrics,
+        a.threshold / 100.0,
+        a.alpha,
+        a.allow_hardware_mismatch,
+    );
+    let text = match a.format {
+        CompareFormat::Text => compare::text(&c),
+        CompareFormat::Markdown => compare::markdown(&c),
+        CompareFormat::Json => serde_json::to_string_pretty(&c)? + "\n",
+    };
+    match &a.out {
+        Some(p) => crate::measure::write_atomic(p, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        None => super::print_stdout(&text)?,
+    }
+    if let Some(p) = &a.chart {
+        crate::measure::write_atomic(p, compare::chart_svg(&c).as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+    }
+    if let Some(why) = &c.not_comparable {
+        eprintln!("joulebench: nothing comparable: {why}");
+    }
+    Ok(c.exit_code())
+}
+
+/// Runs `baseline save|list`.
+pub fn run_baseline(cmd: BaselineCommand) -> Result<u8> {
+    match cmd {
+        BaselineCommand::Save {
+            run_dir,
+            name,
+            baselines,
+            force,
+        } => {
+            let dest = crate::baseline::save(&run_dir, &name, &baselines, force)?;
+            eprintln!(
+                "saved {} as baseline {name} in {}",
+                run_dir.display(),
+                dest.display()
+            );
+        }
+        BaselineCommand::List { baselines } => {
+            let mut s = format!(
+                "{:<24} {:<17} {:<20} {:>5}  hardware\n",
+                "name", "saved (UTC)", "suite", "cells"
+            );
+            for (i, m) in crate::baseline::list(&baselines)? {
+                s.push_str(&format!(
+                    "{:<24} {:<17} {:<20} {:>5}  {}\n",
+                    i.name,
+                    crate::runner::stamp(i.saved_unix_s as u64),
+                    m.suite,
+                    m.cells,
+                    compare::fingerprint(&m)
+                ));
+            }
+            super::print_stdout(&s)?;
+        }
+    }
+    Ok(0)
+}

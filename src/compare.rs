@@ -1,0 +1,615 @@
+//! `joulebench compare BASE CAND`: per cell and metric, the ratio CAND/BASE of medians with a
+//! seeded bootstrap interval, and a verdict. A regression is beyond the threshold *and*
+//! significant; runs from different hardware, or estimated against measured, are not compared.
+
+use crate::meter::Provenance;
+use crate::record::{Record, Status, read_all};
+use crate::runner::files::{RunMeta, read_json};
+use crate::stats::{median, quantile};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// Repetitions below which a side is too thin to judge.
+pub const MIN_REPETITIONS: usize = 3;
+/// Bootstrap resamples of the ratio of medians.
+pub const RESAMPLES: usize = 4000;
+
+/// The default metrics.
+pub const DEFAULT_METRICS: &[&str] = &[
+    "j_per_decode_token",
+    "j_per_prefill_token",
+    "j_per_request",
+    "tpot_s",
+];
+
+/// A comparison's verdict for one cell and metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Regressed,
+    Improved,
+    Unchanged,
+    Inconclusive,
+}
+
+/// True when a smaller value is better for `metric`.
+pub fn lower_is_better(metric: &str) -> bool {
+    !matches!(
+        metric,
+        "tokens_per_j" | "prefill_tokens_per_s" | "decode_tokens_per_s"
+    )
+}
+
+/// One metric's value in one record.
+pub fn metric(r: &Record, name: &str) -> Option<f64> {
+    crate::report::METRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, get)| get(r))
+}
+
+/// The ratio of medians and its bootstrap interval at level `1 - alpha`.
+pub fn ratio_ci(base: &[f64], cand: &[f64], alpha: f64, seed: u64) -> Option<(f64, [f64; 2])> {
+    let mb = median(base);
+    if base.is_empty() || cand.is_empty() || mb == 0.0 {
+        return None;
+    }
+    let ratio = median(cand) / mb;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut ratios = Vec::with_capacity(RESAMPLES);
+    let (mut b, mut c) = (vec![0f64; base.len()], vec![0f64; cand.len()]);
+    for _ in 0..RESAMPLES {
+        for x in b.iter_mut() {
+            *x = base[rng.random_range(0..base.len())];
+        }
+        for x in c.iter_mut() {
+            *x = cand[rng.random_range(0..cand.len())];
+        }
+        let m = median(&b);
+        if m != 0.0 {
+            ratios.push(median(&c) / m);
+        }
+    }
+    Some((
+        ratio,
+        [
+            quantile(&ratios, alpha / 2.0),
+            quantile(&ratios, 1.0 - alpha / 2.0),
+        ],
+    ))
+}
+
+/// The verdict for one metric: beyond `threshold` (a fraction) in the bad direction and
+/// significant (the interval excludes 1) is a regression.
+pub fn judge(
+    base: &[f64],
+    cand: &[f64],
+    threshold: f64,
+    alpha: f64,
+    seed: u64,
+    lower_better: bool,
+) -> (Verdict, Option<(f64, [f64; 2])>) {
+    if base.len() < MIN_REPETITIONS || cand.len() < MIN_REPETITIONS {
+        return (Verdict::Inconclusive, ratio_ci(base, cand, alpha, seed));
+    }
+    let Some((r, [lo, hi])) = ratio_ci(base, cand, alpha, seed) else {
+        return (Verdict::Inconclusive, None);
+    };
+    let (worse, better) = if lower_better {
+        (
+            r > 1.0 + threshold && lo > 1.0,
+            r < 1.0 - threshold && hi < 1.0,
+        )
+    } else {
+        (
+            r < 1.0 - threshold && hi < 1.0,
+            r > 1.0 + threshold && lo > 1.0,
+        )
+    };
+    let v = if worse {
+        Verdict::Regressed
+    } else if better {
+        Verdict::Improved
+    } else {
+        Verdict::Unchanged
+    };
+    (v, Some((r, [lo, hi])))
+}
+
+/// A loaded side of a comparison.
+pub struct Side {
+    pub label: String,
+    pub dir: PathBuf,
+    pub meta: RunMeta,
+    pub records: Vec<Record>,
+}
+
+/// Loads a run folder, or `baseline:NAME` from `baselines`.
+pub fn load_side(spec: &str, baselines: &Path) -> Result<Side, String> {
+    let dir = match spec.strip_prefix("baseline:") {
+        Some(name) => baselines.join(name),
+        None => PathBuf::from(spec),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} is not a run folder (or saved baseline)",
+            dir.display()
+        ));
+    }
+    let meta: RunMeta = read_json(&dir.join("meta.json")).map_err(|e| e.to_string())?;
+    let path = dir.join("records.jsonl");
+    if !path.exists() {
+        return Err(format!("{} is missing", path.display()));
+    }
+    let (records, _) = read_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Side {
+        label: spec.to_string(),
+        dir,
+        meta,
+        records,
+    })
+}
+
+/// What must match for two runs to be compared.
+pub fn fingerprint(m: &RunMeta) -> String {
+    let gpus: Vec<String> = m.sources["nvml"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} x{}{}",
+        m.machine.cpu_model,
+        m.machine.logical_cpus,
+        if gpus.is_empty() {
+            String::new()
+        } else {
+            format!(" + {}", gpus.join(", "))
+        }
+    )
+}
+
+/// One row of the comparison.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub profile: String,
+    pub workload: String,
+    pub metric: String,
+    pub base_median: Option<f64>,
+    pub cand_median: Option<f64>,
+    pub n_base: usize,
+    pub n_cand: usize,
+    pub ratio: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+    pub verdict: Verdict,
+    pub provenance: Option<Provenance>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    pub base: String,
+    pub cand: String,
+    pub base_fingerprint: String,
+    pub cand_fingerprint: String,
+    pub base_started_unix_s: f64,
+    pub threshold: f64,
+    pub alpha: f64,
+    pub rows: Vec<Row>,
+    pub unmatched: Vec<String>,
+    /// Why nothing could be compared (exit 2), if so.
+    pub not_comparable: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// 0 pass, 1 a regression, 2 nothing comparable.
+    pub fn exit_code(&self) -> u8 {
+        if self.not_comparable.is_some() || self.rows.is_empty() {
+            2
+        } else if self.rows.iter().any(|r| r.verdict == Verdict::Regressed) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+type Key = (String, String, String);
+
+fn by_cell(recs: &[Record]) -> BTreeMap<Key, Vec<&Record>> {
+    let mut m: BTreeMap<Key, Vec<&Record>> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.status == Status::Ok) {
+        m.entry((r.model.clone(), r.profile.clone(), r.workload.clone()))
+            .or_default()
+            .push(r);
+    }
+    m
+}
+
+fn provenance(rs: &[&Record]) -> Option<Provenance> {
+    if rs.iter().any(|r| {
+        r.energy
+            .as_ref()
+            .is_some_and(|e| e.provenance == Provenance::Estimated)
+    }) {
+        Some(Provenance::Estimated)
+    } else if rs.iter().any(|r| r.energy.is_some()) {
+        Some(Provenance::Measured)
+    } else {
+        None
+    }
+}
+
+fn seed(k: &Key, metric: &str) -> u64 {
+    format!("{}|{}|{}|{metric}", k.0, k.1, k.2)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
+}
+
+/// Compares two loaded sides.
+pub fn compare(
+    base: &Side,
+    cand: &Side,
+    metrics: &[String],
+    threshold: f64,
+    alpha: f64,
+    allow_hardware_mismatch: bool,
+) -> Comparison {
+    let (fb, fc) = (fingerprint(&base.meta), fingerprint(&cand.meta));
+    let mut c = Comparison {
+        schema_version: 1,
+        base: base.label.clone(),
+        cand: cand.label.clone(),
+        base_fingerprint: fb.clone(),
+        cand_fingerprint: fc.clone(),
+        base_started_unix_s: base.meta.started_unix_s,
+        threshold,
+        alpha,
+        rows: Vec::new(),
+        unmatched: Vec::new(),
+        not_comparable: None,
+        warnings: Vec::new(),
+    };
+    if fb != fc {
+        if allow_hardware_mismatch {
+            c.warnings
+                .push(format!("hardware differs ({fb} vs {fc}); compared anyway"));
+        } else {
+            c.not_comparable = Some(format!(
+                "hardware fingerprints differ: {fb} vs {fc} (pass --allow-hardware-mismatch to compare anyway)"
+            ));
+            return c;
+        }
+    }
+    let (bm, cm) = (by_cell(&base.records), by_cell(&cand.records));
+    for k in bm
+        .keys()
+        .filter(|k| !cm.contains_key(*k))
+        .chain(cm.keys().filter(|k| !bm.contains_key(*k)))
+    {
+        c.unmatched.push(format!("{} / {} / {}", k.0, k.1, k.2));
+    }
+    for (k, brs) in &bm {
+        let Some(crs) = cm.get(k) else { continue };
+        let (pb, pc) = (provenance(brs), provenance(crs));
+        if pb != pc {
+            c.not_comparable = Some(format!(
+                "{} / {} / {}: energy is {} in {} but {} in {}; estimates are only compared with estimates",
+                k.0,
+                k.1,
+                k.2,
+                pb.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
+                base.label,
+                pc.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
+                cand.label
+            ));
+            c.rows.clear();
+            return c;
+        }
+        for m in metrics {
+            let bv: Vec<f64> = brs.iter().filter_map(|r| metric(r, m)).collect();
+            let cv: Vec<f64> = crs.iter().filter_map(|r| metric(r, m)).collect();
+            if bv.is_empty() && cv.is_empty() {
+                continue;
+            }
+            let (verdict, rc) = judge(&bv, &cv, threshold, alpha, seed(k, m), lower_is_better(m));
+            c.rows.push(Row {
+                model: k.0.clone(),
+                profile: k.1.clone(),
+                workload: k.2.clone(),
+                metric: m.clone(),
+                base_median: (!bv.is_empty()).then(|| median(&bv)),
+                cand_median: (!cv.is_empty()).then(|| median(&cv)),
+                n_base: bv.len(),
+                n_cand: cv.len(),
+                ratio: rc.map(|x| x.0),
+                ci: rc.map(|x| x.1),
+                verdict,
+                provenance: pb,
+            });
+        }
+    }
+    if c.rows.is_empty() && c.not_comparable.is_none() {
+        c.not_comparable = Some("no cell (model, profile, workload) appears in both runs".into());
+    }
+    c
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or("n/a".into(), |r| format!("{:+.1}%", (r - 1.0) * 100.0))
+}
+
+fn ci(r: Option<[f64; 2]>) -> String {
+    r.map_or("n/a".into(), |[a, b]| {
+        format!("[{:+.1}%, {:+.1}%]", (a - 1.0) * 100.0, (b - 1.0) * 100.0)
+    })
+}
+
+/// Plain text.
+pub fn text(c: &Comparison) -> String {
+    let mut s = format!("joulebench compare: {} -> {}\n", c.base, c.cand);
+    if let Some(why) = &c.not_comparable {
+        let _ = writeln!(s, "NOT COMPARABLE: {why}");
+    }
+    for r in &c.rows {
+        let _ = writeln!(
+            s,
+            "  {:<12} {} / {} / {} {}: {} {} (n={}/{})",
+            format!("{:?}", r.verdict).to_uppercase(),
+            r.model,
+            r.profile,
+            r.workload,
+            r.metric,
+            pct(r.ratio),
+            ci(r.ci),
+            r.n_base,
+            r.n_cand
+        );
+    }
+    for u in &c.unmatched {
+        let _ = writeln!(s, "  only on one side: {u}");
+    }
+    for w in &c.warnings {
+        let _ = writeln!(s, "  warning: {w}");
+    }
+    s
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Markdown for a pull-request comment or a CI step summary.
+pub fn markdown(c: &Comparison) -> String {
+    let mut s = String::from("## joulebench efficiency check\n\n");
+    let regressions = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Regressed)
+        .count();
+    let _ = writeln!(
+        s,
+        "{}\n",
+        match (&c.not_comparable, regressions) {
+            (Some(why), _) => format!("**Not comparable**: {}", md(why)),
+            (None, 0) => "No regression beyond the threshold.".to_string(),
+            (None, n) => format!("**{n} regression(s)** beyond the threshold."),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "Baseline `{}` ({}), started {}; candidate `{}`. Threshold {:.1}%, {}% intervals (seeded bootstrap of the ratio of medians).\n",
+        md(&c.base),
+        md(&c.base_fingerprint),
+        crate::runner::stamp(c.base_started_unix_s as u64),
+        md(&c.cand),
+        c.threshold * 100.0,
+        ((1.0 - c.alpha) * 100.0).round()
+    );
+    if !c.rows.is_empty() {
+        s.push_str("| model | profile | workload | metric | energy | baseline | candidate | change | interval | verdict |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in &c.rows {
+            let strong = matches!(r.verdict, Verdict::Regressed | Verdict::Improved);
+            let b = |t: String| if strong { format!("**{t}**") } else { t };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                md(&r.model),
+                md(&r.profile),
+                md(&r.workload),
+                r.metric,
+                match r.provenance {
+                    Some(Provenance::Estimated) => "ESTIMATED",
+                    Some(Provenance::Measured) => "measured",
+                    None => "n/a",
+                },
+                r.base_median.map_or("n/a".into(), |v| format!("{v:.4e}")),
+                r.cand_median.map_or("n/a".into(), |v| format!("{v:.4e}")),
+                b(pct(r.ratio)),
+                ci(r.ci),
+                b(format!("{:?}", r.verdict).to_lowercase()),
+            );
+        }
+    }
+    for u in &c.unmatched {
+        let _ = writeln!(s, "\n- only on one side: {}", md(u));
+    }
+    for w in &c.warnings {
+        let _ = writeln!(s, "\n- warning: {}", md(w));
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An SVG chart: each row's ratio with its interval, and the threshold band around 1.
+pub fn chart_svg(c: &Comparison) -> String {
+    let rows: Vec<&Row> = c.rows.iter().filter(|r| r.ratio.is_some()).collect();
+    let (w, left, right, top, row_h) = (900.0, 360.0, 40.0, 50.0, 26.0);
+    let h = top + row_h * rows.len().max(1) as f64 + 50.0;
+    let lo = rows
+        .iter()
+        .filter_map(|r| r.ci.map(|x| x[0]).or(r.ratio))
+        .fold(1.0 - 2.0 * c.threshold, f64::min)
+        .min(0.9);
+    let hi = rows
+        .iter()
+        .filter_map(|r| r.ci.map(|x| x[1]).or(r.ratio))
+        .fold(1.0 + 2.0 * c.threshold, f64::max)
+        .max(1.1);
+    let x = |v: f64| left + (v - lo) / (hi - lo) * (w - left - right);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" font-size=\"15\">Candidate / baseline (ratio of medians, {}% interval)</text>\n",
+        left,
+        ((1.0 - c.alpha) * 100.0).round()
+    );
+    let (b0, b1) = (x(1.0 - c.threshold), x(1.0 + c.threshold));
+    let _ = writeln!(
+        s,
+        "<rect x=\"{b0:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#dddddd\"/>",
+        b1 - b0,
+        h - top - 40.0
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{1:.1}\" stroke=\"black\"/>",
+        x(1.0),
+        h - 40.0
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + row_h * (i as f64 + 0.5);
+        let label = format!(
+            "{} / {} / {} · {}",
+            r.model, r.profile, r.workload, r.metric
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left - 8.0,
+            y + 4.0,
+            esc(&label)
+        );
+        if let Some([a, b]) = r.ci {
+            let _ = writeln!(
+                s,
+                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"black\" stroke-width=\"2\"/>",
+                x(a),
+                x(b)
+            );
+        }
+        let (fill, shape) = match r.verdict {
+            Verdict::Regressed => ("black", "rect"),
+            Verdict::Improved => ("white", "rect"),
+            _ => ("gray", "circle"),
+        };
+        let px = x(r.ratio.unwrap_or(1.0));
+        if shape == "rect" {
+            let _ = writeln!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{fill}\" stroke=\"black\"><title>{}</title></rect>",
+                px - 5.0,
+                y - 5.0,
+                esc(&format!("{:?}", r.verdict))
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{px:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{fill}\" stroke=\"black\"/>"
+            );
+        }
+    }
+    for v in [lo, 1.0 - c.threshold, 1.0, 1.0 + c.threshold, hi] {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:+.0}%</text>",
+            x(v),
+            h - 22.0,
+            (v - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">change vs baseline (gray band: ±{:.0}% threshold; squares: significant beyond it)</text>",
+        (left + w - right) / 2.0,
+        h - 6.0,
+        c.threshold * 100.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded normal noise (Box-Muller).
+    fn normal(rng: &mut StdRng, mean: f64, sd: f64) -> f64 {
+        let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
+        mean + sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    fn sample(rng: &mut StdRng, mean: f64) -> Vec<f64> {
+        (0..10).map(|_| normal(rng, mean, 0.03 * mean)).collect()
+    }
+
+    #[test]
+    fn false_regressions_stay_below_five_percent() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let regressed = (0..200u64)
+            .filter(|i| {
+                let (b, c) = (sample(&mut rng, 1.0), sample(&mut rng, 1.0));
+                judge(&b, &c, 0.05, 0.05, *i, true).0 == Verdict::Regressed
+            })
+            .count();
+        assert!(regressed <= 10, "{regressed} of 200");
+    }
+
+    #[test]
+    fn a_ten_percent_shift_is_detected() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let found = (0..200u64)
+            .filter(|i| {
+                let (b, c) = (sample(&mut rng, 1.0), sample(&mut rng, 1.1));
+                judge(&b, &c, 0.05, 0.05, *i, true).0 == Verdict::Regressed
+            })
+            .count();
+        assert!(found >= 190, "{found} of 200");
+    }
+
+    #[test]
+    fn direction_thin_data_and_determinism() {
+        let b = vec![10.0, 10.1, 9.9, 10.0, 10.05];
+        let c = vec![8.0, 8.1, 7.9, 8.0, 8.05];
+        assert_eq!(judge(&b, &c, 0.05, 0.05, 1, true).0, Verdict::Improved);
+        assert_eq!(judge(&b, &c, 0.05, 0.05, 1, false).0, Verdict::Regressed);
+        assert_eq!(
+            judge(&b[..2], &c[..2], 0.05, 0.05, 1, true).0,
+            Verdict::Inconclusive
+        );
+        assert_eq!(ratio_ci(&b, &c, 0.05, 7), ratio_ci(&b, &c, 0.05, 7));
+        // Significant but within the threshold is unchanged.
+        let c2: Vec<f64> = b.iter().map(|v| v * 1.02).collect();
+        assert_eq!(judge(&b, &c2, 0.05, 0.05, 1, true).0, Verdict::Unchanged);
+    }
+}
