@@ -15,7 +15,7 @@ pub fn run_compare(a: CompareArgs) -> Result<u8> {
     if let Some(bad) = metrics.iter().find(|m| !known.contains(&m.as_str())) {
         bail!("unknown metric {bad:?}; known: {}", known.join(", "));
     }
-    if !(a.threshold >= 0.0 && a.threshold < 100.0) || !(a.alpha > 0.0 && a.alpha < 1.0) {
+    if !((0.0..100.0).contains(&a.threshold) && a.alpha > 0.0 && a.alpha < 1.0) {
         bail!("--threshold takes a percentage in [0, 100) and --alpha a level in (0, 1)");
     }
     let base = compare::load_side(&a.base, &a.baselines).map_err(anyhow::Error::msg)?;
