@@ -24,6 +24,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run a suite: models × profiles × workloads, with idle baseline, warmup and repetitions.
     Run(RunArgs),
+    /// Rebuild a run folder's summaries, charts and HTML report from its records and traces.
+    Report {
+        /// The run folder.
+        dir: std::path::PathBuf,
+    },
     /// Compare two runs (or a saved baseline) for efficiency regressions; exit 1 on one.
     Compare(CompareArgs),
     /// Save and list baselines for `compare`.

@@ -94,6 +94,9 @@ pub struct Record {
     pub itl_p50_s: Option<f64>,
     pub itl_p90_s: Option<f64>,
     pub itl_p99_s: Option<f64>,
+    /// Every inter-token gap of the repetition, milliseconds (for ITL distributions).
+    #[serde(default)]
+    pub itls_ms: Vec<f32>,
     pub prefill_tokens_per_s: Option<f64>,
     pub decode_tokens_per_s: Option<f64>,
     pub energy: Option<EnergyFigures>,

@@ -38,11 +38,12 @@ pub fn bootstrap_median_ci(v: &[f64], seed: u64) -> Option<[f64; 2]> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut meds = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
     let mut buf = vec![0f64; v.len()];
+    let n = v.len();
     for _ in 0..BOOTSTRAP_RESAMPLES {
         for b in buf.iter_mut() {
-            *b = v[rng.random_range(0..v.len())];
+            *b = v[rng.random_range(0..n)];
         }
-        meds.push(median(&buf));
+        meds.push(median_in_place(&mut buf));
     }
     Some([quantile(&meds, 0.025), quantile(&meds, 0.975)])
 }
@@ -57,6 +58,21 @@ pub fn summarize_bootstrap(values: &[f64], seed: u64) -> Option<Summary> {
 /// The median of `v` (NaN-free input expected); NaN when empty.
 pub fn median(v: &[f64]) -> f64 {
     quantile(v, 0.5)
+}
+
+/// The median of `v`, reordering it (linear time; for resampling loops).
+pub fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (_, hi, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *hi;
+    if n % 2 == 1 {
+        return hi;
+    }
+    let lo = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo + hi) / 2.0
 }
 
 /// Linear-interpolated quantile `q` in [0, 1]; NaN when empty.
@@ -153,6 +169,19 @@ mod tests {
         assert_eq!((s.median, s.sd, s.ci95), (3.0, None, None));
         assert!(summarize(&[]).is_none());
         assert!(summarize(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn median_in_place_matches_median() {
+        for v in [
+            vec![3.0, 1.0, 2.0],
+            vec![4.0, 1.0, 3.0, 2.0],
+            vec![5.0],
+            vec![2.0, 2.0, 1.0, 9.0, 7.0, 7.0],
+        ] {
+            let mut w = v.clone();
+            assert_eq!(median_in_place(&mut w), median(&v));
+        }
     }
 
     #[test]

@@ -27,6 +27,25 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run_suite(a),
         Command::RunCell(a) => run::run_cell(a),
         Command::Compare(a) => compare::run_compare(a),
+        Command::Report { dir } => {
+            if !dir.join("records.jsonl").exists() {
+                anyhow::bail!(
+                    "{} is not a run folder: records.jsonl is missing",
+                    dir.display()
+                );
+            }
+            let interrupted = crate::runner::files::read_json::<crate::report::SummaryDoc>(
+                &dir.join("summary.json"),
+            )
+            .is_ok_and(|d| d.interrupted);
+            let doc = crate::report::write_all(&dir, interrupted)?;
+            eprintln!(
+                "{} cells; report at {}",
+                doc.cells.len(),
+                dir.join("report.html").display()
+            );
+            Ok(0)
+        }
         Command::Baseline(c) => compare::run_baseline(c),
     }
 }

@@ -1,5 +1,8 @@
-//! Summaries of a run, rebuilt from records.jsonl: pure exporters (JSON, CSV, Markdown) and one
-//! place that writes the files.
+//! Summaries of a run, rebuilt from records.jsonl: pure exporters (JSON, CSV, Markdown, charts,
+//! HTML) and one place that writes the files.
+
+pub mod charts;
+pub mod html;
 
 use crate::config::WorkloadKind;
 use crate::engine::EngineConfig;
@@ -110,8 +113,10 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
     for r in records {
         by.entry(r.cell_index).or_default().push(r);
     }
-    let cells = by
-        .into_values()
+    use rayon::prelude::*;
+    let groups: Vec<Vec<&Record>> = by.into_values().collect();
+    let cells = groups
+        .into_par_iter()
         .map(|rs| {
             let ok: Vec<&Record> = rs
                 .iter()
@@ -374,7 +379,70 @@ fn md_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Rebuilds summary.json, summary.csv and report.md of a run folder from its records.
+/// Draws every chart of a run: (file name, title, SVG).
+pub fn charts_for(
+    dir: &Path,
+    doc: &SummaryDoc,
+    records: &[Record],
+    idle: Option<&IdleBaseline>,
+) -> Vec<(String, String, anyhow::Result<String>)> {
+    let mut out = vec![
+        (
+            "energy-per-token.svg".to_string(),
+            "Energy per token by cell".to_string(),
+            charts::energy_per_token(&doc.cells),
+        ),
+        (
+            "latency-vs-energy.svg".into(),
+            "Latency against energy per token, with the Pareto frontier".into(),
+            charts::latency_energy(&doc.cells),
+        ),
+        (
+            "itl-cdf.svg".into(),
+            "Inter-token latency distribution".into(),
+            charts::itl_cdf(&doc.cells, records),
+        ),
+        (
+            "scaling.svg".into(),
+            "Tokens per joule and per second against threads (or batch)".into(),
+            charts::scaling(&doc.cells, records),
+        ),
+    ];
+    for c in &doc.cells {
+        // The repetition with the median request energy represents the cell.
+        let mut ok: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                r.cell_index == c.cell_index && r.status == Status::Ok && r.energy.is_some()
+            })
+            .collect();
+        ok.sort_by(|a, b| {
+            let e = |r: &Record| r.energy.as_ref().map_or(0.0, |e| e.request_j);
+            e(a).total_cmp(&e(b))
+        });
+        let Some(rep) = ok.get(ok.len() / 2).and_then(|r| r.repetition) else {
+            continue;
+        };
+        let trace = dir.join("traces").join(format!("{}.csv", c.cell));
+        let svg = charts::read_trace(&trace).and_then(|rows| {
+            charts::power_timeline(
+                &charts::cell_label(c),
+                &rows,
+                rep,
+                idle.and_then(|i| i.total_w),
+            )
+        });
+        out.push((
+            format!("timeline-{}.svg", c.cell),
+            format!("Power timeline of {} (repetition {rep})", c.cell),
+            svg,
+        ));
+    }
+    out
+}
+
+/// Rebuilds summary.json, summary.csv, report.md, charts/*.svg and report.html of a run folder
+/// from its records and traces.
 pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     let (records, warnings) = record::read_all(&dir.join("records.jsonl"))?;
     let meta: Option<RunMeta> = read_json(&dir.join("meta.json")).ok();
@@ -387,6 +455,25 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     crate::measure::write_atomic(
         &dir.join("report.md"),
         report_md(&doc, meta.as_ref(), idle.as_ref()).as_bytes(),
+    )?;
+    let chart_dir = dir.join("charts");
+    std::fs::create_dir_all(&chart_dir)?;
+    let mut embedded = Vec::new();
+    let mut chart_warnings = Vec::new();
+    for (file, title, svg) in charts_for(dir, &doc, &records, idle.as_ref()) {
+        match svg {
+            Ok(svg) => {
+                crate::measure::write_atomic(&chart_dir.join(&file), svg.as_bytes())?;
+                embedded.push(html::Chart { title, svg });
+            }
+            Err(e) => chart_warnings.push(format!("chart {file} not drawn: {e}")),
+        }
+    }
+    let mut doc_html = doc.clone();
+    doc_html.warnings.extend(chart_warnings);
+    crate::measure::write_atomic(
+        &dir.join("report.html"),
+        html::render(&doc_html, meta.as_ref(), idle.as_ref(), &embedded).as_bytes(),
     )?;
     Ok(doc)
 }

@@ -286,6 +286,7 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         itl_p50_s: None,
         itl_p90_s: None,
         itl_p99_s: None,
+        itls_ms: Vec::new(),
         prefill_tokens_per_s: None,
         decode_tokens_per_s: None,
         energy: None,

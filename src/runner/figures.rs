@@ -75,6 +75,7 @@ pub fn fill(
     r.tpot_s = mean(&tpot);
     r.prefill_tokens_per_s = mean(&pre_tps);
     r.decode_tokens_per_s = mean(&dec_tps);
+    r.itls_ms = itl.iter().map(|s| (s * 1e3) as f32).collect();
     if !itl.is_empty() {
         r.itl_p50_s = Some(quantile(&itl, 0.5));
         r.itl_p90_s = Some(quantile(&itl, 0.9));

@@ -1,0 +1,92 @@
+//! Charts and the HTML report: well-formed XML, escaped strings, rebuilt from records on demand.
+
+use assert_cmd::Command;
+use std::path::Path;
+
+fn run_dir(out: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap()
+}
+
+#[test]
+fn report_is_well_formed_escaped_and_rebuildable() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("s.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[suite]\nname = \"xss\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0.2\nmin_window_ms = 20\n\n\
+             [meter]\npowercap_root = \"{}\"\n\n[[model]]\nid = \"synthetic:llama-tiny\"\nalias = \"<script>alert(1)</script>\"\n\n\
+             [[model]]\nid = \"synthetic:llama-tiny\"\nalias = \"tiny & co\"\nseed = 7\n\n\
+             [[profile]]\nname = \"t1\"\nthreads = 1\n\n[[profile]]\nname = \"t2\"\nthreads = 2\n\n\
+             [[workload]]\nname = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n",
+            dir.path().join("none").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    Command::cargo_bin("joulebench")
+        .unwrap()
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let d = run_dir(&out);
+    let check = |d: &Path| {
+        let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+        roxmltree::Document::parse_with_options(
+            &html,
+            roxmltree::ParsingOptions {
+                allow_dtd: true,
+                ..Default::default()
+            },
+        )
+        .expect("report.html is well-formed XML");
+        assert!(
+            !html.contains("<script"),
+            "a config string reached the page unescaped"
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("tiny &amp; co"));
+        assert!(
+            !html.contains("<link") && !html.contains(" src="),
+            "no external resources"
+        );
+        let mut svgs = 0;
+        for e in std::fs::read_dir(d.join("charts")).unwrap() {
+            let p = e.unwrap().path();
+            let svg = std::fs::read_to_string(&p).unwrap();
+            roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(!svg.contains("<script"));
+            svgs += 1;
+        }
+        // Four suite-wide charts and one timeline per cell (2 models x 2 profiles).
+        assert_eq!(svgs, 4 + 4);
+        assert_eq!(html.matches("<svg").count(), 8, "every chart is inline");
+    };
+    check(&d);
+    // `joulebench report` rebuilds everything from records and traces.
+    std::fs::remove_dir_all(d.join("charts")).unwrap();
+    std::fs::remove_file(d.join("report.html")).unwrap();
+    std::fs::remove_file(d.join("summary.json")).unwrap();
+    Command::cargo_bin("joulebench")
+        .unwrap()
+        .arg("report")
+        .arg(&d)
+        .assert()
+        .success();
+    check(&d);
+    Command::cargo_bin("joulebench")
+        .unwrap()
+        .arg("report")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("records.jsonl"));
+}
