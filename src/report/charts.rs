@@ -78,8 +78,27 @@ fn marker<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A small chart that says why there is nothing to draw.
+fn no_data(what: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, 60)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        root.draw(&Text::new(what.to_string(), (20, 25), ("sans-serif", 14)))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 fn metric(c: &CellSummary, m: &str) -> Option<(f64, Option<[f64; 2]>)> {
-    c.metrics.get(m).map(|s| (s.median, s.bootstrap_ci95))
+    c.metrics.get(m).filter(|s| s.median.is_finite()).map(|s| {
+        (
+            s.median,
+            s.bootstrap_ci95
+                .filter(|c| c[0].is_finite() && c[1].is_finite()),
+        )
+    })
 }
 
 /// Chart 1, energy per token by cell: prefill and decode bars (mJ/token) with 95% interval whiskers.
@@ -214,9 +233,13 @@ pub fn latency_energy(cells: &[CellSummary]) -> Result<String> {
         .filter_map(|(i, c)| {
             let x = metric(c, "tpot_s").or_else(|| metric(c, "e2e_s"))?.0 * 1e3;
             let y = c.energy_per_token_joules? * 1e3;
-            Some((i, x, y))
+            // Log axes: only positive, finite values can be placed.
+            (x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()).then_some((i, x, y))
         })
         .collect();
+    if pts.is_empty() {
+        return no_data("Latency vs energy per token: no cell has both figures");
+    }
     let h = 460 + 18 * cells.len() as u32;
     let mut svg = String::new();
     {

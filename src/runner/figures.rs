@@ -133,6 +133,14 @@ pub fn fill(
         warnings.push("energy could not be measured for this repetition (no valid reads)".into());
         return warnings;
     };
+    if prefill_total + decode_total <= 0.0 || !(prefill_total + decode_total).is_finite() {
+        warnings.push(
+            "the energy counters did not advance during this repetition: no energy figure is \
+             reported (a stuck or idle sensor is not a measurement of zero)"
+                .into(),
+        );
+        return warnings;
+    }
     let kf = k as f64;
     let request_j = (prefill_total + decode_total) / kf;
     let counted = |d: &crate::meter::DomainInfo| match d.kind.total_group() {
