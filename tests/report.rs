@@ -61,6 +61,9 @@ fn report_is_well_formed_escaped_and_rebuildable() {
         let mut svgs = 0;
         for e in std::fs::read_dir(d.join("charts")).unwrap() {
             let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "svg") {
+                continue;
+            }
             let svg = std::fs::read_to_string(&p).unwrap();
             roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(!svg.contains("<script"));
@@ -89,4 +92,43 @@ fn report_is_well_formed_escaped_and_rebuildable() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("records.jsonl"));
+}
+
+/// With the `png` feature every chart also comes as a PNG (embedded font, no system library).
+#[cfg(feature = "png")]
+#[test]
+fn png_charts_with_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("s.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[suite]\nname = \"png\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\nmin_window_ms = 20\n\n\
+             [meter]\npowercap_root = \"{}\"\n\n[[model]]\nid = \"synthetic:llama-tiny\"\n\n\
+             [[profile]]\nname = \"t1\"\nthreads = 1\n\n[[workload]]\nname = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n",
+            dir.path().join("none").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    Command::cargo_bin("joulebench")
+        .unwrap()
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let charts = run_dir(&out).join("charts");
+    let mut pngs = 0;
+    for e in std::fs::read_dir(&charts).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "png") {
+            let b = std::fs::read(&p).unwrap();
+            assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+            assert!(b.len() > 2000, "{} is suspiciously small", p.display());
+            pngs += 1;
+        }
+    }
+    assert_eq!(pngs, 5);
 }

@@ -3,6 +3,8 @@
 
 pub mod charts;
 pub mod html;
+#[cfg(feature = "png")]
+pub mod png;
 
 use crate::config::WorkloadKind;
 use crate::engine::EngineConfig;
@@ -464,6 +466,14 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
         match svg {
             Ok(svg) => {
                 crate::measure::write_atomic(&chart_dir.join(&file), svg.as_bytes())?;
+                #[cfg(feature = "png")]
+                match png::svg_to_png(&svg) {
+                    Ok(bytes) => crate::measure::write_atomic(
+                        &chart_dir.join(file.replace(".svg", ".png")),
+                        &bytes,
+                    )?,
+                    Err(e) => chart_warnings.push(format!("{file}: no PNG: {e}")),
+                }
                 embedded.push(html::Chart { title, svg });
             }
             Err(e) => chart_warnings.push(format!("chart {file} not drawn: {e}")),
