@@ -6,7 +6,7 @@ use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan}
 use super::registry::{self, ModelKind};
 use super::{
     EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver, synthetic, tokenizer,
+    TokenObserver, synthetic,
 };
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -330,29 +330,12 @@ pub fn load_gguf(
         ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
         rope_interleaved: true,
     };
-    let json = path.with_file_name("tokenizer.json");
-    let tok = if json.exists() {
-        tokenizer::from_json(&json)?
-    } else {
-        tokenizer::from_gguf(&g)?
-    };
-    let mut eos: Vec<u32> = g
-        .u32("tokenizer.ggml.eos_token_id")
-        .ok()
-        .into_iter()
-        .collect();
-    if let Ok(eot) = g.u32("tokenizer.ggml.eot_token_id")
-        && !eos.contains(&eot)
-    {
-        eos.push(eot);
-    }
-    let chat_template = g.string("tokenizer.chat_template");
-    let quant = g
-        .content
-        .tensor_infos
-        .get("blk.0.attn_q.weight")
-        .map(|t| format!("{:?}", t.ggml_dtype))
-        .unwrap_or_else(|| "unknown".into());
+    let super::gguf::TextMeta {
+        tokenizer: tok,
+        eos,
+        chat_template,
+        quantization: quant,
+    } = g.text_meta()?;
     let dense = opts.matmul;
     let embed_q = g.tensor("token_embd.weight", dev)?;
     let embed = embed_q.dequantize(dev)?;

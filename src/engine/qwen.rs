@@ -5,7 +5,7 @@ use super::generate::{CausalLm, greedy};
 use super::gguf::Gguf;
 use super::{
     EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver, tokenizer,
+    TokenObserver,
 };
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
@@ -101,33 +101,17 @@ pub fn load(
     dev: &Device,
 ) -> Result<CandleQwen, EngineError> {
     let path = g.path.clone();
-    let json = path.with_file_name("tokenizer.json");
-    let tok = if json.exists() {
-        tokenizer::from_json(&json)?
-    } else {
-        tokenizer::from_gguf(&g)?
-    };
+    let super::gguf::TextMeta {
+        tokenizer: tok,
+        eos,
+        chat_template,
+        quantization: quant,
+    } = g.text_meta()?;
     let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
     let vocab = g
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.to_vec().ok())
         .map_or(0, Vec::len);
-    let mut eos: Vec<u32> = g
-        .u32("tokenizer.ggml.eos_token_id")
-        .ok()
-        .into_iter()
-        .collect();
-    if let Ok(eot) = g.u32("tokenizer.ggml.eot_token_id")
-        && !eos.contains(&eot)
-    {
-        eos.push(eot);
-    }
-    let chat_template = g.string("tokenizer.chat_template");
-    let quant = g
-        .content
-        .tensor_infos
-        .get("blk.0.attn_q.weight")
-        .map_or_else(|| "unknown".into(), |t| format!("{:?}", t.ggml_dtype));
     let params: u64 = g
         .content
         .tensor_infos

@@ -31,19 +31,7 @@ pub fn esc(s: &str) -> String {
 }
 
 fn fig(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
-    match c.metrics.get(m) {
-        Some(s) => match s.bootstrap_ci95 {
-            Some([a, b]) => format!(
-                "{:.p$}<br/><small>[{:.p$}, {:.p$}]</small>",
-                s.median * scale,
-                a * scale,
-                b * scale,
-                p = prec
-            ),
-            None => format!("{:.p$}", s.median * scale, p = prec),
-        },
-        None => "–".into(),
-    }
+    super::median_with_ci(c, m, scale, prec, "<br/><small>", "</small>")
 }
 
 /// The report page.

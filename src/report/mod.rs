@@ -271,11 +271,19 @@ pub fn summary_csv(doc: &SummaryDoc) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-fn cell_value(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
+/// A cell's median of `m` (× `scale`) with its bootstrap interval between `open` and `close`.
+pub fn median_with_ci(
+    c: &CellSummary,
+    m: &str,
+    scale: f64,
+    prec: usize,
+    open: &str,
+    close: &str,
+) -> String {
     match c.metrics.get(m) {
         Some(s) => match s.bootstrap_ci95 {
             Some([a, b]) => format!(
-                "{:.p$} [{:.p$}, {:.p$}]",
+                "{:.p$}{open}[{:.p$}, {:.p$}]{close}",
                 s.median * scale,
                 a * scale,
                 b * scale,
@@ -285,6 +293,10 @@ fn cell_value(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
         },
         None => "–".into(),
     }
+}
+
+fn cell_value(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
+    median_with_ci(c, m, scale, prec, " ", "")
 }
 
 /// report.md: the figures a reader compares, with how they were obtained.
