@@ -31,6 +31,11 @@ pub enum Command {
     },
     /// Compare two runs (or a saved baseline) for efficiency regressions; exit 1 on one.
     Compare(CompareArgs),
+    /// Merge the run folders of a suite's shards into one run folder with one report.
+    Merge(MergeArgs),
+    /// Write (and with --submit, submit) a Slurm job array that runs a suite in shards, and a
+    /// merge job after it.
+    Slurm(SlurmArgs),
     /// Save and list baselines for `compare`.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -52,6 +57,58 @@ pub struct RunArgs {
     /// Print the plan (cells in order, expected duration) and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run only shard I of N (0-based): the cells whose plan index is I modulo N.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
+    /// The node runs other work too (Slurm --shared): every record is marked so.
+    #[arg(long, requires = "shard")]
+    pub node_shared: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' run folders (any order).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub parts: Vec<std::path::PathBuf>,
+    /// The merged run folder to write (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Accept cells that no part measured: they are listed as missing in the report.
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// The suite file (TOML).
+    pub config: std::path::PathBuf,
+    /// Array tasks, one shard each.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub shards: u32,
+    /// Slurm partition (default: the cluster's default partition).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Time limit of each shard and of the merge job, in Slurm's format (for example 2:00:00).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// GPUs for each shard.
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub gpus_per_task: Option<u32>,
+    /// Each shard holds its node alone (default): RAPL meters the whole node.
+    #[arg(long, conflicts_with = "shared")]
+    pub exclusive: bool,
+    /// Let shards share nodes with other jobs; every record is then marked as sharing its node.
+    #[arg(long)]
+    pub shared: bool,
+    /// Extra `#SBATCH` options for both jobs (repeatable), for example --sbatch-arg=--account=lab.
+    #[arg(long = "sbatch-arg", value_name = "OPT", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Parent folder of the job folder (scripts, shard runs, logs, merged run).
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: std::path::PathBuf,
+    /// Submit both jobs with sbatch and print their ids (else only write the scripts).
+    #[arg(long)]
+    pub submit: bool,
 }
 
 #[derive(Debug, Args)]

@@ -155,24 +155,7 @@ pub fn load_side(spec: &str, baselines: &Path) -> Result<Side, String> {
 
 /// What must match for two runs to be compared.
 pub fn fingerprint(m: &RunMeta) -> String {
-    let gpus: Vec<String> = m.sources["nvml"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|g| g["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "{} x{}{}",
-        m.machine.cpu_model,
-        m.machine.logical_cpus,
-        if gpus.is_empty() {
-            String::new()
-        } else {
-            format!(" + {}", gpus.join(", "))
-        }
-    )
+    m.fingerprint()
 }
 
 /// One row of the comparison.
@@ -281,17 +264,6 @@ pub fn compare(
         not_comparable: None,
         warnings: Vec::new(),
     };
-    if fb != fc {
-        if allow_hardware_mismatch {
-            c.warnings
-                .push(format!("hardware differs ({fb} vs {fc}); compared anyway"));
-        } else {
-            c.not_comparable = Some(format!(
-                "hardware fingerprints differ: {fb} vs {fc} (pass --allow-hardware-mismatch to compare anyway)"
-            ));
-            return c;
-        }
-    }
     let (bm, cm) = (by_cell(&base.records), by_cell(&cand.records));
     for k in bm
         .keys()
@@ -300,8 +272,31 @@ pub fn compare(
     {
         c.unmatched.push(format!("{} / {} / {}", k.0, k.1, k.2));
     }
+    // Hardware is checked per cell: a merged run's cells may come from different machines
+    // (their records keep their part's fingerprint); a single run has one, in meta.json.
+    let hw = |side: &Side, rs: &[&Record]| {
+        if side.meta.parts.is_empty() {
+            return fingerprint(&side.meta);
+        }
+        rs.iter()
+            .find_map(|r| r.host.as_ref().map(|h| h.fingerprint.clone()))
+            .unwrap_or_else(|| fingerprint(&side.meta))
+    };
+    let mut mismatched: Vec<String> = Vec::new();
     for (k, brs) in &bm {
         let Some(crs) = cm.get(k) else { continue };
+        let (hb, hc) = (hw(base, brs), hw(cand, crs));
+        if hb != hc {
+            if allow_hardware_mismatch {
+                let w = format!("hardware differs ({hb} vs {hc}); compared anyway");
+                if !c.warnings.contains(&w) {
+                    c.warnings.push(w);
+                }
+            } else {
+                mismatched.push(format!("{} / {} / {}: {hb} vs {hc}", k.0, k.1, k.2));
+                continue;
+            }
+        }
         let (pb, pc) = (provenance(brs), provenance(crs));
         if pb != pc {
             c.not_comparable = Some(format!(
@@ -339,6 +334,27 @@ pub fn compare(
                 provenance: pb,
             });
         }
+    }
+    if !mismatched.is_empty() {
+        if c.rows.is_empty() && c.not_comparable.is_none() {
+            c.not_comparable = Some(if fb != fc {
+                format!(
+                    "hardware fingerprints differ: {fb} vs {fc} (pass --allow-hardware-mismatch \
+                     to compare anyway)"
+                )
+            } else {
+                format!(
+                    "hardware fingerprints differ for every shared cell ({}); pass \
+                     --allow-hardware-mismatch to compare anyway",
+                    mismatched.join("; ")
+                )
+            });
+            return c;
+        }
+        c.warnings.push(format!(
+            "not compared, measured on different hardware: {}",
+            mismatched.join("; ")
+        ));
     }
     if c.rows.is_empty() && c.not_comparable.is_none() {
         c.not_comparable = Some("no cell (model, profile, workload) appears in both runs".into());

@@ -51,6 +51,28 @@ pub fn machine() -> Machine {
     }
 }
 
+/// A one-line hardware fingerprint: CPU model and count, plus the GPUs a run metered.
+pub fn label(m: &Machine, sources: &serde_json::Value) -> String {
+    let gpus: Vec<String> = sources["nvml"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} x{}{}",
+        m.cpu_model,
+        m.logical_cpus,
+        if gpus.is_empty() {
+            String::new()
+        } else {
+            format!(" + {}", gpus.join(", "))
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

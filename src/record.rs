@@ -107,6 +107,9 @@ pub struct Record {
     /// With `[carbon]`: request energy × grid intensity, per 1,000 queries.
     pub gco2e_per_1000_queries: Option<f64>,
     pub warnings: Vec<String>,
+    /// Where it was measured (node, hardware fingerprint, shard); merged runs keep it per record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::shard::HostTag>,
 }
 
 /// Appends one record as a line and fsyncs it before returning.

@@ -1,5 +1,6 @@
 //! Runs a parsed command line; returns the process exit code.
 
+mod cluster;
 mod compare;
 mod models;
 mod run;
@@ -47,6 +48,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Baseline(c) => compare::run_baseline(c),
+        Command::Merge(a) => cluster::run_merge(a),
+        Command::Slurm(a) => cluster::run_slurm(a),
     }
 }
 

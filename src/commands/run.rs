@@ -101,14 +101,26 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         }
     };
     if a.dry_run {
-        super::print_stdout(&render(&suite, &plan(&suite)))?;
+        let mut p = plan(&suite);
+        if let Some(s) = a.shard {
+            p.cells.retain(|c| s.owns(c.index));
+        }
+        super::print_stdout(&render(&suite, &p))?;
         return Ok(0);
+    }
+    if let (Some(s), Ok(f)) = (a.shard, std::env::var("JOULEBENCH_SHARD_FAULT")) {
+        // Test hook: stands for a shard whose node fails before it measures anything.
+        if f.trim() == s.index.to_string() {
+            bail!("shard {s} failed on purpose (JOULEBENCH_SHARD_FAULT={f})");
+        }
     }
     let interrupt = interrupt_flag()?;
     let opts = RunOptions {
         out: a.out.clone(),
         resume: a.resume.clone(),
         exe: std::env::current_exe().context("cannot find the joulebench binary")?,
+        shard: a.shard,
+        node_shared: a.node_shared,
     };
     let mut progress = Progress { bar: None };
     let out = crate::runner::run(&suite, &opts, &interrupt, &mut progress)?;

@@ -31,6 +31,11 @@ pub struct CellSummary {
     pub provenance: Option<Provenance>,
     pub scope: Option<String>,
     pub engine: Option<EngineConfig>,
+    /// Hardware fingerprint and node of the repetitions (merged runs: per part).
+    #[serde(default)]
+    pub hardware: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
     pub repetitions_ok: usize,
     pub failures: Vec<String>,
     /// Per figure: median, mean, sd, cv, 95% intervals, outliers (indices into the ok records).
@@ -184,6 +189,12 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                 engine: ok
                     .iter()
                     .find_map(|r| r.model_info.as_ref().map(|m| m.engine.clone())),
+                hardware: rs
+                    .iter()
+                    .find_map(|r| r.host.as_ref().map(|h| h.fingerprint.clone())),
+                node: rs
+                    .iter()
+                    .find_map(|r| r.host.as_ref().and_then(|h| h.node.clone())),
                 repetitions_ok: ok.len(),
                 failures: rs.iter().filter_map(|r| r.error.clone()).collect(),
                 energy_per_token_joules: med(|r| r.energy_per_token_joules),
@@ -321,6 +332,18 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
                 .map_or(String::new(), |c| format!(" ({c})"))
         );
     }
+    if let Some(m) = meta.filter(|m| !m.parts.is_empty()) {
+        s.push_str(&parts_md(m));
+        if !m.missing_cells.is_empty() {
+            let _ = writeln!(
+                s,
+                "**MISSING**: {} of {} cells were measured by no part (a failed shard): {}.\n",
+                m.missing_cells.len(),
+                m.cells,
+                md_escape(&m.missing_cells.join(", "))
+            );
+        }
+    }
     if let Some(i) = idle {
         let _ = writeln!(
             s,
@@ -387,6 +410,81 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
     s
 }
 
+/// The parts of a merged run: shard, node, Slurm job, hardware, cells, idle power.
+fn parts_md(m: &RunMeta) -> String {
+    let mut s = format!(
+        "Merged from {} parts (each node's records subtract its own idle baseline):\n\n\
+         | part | shard | node | Slurm job | hardware | cells | records | idle W |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        m.parts.len()
+    );
+    for p in &m.parts {
+        let job = p
+            .shard
+            .as_ref()
+            .and_then(|s| s.slurm.as_ref())
+            .map_or("–".to_string(), |j| {
+                match (&j.array_job_id, &j.array_task_id, &j.job_id) {
+                    (Some(a), Some(t), _) => format!("{a}_{t}"),
+                    (_, _, Some(id)) => id.clone(),
+                    _ => "–".into(),
+                }
+            });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_escape(&p.dir),
+            p.shard
+                .as_ref()
+                .map_or("–".into(), |x| format!("{}/{}", x.index, x.count)),
+            md_escape(p.node.as_deref().unwrap_or("?")),
+            md_escape(&job),
+            md_escape(&p.fingerprint),
+            p.cells.len(),
+            p.records,
+            p.idle_w.map_or("n/a".into(), |w| format!("{w:.3}"))
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// Warnings a run folder's meta.json implies: missing cells, mixed hardware, shared nodes.
+pub fn run_warnings(m: &RunMeta) -> Vec<String> {
+    let mut w = Vec::new();
+    if !m.missing_cells.is_empty() {
+        w.push(format!(
+            "{} of {} cells are MISSING (their shard failed or never ran): {}",
+            m.missing_cells.len(),
+            m.cells,
+            m.missing_cells.join(", ")
+        ));
+    }
+    let fps: std::collections::BTreeSet<&str> =
+        m.parts.iter().map(|p| p.fingerprint.as_str()).collect();
+    if fps.len() > 1 {
+        w.push(format!(
+            "the shards ran on different hardware ({}): figures are comparable only between \
+             cells of the same hardware; charts are drawn per hardware",
+            fps.into_iter().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    let shared = m
+        .parts
+        .iter()
+        .filter_map(|p| p.shard.as_ref())
+        .chain(m.shard.as_ref())
+        .any(|s| s.node_shared);
+    if shared {
+        w.push(
+            "shards shared their nodes with other jobs: RAPL energy covers the whole node and \
+             may include other work"
+                .into(),
+        );
+    }
+    w
+}
+
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
         .replace('<', "&lt;")
@@ -400,7 +498,42 @@ pub fn charts_for(
     records: &[Record],
     idle: Option<&IdleBaseline>,
 ) -> Vec<(String, String, anyhow::Result<String>)> {
-    let mut out = vec![
+    let groups: BTreeMap<Option<&str>, Vec<CellSummary>> =
+        doc.cells.iter().fold(BTreeMap::new(), |mut m, c| {
+            m.entry(c.hardware.as_deref())
+                .or_insert_with(Vec::new)
+                .push(c.clone());
+            m
+        });
+    let mut out = Vec::new();
+    if groups.len() <= 1 {
+        out.extend(cross_cell_charts(&doc.cells, records, "", ""));
+    } else {
+        // Cells measured on different hardware are never drawn against each other.
+        for (i, (hw, cells)) in groups.iter().enumerate() {
+            let suffix = format!("-hw{}", i + 1);
+            let title = format!(" (on {})", hw.unwrap_or("unknown hardware"));
+            out.extend(cross_cell_charts(cells, records, &suffix, &title));
+        }
+    }
+    out.extend(timelines(dir, doc, records, idle));
+    out
+}
+
+fn cross_cell_charts(
+    cells: &[CellSummary],
+    records: &[Record],
+    suffix: &str,
+    title: &str,
+) -> Vec<(String, String, anyhow::Result<String>)> {
+    let doc = SummaryDoc {
+        schema_version: RUN_SCHEMA_VERSION,
+        suite: String::new(),
+        interrupted: false,
+        cells: cells.to_vec(),
+        warnings: Vec::new(),
+    };
+    let out = vec![
         (
             "energy-per-token.svg".to_string(),
             "Energy per token by cell".to_string(),
@@ -422,6 +555,18 @@ pub fn charts_for(
             charts::scaling(&doc.cells, records),
         ),
     ];
+    out.into_iter()
+        .map(|(f, t, svg)| (f.replace(".svg", &format!("{suffix}.svg")), t + title, svg))
+        .collect()
+}
+
+fn timelines(
+    dir: &Path,
+    doc: &SummaryDoc,
+    records: &[Record],
+    idle: Option<&IdleBaseline>,
+) -> Vec<(String, String, anyhow::Result<String>)> {
+    let mut out = Vec::new();
     for c in &doc.cells {
         // The repetition with the median request energy represents the cell.
         let mut ok: Vec<&Record> = records
@@ -464,6 +609,9 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     let suite = meta.as_ref().map_or_else(String::new, |m| m.suite.clone());
     let mut doc = summarize(&suite, &records, interrupted);
     doc.warnings = warnings;
+    if let Some(m) = &meta {
+        doc.warnings.extend(run_warnings(m));
+    }
     write_json(&dir.join("summary.json"), &doc)?;
     crate::measure::write_atomic(&dir.join("summary.csv"), summary_csv(&doc).as_bytes())?;
     crate::measure::write_atomic(

@@ -245,6 +245,14 @@ pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBo
             &suite,
         ));
         r.warnings = warnings;
+        r.host = Some(meta.host_tag());
+        if r.host.as_ref().is_some_and(|h| h.node_shared) {
+            r.warnings.push(
+                "the node was shared with other jobs (slurm --shared): its energy may include \
+                 theirs"
+                    .into(),
+            );
+        }
         record::append(&records, &r)
             .with_context(|| format!("cannot append to {}", records.display()))?;
         let trace = run_dir.join("traces").join(format!("{}.csv", cell.id));
@@ -295,5 +303,6 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         avg_power_watts: None,
         gco2e_per_1000_queries: None,
         warnings: Vec::new(),
+        host: None,
     }
 }

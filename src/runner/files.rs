@@ -28,6 +28,40 @@ pub struct RunMeta {
     pub unavailable: Vec<Unavailable>,
     pub cells: usize,
     pub repetitions: u32,
+    /// Set when this run is one shard of a suite (`run --shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardInfo>,
+    /// Set when this run folder was merged from shards: each part's facts, in shard order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::merge::PartInfo>,
+    /// Cells of the plan no part measured (merged with `--allow-partial`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_cells: Vec<String>,
+}
+
+impl RunMeta {
+    /// The hardware fingerprint: what must match for results to be compared.
+    pub fn fingerprint(&self) -> String {
+        crate::fingerprint::label(&self.machine, &self.sources)
+    }
+
+    /// The tag this run's records carry.
+    pub fn host_tag(&self) -> crate::shard::HostTag {
+        let slurm_node = self
+            .shard
+            .as_ref()
+            .and_then(|s| s.slurm.as_ref())
+            .and_then(|j| j.node.clone());
+        crate::shard::HostTag {
+            node: slurm_node.or_else(|| self.machine.hostname.clone()),
+            fingerprint: self.fingerprint(),
+            shard: self
+                .shard
+                .as_ref()
+                .map(|s| format!("{}/{}", s.index, s.count)),
+            node_shared: self.shard.as_ref().is_some_and(|s| s.node_shared),
+        }
+    }
 }
 
 /// idle.json: power with nothing loaded, measured before the first cell.

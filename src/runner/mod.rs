@@ -12,6 +12,7 @@ use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
 use crate::record::{self, Status};
+use crate::shard::{Shard, ShardInfo, SlurmJob};
 use anyhow::{Context, Result, bail};
 use files::{IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
 use std::collections::BTreeSet;
@@ -65,6 +66,10 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// The joulebench binary to start cells with.
     pub exe: PathBuf,
+    /// Run only this shard's cells (`run --shard I/N`).
+    pub shard: Option<crate::shard::Shard>,
+    /// The node is not held exclusively: mark every record so.
+    pub node_shared: bool,
 }
 
 /// What a run did.
@@ -140,10 +145,13 @@ fn idle_baseline(dir: &Path, suite: &Suite, hw: &Hardware, interrupt: &AtomicBoo
     write_json(&dir.join("idle.json"), &base)
 }
 
-fn new_run_dir(suite: &Suite, out: &Path) -> Result<PathBuf> {
+fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBuf> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let base = format!("{}-{}", suite.name, stamp(unix_now() as u64));
+    let mut base = format!("{}-{}", suite.name, stamp(unix_now() as u64));
+    if let Some(s) = shard {
+        base.push_str(&format!("-shard-{}-of-{}", s.index, s.count));
+    }
     let mut dir = out.join(&base);
     let mut n = 1;
     while dir.exists() {
@@ -189,9 +197,20 @@ pub fn run(
                 .join("; ")
         );
     }
-    let dir = match &opts.resume {
+    let (dir, meta) = match &opts.resume {
         Some(d) => {
             let meta: RunMeta = read_json(&d.join("meta.json"))?;
+            let had = meta.shard.as_ref().map(|s| Shard {
+                index: s.index,
+                count: s.count,
+            });
+            if opts.shard.is_some() && opts.shard != had {
+                bail!(
+                    "{} is {}; resume it without --shard or with the same shard",
+                    d.display(),
+                    had.map_or("not a shard".to_string(), |s| format!("shard {s}"))
+                );
+            }
             if meta.config_hash != suite.hash() {
                 bail!(
                     "{} was run with a different suite (hash {} vs {}): resume with its own \
@@ -204,10 +223,10 @@ pub fn run(
             if record::repair(&d.join("records.jsonl"))? {
                 obs.phase("cut a torn last line from records.jsonl");
             }
-            d.clone()
+            (d.clone(), meta)
         }
         None => {
-            let dir = new_run_dir(suite, &opts.out)?;
+            let dir = new_run_dir(suite, &opts.out, opts.shard)?;
             std::fs::write(dir.join("config.toml"), &suite.text)?;
             let zones: Vec<serde_json::Value> = sel
                 .zones
@@ -235,17 +254,34 @@ pub fn run(
                 unavailable: sel.unavailable.clone(),
                 cells: p.cells.len(),
                 repetitions: suite.repetitions,
+                shard: opts.shard.map(|s| ShardInfo {
+                    index: s.index,
+                    count: s.count,
+                    plan_cells: p.cells.len(),
+                    node_shared: opts.node_shared,
+                    slurm: SlurmJob::from_env(),
+                }),
+                parts: Vec::new(),
+                missing_cells: Vec::new(),
             };
             write_json(&dir.join("meta.json"), &meta)?;
-            dir
+            (dir, meta)
         }
     };
-    drop(sel);
-    let done = done_reps(&dir)?;
-    let todo: Vec<(&Cell, Vec<u32>)> = p
+    let shard = meta.shard.as_ref().map(|s| Shard {
+        index: s.index,
+        count: s.count,
+    });
+    let mine: Vec<&Cell> = p
         .cells
         .iter()
-        .map(|c| {
+        .filter(|c| shard.is_none_or(|s| s.owns(c.index)))
+        .collect();
+    drop(sel);
+    let done = done_reps(&dir)?;
+    let todo: Vec<(&Cell, Vec<u32>)> = mine
+        .iter()
+        .map(|&c| {
             let have = done.get(c.index).cloned().unwrap_or_default();
             let missing: Vec<u32> = (1..=suite.repetitions)
                 .filter(|r| !have.contains(r))
@@ -254,7 +290,14 @@ pub fn run(
         })
         .filter(|(_, m)| !m.is_empty())
         .collect();
-    obs.started(&dir, p.cells.len(), todo.len());
+    obs.started(&dir, mine.len(), todo.len());
+    if let Some(s) = shard {
+        obs.phase(&format!(
+            "shard {s}: {} of the plan's {} cells",
+            mine.len(),
+            p.cells.len()
+        ));
+    }
     if !dir.join("idle.json").exists() && suite.idle_seconds > 0.0 {
         obs.phase(&format!(
             "idle baseline ({} s, nothing loaded)",
@@ -281,10 +324,9 @@ pub fn run(
                 obs.cell_finished(cell, Some("interrupted"));
             }
             ChildEnd::Failed(why) => {
-                record::append(
-                    &dir.join("records.jsonl"),
-                    &cell::failed_record(suite, cell, why.clone()),
-                )?;
+                let mut r = cell::failed_record(suite, cell, why.clone());
+                r.host = Some(meta.host_tag());
+                record::append(&dir.join("records.jsonl"), &r)?;
                 failed.push(cell.id.clone());
                 obs.cell_finished(cell, Some(&why));
             }

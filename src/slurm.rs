@@ -1,0 +1,283 @@
+//! `joulebench slurm`: a Slurm job array whose task I runs shard I/N of a suite on a node of its
+//! own, and a merge job that runs after the array whatever its outcome (`afterany`), so a failed
+//! shard still gets its cells reported as missing. The scripts are pure text from a [`SlurmJobSpec`];
+//! submitting goes through `sbatch`.
+
+use anyhow::{Context, Result, bail};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Everything the scripts need; paths are absolute (jobs start on other nodes).
+#[derive(Debug, Clone)]
+pub struct SlurmJobSpec {
+    pub suite: String,
+    pub config_hash: String,
+    pub config: PathBuf,
+    pub exe: PathBuf,
+    /// Folder of the scripts, logs, shard runs (job-<array id>/shards) and merged run.
+    pub job_dir: PathBuf,
+    pub workdir: PathBuf,
+    pub shards: u32,
+    pub plan_cells: usize,
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    pub shared: bool,
+    pub extra: Vec<String>,
+}
+
+/// Quotes a word for bash.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Refuses option values that would break out of an `#SBATCH` line.
+pub fn check_option(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        bail!("{what} {v:?} is empty or has spaces or control characters");
+    }
+    Ok(())
+}
+
+fn common_header(s: &mut String, spec: &SlurmJobSpec) {
+    if let Some(p) = &spec.partition {
+        let _ = writeln!(s, "#SBATCH --partition={p}");
+    }
+    if let Some(t) = &spec.time {
+        let _ = writeln!(s, "#SBATCH --time={t}");
+    }
+    let _ = writeln!(s, "#SBATCH --chdir={}", spec.workdir.display());
+    for e in &spec.extra {
+        let _ = writeln!(s, "#SBATCH {e}");
+    }
+}
+
+/// The array job: task I runs shard I/N into job-<array id>/shards.
+pub fn array_script(spec: &SlurmJobSpec) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    let _ = writeln!(
+        s,
+        "# joulebench {}: suite {:?} (config sha256 {}), {} cells in {} shards.\n\
+         # Task I runs the cells whose plan index is I modulo {}.",
+        env!("CARGO_PKG_VERSION"),
+        spec.suite,
+        spec.config_hash,
+        spec.plan_cells,
+        spec.shards,
+        spec.shards
+    );
+    let _ = writeln!(s, "#SBATCH --job-name=jb-{}", spec.suite);
+    let _ = writeln!(s, "#SBATCH --array=0-{}", spec.shards - 1);
+    s.push_str("#SBATCH --nodes=1\n#SBATCH --ntasks=1\n");
+    if spec.shared {
+        s.push_str(
+            "# --shared: no --exclusive; RAPL meters the whole node, so records are marked as\n\
+             # sharing it (their energy may include other jobs).\n",
+        );
+    } else {
+        s.push_str(
+            "# RAPL meters the whole node: each shard holds its node alone, or shards would bill\n\
+             # each other's energy.\n#SBATCH --exclusive\n",
+        );
+    }
+    if let Some(g) = spec.gpus_per_task {
+        let _ = writeln!(s, "#SBATCH --gpus-per-task={g}");
+    }
+    let _ = writeln!(
+        s,
+        "#SBATCH --output={}/logs/shard-%A_%a.out",
+        spec.job_dir.display()
+    );
+    common_header(&mut s, spec);
+    let _ = write!(
+        s,
+        "set -euo pipefail\n\
+         JOB_DIR={}\n\
+         SHARDS=\"$JOB_DIR/job-$SLURM_ARRAY_JOB_ID/shards\"\n\
+         mkdir -p \"$SHARDS\"\n\
+         exec {} run {} --shard \"$SLURM_ARRAY_TASK_ID/{}\" --out \"$SHARDS\"{}\n",
+        sh_quote(&spec.job_dir.to_string_lossy()),
+        sh_quote(&spec.exe.to_string_lossy()),
+        sh_quote(&spec.config.to_string_lossy()),
+        spec.shards,
+        if spec.shared { " --node-shared" } else { "" }
+    );
+    s
+}
+
+/// The merge job: merges whatever shards produced (missing cells are listed in the report).
+pub fn merge_script(spec: &SlurmJobSpec) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    let _ = writeln!(
+        s,
+        "# joulebench: merges the shards of suite {:?} after the array job, whatever its outcome.\n\
+         # Submit with --dependency=afterany:ARRAY --export=ALL,JOULEBENCH_ARRAY_JOB=ARRAY.",
+        spec.suite
+    );
+    let _ = writeln!(s, "#SBATCH --job-name=jb-{}-merge", spec.suite);
+    s.push_str("#SBATCH --nodes=1\n#SBATCH --ntasks=1\n");
+    let _ = writeln!(
+        s,
+        "#SBATCH --output={}/logs/merge-%j.out",
+        spec.job_dir.display()
+    );
+    common_header(&mut s, spec);
+    let _ = write!(
+        s,
+        "set -euo pipefail\n\
+         JOB_DIR={}\n\
+         RUN=\"$JOB_DIR/job-${{JOULEBENCH_ARRAY_JOB:?set JOULEBENCH_ARRAY_JOB to the array job id}}\"\n\
+         shopt -s nullglob\n\
+         parts=(\"$RUN\"/shards/*/)\n\
+         if [ ${{#parts[@]}} -eq 0 ]; then\n  \
+           echo \"no shard produced a run folder; see $JOB_DIR/logs\" >&2\n  \
+           exit 1\n\
+         fi\n\
+         exec {} merge \"${{parts[@]}}\" --out \"$RUN/merged\" --allow-partial\n",
+        sh_quote(&spec.job_dir.to_string_lossy()),
+        sh_quote(&spec.exe.to_string_lossy()),
+    );
+    s
+}
+
+/// A script that submits both jobs the way `--submit` does.
+pub fn submit_script(spec: &SlurmJobSpec) -> String {
+    format!(
+        "#!/bin/bash\n\
+         # Submits the shard array, then the merge job after it (afterany).\n\
+         set -euo pipefail\n\
+         cd {dir}\n\
+         array=$(sbatch --parsable shards.sbatch)\n\
+         array=${{array%%;*}}\n\
+         merge=$(sbatch --parsable --dependency=afterany:$array \
+         --export=ALL,JOULEBENCH_ARRAY_JOB=$array merge.sbatch)\n\
+         merge=${{merge%%;*}}\n\
+         echo \"array job $array, merge job $merge; merged run: {dir}/job-$array/merged\"\n",
+        dir = sh_quote(&spec.job_dir.to_string_lossy())
+    )
+}
+
+/// Writes shards.sbatch, merge.sbatch and submit.sh into the job folder.
+pub fn write_scripts(spec: &SlurmJobSpec) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(spec.job_dir.join("logs"))
+        .with_context(|| format!("cannot create {}", spec.job_dir.display()))?;
+    for (name, text) in [
+        ("shards.sbatch", array_script(spec)),
+        ("merge.sbatch", merge_script(spec)),
+        ("submit.sh", submit_script(spec)),
+    ] {
+        let path = spec.job_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The job id from `sbatch --parsable` (`id` or `id;cluster`).
+pub fn parse_job_id(out: &str) -> Option<String> {
+    let id = out.trim().split(';').next()?.trim();
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
+}
+
+fn sbatch(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("sbatch")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run sbatch ({e}): run this on a Slurm submit node, or copy {} there and \
+                 run submit.sh",
+                dir.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_job_id(&text).with_context(|| format!("sbatch printed no job id: {text:?}"))
+}
+
+/// Submits the array, then the merge job depending on it; returns both job ids.
+pub fn submit(spec: &SlurmJobSpec) -> Result<(String, String)> {
+    let array = sbatch(&spec.job_dir, &["--parsable", "shards.sbatch"])?;
+    let dep = format!("--dependency=afterany:{array}");
+    let export = format!("--export=ALL,JOULEBENCH_ARRAY_JOB={array}");
+    let merge = sbatch(
+        &spec.job_dir,
+        &["--parsable", &dep, &export, "merge.sbatch"],
+    )
+    .with_context(|| format!("the array job {array} is submitted but the merge job is not"))?;
+    Ok((array, merge))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(shared: bool) -> SlurmJobSpec {
+        SlurmJobSpec {
+            suite: "s".into(),
+            config_hash: "ab".into(),
+            config: "/w/my suite.toml".into(),
+            exe: "/opt/jb/joulebench".into(),
+            job_dir: "/w/reports/slurm-s".into(),
+            workdir: "/w".into(),
+            shards: 4,
+            plan_cells: 10,
+            partition: Some("cpu".into()),
+            time: Some("1:00:00".into()),
+            gpus_per_task: Some(1),
+            shared,
+            extra: vec!["--account=lab".into()],
+        }
+    }
+
+    #[test]
+    fn array_script_runs_one_shard_per_task_on_its_own_node() {
+        let s = array_script(&spec(false));
+        assert!(s.contains("#SBATCH --array=0-3\n"));
+        assert!(s.contains("#SBATCH --exclusive\n"));
+        assert!(s.contains("#SBATCH --partition=cpu\n"));
+        assert!(s.contains("#SBATCH --gpus-per-task=1\n"));
+        assert!(s.contains("#SBATCH --account=lab\n"));
+        assert!(s.contains("run '/w/my suite.toml' --shard \"$SLURM_ARRAY_TASK_ID/4\""));
+        assert!(!s.contains("--node-shared"));
+        let sh = array_script(&spec(true));
+        assert!(!sh.contains("#SBATCH --exclusive"));
+        assert!(sh.contains("--node-shared"));
+    }
+
+    #[test]
+    fn merge_script_accepts_partial_results() {
+        let s = merge_script(&spec(false));
+        assert!(s.contains("merge \"${parts[@]}\" --out \"$RUN/merged\" --allow-partial"));
+        assert!(!s.contains("--array"));
+        assert!(submit_script(&spec(false)).contains("--dependency=afterany:$array"));
+    }
+
+    #[test]
+    fn quoting_and_ids() {
+        assert_eq!(sh_quote("a'b c"), r"'a'\''b c'");
+        assert_eq!(sh_quote("/x/y.toml"), "/x/y.toml");
+        assert_eq!(parse_job_id("123;cluster\n"), Some("123".into()));
+        assert_eq!(parse_job_id("42\n"), Some("42".into()));
+        assert_eq!(parse_job_id("Submitted batch job 7"), None);
+        assert!(check_option("--time", "1:00 ; rm").is_err());
+        assert!(check_option("--time", "1:00:00").is_ok());
+    }
+}
