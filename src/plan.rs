@@ -37,6 +37,9 @@ fn safe(s: &str) -> String {
 
 /// True when the model is an encoder (known from the registry or its config.json).
 pub fn is_encoder(m: &ModelEntry) -> bool {
+    if m.engine != crate::config::EngineKind::Candle {
+        return false;
+    }
     if let Some(r) = m.id.as_deref().and_then(registry::lookup) {
         return r.kind == ModelKind::BertEncoder;
     }

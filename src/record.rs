@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::Path;
 
 /// Version of the record schema; bump when a field's meaning changes.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+/// 2: prefill/decode energy may be null (engines without phases: commands); external-engine
+/// fields (concurrency, steady state, whole run, token-count source) added.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// Whether the repetition produced figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,19 +41,20 @@ pub struct EnergyFigures {
     /// How each source was read (`rapl: counter`, `estimate: estimate`, …).
     pub methods: Vec<String>,
     pub interval_ms: f64,
-    /// Energy per request, by phase (prefill covers request start to first token).
-    pub prefill_j: f64,
-    pub decode_j: f64,
+    /// Energy per request, by phase (prefill covers request start to first token); null when
+    /// the engine shows no phases (commands).
+    pub prefill_j: Option<f64>,
+    pub decode_j: Option<f64>,
     pub request_j: f64,
     pub prefill_net_j: Option<f64>,
     pub decode_net_j: Option<f64>,
     pub request_net_j: Option<f64>,
     /// Per prompt token; per generated token; per request.
-    pub j_per_prefill_token: f64,
+    pub j_per_prefill_token: Option<f64>,
     pub j_per_decode_token: Option<f64>,
     pub j_per_request: f64,
     /// Generated tokens per joule (input tokens for embedding workloads).
-    pub tokens_per_j: f64,
+    pub tokens_per_j: Option<f64>,
     pub wh_per_1000_queries: f64,
     pub j_per_prefill_token_net: Option<f64>,
     pub j_per_decode_token_net: Option<f64>,
@@ -107,9 +110,45 @@ pub struct Record {
     /// With `[carbon]`: request energy × grid intensity, per 1,000 queries.
     pub gco2e_per_1000_queries: Option<f64>,
     pub warnings: Vec<String>,
+    /// Parallel streams and requests of the repetition (external servers; candle: static batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<usize>,
+    /// Where the token counts come from: `engine`, `server usage`, or an estimate and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_counts: Option<String>,
+    /// Energy over the steady state: every stream running, until the first one finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<SteadyState>,
+    /// Energy over the whole repetition: first request sent to last response ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole: Option<WholeRun>,
     /// Where it was measured (node, hardware fingerprint, shard); merged runs keep it per record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<crate::shard::HostTag>,
+}
+
+/// The steady-state window of a concurrent repetition (as ML.ENERGY defines it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SteadyState {
+    pub window_s: f64,
+    pub energy_j: f64,
+    /// Tokens generated inside the window (by their arrival times).
+    pub generated_tokens: f64,
+    pub j_per_token: Option<f64>,
+    pub tokens_per_s: f64,
+    pub avg_power_w: f64,
+}
+
+/// The whole repetition's energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WholeRun {
+    pub duration_s: f64,
+    pub energy_j: f64,
+    pub requests: usize,
+    pub generated_tokens: usize,
+    pub j_per_generated_token: Option<f64>,
 }
 
 /// Appends one record as a line and fsyncs it before returning.

@@ -2,15 +2,18 @@
 //! family it drives. Models run in process through candle.
 
 pub mod bert;
+pub mod external;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod kernels;
 pub mod llama;
+pub mod openai;
 pub mod load;
 pub mod prompt;
 pub mod qwen;
 pub mod registry;
+pub mod server;
 pub mod synthetic;
 pub mod tokenizer;
 

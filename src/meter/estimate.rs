@@ -218,6 +218,37 @@ impl CpuClock for ProcessCpu {
     }
 }
 
+/// Busy CPU time of the whole machine from /proc/stat (`cpu` line), in nanoseconds.
+pub fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(busy * 1_000_000_000 / hz)
+}
+
+/// CPU time of every process on the machine (an external server, whoever started it).
+#[derive(Default)]
+pub struct MachineCpu;
+
+impl CpuClock for MachineCpu {
+    fn cpu_ns(&mut self) -> Option<u64> {
+        machine_busy_ns()
+    }
+
+    fn scope(&self) -> &'static str {
+        "CPU time of every process on the machine (/proc/stat)"
+    }
+}
+
 /// The estimate as an energy source with one domain, `cpu`.
 pub struct EstimateSource {
     model: EstimateModel,

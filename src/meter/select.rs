@@ -53,6 +53,8 @@ pub enum EstimateScope {
     ChildTree,
     /// This process (in-process engines).
     Process,
+    /// Every process on the machine (external servers joulebench may not have started).
+    Machine,
 }
 
 /// The hardware seams: the powercap root and how to read it, and how to load NVML.
@@ -182,6 +184,7 @@ pub fn select(
                 Box::new(c)
             }
             EstimateScope::Process => Box::new(ProcessCpu),
+            EstimateScope::Machine => Box::new(super::estimate::MachineCpu),
         };
         let model = EstimateModel::for_this_machine(tdp_w);
         sel.warnings.push(

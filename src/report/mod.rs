@@ -62,7 +62,7 @@ type Getter = fn(&Record) -> Option<f64>;
 /// The figures summarized per cell, in report order.
 pub const METRICS: &[(&str, Getter)] = &[
     ("j_per_prefill_token", |r| {
-        r.energy.as_ref().map(|e| e.j_per_prefill_token)
+        r.energy.as_ref().and_then(|e| e.j_per_prefill_token)
     }),
     ("j_per_decode_token", |r| {
         r.energy.as_ref().and_then(|e| e.j_per_decode_token)
@@ -71,13 +71,13 @@ pub const METRICS: &[(&str, Getter)] = &[
         r.energy.as_ref().map(|e| e.j_per_request)
     }),
     ("tokens_per_j", |r| {
-        r.energy.as_ref().map(|e| e.tokens_per_j)
+        r.energy.as_ref().and_then(|e| e.tokens_per_j)
     }),
     ("wh_per_1000_queries", |r| {
         r.energy.as_ref().map(|e| e.wh_per_1000_queries)
     }),
-    ("prefill_j", |r| r.energy.as_ref().map(|e| e.prefill_j)),
-    ("decode_j", |r| r.energy.as_ref().map(|e| e.decode_j)),
+    ("prefill_j", |r| r.energy.as_ref().and_then(|e| e.prefill_j)),
+    ("decode_j", |r| r.energy.as_ref().and_then(|e| e.decode_j)),
     ("request_j", |r| r.energy.as_ref().map(|e| e.request_j)),
     ("request_net_j", |r| {
         r.energy.as_ref().and_then(|e| e.request_net_j)
@@ -104,6 +104,13 @@ pub const METRICS: &[(&str, Getter)] = &[
     ("prefill_tokens_per_s", |r| r.prefill_tokens_per_s),
     ("decode_tokens_per_s", |r| r.decode_tokens_per_s),
     ("gco2e_per_1000_queries", |r| r.gco2e_per_1000_queries),
+    ("steady_j_per_token", |r| {
+        r.steady.as_ref().and_then(|s| s.j_per_token)
+    }),
+    ("steady_tokens_per_s", |r| r.steady.as_ref().map(|s| s.tokens_per_s)),
+    ("whole_j_per_generated_token", |r| {
+        r.whole.as_ref().and_then(|w| w.j_per_generated_token)
+    }),
 ];
 
 fn seed(cell: &str, metric: &str) -> u64 {

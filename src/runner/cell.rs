@@ -4,11 +4,12 @@
 
 use super::figures::{Inner, fill};
 use super::files::{IdleBaseline, RunMeta, read_json};
-use crate::config::{Suite, WorkloadKind};
+use crate::config::{EngineKind, Suite, WorkloadKind};
 use crate::engine::load::{LoadOptions, load};
 use crate::engine::{
     EmbedRequest, GenerateRequest, InferenceBackend, TokenEvent, TokenObserver, prompt,
 };
+use crate::meter::estimate::machine_busy_ns;
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
@@ -48,22 +49,6 @@ fn die_with_parent() {
     }
 }
 
-/// Busy CPU time of the whole machine from /proc/stat, in nanoseconds.
-fn machine_busy_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal
-    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(busy * 1_000_000_000 / hz)
-}
-
 fn fault_hook() {
     // Test hook: make this cell fail in a chosen way.
     match std::env::var("JOULEBENCH_CELL_FAULT").as_deref() {
@@ -98,7 +83,7 @@ fn inputs(model: &dyn InferenceBackend, cell: &Cell) -> Result<Vec<Vec<u32>>> {
         }
         (_, None) => prompt::synthetic_tokens(model.info().vocab_size, w.prompt_tokens, 7),
     };
-    Ok(vec![one; w.batch])
+    Ok(vec![one; w.batch * w.concurrency])
 }
 
 /// Runs one generation (or embedding) with marks under `prefix`.
@@ -129,73 +114,173 @@ fn once(
     })
 }
 
+/// What every kind of cell process starts from.
+pub struct CellContext {
+    pub run_dir: std::path::PathBuf,
+    pub meta: RunMeta,
+    pub suite: Suite,
+    pub cell: Cell,
+    pub idle: Option<IdleBaseline>,
+}
+
+/// The opened meters of a cell.
+pub struct Meters {
+    pub sampler: Sampler,
+    pub warnings: Vec<String>,
+    /// Slowest nominal update period of the measured domains (window sizing).
+    pub slowest_update_ms: f64,
+    /// Set the measured child's PID here (ChildTree estimates).
+    pub child_tracker: Option<std::sync::Arc<std::sync::atomic::AtomicI32>>,
+}
+
+impl CellContext {
+    /// Reads the run folder's meta, suite and idle baseline, and finds the cell.
+    pub fn load(run_dir: &Path, index: usize) -> Result<CellContext> {
+        let meta: RunMeta = read_json(&run_dir.join("meta.json"))?;
+        let text = std::fs::read_to_string(run_dir.join("config.toml"))
+            .with_context(|| format!("cannot read {}", run_dir.join("config.toml").display()))?;
+        let suite = Suite::parse(&meta.config_path, &text)?;
+        let cell = plan(&suite)
+            .cells
+            .into_iter()
+            .nth(index)
+            .with_context(|| format!("the suite has no cell {index}"))?;
+        let idle: Option<IdleBaseline> = read_json(&run_dir.join("idle.json")).ok();
+        Ok(CellContext {
+            run_dir: run_dir.to_path_buf(),
+            meta,
+            suite,
+            cell,
+            idle,
+        })
+    }
+
+    /// Opens the suite's meters (estimates counting `scope`) and starts sampling.
+    pub fn meters(&self, scope: EstimateScope) -> Result<Meters> {
+        let suite = &self.suite;
+        let root = suite
+            .powercap_root
+            .clone()
+            .unwrap_or_else(|| crate::meter::rapl::DEFAULT_POWERCAP_ROOT.into());
+        let sel = select(&suite.meter, &Hardware::real(root), suite.tdp_w, scope)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if suite.strict && sel.has_estimates() {
+            bail!("strict: no measured source covers the CPU; refusing to report estimates");
+        }
+        let slowest_update_ms = sel
+            .sources
+            .iter()
+            .flat_map(|s| s.domains().to_vec())
+            .filter(|d| d.provenance == crate::meter::Provenance::Measured)
+            .map(|d| d.nominal_update_ms)
+            .fold(0.0, f64::max);
+        let sampler = Sampler::start(
+            sel.sources,
+            SamplerConfig {
+                interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
+                ..Default::default()
+            },
+        );
+        Ok(Meters {
+            sampler,
+            warnings: sel.warnings,
+            slowest_update_ms,
+            child_tracker: sel.child_tracker,
+        })
+    }
+
+    /// A record for repetition `rep`, status ok, figures to fill.
+    pub fn new_record(&self, rep: u32) -> Record {
+        let mut r = failed_record(&self.suite, &self.cell, String::new());
+        r.status = Status::Ok;
+        r.error = None;
+        r.repetition = Some(rep);
+        r
+    }
+
+    /// Stamps where it was measured, appends it (fsynced) and rewrites the cell's trace.
+    pub fn save(&self, mut r: Record, rec: &crate::meter::recording::Recording) -> Result<()> {
+        r.host = Some(self.meta.host_tag());
+        if r.host.as_ref().is_some_and(|h| h.node_shared) {
+            r.warnings.push(
+                "the node was shared with other jobs (slurm --shared): its energy may include \
+                 theirs"
+                    .into(),
+            );
+        }
+        let records = self.run_dir.join("records.jsonl");
+        record::append(&records, &r)
+            .with_context(|| format!("cannot append to {}", records.display()))?;
+        let trace = self
+            .run_dir
+            .join("traces")
+            .join(format!("{}.csv", self.cell.id));
+        let mut buf = Vec::new();
+        if rec.write_trace(&mut buf).is_ok() {
+            let _ = crate::measure::write_atomic(&trace, &buf);
+        }
+        eprintln!(
+            "[cell] {} repetition {} recorded",
+            self.cell.id,
+            r.repetition.unwrap_or(0)
+        );
+        Ok(())
+    }
+}
+
+/// Warns when other processes used much of the machine during a repetition.
+pub fn contamination(busy0: Option<u64>, own_ns: u64, wall_ns: u64) -> Option<String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (b0, b1) = (busy0?, machine_busy_ns()?);
+    let other_s = b1.saturating_sub(b0).saturating_sub(own_ns) as f64 / 1e9;
+    let share = other_s / (wall_ns as f64 / 1e9 * cpus);
+    (share > 0.10 && other_s > 0.05).then(|| {
+        format!(
+            "other processes used {other_s:.2} CPU-seconds ({:.0}% of the machine) during this \
+             repetition: its energy is contaminated",
+            share * 100.0
+        )
+    })
+}
+
 /// Runs repetitions `reps` of cell `index` of the run in `run_dir`. Exit code 130 when
 /// interrupted between repetitions.
 pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBool) -> Result<u8> {
     die_with_parent();
-    let meta: RunMeta = read_json(&run_dir.join("meta.json"))?;
-    let text = std::fs::read_to_string(run_dir.join("config.toml"))
-        .with_context(|| format!("cannot read {}", run_dir.join("config.toml").display()))?;
-    let suite = Suite::parse(&meta.config_path, &text)?;
-    let cell = plan(&suite)
-        .cells
-        .into_iter()
-        .nth(index)
-        .with_context(|| format!("the suite has no cell {index}"))?;
+    let ctx = CellContext::load(run_dir, index)?;
     fault_hook();
-    let idle: Option<IdleBaseline> = read_json(&run_dir.join("idle.json")).ok();
-    let root = suite
-        .powercap_root
-        .clone()
-        .unwrap_or_else(|| crate::meter::rapl::DEFAULT_POWERCAP_ROOT.into());
-    let sel = select(
-        &suite.meter,
-        &Hardware::real(root),
-        suite.tdp_w,
-        EstimateScope::Process,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    if suite.strict && sel.has_estimates() {
-        bail!("strict: no measured source covers the CPU; refusing to report estimates");
+    match ctx.cell.model.engine {
+        EngineKind::Candle => run_candle(&ctx, reps, interrupt),
+        EngineKind::Openai => super::external::run_openai(&ctx, reps, interrupt),
+        EngineKind::Command => super::external::run_command(&ctx, reps, interrupt),
     }
+}
+
+fn run_candle(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Result<u8> {
+    let (suite, cell) = (&ctx.suite, &ctx.cell);
+    let meters = ctx.meters(EstimateScope::Process)?;
     let opts = LoadOptions {
         device: cell.profile.device.clone(),
         seed: cell.model.seed.unwrap_or(42),
         ..Default::default()
     };
     let mut model = load(&cell.model.spec(), &opts, &mut |s| eprintln!("[cell] {s}"))?;
-    let inputs = inputs(model.as_ref(), &cell)?;
-    let sel_warnings = sel.warnings.clone();
-    let slowest_update_ms = sel
-        .sources
-        .iter()
-        .flat_map(|s| s.domains().to_vec())
-        .filter(|d| d.provenance == crate::meter::Provenance::Measured)
-        .map(|d| d.nominal_update_ms)
-        .fold(0.0, f64::max);
-    let sampler = Sampler::start(
-        sel.sources,
-        SamplerConfig {
-            interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
-            ..Default::default()
-        },
-    );
+    let inputs = inputs(model.as_ref(), cell)?;
+    let sampler = &meters.sampler;
     // Warmup (at least one unrecorded run when warmup = 0, to size the window).
     let mut e2e_s: f64 = 0.0;
     for w in 0..suite.warmup.max(1) {
         let r = once(
             model.as_mut(),
-            &cell,
+            cell,
             &inputs,
-            &sampler,
+            sampler,
             format!("warmup{}", w + 1),
         )?;
         e2e_s = r.e2e_s();
     }
-    let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * slowest_update_ms / 1e3);
+    let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * meters.slowest_update_ms / 1e3);
     let k = ((min_window_s / e2e_s.max(1e-6)).ceil() as usize).clamp(1, 10_000);
-    let records = run_dir.join("records.jsonl");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     for &rep in reps {
         if interrupt.load(Ordering::Relaxed) {
             return Ok(130);
@@ -207,62 +292,45 @@ pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBo
         for i in 0..k {
             inner.push(once(
                 model.as_mut(),
-                &cell,
+                cell,
                 &inputs,
-                &sampler,
+                sampler,
                 format!("r{rep}.{i}"),
             )?);
         }
         sampler.mark(&format!("r{rep}:settle"));
         let wall_ns = crate::clock::monotonic_ns() - t0;
         let rec = sampler.snapshot();
-        let mut warnings = sel_warnings.clone();
+        let mut warnings = meters.warnings.clone();
         warnings.extend(sampler.health());
-        if let (Some(b0), Some(b1)) = (busy0, machine_busy_ns()) {
-            let own = crate::clock::process_cpu_ns().saturating_sub(own0);
-            let other_s = b1.saturating_sub(b0).saturating_sub(own) as f64 / 1e9;
-            let share = other_s / (wall_ns as f64 / 1e9 * cpus);
-            if share > 0.10 && other_s > 0.05 {
-                warnings.push(format!(
-                    "other processes used {other_s:.2} CPU-seconds ({:.0}% of the machine) during \
-                     this repetition: its energy is contaminated",
-                    share * 100.0
-                ));
-            }
-        }
-        let mut r = failed_record(&suite, &cell, String::new());
-        r.status = Status::Ok;
-        r.error = None;
-        r.repetition = Some(rep);
+        let own = crate::clock::process_cpu_ns().saturating_sub(own0);
+        warnings.extend(contamination(busy0, own, wall_ns));
+        let mut r = ctx.new_record(rep);
         r.synthetic = model.info().synthetic;
         r.model_info = Some(model.info().clone());
+        if cell.workload.concurrency > 1 {
+            r.concurrency = Some(cell.workload.concurrency);
+            r.batch = cell.workload.batch * cell.workload.concurrency;
+            warnings.push(format!(
+                "concurrency {} ran as one static batch of {} sequences (the in-process engine \
+                 serves concurrent requests by batching them)",
+                cell.workload.concurrency,
+                cell.workload.concurrency * cell.workload.batch
+            ));
+        }
+        r.token_counts = Some("engine".into());
         warnings.extend(fill(
             &mut r,
             &rec,
             &format!("r{rep}"),
             &inner,
-            idle.as_ref(),
-            &suite,
+            ctx.idle.as_ref(),
+            suite,
         ));
         r.warnings = warnings;
-        r.host = Some(meta.host_tag());
-        if r.host.as_ref().is_some_and(|h| h.node_shared) {
-            r.warnings.push(
-                "the node was shared with other jobs (slurm --shared): its energy may include \
-                 theirs"
-                    .into(),
-            );
-        }
-        record::append(&records, &r)
-            .with_context(|| format!("cannot append to {}", records.display()))?;
-        let trace = run_dir.join("traces").join(format!("{}.csv", cell.id));
-        let mut buf = Vec::new();
-        if rec.write_trace(&mut buf).is_ok() {
-            let _ = crate::measure::write_atomic(&trace, &buf);
-        }
-        eprintln!("[cell] {} repetition {rep} recorded", cell.id);
+        ctx.save(r, &rec)?;
     }
-    drop(sampler.stop());
+    drop(meters.sampler.stop());
     Ok(0)
 }
 
@@ -303,6 +371,11 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         avg_power_watts: None,
         gco2e_per_1000_queries: None,
         warnings: Vec::new(),
+        concurrency: None,
+        requests: None,
+        token_counts: None,
+        steady: None,
+        whole: None,
         host: None,
     }
 }

@@ -14,6 +14,12 @@ use crate::stats::quantile;
 pub enum Inner {
     Generate(GenerateOutput),
     Embed(EmbedOutput),
+    /// A run whose inside joulebench cannot see (a command): energy and duration only.
+    Opaque {
+        start_ns: u64,
+        end_ns: u64,
+        tokens: Option<usize>,
+    },
 }
 
 impl Inner {
@@ -24,6 +30,9 @@ impl Inner {
                 (o.token_ns.last().copied().unwrap_or(o.end_ns) - o.start_ns) as f64 / 1e9
             }
             Inner::Embed(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
+            Inner::Opaque {
+                start_ns, end_ns, ..
+            } => (end_ns - start_ns) as f64 / 1e9,
         }
     }
 }
@@ -68,8 +77,12 @@ pub fn fill(
                 pre_tps.push(o.input_tokens as f64 / i.e2e_s());
                 r.prompt_tokens = o.input_tokens;
             }
+            Inner::Opaque { tokens, .. } => {
+                r.generated_tokens = tokens.unwrap_or(0);
+            }
         }
     }
+    let opaque = inner.iter().all(|i| matches!(i, Inner::Opaque { .. }));
     r.ttft_s = mean(&ttft);
     r.e2e_s = mean(&e2e);
     r.tpot_s = mean(&tpot);
@@ -82,39 +95,80 @@ pub fn fill(
         r.itl_p99_s = Some(quantile(&itl, 0.99));
     }
 
-    // Energy: sum each domain over the inner iterations' phase windows.
+    // Energy: each domain over the inner iterations' phase windows. Requests that overlap
+    // (concurrent streams) share each stretch between two marks equally, each in its own phase.
     let n = rec.domains.len();
     let (mut pre_uj, mut dec_uj) = (vec![0f64; n], vec![0f64; n]);
     let (mut pre_s, mut dec_s, mut invalid, mut windows) = (0f64, 0f64, 0u64, 0usize);
-    let (mut first_mark, mut last_mark) = (None, None);
+    let mut spans: Vec<(usize, Option<usize>, usize)> = Vec::new();
     for (i, item) in inner.iter().enumerate() {
         let idx = |tag: &str| rec.mark_index(&format!("{prefix}.{i}:{tag}"));
         let (Some(a), Some(z)) = (idx("start"), idx("end")) else {
             warnings.push(format!("{prefix}.{i}: missing boundary marks"));
             continue;
         };
-        first_mark.get_or_insert(a);
-        last_mark = Some(z);
         let split = match item {
             Inner::Generate(_) => idx("first"),
-            Inner::Embed(_) => None,
+            Inner::Embed(_) | Inner::Opaque { .. } => None,
         };
-        let phases: Vec<(usize, usize, bool)> = match split {
-            Some(f) => vec![(a, f, true), (f, z, false)],
-            None => vec![(a, z, true)],
+        spans.push((a, split, z));
+    }
+    let t = |m: usize| rec.marks[m].t_ns;
+    let mut by_start = spans.clone();
+    by_start.sort_by_key(|s| t(s.0));
+    let overlapping = by_start.windows(2).any(|w| t(w[1].0) < t(w[0].2));
+    let first_mark = by_start.first().map(|s| s.0);
+    let last_mark = spans.iter().map(|s| s.2).max_by_key(|&z| t(z));
+    let mut add = |w: &crate::meter::recording::Window, share: f64, is_prefill: bool| {
+        let (acc, secs) = if is_prefill {
+            (&mut pre_uj, &mut pre_s)
+        } else {
+            (&mut dec_uj, &mut dec_s)
         };
-        for (x, y, is_prefill) in phases {
+        *secs += w.duration_s() * share;
+        for (d, dw) in w.domains.iter().enumerate() {
+            acc[d] += dw.energy_uj * share;
+        }
+    };
+    if !overlapping {
+        for &(a, split, z) in &spans {
+            let phases: Vec<(usize, usize, bool)> = match split {
+                Some(f) => vec![(a, f, true), (f, z, false)],
+                None => vec![(a, z, true)],
+            };
+            for (x, y, is_prefill) in phases {
+                let w = rec.window(x, y);
+                windows += 1;
+                invalid += w.domains.iter().map(|d| d.invalid_samples).sum::<u64>();
+                add(&w, 1.0, is_prefill);
+            }
+        }
+    } else {
+        let mut bounds: Vec<usize> = spans
+            .iter()
+            .flat_map(|&(a, f, z)| [Some(a), f, Some(z)])
+            .flatten()
+            .collect();
+        bounds.sort_by_key(|&m| (t(m), m));
+        bounds.dedup();
+        for b in bounds.windows(2) {
+            let (x, y) = (b[0], b[1]);
+            if t(y) <= t(x) {
+                continue;
+            }
+            let active: Vec<&(usize, Option<usize>, usize)> = spans
+                .iter()
+                .filter(|s| t(s.0) <= t(x) && t(s.2) >= t(y))
+                .collect();
+            if active.is_empty() {
+                continue;
+            }
             let w = rec.window(x, y);
             windows += 1;
-            let (acc, secs) = if is_prefill {
-                (&mut pre_uj, &mut pre_s)
-            } else {
-                (&mut dec_uj, &mut dec_s)
-            };
-            *secs += w.duration_s();
-            for (d, dw) in w.domains.iter().enumerate() {
-                acc[d] += dw.energy_uj;
-                invalid += dw.invalid_samples;
+            invalid += w.domains.iter().map(|d| d.invalid_samples).sum::<u64>();
+            let share = 1.0 / active.len() as f64;
+            for s in active {
+                add(&w, share, s.1.is_none_or(|f| t(y) <= t(f)));
             }
         }
     }
@@ -239,25 +293,28 @@ pub fn fill(
         m.dedup();
         m
     };
+    let phase_or_none = |v: f64| (!opaque).then_some(v);
     let fig = EnergyFigures {
         provenance,
         scope: scope.into(),
         methods,
         interval_ms: rec.interval_ms,
-        prefill_j: prefill_total / kf,
-        decode_j: decode_total / kf,
+        prefill_j: phase_or_none(prefill_total / kf),
+        decode_j: phase_or_none(decode_total / kf),
         request_j,
-        prefill_net_j: prefill_net,
-        decode_net_j: decode_net,
+        prefill_net_j: prefill_net.filter(|_| !opaque),
+        decode_net_j: decode_net.filter(|_| !opaque),
         request_net_j: prefill_net.zip(decode_net).map(|(a, b)| a + b),
-        j_per_prefill_token: prefill_total / kf / r.prompt_tokens.max(1) as f64,
-        j_per_decode_token: (out_tokens > 0.0).then(|| decode_total / kf / out_tokens),
+        j_per_prefill_token: phase_or_none(prefill_total / kf / r.prompt_tokens.max(1) as f64),
+        j_per_decode_token: (out_tokens > 0.0 && !opaque).then(|| decode_total / kf / out_tokens),
         j_per_request: request_j / r.batch.max(1) as f64,
-        tokens_per_j: per_token_base / request_j,
+        tokens_per_j: (per_token_base > 0.0).then(|| per_token_base / request_j),
         wh_per_1000_queries: request_j / r.batch.max(1) as f64 * 1000.0 / 3600.0,
-        j_per_prefill_token_net: prefill_net.map(|p| p / r.prompt_tokens.max(1) as f64),
+        j_per_prefill_token_net: prefill_net
+            .filter(|_| !opaque)
+            .map(|p| p / r.prompt_tokens.max(1) as f64),
         j_per_decode_token_net: decode_net
-            .filter(|_| out_tokens > 0.0)
+            .filter(|_| out_tokens > 0.0 && !opaque)
             .map(|d| d / out_tokens),
         avg_power_w,
         peak_power_w,
@@ -271,8 +328,8 @@ pub fn fill(
             .map(|(i, d)| DomainEnergy {
                 source: d.source.to_string(),
                 name: d.name.clone(),
-                prefill_j: pre_j[i].map(|v| v / kf),
-                decode_j: dec_j[i].map(|v| v / kf),
+                prefill_j: pre_j[i].filter(|_| !opaque).map(|v| v / kf),
+                decode_j: dec_j[i].filter(|_| !opaque).map(|v| v / kf),
                 total_j: pre_j[i].zip(dec_j[i]).map(|(a, b)| (a + b) / kf),
             })
             .collect(),
@@ -282,7 +339,7 @@ pub fn fill(
             "{invalid} invalid meter read(s) bridged from neighbouring samples"
         ));
     }
-    r.energy_per_token_joules = Some(request_j / per_token_base);
+    r.energy_per_token_joules = (per_token_base > 0.0).then(|| request_j / per_token_base);
     r.energy_per_request_joules = Some(fig.j_per_request);
     r.avg_power_watts = Some(avg_power_w);
     r.gco2e_per_1000_queries = suite
@@ -290,5 +347,86 @@ pub fn fill(
         .as_ref()
         .map(|c| fig.wh_per_1000_queries * c.grams_co2e_per_kwh / 1000.0);
     r.energy = Some(fig);
+    warnings
+}
+
+/// CPU + GPU joules between marks `a` and `b` (what records total), if measurable.
+pub fn window_total_j(rec: &Recording, a: usize, b: usize) -> Option<f64> {
+    let w = rec.window(a, b);
+    let per: Vec<Option<f64>> = w
+        .domains
+        .iter()
+        .map(|d| d.energy_uj.is_finite().then_some(d.energy_uj / 1e6))
+        .collect();
+    let t = totals(&rec.domains, &per);
+    match (t.cpu_j, t.gpu_j) {
+        (None, None) => None,
+        (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
+    }
+}
+
+/// Figures of a concurrent repetition: the steady state (marks `{prefix}:steady-start` and
+/// `{prefix}:steady-end`) and the whole repetition (first request start to last end).
+/// `tokens` holds (arrival time, tokens) of every content chunk of every request.
+pub fn concurrency_figures(
+    r: &mut Record,
+    rec: &Recording,
+    prefix: &str,
+    requests: usize,
+    tokens: &[(u64, f64)],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let starts: Vec<usize> = (0..requests)
+        .filter_map(|i| rec.mark_index(&format!("{prefix}.{i}:start")))
+        .collect();
+    let ends: Vec<usize> = (0..requests)
+        .filter_map(|i| rec.mark_index(&format!("{prefix}.{i}:end")))
+        .collect();
+    let t = |m: usize| rec.marks[m].t_ns;
+    let generated = r.generated_tokens * requests;
+    if let (Some(&a), Some(&z)) = (
+        starts.iter().min_by_key(|&&m| t(m)),
+        ends.iter().max_by_key(|&&m| t(m)),
+    ) && let Some(e) = window_total_j(rec, a, z)
+    {
+        r.whole = Some(crate::record::WholeRun {
+            duration_s: (t(z) - t(a)) as f64 / 1e9,
+            energy_j: e,
+            requests,
+            generated_tokens: generated,
+            j_per_generated_token: (generated > 0).then(|| e / generated as f64),
+        });
+    }
+    let (Some(s), Some(z)) = (
+        rec.mark_index(&format!("{prefix}:steady-start")),
+        rec.mark_index(&format!("{prefix}:steady-end")),
+    ) else {
+        warnings.push(
+            "no steady state: the first stream finished before the last one produced its first \
+             token (give the workload more requests or longer outputs)"
+                .into(),
+        );
+        return warnings;
+    };
+    if t(z) <= t(s) {
+        warnings.push("no steady state: the steady window is empty".into());
+        return warnings;
+    }
+    let secs = (t(z) - t(s)) as f64 / 1e9;
+    let in_window: f64 = tokens
+        .iter()
+        .filter(|(tt, _)| *tt > t(s) && *tt <= t(z))
+        .map(|(_, k)| k)
+        .sum();
+    if let Some(e) = window_total_j(rec, s, z) {
+        r.steady = Some(crate::record::SteadyState {
+            window_s: secs,
+            energy_j: e,
+            generated_tokens: in_window,
+            j_per_token: (in_window > 0.0).then(|| e / in_window),
+            tokens_per_s: in_window / secs,
+            avg_power_w: e / secs,
+        });
+    }
     warnings
 }

@@ -3,6 +3,7 @@
 //! appended as they are measured, and summaries written from the records.
 
 pub mod cell;
+pub mod external;
 pub mod figures;
 pub mod files;
 
