@@ -145,7 +145,10 @@ impl ModelEntry {
                 );
             }
             EngineKind::Command => {
-                return format!("command:{}", self.command.as_deref().unwrap_or(&[]).join(" "));
+                return format!(
+                    "command:{}",
+                    self.command.as_deref().unwrap_or(&[]).join(" ")
+                );
             }
             EngineKind::Candle => {}
         }

@@ -110,7 +110,7 @@ pub fn render(s: &Suite, p: &Plan) -> String {
         let w = &c.workload;
         let _ = writeln!(
             out,
-            "  {:>3}. {}  model={} profile={} (device {}, threads {}) workload={} ({:?}, {} prompt, {} new, batch {})",
+            "  {:>3}. {}  model={} profile={} (device {}, threads {}) workload={} ({:?}, {} prompt, {} new, batch {}{})",
             c.index + 1,
             c.id,
             c.model.spec(),
@@ -123,7 +123,16 @@ pub fn render(s: &Suite, p: &Plan) -> String {
             w.kind,
             w.prompt_tokens,
             w.new_tokens,
-            w.batch
+            w.batch,
+            if w.concurrency > 1 || w.requests.is_some() {
+                format!(
+                    ", {} stream(s), {} request(s)",
+                    w.concurrency,
+                    w.request_count()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     for (id, why) in &p.skipped {

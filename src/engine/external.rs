@@ -148,9 +148,10 @@ pub fn validate(m: &ModelEntry) -> Result<(), String> {
         }
         EngineKind::Openai => {
             stray(&command_only, "command")?;
-            let url = m.base_url.as_deref().ok_or(
-                "engine = \"openai\" needs base_url (like \"http://127.0.0.1:8080/v1\")",
-            )?;
+            let url = m
+                .base_url
+                .as_deref()
+                .ok_or("engine = \"openai\" needs base_url (like \"http://127.0.0.1:8080/v1\")")?;
             if m.model.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 return Err(
                     "engine = \"openai\" needs model, the server's name for the model".into(),

@@ -169,12 +169,16 @@ pub fn parse_event(json: &str) -> Result<Event, String> {
     if let Some(err) = v.get("error") {
         return Err(format!(
             "error event: {}",
-            err.get("message").and_then(|m| m.as_str()).map_or_else(|| err.to_string(), str::to_string)
+            err.get("message")
+                .and_then(|m| m.as_str())
+                .map_or_else(|| err.to_string(), str::to_string)
         ));
     }
     let mut ev = Event::default();
     if let Some(c) = v["choices"].as_array().and_then(|a| a.first()) {
-        let text = c["delta"]["content"].as_str().or_else(|| c["text"].as_str());
+        let text = c["delta"]["content"]
+            .as_str()
+            .or_else(|| c["text"].as_str());
         ev.content = text.filter(|t| !t.is_empty()).map(str::to_string);
         ev.finish_reason = c["finish_reason"].as_str().map(str::to_string);
     }
@@ -216,7 +220,10 @@ pub fn read_stream(
         line.clear();
         let n = match reader.read_line(&mut line) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.to_string().to_ascii_lowercase().contains("timeout") =>
+            {
                 return Err(StreamError::Timeout {
                     secs: 0.0,
                     what: format!("the stream fell silent after {} chunks", out.chunks.len()),
@@ -347,7 +354,9 @@ pub fn stream(
             secs: req.timeout.as_secs_f64(),
             what,
         },
-        StreamError::Broken { chunks, msg } if msg.contains("timed out") || msg.contains("Timeout") => {
+        StreamError::Broken { chunks, msg }
+            if msg.contains("timed out") || msg.contains("Timeout") =>
+        {
             StreamError::Timeout {
                 secs: req.timeout.as_secs_f64(),
                 what: format!("the stream fell silent after {chunks} chunks"),
@@ -406,7 +415,10 @@ mod tests {
     fn completions_text_and_crlf_and_multiline_data() {
         let s = "data: {\"choices\":[{\"text\":\"a\"}]}\r\n\r\ndata: {\"choices\":\r\ndata: [{\"text\":\"b\",\"finish_reason\":\"stop\"}]}\r\n\r\n";
         let o = run(s).unwrap();
-        assert_eq!(o.chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            o.chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(o.usage.is_none());
     }
 
@@ -431,6 +443,9 @@ mod tests {
         let b = request_body(Endpoint::Completions, "m", "hi", 8, false);
         assert_eq!(b["prompt"], "hi");
         assert!(b.get("ignore_eos").is_none());
-        assert_eq!(endpoint_url("http://h:1/v1/", Endpoint::Completions), "http://h:1/v1/completions");
+        assert_eq!(
+            endpoint_url("http://h:1/v1/", Endpoint::Completions),
+            "http://h:1/v1/completions"
+        );
     }
 }

@@ -122,7 +122,30 @@ pub fn render(
             c.repetitions_ok
         );
     }
-    h.push_str("</table>\n<h2>Charts</h2>\n");
+    h.push_str("</table>\n");
+    if let Some(t) = super::concurrency_table(doc) {
+        let _ = write!(
+            h,
+            "<h3>{}</h3>\n<p>{}</p>\n<table>\n<tr>{}</tr>\n",
+            esc(t.title),
+            esc(t.note),
+            t.headers
+                .iter()
+                .map(|x| format!("<th>{}</th>", esc(x)))
+                .collect::<String>()
+        );
+        for r in &t.rows {
+            let _ = writeln!(
+                h,
+                "<tr>{}</tr>",
+                r.iter()
+                    .map(|x| format!("<td>{}</td>", esc(x)))
+                    .collect::<String>()
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Charts</h2>\n");
     for ch in charts {
         let svg = ch.svg.trim_start();
         let svg = if svg.starts_with("<?xml") {

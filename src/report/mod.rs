@@ -36,6 +36,12 @@ pub struct CellSummary {
     pub hardware: Option<String>,
     #[serde(default)]
     pub node: Option<String>,
+    /// Parallel streams (external engines; candle: a static batch).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Where token counts come from (`engine`, `server usage`, an estimate).
+    #[serde(default)]
+    pub token_counts: Option<String>,
     pub repetitions_ok: usize,
     pub failures: Vec<String>,
     /// Per figure: median, mean, sd, cv, 95% intervals, outliers (indices into the ok records).
@@ -107,7 +113,9 @@ pub const METRICS: &[(&str, Getter)] = &[
     ("steady_j_per_token", |r| {
         r.steady.as_ref().and_then(|s| s.j_per_token)
     }),
-    ("steady_tokens_per_s", |r| r.steady.as_ref().map(|s| s.tokens_per_s)),
+    ("steady_tokens_per_s", |r| {
+        r.steady.as_ref().map(|s| s.tokens_per_s)
+    }),
     ("whole_j_per_generated_token", |r| {
         r.whole.as_ref().and_then(|w| w.j_per_generated_token)
     }),
@@ -202,6 +210,8 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                 node: rs
                     .iter()
                     .find_map(|r| r.host.as_ref().and_then(|h| h.node.clone())),
+                concurrency: rs.iter().find_map(|r| r.concurrency),
+                token_counts: ok.iter().find_map(|r| r.token_counts.clone()),
                 repetitions_ok: ok.len(),
                 failures: rs.iter().filter_map(|r| r.error.clone()).collect(),
                 energy_per_token_joules: med(|r| r.energy_per_token_joules),
@@ -394,6 +404,9 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
             c.repetitions_ok
         );
     }
+    if let Some(t) = concurrency_table(doc) {
+        s.push_str(&table_md(&t));
+    }
     for c in doc
         .cells
         .iter()
@@ -415,6 +428,69 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
         let _ = writeln!(s, "\n- {}", md_escape(w));
     }
     s
+}
+
+/// A small table: headers and rows of plain text, for Markdown and HTML alike.
+pub struct Table {
+    pub title: &'static str,
+    pub note: &'static str,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Renders a table as Markdown.
+pub fn table_md(t: &Table) -> String {
+    let mut s = format!(
+        "\n### {}\n\n{}\n\n| {} |\n|{}\n",
+        t.title,
+        t.note,
+        t.headers.join(" | "),
+        "---|".repeat(t.headers.len())
+    );
+    for r in &t.rows {
+        let cells: Vec<String> = r.iter().map(|c| md_escape(c)).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    s
+}
+
+/// Cells with concurrent streams or an external engine: steady-state and whole-run energy per
+/// generated token, and where the token counts come from.
+pub fn concurrency_table(doc: &SummaryDoc) -> Option<Table> {
+    let rows: Vec<Vec<String>> = doc
+        .cells
+        .iter()
+        .filter(|c| {
+            c.concurrency.is_some() || c.token_counts.as_deref().is_some_and(|t| t != "engine")
+        })
+        .map(|c| {
+            vec![
+                c.cell.clone(),
+                c.engine.as_ref().map_or("?".into(), |e| e.backend.clone()),
+                c.concurrency.map_or("1".into(), |n| n.to_string()),
+                cell_value(c, "steady_j_per_token", 1e3, 2),
+                cell_value(c, "steady_tokens_per_s", 1.0, 1),
+                cell_value(c, "whole_j_per_generated_token", 1e3, 2),
+                c.token_counts.clone().unwrap_or_else(|| "engine".into()),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title: "Concurrency and steady state",
+        note: "Steady state: from the moment every stream is running until the first one \
+               finishes (no apportioning needed); whole: first request sent to last response \
+               ended. Medians with 95% bootstrap intervals.",
+        headers: vec![
+            "cell",
+            "engine",
+            "streams",
+            "steady mJ/token",
+            "steady tokens/s",
+            "whole mJ/token",
+            "token counts",
+        ],
+        rows,
+    })
 }
 
 /// The parts of a merged run: shard, node, Slurm job, hardware, cells, idle power.

@@ -78,28 +78,41 @@ struct Prompt {
     how: &'static str,
 }
 
-fn build_prompt(tok: Option<&Tokenizer>, n: usize) -> Result<Prompt> {
-    use crate::engine::prompt::{TEXT, exact_tokens};
+/// The prompt of request number `seq` of the cell: `n` tokens of the bundled text starting at
+/// a different place for every request, so a server's prompt (prefix) cache never skips the
+/// prefill a fresh request would pay.
+fn build_prompt(tok: Option<&Tokenizer>, n: usize, seq: usize) -> Result<Prompt> {
+    use crate::engine::prompt::TEXT;
+    use crate::engine::tokenizer::{decode, encode};
     match tok {
         Some(t) => {
-            let ids = exact_tokens(t, n, None)?;
-            let text = crate::engine::tokenizer::decode(t, &ids)?;
-            let back = crate::engine::tokenizer::encode(t, &text)?.len();
+            let all = encode(t, TEXT)?;
+            if all.is_empty() {
+                bail!("the tokenizer made no tokens of the bundled text");
+            }
+            let start = seq.wrapping_mul(7919) % all.len();
+            let ids: Vec<u32> = all.iter().cycle().skip(start).take(n).copied().collect();
+            let text = decode(t, &ids)?;
+            let tokens = encode(t, &text)?.len();
             Ok(Prompt {
                 text,
-                tokens: back,
+                tokens,
                 how: "joulebench's tokenizer",
             })
         }
         None => {
             // About 0.75 words per token for English BPE tokenizers; the server's usage corrects it.
-            let words: Vec<&str> = TEXT
-                .split_whitespace()
+            let words: Vec<&str> = TEXT.split_whitespace().collect();
+            let start = seq.wrapping_mul(7919) % words.len().max(1);
+            let text: Vec<&str> = words
+                .iter()
                 .cycle()
+                .skip(start)
                 .take((n * 3 / 4).max(1))
+                .copied()
                 .collect();
             Ok(Prompt {
-                text: words.join(" "),
+                text: text.join(" "),
                 tokens: n,
                 how: "declared",
             })
@@ -213,10 +226,10 @@ fn token_count_source(outs: &[StreamOutcome]) -> (String, Option<String>) {
 
 struct Pass<'a> {
     agent: &'a ureq::Agent,
-    req: &'a StreamRequest,
+    /// One request per index of the pass.
+    reqs: Vec<StreamRequest>,
     sampler: &'a Sampler,
     concurrency: usize,
-    requests: usize,
 }
 
 /// Runs `requests` requests over `concurrency` streams, marking every start, first chunk and
@@ -226,7 +239,8 @@ fn run_pass(p: &Pass, prefix: &str) -> Result<Vec<StreamOutcome>> {
     let running = AtomicUsize::new(0);
     let steady_end = AtomicBool::new(false);
     let abort = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<StreamOutcome>>> = Mutex::new(vec![None; p.requests]);
+    let requests = p.reqs.len();
+    let results: Mutex<Vec<Option<StreamOutcome>>> = Mutex::new(vec![None; requests]);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
     let now = crate::clock::monotonic_ns;
     std::thread::scope(|s| {
@@ -235,7 +249,7 @@ fn run_pass(p: &Pass, prefix: &str) -> Result<Vec<StreamOutcome>> {
                 let mut seen_first = false;
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= p.requests || abort.load(Ordering::SeqCst) {
+                    if i >= requests || abort.load(Ordering::SeqCst) {
                         if !steady_end.swap(true, Ordering::SeqCst) {
                             p.sampler.mark(&format!("{prefix}:steady-end"));
                         }
@@ -255,7 +269,7 @@ fn run_pass(p: &Pass, prefix: &str) -> Result<Vec<StreamOutcome>> {
                             }
                         }
                     };
-                    match openai::stream(p.agent, p.req, &now, &mut on_start, &mut on_chunk) {
+                    match openai::stream(p.agent, &p.reqs[i], &now, &mut on_start, &mut on_chunk) {
                         Ok(o) => {
                             p.sampler.mark(&format!("{prefix}.{i}:end"));
                             if o.chunks.is_empty() {
@@ -315,7 +329,11 @@ fn vars(ctx: &CellContext, port: u16, model_path: Option<&Path>) -> BTreeMap<&'s
 
 /// Expands placeholders; a relative program path with a `/` resolves against the suite's folder
 /// (like model paths), a bare name is looked up on PATH.
-fn expand_all(args: &[String], v: &BTreeMap<&str, String>, ctx: &CellContext) -> Result<Vec<String>> {
+fn expand_all(
+    args: &[String],
+    v: &BTreeMap<&str, String>,
+    ctx: &CellContext,
+) -> Result<Vec<String>> {
     let mut out: Vec<String> = args
         .iter()
         .map(|a| crate::engine::external::expand(a, v).map_err(|e| anyhow::anyhow!(e)))
@@ -330,7 +348,12 @@ fn expand_all(args: &[String], v: &BTreeMap<&str, String>, ctx: &CellContext) ->
     Ok(out)
 }
 
-fn external_info(m: &ModelEntry, backend: String, ctx: &CellContext, path: Option<PathBuf>) -> ModelInfo {
+fn external_info(
+    m: &ModelEntry,
+    backend: String,
+    ctx: &CellContext,
+    path: Option<PathBuf>,
+) -> ModelInfo {
     ModelInfo {
         id: m.name(),
         family: "external".into(),
@@ -345,11 +368,10 @@ fn external_info(m: &ModelEntry, backend: String, ctx: &CellContext, path: Optio
         engine: EngineConfig {
             backend,
             device: ctx.cell.profile.device.clone(),
-            threads: ctx
-                .cell
-                .profile
-                .threads
-                .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize),
+            threads: ctx.cell.profile.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |t| t as usize,
+            ),
             prefill_matmul: "external".into(),
             decode_matmul: "external".into(),
             weights_dtype: "external".into(),
@@ -387,7 +409,10 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
     let mut server = None;
     if let Some(l) = &m.launch {
         let argv = expand_all(l, &v, ctx)?;
-        let log = ctx.run_dir.join("logs").join(format!("{}.server.log", cell.id));
+        let log = ctx
+            .run_dir
+            .join("logs")
+            .join(format!("{}.server.log", cell.id));
         let env: Vec<(String, String)> = cell
             .profile
             .env
@@ -406,7 +431,11 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
             Duration::from_secs_f64(m.ready_timeout_s.unwrap_or(180.0)),
             &|| openai::ready(&probe_agent, &ready),
         )?;
-        eprintln!("[cell] server ready after {:.1} s (pid {:?})", took.as_secs_f64(), s.pid());
+        eprintln!(
+            "[cell] server ready after {:.1} s (pid {:?})",
+            took.as_secs_f64(),
+            s.pid()
+        );
         server = Some(s);
     }
     let with_tail = |e: anyhow::Error, server: &mut Option<ManagedServer>| -> anyhow::Error {
@@ -421,42 +450,60 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
             None => e,
         }
     };
-    let prompt = build_prompt(tok.as_ref(), w.prompt_tokens)?;
-    let req = StreamRequest {
-        url: openai::endpoint_url(&base, m.endpoint),
-        api_key,
-        body: openai::request_body(
-            m.endpoint,
-            m.model.as_deref().unwrap_or(""),
-            &prompt.text,
-            w.new_tokens,
-            w.ignore_eos,
-        ),
-        timeout,
-    };
     let meters = ctx.meters(EstimateScope::Machine)?;
     let requests = w.request_count();
-    let pass = Pass {
-        agent: &agent,
-        req: &req,
-        sampler: &meters.sampler,
-        concurrency: w.concurrency,
-        requests,
+    let url = openai::endpoint_url(&base, m.endpoint);
+    let mut seq = 0usize;
+    let mut next_pass = || -> Result<(Pass, Vec<Prompt>)> {
+        let mut reqs = Vec::with_capacity(requests);
+        let mut prompts = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let p = build_prompt(tok.as_ref(), w.prompt_tokens, seq)?;
+            seq += 1;
+            reqs.push(StreamRequest {
+                url: url.clone(),
+                api_key: api_key.clone(),
+                body: openai::request_body(
+                    m.endpoint,
+                    m.model.as_deref().unwrap_or(""),
+                    &p.text,
+                    w.new_tokens,
+                    w.ignore_eos,
+                ),
+                timeout,
+            });
+            prompts.push(p);
+        }
+        Ok((
+            Pass {
+                agent: &agent,
+                reqs,
+                sampler: &meters.sampler,
+                concurrency: w.concurrency,
+            },
+            prompts,
+        ))
     };
     for k in 0..suite.warmup.max(1) {
+        let (pass, _) = next_pass()?;
         if let Err(e) = run_pass(&pass, &format!("warmup{}", k + 1)) {
             return Err(with_tail(e.context("warmup failed"), &mut server));
         }
     }
+    let configured = m.base_url.as_deref().unwrap_or("");
     let backend = match &m.launch {
-        Some(l) => format!("openai-compatible server ({}), {base}", l.join(" ")),
-        None => format!("openai-compatible server at {base}"),
+        Some(l) => format!(
+            "openai-compatible server at {configured}, started by joulebench: {}",
+            l.join(" ")
+        ),
+        None => format!("openai-compatible server at {configured}"),
     };
     let info = external_info(m, backend, ctx, model_path.clone());
     for &rep in reps {
         if interrupt.load(Ordering::Relaxed) {
             return Ok(130);
         }
+        let (pass, prompts) = next_pass()?;
         let outs = match run_pass(&pass, &format!("r{rep}")) {
             Ok(o) => o,
             Err(e) => {
@@ -472,8 +519,8 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
         warnings.extend(meters.sampler.health());
         let mut inner = Vec::with_capacity(outs.len());
         let mut chunks = Vec::new();
-        for o in &outs {
-            let (g, c) = to_output(o, prompt.tokens, tok.as_ref());
+        for (o, p) in outs.iter().zip(&prompts) {
+            let (g, c) = to_output(o, p.tokens, tok.as_ref());
             chunks.extend(c);
             inner.push(Inner::Generate(g));
         }
@@ -482,7 +529,7 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
         if outs.iter().all(|o| o.usage.is_none()) {
             warnings.push(format!(
                 "prompt tokens counted by {} (the server sent no usage)",
-                prompt.how
+                prompts.first().map_or("nobody", |p| p.how)
             ));
         }
         let mut r = ctx.new_record(rep);
@@ -583,7 +630,10 @@ pub fn run_command(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> R
         meters.sampler.mark(&format!("{label}.0:start"));
         let start = crate::clock::monotonic_ns();
         let mut child = cmd.spawn().map_err(|e| {
-            anyhow::anyhow!("cannot start {:?}: {e} (the command runs without a shell)", argv[0])
+            anyhow::anyhow!(
+                "cannot start {:?}: {e} (the command runs without a shell)",
+                argv[0]
+            )
         })?;
         if let Some(t) = &meters.child_tracker {
             t.store(child.id() as i32, Ordering::SeqCst);
@@ -697,7 +747,10 @@ mod tests {
     #[test]
     fn token_counts_from_command_output() {
         let re = regex::Regex::new(r"generated (?P<tokens>\d+) tokens").unwrap();
-        assert_eq!(tokens_from_output(&re, "generated 12 tokens\ngenerated 3 tokens"), Some(15));
+        assert_eq!(
+            tokens_from_output(&re, "generated 12 tokens\ngenerated 3 tokens"),
+            Some(15)
+        );
         assert_eq!(tokens_from_output(&re, "nothing"), None);
         let re = regex::Regex::new(r"tg\d+ +\| +(\d+)").unwrap();
         assert_eq!(tokens_from_output(&re, "tg128 | 128 |"), Some(128));

@@ -1,0 +1,117 @@
+//! A real peer, not a mock: llama.cpp's OpenAI-compatible server (PyPI
+//! `llama-cpp-python[server]==0.3.36`, installed by scripts/llama-cpp-server.sh into joulebench's
+//! cache; the first install builds llama.cpp, about 4 minutes) runs the shipped
+//! configs/engines.toml next to the candle engine, at 1 and 4 concurrent streams.
+
+use assert_cmd::Command;
+use joulebench::record::{Status, read_all};
+use std::path::Path;
+
+fn llama_servers() -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", "llama_cpp.server --model"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Install (or find) the server first, so a build failure reads as one.
+    let inst = std::process::Command::new(root.join("scripts/llama-cpp-server.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        inst.status.success(),
+        "installing llama-cpp-python failed:\n{}",
+        String::from_utf8_lossy(&inst.stderr)
+    );
+    let before = llama_servers();
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("joulebench")
+        .unwrap()
+        .env_remove("JOULEBENCH_POWERCAP_ROOT")
+        .env_remove("JOULEBENCH_CELL_FAULT")
+        .arg("run")
+        .arg(root.join("configs/engines.toml"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let run = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let logs: String = std::fs::read_dir(run.join("logs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        o.status.success(),
+        "{}\n{logs}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        llama_servers(),
+        before,
+        "every server joulebench started was stopped"
+    );
+
+    let (recs, _) = read_all(&run.join("records.jsonl")).unwrap();
+    assert!(recs.iter().all(|r| r.status == Status::Ok));
+    for (alias, c) in [
+        ("smollm2-135m.candle", 1),
+        ("smollm2-135m.candle", 4),
+        ("smollm2-135m.llama-cpp", 1),
+        ("smollm2-135m.llama-cpp", 4),
+    ] {
+        let rs: Vec<_> = recs
+            .iter()
+            .filter(|r| r.model == alias && r.workload.ends_with(&format!("-c{c}")))
+            .collect();
+        assert_eq!(rs.len(), 3, "{alias} c{c}: three repetitions");
+        for r in rs {
+            let e = r.energy.as_ref().expect("energy");
+            assert!(e.j_per_decode_token.unwrap() > 0.0);
+            assert!(r.ttft_s.unwrap() > 0.0 && r.decode_tokens_per_s.unwrap() > 0.0);
+            if alias.ends_with("llama-cpp") {
+                assert_eq!(r.concurrency, Some(c));
+                // llama-cpp-python streams no usage: counts come from the stream, labelled so.
+                assert!(r.token_counts.as_deref().unwrap().starts_with("estimated"));
+                assert!(r.generated_tokens >= 1 && r.generated_tokens <= 32);
+                assert!(
+                    (120..=136).contains(&r.prompt_tokens),
+                    "{}",
+                    r.prompt_tokens
+                );
+                let w = r.whole.as_ref().unwrap();
+                assert!(w.energy_j > 0.0 && w.requests == if c == 1 { 4 } else { 8 });
+                assert!(
+                    r.model_info
+                        .as_ref()
+                        .unwrap()
+                        .engine
+                        .backend
+                        .contains("llama-cpp-server.sh")
+                );
+            }
+        }
+    }
+    // Both engines in every chart.
+    for chart in [
+        "energy-per-token.svg",
+        "latency-vs-energy.svg",
+        "itl-cdf.svg",
+    ] {
+        let svg = std::fs::read_to_string(run.join("charts").join(chart)).unwrap();
+        assert!(
+            svg.contains("candle") && svg.contains("llama-cpp"),
+            "{chart}"
+        );
+    }
+}

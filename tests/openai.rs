@@ -1,0 +1,400 @@
+//! The OpenAI-compatible backend against a fake SSE server that misbehaves on request: chunks
+//! with several tokens, missing usage, a server dying mid-stream, malformed events, HTTP 500 and
+//! 429, silence. Every case ends as figures or as a clear error (a failed record), never a hang.
+//! The command backend and the managed-server lifecycle are here too.
+
+use assert_cmd::Command;
+use joulebench::config::Endpoint;
+use joulebench::engine::openai::{self, StreamError, StreamRequest};
+use joulebench::record::{Record, Status, read_all};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn chunk_json(text: &str) -> String {
+    serde_json::json!({"object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+    .to_string()
+}
+
+fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
+    let mut r = BufReader::new(s.try_clone().ok()?);
+    let mut len = 0usize;
+    let mut first = String::new();
+    r.read_line(&mut first).ok()?;
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).ok()?;
+        if l == "\r\n" || l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    if first.starts_with("GET") {
+        return Some(serde_json::json!({"model": "GET"}));
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+const SSE: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+
+/// Answers according to the request's `model` field.
+fn serve(mut s: TcpStream) {
+    let Some(req) = read_request(&mut s) else {
+        return;
+    };
+    let n = req["max_tokens"].as_u64().unwrap_or(8) as usize;
+    let pause = || std::thread::sleep(Duration::from_millis(3));
+    let model = req["model"].as_str().unwrap_or("").to_string();
+    let mut w = |t: &str| {
+        let _ = s.write_all(t.as_bytes());
+        let _ = s.flush();
+    };
+    match model.as_str() {
+        "GET" => {
+            w("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"data\":[]}")
+        }
+        "multi-usage" => {
+            // Chunked transfer encoding; two tokens per chunk; usage before [DONE].
+            w(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            let mut send = |ev: String| {
+                let body = format!("data: {ev}\n\n");
+                w(&format!("{:x}\r\n{body}\r\n", body.len()));
+            };
+            send(serde_json::json!({"choices": [{"delta": {"role": "assistant"}}]}).to_string());
+            for i in 0..n / 2 {
+                pause();
+                send(chunk_json(&format!(" w{i}a w{i}b")));
+            }
+            send(
+                serde_json::json!({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": n / 2 * 2}})
+                    .to_string(),
+            );
+            send("[DONE]".into());
+            w("0\r\n\r\n");
+        }
+        "no-usage" => {
+            w(SSE);
+            for i in 0..n {
+                pause();
+                w(&format!("data: {}\n\n", chunk_json(&format!(" t{i}"))));
+            }
+            w("data: [DONE]\n\n");
+        }
+        "dies" => {
+            w(SSE);
+            for i in 0..3 {
+                w(&format!("data: {}\n\n", chunk_json(&format!(" t{i}"))));
+            }
+            // Connection closed mid-stream: no finish reason, no [DONE].
+        }
+        "malformed" => {
+            w(SSE);
+            w(&format!("data: {}\n\n", chunk_json(" ok")));
+            w("data: {\"choices\": [{\"delta\": {\"content\": \"x\"\n\n");
+        }
+        "http500" => w(
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 41\r\nConnection: close\r\n\r\n{\"error\":{\"message\":\"CUDA out of memory\"}}",
+        ),
+        "http429" => w(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 12\r\nConnection: close\r\n\r\nslow down!!!",
+        ),
+        "stalls" => {
+            w(SSE);
+            w(&format!("data: {}\n\n", chunk_json(" one")));
+            std::thread::sleep(Duration::from_secs(20));
+        }
+        "error-event" => {
+            w(SSE);
+            w("data: {\"error\": {\"message\": \"model overloaded\"}}\n\n");
+        }
+        _ => w("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// A fake server on a free port, answering until the test ends.
+fn fake_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    port
+}
+
+fn request(port: u16, model: &str, max_tokens: usize, timeout_s: f64) -> StreamRequest {
+    StreamRequest {
+        url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        api_key: None,
+        body: openai::request_body(Endpoint::Chat, model, "hello", max_tokens, true),
+        timeout: Duration::from_secs_f64(timeout_s),
+    }
+}
+
+fn call(port: u16, model: &str, timeout_s: f64) -> Result<openai::StreamOutcome, StreamError> {
+    let r = request(port, model, 8, timeout_s);
+    let agent = openai::agent(r.timeout);
+    let now = joulebench::clock::monotonic_ns;
+    openai::stream(&agent, &r, &now, &mut |_| {}, &mut |_, _| {})
+}
+
+#[test]
+fn streams_with_and_without_usage() {
+    let port = fake_server();
+    let o = call(port, "multi-usage", 10.0).unwrap();
+    assert_eq!(o.chunks.len(), 4, "role-only chunks are not tokens");
+    assert_eq!(o.usage.unwrap().completion_tokens, 8);
+    assert!(o.chunks.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+    let o = call(port, "no-usage", 10.0).unwrap();
+    assert_eq!((o.chunks.len(), o.usage), (8, None));
+}
+
+#[test]
+fn every_failure_is_a_clear_error_within_the_timeout() {
+    let port = fake_server();
+    let t0 = std::time::Instant::now();
+    let e = call(port, "dies", 10.0).unwrap_err();
+    assert!(matches!(e, StreamError::Truncated { chunks: 3 }), "{e}");
+    let e = call(port, "malformed", 10.0).unwrap_err();
+    assert!(matches!(e, StreamError::Malformed { .. }), "{e}");
+    let e = call(port, "http500", 10.0).unwrap_err();
+    assert!(
+        e.to_string().contains("500") && e.to_string().contains("CUDA out of memory"),
+        "{e}"
+    );
+    let e = call(port, "http429", 10.0).unwrap_err();
+    assert!(
+        e.to_string().contains("429") && e.to_string().contains("retry-after 7"),
+        "{e}"
+    );
+    let e = call(port, "error-event", 10.0).unwrap_err();
+    assert!(e.to_string().contains("model overloaded"), "{e}");
+    let e = call(port, "nobody-home", 10.0).unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "errors come at once, not by timeout"
+    );
+    let t1 = std::time::Instant::now();
+    let e = call(port, "stalls", 1.0).unwrap_err();
+    assert!(matches!(e, StreamError::Timeout { .. }), "{e}");
+    assert!(
+        t1.elapsed() < Duration::from_secs(10),
+        "a silent server is cut off"
+    );
+    // Nothing listening.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = call(free, "x", 2.0).unwrap_err();
+    assert!(matches!(e, StreamError::Connect { .. }), "{e}");
+}
+
+fn jb() -> Command {
+    let mut c = Command::cargo_bin("joulebench").unwrap();
+    c.env_remove("JOULEBENCH_POWERCAP_ROOT")
+        .env_remove("JOULEBENCH_CELL_FAULT");
+    c
+}
+
+fn run_suite(dir: &Path, body: &str) -> (PathBuf, Vec<Record>, i32) {
+    let cfg = dir.join("s.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = dir.join("out");
+    let o = jb()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let run = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let recs = read_all(&run.join("records.jsonl")).unwrap().0;
+    (run, recs, o.status.code().unwrap_or(-1))
+}
+
+fn header(dir: &Path) -> String {
+    format!(
+        "[suite]\nname = \"fake\"\nwarmup = 0\nrepetitions = 2\nidle_seconds = 0\ntimeout_seconds = 60\n\n\
+         [meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n\
+         [[profile]]\nname = \"p\"\nthreads = 1\n\n\
+         [[workload]]\nname = \"c2\"\nprompt_tokens = 16\nnew_tokens = 8\nconcurrency = 2\nrequests = 4\n",
+        dir.join("none").display()
+    )
+}
+
+fn openai_model(port: u16, model: &str, extra: &str) -> String {
+    format!(
+        "\n[[model]]\nengine = \"openai\"\nalias = \"{model}\"\nmodel = \"{model}\"\n\
+         base_url = \"http://127.0.0.1:{port}/v1\"\nrequest_timeout_s = 2\n{extra}\n"
+    )
+}
+
+#[test]
+fn a_suite_turns_every_misbehaviour_into_a_failed_record_and_measures_the_rest() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let mut body = header(t.path());
+    for m in [
+        "multi-usage",
+        "no-usage",
+        "dies",
+        "malformed",
+        "http500",
+        "http429",
+        "stalls",
+    ] {
+        body.push_str(&openai_model(port, m, ""));
+    }
+    let (run, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 1, "some cells failed");
+    let by = |m: &str| -> Vec<&Record> { recs.iter().filter(|r| r.model == m).collect() };
+    // Exact counts from usage: 4 requests of 8 tokens in 2-token chunks.
+    let ok = by("multi-usage");
+    assert_eq!(ok.len(), 2);
+    for r in &ok {
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(r.token_counts.as_deref(), Some("server usage"));
+        assert_eq!((r.prompt_tokens, r.generated_tokens), (40, 8));
+        assert_eq!((r.concurrency, r.requests), (Some(2), Some(4)));
+        assert_eq!(r.itls_ms.len(), 4 * 7, "one gap per token after the first");
+        let e = r.energy.as_ref().unwrap();
+        assert!(e.j_per_decode_token.unwrap() > 0.0 && e.request_j > 0.0);
+        let w = r.whole.as_ref().unwrap();
+        assert_eq!((w.requests, w.generated_tokens), (4, 32));
+        assert!(r.warnings.iter().any(|w| w.contains("apportioned")));
+    }
+    // Without usage: counted from chunks and labelled as estimated.
+    for r in by("no-usage") {
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.token_counts.as_deref().unwrap().starts_with("estimated"));
+        assert_eq!(r.generated_tokens, 8);
+        assert!(r.warnings.iter().any(|w| w.contains("ESTIMATED")));
+    }
+    for (m, says) in [
+        ("dies", "without [DONE]"),
+        ("malformed", "malformed event"),
+        ("http500", "CUDA out of memory"),
+        ("http429", "429"),
+        ("stalls", "no answer within"),
+    ] {
+        let rs = by(m);
+        assert_eq!(rs.len(), 1, "{m}: one failed record");
+        assert_eq!(rs[0].status, Status::Failed);
+        let err = rs[0].error.as_deref().unwrap();
+        assert!(err.contains(says), "{m}: {err}");
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("multi-usage") && md.contains("failed"), "{md}");
+}
+
+#[test]
+fn a_managed_server_that_dies_or_never_gets_ready_is_a_failed_record_with_its_output() {
+    let t = tempfile::tempdir().unwrap();
+    let mut body = header(t.path());
+    body.push_str(&openai_model(
+        1,
+        "crashes",
+        "base_url = \"http://127.0.0.1:{port}/v1\"\nlaunch = [\"sh\", \"-c\", \"echo 'ggml: illegal instruction' >&2; kill -SEGV $$\"]",
+    ).replace("base_url = \"http://127.0.0.1:1/v1\"\n", ""));
+    body.push_str(&openai_model(
+        1,
+        "slow",
+        "base_url = \"http://127.0.0.1:{port}/v1\"\nlaunch = [\"sleep\", \"60\"]\nready_timeout_s = 1",
+    ).replace("base_url = \"http://127.0.0.1:1/v1\"\n", ""));
+    let t0 = std::time::Instant::now();
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 1);
+    assert!(t0.elapsed() < Duration::from_secs(40));
+    let crash = recs.iter().find(|r| r.model == "crashes").unwrap();
+    let err = crash.error.as_deref().unwrap();
+    assert!(
+        err.contains("SIGSEGV") && err.contains("illegal instruction"),
+        "{err}"
+    );
+    let slow = recs.iter().find(|r| r.model == "slow").unwrap();
+    let err = slow.error.as_deref().unwrap();
+    assert!(err.contains("not ready"), "{err}");
+}
+
+#[test]
+fn commands_are_metered_per_run_with_tokens_from_their_output() {
+    let t = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}\n[[model]]\nengine = \"command\"\nalias = \"counts\"\n\
+         command = [\"sh\", \"-c\", \"i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo generated {{new_tokens}} tokens\"]\n\
+         tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n\
+         \n[[model]]\nengine = \"command\"\nalias = \"plain\"\ncommand = [\"true\"]\n\
+         \n[[model]]\nengine = \"command\"\nalias = \"fails\"\ncommand = [\"sh\", \"-c\", \"echo boom >&2; exit 4\"]\n",
+        header(t.path())
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 1);
+    let counted: Vec<&Record> = recs.iter().filter(|r| r.model == "counts").collect();
+    assert_eq!(counted.len(), 2);
+    for r in counted {
+        assert_eq!(r.status, Status::Ok, "{:?}", r.error);
+        assert_eq!(r.generated_tokens, 8);
+        let e = r.energy.as_ref().unwrap();
+        assert!(e.prefill_j.is_none() && e.j_per_prefill_token.is_none());
+        let per_token = r.energy_per_token_joules.unwrap();
+        assert!((per_token - e.request_j / 8.0).abs() < 1e-9);
+    }
+    let plain = recs.iter().find(|r| r.model == "plain").unwrap();
+    assert!(
+        plain.energy_per_token_joules.is_none() && plain.energy.as_ref().unwrap().request_j > 0.0
+    );
+    let fails = recs.iter().find(|r| r.model == "fails").unwrap();
+    let err = fails.error.as_deref().unwrap();
+    assert!(err.contains("boom") && err.contains("4"), "{err}");
+}
+
+#[test]
+fn engine_fields_are_checked_with_the_line() {
+    let t = tempfile::tempdir().unwrap();
+    for (extra, says) in [
+        ("engine = \"openai\"\nmodel = \"m\"", "needs base_url"),
+        (
+            "engine = \"openai\"\nbase_url = \"http://10.1.2.3/v1\"\nmodel = \"m\"\napi_key_env = \"K\"",
+            "allow_insecure_http",
+        ),
+        (
+            "engine = \"openai\"\nbase_url = \"http://127.0.0.1:{prot}/v1\"\nmodel = \"m\"",
+            "{prot}",
+        ),
+        (
+            "id = \"synthetic:llama-tiny\"\ncommand = [\"x\"]",
+            "only applies to engine = \"command\"",
+        ),
+        (
+            "engine = \"command\"\ncommand = [\"x\"]\ntokens_regex = \"(\"",
+            "tokens_regex",
+        ),
+    ] {
+        let cfg = t.path().join("bad.toml");
+        std::fs::write(&cfg, format!("{}\n[[model]]\n{extra}\n", header(t.path()))).unwrap();
+        let o = jb().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        assert!(
+            err.contains("bad.toml:") && err.contains(says),
+            "{extra}: {err}"
+        );
+    }
+}
