@@ -443,7 +443,7 @@ impl Suite {
                 (Some(_), Some(_)) => {
                     return Err(at(
                         m.span(),
-                        "a [[model]] takes one of id or path, not both".into(),
+                        "a [[model]] needs exactly one of id or path, not both".into(),
                     ));
                 }
                 (None, None) if e.engine == EngineKind::Candle => {

@@ -21,6 +21,7 @@ fn chunk_json(text: &str) -> String {
 fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
     let mut r = BufReader::new(s.try_clone().ok()?);
     let mut len = 0usize;
+    let mut authorized = false;
     let mut first = String::new();
     r.read_line(&mut first).ok()?;
     loop {
@@ -32,14 +33,22 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
         if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
         }
+        authorized |= l.trim().to_ascii_lowercase()
+            == format!("authorization: bearer {SECRET}").to_ascii_lowercase();
     }
     if first.starts_with("GET") {
         return Some(serde_json::json!({"model": "GET"}));
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
+    let mut v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    if v["model"] == "needs-key" && authorized {
+        v["model"] = "no-usage".into();
+    }
+    Some(v)
 }
+
+const SECRET: &str = "sk-test-7f3a9c-never-written";
 
 const SSE: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
 
@@ -363,6 +372,78 @@ fn commands_are_metered_per_run_with_tokens_from_their_output() {
     let fails = recs.iter().find(|r| r.model == "fails").unwrap();
     let err = fails.error.as_deref().unwrap();
     assert!(err.contains("boom") && err.contains("4"), "{err}");
+}
+
+#[test]
+fn the_api_key_is_sent_but_never_written() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let mut body = header(t.path());
+    body.push_str(&openai_model(
+        port,
+        "needs-key",
+        "api_key_env = \"JB_TEST_KEY\"",
+    ));
+    let cfg = t.path().join("s.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = t.path().join("out");
+    let o = jb()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .env("JB_TEST_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(SECRET));
+    let run = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let recs = read_all(&run.join("records.jsonl")).unwrap().0;
+    assert!(recs.len() == 2 && recs.iter().all(|r| r.status == Status::Ok));
+    let mut stack = vec![run];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(SECRET),
+                    "{} holds the key",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    // Without the variable set: a clear error naming it.
+    let o = jb()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(t.path().join("o2"))
+        .env_remove("JB_TEST_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let run = std::fs::read_dir(t.path().join("o2"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let err = read_all(&run.join("records.jsonl")).unwrap().0[0]
+        .error
+        .clone()
+        .unwrap();
+    assert!(
+        err.contains("JB_TEST_KEY") && err.contains("not set"),
+        "{err}"
+    );
 }
 
 #[test]

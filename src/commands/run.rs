@@ -63,7 +63,7 @@ impl RunObserver for Progress {
             self.line(&format!(
                 "cell {} failed: {}",
                 cell.id,
-                f.lines().next().unwrap_or("")
+                crate::report::failure_line(f)
             ));
         }
         if let Some(b) = &self.bar {

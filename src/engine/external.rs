@@ -22,6 +22,8 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> 
     while let Some(i) = rest.find('{') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
+        let ident =
+            |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_');
         match after.find('}') {
             Some(j) if PLACEHOLDERS.contains(&&after[..j]) => {
                 let key = &after[..j];
@@ -31,7 +33,7 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> 
                 out.push_str(v);
                 rest = &after[j + 1..];
             }
-            Some(j) => {
+            Some(j) if ident(&after[..j]) => {
                 return Err(format!(
                     "unknown placeholder {{{}}} (known: {})",
                     &after[..j],
@@ -42,7 +44,7 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> 
                         .join(", ")
                 ));
             }
-            None => {
+            _ => {
                 out.push('{');
                 rest = after;
             }

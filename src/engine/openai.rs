@@ -214,6 +214,7 @@ pub fn read_stream(
     let mut reader = BufReader::new(body);
     let mut data = String::new();
     let mut line_no = 0usize;
+    let mut data_line = 0usize;
     let mut done = false;
     let mut line = String::new();
     loop {
@@ -242,7 +243,9 @@ pub fn read_stream(
         let l = line.trim_end_matches(['\r', '\n']);
         if !eof && !l.is_empty() {
             if let Some(d) = l.strip_prefix("data:") {
-                if !data.is_empty() {
+                if data.is_empty() {
+                    data_line = line_no;
+                } else {
                     data.push('\n');
                 }
                 data.push_str(d.strip_prefix(' ').unwrap_or(d));
@@ -270,7 +273,7 @@ pub fn read_stream(
                     StreamError::Server(err.trim_start_matches("error event: ").to_string())
                 } else {
                     StreamError::Malformed {
-                        line: line_no,
+                        line: data_line,
                         err,
                         text: payload.chars().take(200).collect(),
                     }

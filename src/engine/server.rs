@@ -46,10 +46,13 @@ impl ManagedServer {
             .stdout(out)
             .stderr(err);
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; the server dies if the cell process does.
+        // SAFETY: prctl and setpgid are async-signal-safe. The server dies if the cell process
+        // does, and sits in its own process group so a terminal's Ctrl-C reaches joulebench
+        // (which finishes the repetition, then stops the server) rather than the server itself.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::setpgid(0, 0);
                 Ok(())
             });
         }

@@ -414,11 +414,7 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
     {
         let _ = writeln!(s, "\n### {}\n", md_escape(&c.cell));
         for f in &c.failures {
-            let _ = writeln!(
-                s,
-                "- **failed**: {}",
-                md_escape(f.lines().next().unwrap_or(""))
-            );
+            let _ = writeln!(s, "- **failed**: {}", md_escape(&failure_line(f)));
         }
         for w in &c.warnings {
             let _ = writeln!(s, "- warning: {}", md_escape(w));
@@ -566,6 +562,17 @@ pub fn run_warnings(m: &RunMeta) -> Vec<String> {
         );
     }
     w
+}
+
+/// A failure in one line: its first line and, when the message goes on, its last line (where
+/// a child's error usually is).
+pub fn failure_line(f: &str) -> String {
+    let mut lines = f.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    match lines.next_back() {
+        Some(last) => format!("{first} … {last}"),
+        None => first.to_string(),
+    }
 }
 
 fn md_escape(s: &str) -> String {
