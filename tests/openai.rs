@@ -33,8 +33,9 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
         if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
         }
-        authorized |= l.trim().to_ascii_lowercase()
-            == format!("authorization: bearer {SECRET}").to_ascii_lowercase();
+        authorized |= l
+            .trim()
+            .eq_ignore_ascii_case(&format!("authorization: bearer {SECRET}"));
     }
     if first.starts_with("GET") {
         return Some(serde_json::json!({"model": "GET"}));
