@@ -21,7 +21,11 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
         echo "slurm-test: slurm-wlm and munge are missing and this is not root" >&2
         exit 1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q slurm-wlm munge >/dev/null
+    }
 fi
 [ "$(id -u)" = 0 ] || { echo "slurm-test: must run as root (munged runs as user munge)" >&2; exit 1; }
 [ -s /etc/munge/munge.key ] || {

@@ -39,7 +39,7 @@ pub enum Verdict {
 pub fn lower_is_better(metric: &str) -> bool {
     !matches!(
         metric,
-        "tokens_per_j" | "prefill_tokens_per_s" | "decode_tokens_per_s"
+        "tokens_per_j" | "prefill_tokens_per_s" | "decode_tokens_per_s" | "steady_tokens_per_s"
     )
 }
 

@@ -308,6 +308,31 @@ fn merge_refuses_parts_of_different_suites_and_failed_shards_leave_nothing() {
         .stderr(predicate::str::contains("shard 1/2"));
     assert!(!o.exists());
 
+    // A shard on a shared node marks every record so.
+    let o = t.path().join("shared");
+    jb().arg("run")
+        .arg(&a)
+        .args(["--shard", "0/2", "--node-shared", "--out"])
+        .arg(&o)
+        .assert()
+        .success();
+    let (recs, _) = read_all(&only_dir(&o).join("records.jsonl")).unwrap();
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert!(r.host.as_ref().unwrap().node_shared);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("shared with other jobs"))
+        );
+    }
+    jb().arg("run")
+        .arg(&a)
+        .arg("--node-shared")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--shard"));
+
     // Bad shard syntax is a usage error naming the rule.
     jb().arg("run")
         .arg(&a)
