@@ -215,6 +215,8 @@ fn shards_merge_into_the_same_cells_as_one_run_and_merging_is_deterministic() {
     assert!(meta.missing_cells.is_empty());
     let md = std::fs::read_to_string(m1.join("report.md")).unwrap();
     assert!(md.contains("Merged from 3 parts"), "{md}");
+    let html = std::fs::read_to_string(m1.join("report.html")).unwrap();
+    assert!(html.contains("<h3>Parts</h3>") && html.contains("-shard-2-of-3"));
     // A merged folder is a run folder: report rebuilds it identically.
     jb().arg("report").arg(&m1).assert().success();
     assert_eq!(std::fs::read(m1.join("report.md")).unwrap(), md.as_bytes());

@@ -82,6 +82,9 @@ pub fn render(
             esc(m.git_commit.as_deref().unwrap_or("")),
             esc(&m.config_hash)
         );
+        if let Some(t) = super::parts_table(m) {
+            h.push_str(&table_html(&t));
+        }
     }
     if let Some(i) = idle {
         let _ = writeln!(
@@ -124,26 +127,7 @@ pub fn render(
     }
     h.push_str("</table>\n");
     if let Some(t) = super::concurrency_table(doc) {
-        let _ = write!(
-            h,
-            "<h3>{}</h3>\n<p>{}</p>\n<table>\n<tr>{}</tr>\n",
-            esc(t.title),
-            esc(t.note),
-            t.headers
-                .iter()
-                .map(|x| format!("<th>{}</th>", esc(x)))
-                .collect::<String>()
-        );
-        for r in &t.rows {
-            let _ = writeln!(
-                h,
-                "<tr>{}</tr>",
-                r.iter()
-                    .map(|x| format!("<td>{}</td>", esc(x)))
-                    .collect::<String>()
-            );
-        }
-        h.push_str("</table>\n");
+        h.push_str(&table_html(&t));
     }
     h.push_str("<h2>Charts</h2>\n");
     for ch in charts {
@@ -217,5 +201,29 @@ pub fn render(
         );
     }
     h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// A small table with its title and note.
+fn table_html(t: &super::Table) -> String {
+    let mut h = format!(
+        "<h3>{}</h3>\n<p>{}</p>\n<table>\n<tr>{}</tr>\n",
+        esc(&t.title),
+        esc(&t.note),
+        t.headers
+            .iter()
+            .map(|x| format!("<th>{}</th>", esc(x)))
+            .collect::<String>()
+    );
+    for r in &t.rows {
+        let _ = writeln!(
+            h,
+            "<tr>{}</tr>",
+            r.iter()
+                .map(|x| format!("<td>{}</td>", esc(x)))
+                .collect::<String>()
+        );
+    }
+    h.push_str("</table>\n");
     h
 }

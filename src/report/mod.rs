@@ -333,10 +333,23 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
     if doc.interrupted {
         s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
     }
+    let mixed = meta.is_some_and(|m| {
+        m.parts
+            .iter()
+            .map(|p| &p.fingerprint)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1
+    });
     if let Some(m) = meta {
         let _ = writeln!(
             s,
-            "Machine: {} ({} CPUs, governor {}, {} GiB), joulebench {}{}.\n",
+            "{} {} ({} CPUs, governor {}, {} GiB), joulebench {}{}.\n",
+            if mixed {
+                "Machines: several (see Parts); the first part ran on"
+            } else {
+                "Machine:"
+            },
             m.machine.cpu_model,
             m.machine.logical_cpus,
             m.machine.governor.as_deref().unwrap_or("unknown"),
@@ -350,7 +363,10 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
         );
     }
     if let Some(m) = meta.filter(|m| !m.parts.is_empty()) {
-        s.push_str(&parts_md(m));
+        if let Some(t) = parts_table(m) {
+            s.push_str(&table_md(&t));
+            s.push('\n');
+        }
         if !m.missing_cells.is_empty() {
             let _ = writeln!(
                 s,
@@ -428,8 +444,8 @@ pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBas
 
 /// A small table: headers and rows of plain text, for Markdown and HTML alike.
 pub struct Table {
-    pub title: &'static str,
-    pub note: &'static str,
+    pub title: String,
+    pub note: String,
     pub headers: Vec<&'static str>,
     pub rows: Vec<Vec<String>>,
 }
@@ -472,10 +488,11 @@ pub fn concurrency_table(doc: &SummaryDoc) -> Option<Table> {
         })
         .collect();
     (!rows.is_empty()).then(|| Table {
-        title: "Concurrency and steady state",
+        title: "Concurrency and steady state".into(),
         note: "Steady state: from the moment every stream is running until the first one \
                finishes (no apportioning needed); whole: first request sent to last response \
-               ended. Medians with 95% bootstrap intervals.",
+               ended. Medians with 95% bootstrap intervals."
+            .into(),
         headers: vec![
             "cell",
             "engine",
@@ -490,42 +507,54 @@ pub fn concurrency_table(doc: &SummaryDoc) -> Option<Table> {
 }
 
 /// The parts of a merged run: shard, node, Slurm job, hardware, cells, idle power.
-fn parts_md(m: &RunMeta) -> String {
-    let mut s = format!(
-        "Merged from {} parts (each node's records subtract its own idle baseline):\n\n\
-         | part | shard | node | Slurm job | hardware | cells | records | idle W |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        m.parts.len()
-    );
-    for p in &m.parts {
-        let job = p
-            .shard
-            .as_ref()
-            .and_then(|s| s.slurm.as_ref())
-            .map_or("–".to_string(), |j| {
-                match (&j.array_job_id, &j.array_task_id, &j.job_id) {
+pub fn parts_table(m: &RunMeta) -> Option<Table> {
+    if m.parts.is_empty() {
+        return None;
+    }
+    let rows = m
+        .parts
+        .iter()
+        .map(|p| {
+            let job = p.shard.as_ref().and_then(|s| s.slurm.as_ref()).map_or(
+                "–".to_string(),
+                |j| match (&j.array_job_id, &j.array_task_id, &j.job_id) {
                     (Some(a), Some(t), _) => format!("{a}_{t}"),
                     (_, _, Some(id)) => id.clone(),
                     _ => "–".into(),
-                }
-            });
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            md_escape(&p.dir),
-            p.shard
-                .as_ref()
-                .map_or("–".into(), |x| format!("{}/{}", x.index, x.count)),
-            md_escape(p.node.as_deref().unwrap_or("?")),
-            md_escape(&job),
-            md_escape(&p.fingerprint),
-            p.cells.len(),
-            p.records,
-            p.idle_w.map_or("n/a".into(), |w| format!("{w:.3}"))
-        );
-    }
-    s.push('\n');
-    s
+                },
+            );
+            vec![
+                p.dir.clone(),
+                p.shard
+                    .as_ref()
+                    .map_or("–".into(), |x| format!("{}/{}", x.index, x.count)),
+                p.node.clone().unwrap_or_else(|| "?".into()),
+                job,
+                p.fingerprint.clone(),
+                p.cells.len().to_string(),
+                p.records.to_string(),
+                p.idle_w.map_or("n/a".into(), |w| format!("{w:.3}")),
+            ]
+        })
+        .collect();
+    Some(Table {
+        title: "Parts".into(),
+        note: format!(
+            "Merged from {} parts (each node's records subtract its own idle baseline).",
+            m.parts.len()
+        ),
+        headers: vec![
+            "part",
+            "shard",
+            "node",
+            "Slurm job",
+            "hardware",
+            "cells",
+            "records",
+            "idle W",
+        ],
+        rows,
+    })
 }
 
 /// Warnings a run folder's meta.json implies: missing cells, mixed hardware, shared nodes.
