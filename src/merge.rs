@@ -249,6 +249,25 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             ));
         }
     }
+    let builds: BTreeSet<String> = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "{}{}",
+                p.meta.joulebench_version,
+                p.meta
+                    .git_commit
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(" ({c})"))
+            )
+        })
+        .collect();
+    if builds.len() > 1 {
+        warnings.push(format!(
+            "the parts ran different joulebench builds: {}",
+            builds.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
     let fingerprints: Vec<String> = parts
         .iter()
         .map(|p| p.meta.fingerprint())
@@ -296,6 +315,7 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
     meta.shard = None;
     meta.parts = infos;
     meta.missing_cells = missing.clone();
+    meta.merge_warnings = warnings.clone();
     write_json(&out.join("meta.json"), &meta)?;
     if let Some(p) = parts.iter().find(|p| p.path.join("idle.json").exists()) {
         copy_if_exists(&p.path.join("idle.json"), &out.join("idle.json"))?;

@@ -261,6 +261,14 @@ fn shards_merge_into_the_same_cells_as_one_run_and_merging_is_deterministic() {
     );
     assert_eq!(keys(&m3).len(), 8, "the other shards' records are all kept");
 
+    // A merged folder is not resumed (the missing shard is rerun and merged again).
+    jb().arg("run")
+        .args(["--resume"])
+        .arg(&m3)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot be resumed"));
+
     // A cell from two parts, a part given twice, an existing output: all refused.
     merge(
         &[parts[0].clone(), whole.clone()],

@@ -559,7 +559,7 @@ pub fn parts_table(m: &RunMeta) -> Option<Table> {
 
 /// Warnings a run folder's meta.json implies: missing cells, mixed hardware, shared nodes.
 pub fn run_warnings(m: &RunMeta) -> Vec<String> {
-    let mut w = Vec::new();
+    let mut w = m.merge_warnings.clone();
     if !m.missing_cells.is_empty() {
         w.push(format!(
             "{} of {} cells are MISSING (their shard failed or never ran): {}",

@@ -526,6 +526,19 @@ pub fn run_openai(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Re
         }
         let (source, warn) = token_count_source(&outs);
         warnings.extend(warn);
+        if let Some((o, p)) = outs
+            .iter()
+            .zip(&prompts)
+            .find(|(o, p)| p.how == "declared" && o.usage.is_some())
+            && let Some(u) = o.usage
+            && u.prompt_tokens.abs_diff(p.tokens) * 10 > p.tokens
+        {
+            warnings.push(format!(
+                "the server counted {} prompt tokens for a declared {} (no tokenizer here): the \
+                 figures use the server's count; give `tokenizer` for exact-length prompts",
+                u.prompt_tokens, p.tokens
+            ));
+        }
         if outs.iter().all(|o| o.usage.is_none()) {
             warnings.push(format!(
                 "prompt tokens counted by {} (the server sent no usage)",

@@ -37,6 +37,9 @@ pub struct RunMeta {
     /// Cells of the plan no part measured (merged with `--allow-partial`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_cells: Vec<String>,
+    /// What the merge noticed (incomplete cells, parts from different joulebench builds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_warnings: Vec<String>,
 }
 
 impl RunMeta {

@@ -201,6 +201,14 @@ pub fn run(
     let (dir, meta) = match &opts.resume {
         Some(d) => {
             let meta: RunMeta = read_json(&d.join("meta.json"))?;
+            if !meta.parts.is_empty() {
+                bail!(
+                    "{} was merged from {} parts and cannot be resumed: run the missing shard \
+                     (joulebench run CONFIG --shard I/N) and merge again",
+                    d.display(),
+                    meta.parts.len()
+                );
+            }
             let had = meta.shard.as_ref().map(|s| Shard {
                 index: s.index,
                 count: s.count,
@@ -264,6 +272,7 @@ pub fn run(
                 }),
                 parts: Vec::new(),
                 missing_cells: Vec::new(),
+                merge_warnings: Vec::new(),
             };
             write_json(&dir.join("meta.json"), &meta)?;
             (dir, meta)
