@@ -289,7 +289,11 @@ fn a_suite_turns_every_misbehaviour_into_a_failed_record_and_measures_the_rest()
         let w = r.whole.as_ref().unwrap();
         assert_eq!((w.requests, w.generated_tokens), (4, 32));
         assert!(r.warnings.iter().any(|w| w.contains("apportioned")));
-        assert!(r.warnings.iter().any(|w| w.contains("40 prompt tokens for a declared 16")));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("40 prompt tokens for a declared 16"))
+        );
     }
     // Without usage: counted from chunks and labelled as estimated.
     for r in by("no-usage") {
