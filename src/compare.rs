@@ -153,11 +153,6 @@ pub fn load_side(spec: &str, baselines: &Path) -> Result<Side, String> {
     })
 }
 
-/// What must match for two runs to be compared.
-pub fn fingerprint(m: &RunMeta) -> String {
-    m.fingerprint()
-}
-
 /// One row of the comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -249,7 +244,7 @@ pub fn compare(
     alpha: f64,
     allow_hardware_mismatch: bool,
 ) -> Comparison {
-    let (fb, fc) = (fingerprint(&base.meta), fingerprint(&cand.meta));
+    let (fb, fc) = (base.meta.fingerprint(), cand.meta.fingerprint());
     let mut c = Comparison {
         schema_version: 1,
         base: base.label.clone(),
@@ -276,11 +271,11 @@ pub fn compare(
     // (their records keep their part's fingerprint); a single run has one, in meta.json.
     let hw = |side: &Side, rs: &[&Record]| {
         if side.meta.parts.is_empty() {
-            return fingerprint(&side.meta);
+            return side.meta.fingerprint();
         }
         rs.iter()
             .find_map(|r| r.host.as_ref().map(|h| h.fingerprint.clone()))
-            .unwrap_or_else(|| fingerprint(&side.meta))
+            .unwrap_or_else(|| side.meta.fingerprint())
     };
     let mut mismatched: Vec<String> = Vec::new();
     for (k, brs) in &bm {

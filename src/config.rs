@@ -213,6 +213,16 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
 }
 
+impl Profile {
+    /// Threads the engine uses: the profile's, else every CPU this process may use.
+    pub fn thread_count(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |t| t as usize,
+        )
+    }
+}
+
 /// What a workload does.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

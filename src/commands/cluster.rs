@@ -73,12 +73,7 @@ pub fn run_slurm(a: SlurmArgs) -> Result<u8> {
         suite.name,
         crate::runner::stamp(crate::runner::unix_now() as u64)
     );
-    let mut job_dir = out.join(&base);
-    let mut n = 1;
-    while job_dir.exists() {
-        n += 1;
-        job_dir = out.join(format!("{base}-{n}"));
-    }
+    let job_dir = crate::runner::unique_dir(&out, &base);
     let spec = SlurmJobSpec {
         suite: suite.name.clone(),
         config_hash: suite.hash(),

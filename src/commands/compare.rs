@@ -76,7 +76,7 @@ pub fn run_baseline(cmd: BaselineCommand) -> Result<u8> {
                     crate::runner::stamp(i.saved_unix_s as u64),
                     m.suite,
                     m.cells,
-                    compare::fingerprint(&m)
+                    m.fingerprint()
                 ));
             }
             super::print_stdout(&s)?;

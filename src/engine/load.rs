@@ -246,7 +246,8 @@ pub fn load_llama(
     load_gguf(&path, &id, opts, &dev)
 }
 
-fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
+/// The .gguf file `p` names, or the only one in the folder `p`.
+pub fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
     if p.is_file() {
         return Ok(p.to_path_buf());
     }

@@ -14,11 +14,23 @@ pub struct ManagedServer {
     argv0: String,
 }
 
-/// The last `n` lines of a file.
-pub fn file_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// The last `n` lines of a process's output, preceded by its panic message if a backtrace
+/// pushed that out of the tail.
+pub fn tail_text(text: &str, n: usize) -> String {
     let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
+    let start = v.len().saturating_sub(n);
+    let mut out: Vec<&str> = Vec::new();
+    if let Some(p) = v[..start].iter().position(|l| l.contains("panicked at")) {
+        out.extend(v[p..(p + 2).min(start)].iter().copied());
+        out.push("...");
+    }
+    out.extend(&v[start..]);
+    out.join("\n")
+}
+
+/// [`tail_text`] of a file (empty when it cannot be read).
+pub fn file_tail(path: &Path, n: usize) -> String {
+    tail_text(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
 fn describe(status: std::process::ExitStatus) -> String {

@@ -59,16 +59,13 @@ pub fn load_tokenizer(spec: &str) -> Result<Tokenizer> {
             &p.join("tokenizer.json"),
         )?);
     }
-    if let Some(g) = crate::engine::files_with_ext(&p, "gguf")
-        .ok()
-        .and_then(|v| v.into_iter().next())
-    {
-        return from_gguf(&g);
-    }
-    bail!(
-        "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
-        p.display()
-    )
+    let g = crate::engine::load::gguf_in(&p).with_context(|| {
+        format!(
+            "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
+            p.display()
+        )
+    })?;
+    from_gguf(&g)
 }
 
 /// The prompt of one request and how its length is known.
@@ -310,10 +307,7 @@ fn run_pass(p: &Pass, prefix: &str) -> Result<Vec<StreamOutcome>> {
 
 fn vars(ctx: &CellContext, port: u16, model_path: Option<&Path>) -> BTreeMap<&'static str, String> {
     let w = &ctx.cell.workload;
-    let threads = ctx.cell.profile.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |t| t as usize,
-    );
+    let threads = ctx.cell.profile.thread_count();
     let mut v = BTreeMap::new();
     v.insert("port", port.to_string());
     v.insert("threads", threads.to_string());
@@ -368,10 +362,7 @@ fn external_info(
         engine: EngineConfig {
             backend,
             device: ctx.cell.profile.device.clone(),
-            threads: ctx.cell.profile.threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, |n| n.get()),
-                |t| t as usize,
-            ),
+            threads: ctx.cell.profile.thread_count(),
             prefill_matmul: "external".into(),
             decode_matmul: "external".into(),
             weights_dtype: "external".into(),
@@ -659,11 +650,10 @@ pub fn run_command(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> R
         }
         let text = std::fs::read_to_string(&out_path).unwrap_or_default();
         if !status.success() {
-            let tail: Vec<&str> = text.lines().collect();
             bail!(
                 "{} {status}; its output ends with:\n{}",
                 argv.join(" "),
-                tail[tail.len().saturating_sub(15)..].join("\n")
+                crate::engine::server::tail_text(&text, 15)
             );
         }
         Ok((start, end, text))

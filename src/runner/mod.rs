@@ -8,6 +8,7 @@ pub mod figures;
 pub mod files;
 
 use crate::config::Suite;
+use crate::engine::server::file_tail;
 use crate::measure::result::{idle_result, totals};
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
@@ -146,6 +147,17 @@ fn idle_baseline(dir: &Path, suite: &Suite, hw: &Hardware, interrupt: &AtomicBoo
     write_json(&dir.join("idle.json"), &base)
 }
 
+/// `parent/base`, or `parent/base-2`, `-3`, … when that exists already.
+pub fn unique_dir(parent: &Path, base: &str) -> PathBuf {
+    let mut dir = parent.join(base);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = parent.join(format!("{base}-{n}"));
+    }
+    dir
+}
+
 fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBuf> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
@@ -153,12 +165,7 @@ fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBu
     if let Some(s) = shard {
         base.push_str(&format!("-shard-{}-of-{}", s.index, s.count));
     }
-    let mut dir = out.join(&base);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = out.join(format!("{base}-{n}"));
-    }
+    let dir = unique_dir(out, &base);
     std::fs::create_dir_all(dir.join("traces"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::create_dir_all(dir.join("logs"))?;
@@ -357,21 +364,6 @@ enum ChildEnd {
     Failed(String),
 }
 
-/// The last `lines` lines of a child's stderr, preceded by its panic message if a backtrace
-/// pushed that out of the tail.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    let start = v.len().saturating_sub(lines);
-    let mut out: Vec<&str> = Vec::new();
-    if let Some(p) = v[..start].iter().position(|l| l.contains("panicked at")) {
-        out.extend(v[p..(p + 2).min(start)].iter().copied());
-        out.push("...");
-    }
-    out.extend(&v[start..]);
-    out.join("\n")
-}
-
 fn run_child(
     dir: &Path,
     suite: &Suite,
@@ -383,10 +375,7 @@ fn run_child(
     let log = dir.join("logs").join(format!("{}.stderr.log", cell.id));
     let err =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let threads = cell.profile.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |t| t as usize,
-    );
+    let threads = cell.profile.thread_count();
     let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(exe);
     cmd.arg("run-cell")
@@ -441,7 +430,7 @@ fn run_child(
                     return Ok(ChildEnd::Failed(format!(
                         "timed out after {} s; stderr tail:\n{}",
                         suite.timeout_seconds,
-                        tail(&log, 15)
+                        file_tail(&log, 15)
                     )));
                 }
                 if interrupt.load(Ordering::Relaxed) && !forwarded {
@@ -459,11 +448,11 @@ fn run_child(
         (Some(130), _) => ChildEnd::Interrupted,
         (Some(c), _) => ChildEnd::Failed(format!(
             "exited with status {c}; stderr tail:\n{}",
-            tail(&log, 15)
+            file_tail(&log, 15)
         )),
         (None, Some(s)) => ChildEnd::Failed(format!(
             "killed by signal {s}; stderr tail:\n{}",
-            tail(&log, 15)
+            file_tail(&log, 15)
         )),
         _ => ChildEnd::Failed("ended without a status".into()),
     })
