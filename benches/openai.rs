@@ -3,7 +3,7 @@
 //! chat chunks (with a usage event and [DONE]) and reports the time per chunk.
 
 use criterion::Criterion;
-use joulebench::engine::openai::read_stream;
+use joulebench::engine::external::openai::read_stream;
 
 fn stream(chunks: usize) -> String {
     let mut s = String::new();

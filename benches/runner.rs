@@ -3,9 +3,9 @@
 //! metering off, interleaved in the same run. Target: on/off >= 0.99.
 
 use criterion::{Criterion, SamplingMode};
-use joulebench::engine::load::{LoadOptions, load};
+use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
-use joulebench::engine::{GenerateRequest, NoObserver, prompt};
+use joulebench::engine::{GenerateRequest, NoObserver, text::prompt};
 use joulebench::meter::fake::FakePowercap;
 use joulebench::meter::sampler::{Sampler, SamplerConfig};
 use joulebench::meter::select::{EstimateScope, Hardware, MeterChoice, select};

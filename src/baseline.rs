@@ -1,7 +1,7 @@
 //! Saved baselines: plain copies of a run's result files under reports/baselines/NAME/, to be
 //! committed or cached as CI artifacts and compared against with `baseline:NAME`.
 
-use crate::runner::files::{RunMeta, read_json, write_json};
+use crate::run_dir::{RunMeta, read_json, write_json};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ pub fn save(run: &Path, name: &str, dir: &Path, force: bool) -> Result<PathBuf> 
         &dest.join("baseline.json"),
         &BaselineInfo {
             name: name.into(),
-            saved_unix_s: crate::runner::unix_now(),
+            saved_unix_s: crate::clock::unix_now(),
             source: std::fs::canonicalize(run).unwrap_or_else(|_| run.to_path_buf()),
         },
     )?;

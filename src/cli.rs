@@ -58,8 +58,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Run only shard I of N (0-based): the cells whose plan index is I modulo N.
-    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
-    pub shard: Option<crate::shard::Shard>,
+    #[arg(long, value_name = "I/N", value_parser = joulebench::cluster::shard::Shard::parse)]
+    pub shard: Option<joulebench::cluster::shard::Shard>,
     /// The node runs other work too (Slurm --shared): every record is marked so.
     #[arg(long, requires = "shard")]
     pub node_shared: bool,
@@ -138,7 +138,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub allow_hardware_mismatch: bool,
     /// Where saved baselines live.
-    #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+    #[arg(long, value_name = "DIR", default_value = joulebench::baseline::DEFAULT_DIR)]
     pub baselines: std::path::PathBuf,
 }
 
@@ -156,7 +156,7 @@ pub enum BaselineCommand {
     Save {
         run_dir: std::path::PathBuf,
         name: String,
-        #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+        #[arg(long, value_name = "DIR", default_value = joulebench::baseline::DEFAULT_DIR)]
         baselines: std::path::PathBuf,
         /// Replace an existing baseline of that name.
         #[arg(long)]
@@ -164,7 +164,7 @@ pub enum BaselineCommand {
     },
     /// List saved baselines.
     List {
-        #[arg(long, value_name = "DIR", default_value = crate::baseline::DEFAULT_DIR)]
+        #[arg(long, value_name = "DIR", default_value = joulebench::baseline::DEFAULT_DIR)]
         baselines: std::path::PathBuf,
     },
 }
@@ -203,7 +203,7 @@ pub enum ModelsCommand {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// A registered id, a .gguf path or folder, or synthetic:llama-tiny / synthetic:llama-135m.
-    #[arg(long, default_value = crate::engine::registry::DEFAULT_MODEL)]
+    #[arg(long, default_value = joulebench::engine::registry::DEFAULT_MODEL)]
     pub model: String,
     /// The prompt text (default: the bundled text cut to --prompt-tokens).
     #[arg(long, conflicts_with = "prompt_tokens")]
@@ -247,7 +247,7 @@ pub struct SensorArgs {
         long,
         value_name = "DIR",
         env = "JOULEBENCH_POWERCAP_ROOT",
-        default_value = crate::meter::rapl::DEFAULT_POWERCAP_ROOT
+        default_value = joulebench::meter::rapl::DEFAULT_POWERCAP_ROOT
     )]
     pub powercap_root: PathBuf,
     /// CPU TDP in watts for the estimate (else a table keyed by CPU model, else 65 W).
@@ -271,7 +271,7 @@ pub struct ProbeArgs {
 pub struct MeasureArgs {
     /// Sources: `auto`, or a comma-separated list of rapl, nvml, estimate.
     #[arg(long, value_name = "LIST", default_value = "auto", value_parser = parse_meter)]
-    pub meter: crate::meter::select::MeterChoice,
+    pub meter: joulebench::meter::select::MeterChoice,
     /// Sampling interval in milliseconds (1 works; fractions allowed).
     #[arg(long, value_name = "N", default_value_t = 10.0, allow_negative_numbers = true,
           value_parser = interval_ms)]
@@ -303,8 +303,8 @@ pub struct MeasureArgs {
     pub command: Vec<String>,
 }
 
-fn parse_meter(s: &str) -> Result<crate::meter::select::MeterChoice, String> {
-    crate::meter::select::MeterChoice::parse(s)
+fn parse_meter(s: &str) -> Result<joulebench::meter::select::MeterChoice, String> {
+    joulebench::meter::select::MeterChoice::parse(s)
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {

@@ -4,7 +4,7 @@
 
 use crate::meter::Provenance;
 use crate::record::{Record, Status, read_all};
-use crate::runner::files::{RunMeta, read_json};
+use crate::run_dir::{RunMeta, read_json};
 use crate::stats::{median, quantile};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -425,7 +425,7 @@ pub fn markdown(c: &Comparison) -> String {
         "Baseline `{}` ({}), started {}; candidate `{}`. Threshold {:.1}%, {}% intervals (seeded bootstrap of the ratio of medians).\n",
         md(&c.base),
         md(&c.base_fingerprint),
-        crate::runner::stamp(c.base_started_unix_s as u64),
+        crate::clock::stamp(c.base_started_unix_s as u64),
         md(&c.cand),
         c.threshold * 100.0,
         ((1.0 - c.alpha) * 100.0).round()

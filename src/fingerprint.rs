@@ -52,9 +52,13 @@ pub fn machine() -> Machine {
 }
 
 /// A one-line hardware fingerprint: CPU model and count, plus the GPUs a run metered.
-pub fn label(m: &Machine, sources: &serde_json::Value) -> String {
-    let gpus: Vec<String> = sources["nvml"]
-        .as_array()
+pub fn label(
+    m: &Machine,
+    sources: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> String {
+    let gpus: Vec<String> = sources
+        .get("nvml")
+        .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
                 .filter_map(|g| g["name"].as_str().map(str::to_string))

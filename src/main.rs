@@ -1,15 +1,19 @@
-//! The `joulebench` binary: parse the command line, run it, map errors to exit codes.
+//! The `joulebench` binary: parse the command line, run it, map errors to exit codes. It owns the
+//! clap definitions (`cli`) and one file per command (`commands`); the library holds the rest.
+
+mod cli;
+mod commands;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = joulebench::cli::Cli::parse();
-    match joulebench::commands::run(cli) {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("joulebench: error: {e:#}");
-            ExitCode::from(joulebench::commands::EXIT_CANNOT_MEASURE)
+            ExitCode::from(commands::EXIT_CANNOT_MEASURE)
         }
     }
 }

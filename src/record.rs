@@ -126,7 +126,7 @@ pub struct Record {
     pub whole: Option<WholeRun>,
     /// Where it was measured (node, hardware fingerprint, shard); merged runs keep it per record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<crate::shard::HostTag>,
+    pub host: Option<crate::cluster::shard::HostTag>,
 }
 
 /// The steady-state window of a concurrent repetition (as ML.ENERGY defines it).

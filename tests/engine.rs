@@ -4,11 +4,11 @@
 use assert_cmd::Command;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use joulebench::engine::load::{CandleLlama, LoadOptions, load_llama as load};
+use joulebench::engine::candle::load::{CandleLlama, LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{
-    EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver, prompt,
-    tokenizer,
+    EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver,
+    text::{prompt, tokenizer},
 };
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -434,9 +434,12 @@ fn synthetic_models_are_deterministic_labelled_and_not_zero() {
 #[test]
 fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
     use joulebench::engine::{BackendKind, EmbedRequest};
-    let mut m =
-        joulebench::engine::load::load("all-minilm-l6-v2", &LoadOptions::default(), &mut |_| {})
-            .unwrap();
+    let mut m = joulebench::engine::candle::load::load(
+        "all-minilm-l6-v2",
+        &LoadOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(m.kind(), BackendKind::Encoder);
     let tok = m.tokenizer().unwrap().clone();
     let mut embed = |text: &str| {

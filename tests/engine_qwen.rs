@@ -4,8 +4,8 @@
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use joulebench::engine::load::{LoadOptions, load};
-use joulebench::engine::{GenerateRequest, NoObserver, tokenizer};
+use joulebench::engine::candle::load::{LoadOptions, load};
+use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
 

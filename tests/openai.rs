@@ -5,7 +5,7 @@
 
 use assert_cmd::Command;
 use joulebench::config::Endpoint;
-use joulebench::engine::openai::{self, StreamError, StreamRequest};
+use joulebench::engine::external::openai::{self, StreamError, StreamRequest};
 use joulebench::record::{Record, Status, read_all};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

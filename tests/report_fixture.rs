@@ -71,9 +71,8 @@ fn an_old_run_folder_rebuilds_into_the_same_summaries_and_files() {
     jb().arg("report").arg(&dir).assert().success();
 
     assert_eq!(files(&dir), files(&fixture()), "the set of files");
-    let read = |p: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
     let (old, new) = (
         read(&fixture().join("summary.json")),
         read(&dir.join("summary.json")),

@@ -3,7 +3,7 @@
 
 use assert_cmd::Command;
 use joulebench::record::{Status, read_all};
-use joulebench::runner::files::{RunMeta, read_json};
+use joulebench::run_dir::{RunMeta, read_json};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

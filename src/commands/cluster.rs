@@ -1,14 +1,15 @@
 //! `joulebench merge` and `joulebench slurm`.
 
 use crate::cli::{MergeArgs, SlurmArgs};
-use crate::config::Suite;
-use crate::plan::plan;
-use crate::slurm::{SlurmJobSpec, check_option, submit, write_scripts};
 use anyhow::{Context, Result, bail};
+use joulebench::cluster::slurm::{SlurmJobSpec, check_option, submit, write_scripts};
+use joulebench::config::Suite;
+use joulebench::plan::plan;
 
 /// Runs `joulebench merge`.
 pub fn run_merge(a: MergeArgs) -> Result<u8> {
-    let out = crate::merge::merge(&a.parts, &a.out, a.allow_partial)?;
+    let out = joulebench::cluster::merge::merge(&a.parts, &a.out, a.allow_partial)?;
+    joulebench::report::write_all(&out.dir, out.interrupted)?;
     for w in &out.warnings {
         eprintln!("[joulebench] warning: {w}");
     }
@@ -71,9 +72,9 @@ pub fn run_slurm(a: SlurmArgs) -> Result<u8> {
     let base = format!(
         "slurm-{}-{}",
         suite.name,
-        crate::runner::stamp(crate::runner::unix_now() as u64)
+        joulebench::clock::stamp(joulebench::clock::unix_now() as u64)
     );
-    let job_dir = crate::runner::unique_dir(&out, &base);
+    let job_dir = joulebench::run_dir::unique_dir(&out, &base);
     let spec = SlurmJobSpec {
         suite: suite.name.clone(),
         config_hash: suite.hash(),

@@ -1,12 +1,15 @@
 //! `joulebench compare` and `joulebench baseline`.
 
 use crate::cli::{BaselineCommand, CompareArgs, CompareFormat};
-use crate::compare::{self, DEFAULT_METRICS};
 use anyhow::{Result, bail};
+use joulebench::compare::{self, DEFAULT_METRICS};
 
 /// Runs `compare`; exit 0 pass, 1 regression, 2 nothing comparable.
 pub fn run_compare(a: CompareArgs) -> Result<u8> {
-    let known: Vec<&str> = crate::report::METRICS.iter().map(|(n, _)| *n).collect();
+    let known: Vec<&str> = joulebench::report::METRICS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     let metrics: Vec<String> = if a.metrics.is_empty() {
         DEFAULT_METRICS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -34,12 +37,12 @@ pub fn run_compare(a: CompareArgs) -> Result<u8> {
         CompareFormat::Json => serde_json::to_string_pretty(&c)? + "\n",
     };
     match &a.out {
-        Some(p) => crate::measure::write_atomic(p, text.as_bytes())
+        Some(p) => joulebench::run_dir::write_atomic(p, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
         None => super::print_stdout(&text)?,
     }
     if let Some(p) = &a.chart {
-        crate::measure::write_atomic(p, compare::chart_svg(&c).as_bytes())
+        joulebench::run_dir::write_atomic(p, compare::chart_svg(&c).as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
     }
     if let Some(why) = &c.not_comparable {
@@ -57,7 +60,7 @@ pub fn run_baseline(cmd: BaselineCommand) -> Result<u8> {
             baselines,
             force,
         } => {
-            let dest = crate::baseline::save(&run_dir, &name, &baselines, force)?;
+            let dest = joulebench::baseline::save(&run_dir, &name, &baselines, force)?;
             eprintln!(
                 "saved {} as baseline {name} in {}",
                 run_dir.display(),
@@ -69,11 +72,11 @@ pub fn run_baseline(cmd: BaselineCommand) -> Result<u8> {
                 "{:<24} {:<17} {:<20} {:>5}  hardware\n",
                 "name", "saved (UTC)", "suite", "cells"
             );
-            for (i, m) in crate::baseline::list(&baselines)? {
+            for (i, m) in joulebench::baseline::list(&baselines)? {
                 s.push_str(&format!(
                     "{:<24} {:<17} {:<20} {:>5}  {}\n",
                     i.name,
-                    crate::runner::stamp(i.saved_unix_s as u64),
+                    joulebench::clock::stamp(i.saved_unix_s as u64),
                     m.suite,
                     m.cells,
                     m.fingerprint()

@@ -6,10 +6,10 @@ mod models;
 mod run;
 
 use crate::cli::{Cli, Command, MeasureArgs, ProbeArgs};
-use crate::measure::{self, MeasureObserver, MeasureOptions, RunProgress};
-use crate::meter::probe;
-use crate::meter::select::Hardware;
 use anyhow::{Context, Result};
+use joulebench::measure::{self, MeasureObserver, MeasureOptions, RunProgress};
+use joulebench::meter::probe;
+use joulebench::meter::select::Hardware;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -35,11 +35,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                     dir.display()
                 );
             }
-            let interrupted = crate::runner::files::read_json::<crate::report::SummaryDoc>(
+            let interrupted = joulebench::run_dir::read_json::<joulebench::run_dir::SummaryFlags>(
                 &dir.join("summary.json"),
             )
             .is_ok_and(|d| d.interrupted);
-            let doc = crate::report::write_all(&dir, interrupted)?;
+            let doc = joulebench::report::write_all(&dir, interrupted)?;
             eprintln!(
                 "{} cells; report at {}",
                 doc.cells.len(),
@@ -113,7 +113,7 @@ fn run_measure(a: MeasureArgs) -> Result<u8> {
     match a.json.as_deref() {
         Some(p) if p.as_os_str() == "-" => print_stdout(&json)?,
         Some(p) => {
-            if let Err(e) = measure::write_atomic(p, json.as_bytes()) {
+            if let Err(e) = joulebench::run_dir::write_atomic(p, json.as_bytes()) {
                 write_errors.push(format!("cannot write {}: {e}", p.display()));
             }
         }

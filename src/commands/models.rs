@@ -1,11 +1,11 @@
 //! `joulebench models …` and `joulebench generate`.
 
 use crate::cli::{GenerateArgs, ModelsCommand};
-use crate::engine::load::{LoadOptions, load};
-use crate::engine::prompt::{ChatFormat, exact_tokens};
-use crate::engine::registry::{self, MODELS};
-use crate::engine::{GenerateRequest, NoObserver, tokenizer};
 use anyhow::{Context, Result, bail};
+use joulebench::engine::candle::load::{LoadOptions, load};
+use joulebench::engine::registry::{self, MODELS};
+use joulebench::engine::text::prompt::{ChatFormat, exact_tokens};
+use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
 use serde_json::json;
 
 fn progress(msg: &str) {
@@ -27,7 +27,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                         "path": registry::model_dir(m),
                     })
                 })
-                .chain(crate::engine::synthetic::SYNTHETIC.iter().map(|s| {
+                .chain(joulebench::engine::candle::synthetic::SYNTHETIC.iter().map(|s| {
                     json!({
                         "id": format!("synthetic:{s}"), "family": "synthetic llama",
                         "kind": "synthetic", "parameters": if *s == "llama-tiny" { "4M" } else { "135M" },
@@ -89,7 +89,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                 let p = dir.join(f.name);
                 let got = registry::sha256_file(&p)?;
                 if got != f.sha256 {
-                    bail!(crate::engine::EngineError::Checksum {
+                    bail!(joulebench::engine::EngineError::Checksum {
                         path: p,
                         expected: f.sha256.into(),
                         actual: got,
@@ -105,7 +105,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
 /// Runs `generate`.
 pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     if let Some(t) = a.threads {
-        crate::engine::configure_threads(t as usize);
+        joulebench::engine::configure_threads(t as usize);
     }
     let opts = LoadOptions {
         device: a.device.clone(),
@@ -139,7 +139,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         }
         (Some(tok), None) => exact_tokens(tok, a.prompt_tokens.unwrap_or(64), chat)?,
         (None, Some(_)) => bail!("{} has no tokenizer: use --prompt-tokens", a.model),
-        (None, None) => crate::engine::prompt::synthetic_tokens(
+        (None, None) => joulebench::engine::text::prompt::synthetic_tokens(
             model.info().vocab_size,
             a.prompt_tokens.unwrap_or(64),
             7,

@@ -1,11 +1,12 @@
 //! `joulebench run` and the hidden `run-cell`.
 
 use crate::cli::{RunArgs, RunCellArgs};
-use crate::config::Suite;
-use crate::plan::{Cell, plan, render};
-use crate::runner::{RunObserver, RunOptions, files::RunMeta, files::read_json};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use joulebench::config::Suite;
+use joulebench::plan::{Cell, plan, render};
+use joulebench::run_dir::{RunMeta, read_json};
+use joulebench::runner::{RunObserver, RunOptions};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,7 +64,7 @@ impl RunObserver for Progress {
             self.line(&format!(
                 "cell {} failed: {}",
                 cell.id,
-                crate::report::failure_line(f)
+                joulebench::report::failure_line(f)
             ));
         }
         if let Some(b) = &self.bar {
@@ -123,7 +124,8 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         node_shared: a.node_shared,
     };
     let mut progress = Progress { bar: None };
-    let out = crate::runner::run(&suite, &opts, &interrupt, &mut progress)?;
+    let out = joulebench::runner::run(&suite, &opts, &interrupt, &mut progress)?;
+    joulebench::report::write_all(&out.dir, out.interrupted)?;
     if let Some(b) = &progress.bar {
         b.finish_and_clear();
     }
@@ -142,5 +144,5 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
 /// Runs one cell (child process of `run`).
 pub fn run_cell(a: RunCellArgs) -> Result<u8> {
     let interrupt = interrupt_flag()?;
-    crate::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt)
+    joulebench::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt)
 }

@@ -1,21 +1,10 @@
 //! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
 //! family it drives. Models run in process through candle.
 
-pub mod bert;
+pub mod candle;
 pub mod external;
-pub mod generate;
-pub mod gguf;
-pub mod hf;
-pub mod kernels;
-pub mod llama;
-pub mod load;
-pub mod openai;
-pub mod prompt;
-pub mod qwen;
 pub mod registry;
-pub mod server;
-pub mod synthetic;
-pub mod tokenizer;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

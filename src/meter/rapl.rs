@@ -84,7 +84,7 @@ pub struct ZoneReport {
 }
 
 /// Whether a zone is metered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "status", content = "reason", rename_all = "snake_case")]
 pub enum ZoneStatus {
     Available,

@@ -4,7 +4,7 @@
 
 use super::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
-use crate::runner::files::{IdleBaseline, RunMeta};
+use crate::run_dir::{IdleBaseline, RunMeta};
 use std::fmt::Write;
 
 /// A chart to embed.
@@ -68,7 +68,7 @@ pub fn render(
              <tr><th>CPU</th><td>{} ({} CPUs)</td></tr>\n<tr><th>governor / turbo</th><td>{} / {}</td></tr>\n\
              <tr><th>memory</th><td>{} GiB</td></tr>\n<tr><th>kernel</th><td>{}</td></tr>\n\
              <tr><th>joulebench</th><td>{} {}</td></tr>\n<tr><th>suite hash</th><td>{}</td></tr>\n</table>\n",
-            esc(&crate::runner::stamp(m.started_unix_s as u64)),
+            esc(&crate::clock::stamp(m.started_unix_s as u64)),
             esc(&m.command_line.join(" ")),
             esc(&m.machine.cpu_model),
             m.machine.logical_cpus,

@@ -10,7 +10,7 @@ use crate::config::WorkloadKind;
 use crate::engine::EngineConfig;
 use crate::meter::Provenance;
 use crate::record::{self, Record, Status};
-use crate::runner::files::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
+use crate::run_dir::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
 use crate::stats::{Summary, summarize_bootstrap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -732,8 +732,8 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
         doc.warnings.extend(run_warnings(m));
     }
     write_json(&dir.join("summary.json"), &doc)?;
-    crate::measure::write_atomic(&dir.join("summary.csv"), summary_csv(&doc).as_bytes())?;
-    crate::measure::write_atomic(
+    crate::run_dir::write_atomic(&dir.join("summary.csv"), summary_csv(&doc).as_bytes())?;
+    crate::run_dir::write_atomic(
         &dir.join("report.md"),
         report_md(&doc, meta.as_ref(), idle.as_ref()).as_bytes(),
     )?;
@@ -744,10 +744,10 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     for (file, title, svg) in charts_for(dir, &doc, &records, idle.as_ref()) {
         match svg {
             Ok(svg) => {
-                crate::measure::write_atomic(&chart_dir.join(&file), svg.as_bytes())?;
+                crate::run_dir::write_atomic(&chart_dir.join(&file), svg.as_bytes())?;
                 #[cfg(feature = "png")]
                 match png::svg_to_png(&svg) {
-                    Ok(bytes) => crate::measure::write_atomic(
+                    Ok(bytes) => crate::run_dir::write_atomic(
                         &chart_dir.join(file.replace(".svg", ".png")),
                         &bytes,
                     )?,
@@ -760,7 +760,7 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     }
     let mut doc_html = doc.clone();
     doc_html.warnings.extend(chart_warnings);
-    crate::measure::write_atomic(
+    crate::run_dir::write_atomic(
         &dir.join("report.html"),
         html::render(&doc_html, meta.as_ref(), idle.as_ref(), &embedded).as_bytes(),
     )?;

@@ -3,17 +3,17 @@
 //! first token and the last token, and append each record (fsynced) as soon as it is measured.
 
 use super::figures::{Inner, fill};
-use super::files::{IdleBaseline, RunMeta, read_json};
 use crate::config::{EngineKind, Suite, WorkloadKind};
-use crate::engine::load::{LoadOptions, load};
+use crate::engine::candle::load::{LoadOptions, load};
 use crate::engine::{
-    EmbedRequest, GenerateRequest, InferenceBackend, TokenEvent, TokenObserver, prompt,
+    EmbedRequest, GenerateRequest, InferenceBackend, TokenEvent, TokenObserver, text::prompt,
 };
 use crate::meter::estimate::machine_busy_ns;
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
 use crate::record::{self, RECORD_SCHEMA_VERSION, Record, Status};
+use crate::run_dir::{IdleBaseline, RunMeta, read_json};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,7 +217,7 @@ impl CellContext {
             .join(format!("{}.csv", self.cell.id));
         let mut buf = Vec::new();
         if rec.write_trace(&mut buf).is_ok() {
-            let _ = crate::measure::write_atomic(&trace, &buf);
+            let _ = crate::run_dir::write_atomic(&trace, &buf);
         }
         eprintln!(
             "[cell] {} repetition {} recorded",
@@ -349,7 +349,7 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         repetition: None,
         status: Status::Failed,
         error: Some(error),
-        unix_time_s: super::unix_now(),
+        unix_time_s: crate::clock::unix_now(),
         model_info: None,
         synthetic: cell.model.spec().starts_with("synthetic:"),
         batch: cell.workload.batch,

@@ -6,8 +6,8 @@
 use super::cell::CellContext;
 use super::figures::{Inner, concurrency_figures, fill};
 use crate::config::ModelEntry;
-use crate::engine::openai::{self, StreamOutcome, StreamRequest};
-use crate::engine::server::{ManagedServer, free_port};
+use crate::engine::external::openai::{self, StreamOutcome, StreamRequest};
+use crate::engine::external::server::{ManagedServer, free_port};
 use crate::engine::{EngineConfig, GenerateOutput, ModelInfo, registry};
 use crate::meter::sampler::Sampler;
 use crate::meter::select::EstimateScope;
@@ -45,21 +45,21 @@ pub fn weights_path(spec: &str) -> Result<PathBuf> {
 pub fn load_tokenizer(spec: &str) -> Result<Tokenizer> {
     let p = weights_path(spec)?;
     let from_gguf = |g: &Path| -> Result<Tokenizer> {
-        let gg = crate::engine::gguf::Gguf::open(g)?;
-        Ok(crate::engine::tokenizer::from_gguf(&gg)?)
+        let gg = crate::engine::candle::gguf::Gguf::open(g)?;
+        Ok(crate::engine::text::tokenizer::from_gguf(&gg)?)
     };
     if p.extension().is_some_and(|e| e == "gguf") {
         return from_gguf(&p);
     }
     if p.is_file() {
-        return Ok(crate::engine::tokenizer::from_json(&p)?);
+        return Ok(crate::engine::text::tokenizer::from_json(&p)?);
     }
     if p.join("tokenizer.json").is_file() {
-        return Ok(crate::engine::tokenizer::from_json(
+        return Ok(crate::engine::text::tokenizer::from_json(
             &p.join("tokenizer.json"),
         )?);
     }
-    let g = crate::engine::load::gguf_in(&p).with_context(|| {
+    let g = crate::engine::candle::load::gguf_in(&p).with_context(|| {
         format!(
             "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
             p.display()
@@ -79,8 +79,8 @@ struct Prompt {
 /// a different place for every request, so a server's prompt (prefix) cache never skips the
 /// prefill a fresh request would pay.
 fn build_prompt(tok: Option<&Tokenizer>, n: usize, seq: usize) -> Result<Prompt> {
-    use crate::engine::prompt::TEXT;
-    use crate::engine::tokenizer::{decode, encode};
+    use crate::engine::text::prompt::TEXT;
+    use crate::engine::text::tokenizer::{decode, encode};
     match tok {
         Some(t) => {
             let all = encode(t, TEXT)?;
@@ -159,7 +159,8 @@ pub fn to_output(
             .chunks
             .iter()
             .map(|c| {
-                crate::engine::tokenizer::encode(t, &c.text).map_or(1.0, |v| v.len().max(1) as f64)
+                crate::engine::text::tokenizer::encode(t, &c.text)
+                    .map_or(1.0, |v| v.len().max(1) as f64)
             })
             .collect(),
         _ => vec![1.0; chunks],
@@ -653,7 +654,7 @@ pub fn run_command(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> R
             bail!(
                 "{} {status}; its output ends with:\n{}",
                 argv.join(" "),
-                crate::engine::server::tail_text(&text, 15)
+                crate::engine::external::server::tail_text(&text, 15)
             );
         }
         Ok((start, end, text))

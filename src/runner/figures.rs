@@ -1,13 +1,13 @@
 //! Turns one repetition (its inner generations and the meters' marks) into a record's figures:
 //! energy per phase from counter reads at the boundaries, never from subtracting runs.
 
-use super::files::IdleBaseline;
 use crate::config::Suite;
 use crate::engine::{EmbedOutput, GenerateOutput};
 use crate::measure::result::{totals, uncertainty};
 use crate::meter::recording::Recording;
 use crate::meter::{DomainKind, Method, Provenance, TotalGroup};
 use crate::record::{DomainEnergy, EnergyFigures, Record};
+use crate::run_dir::IdleBaseline;
 use crate::stats::quantile;
 
 /// One generation (or embedding) inside a repetition's window.

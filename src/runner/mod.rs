@@ -5,52 +5,24 @@
 pub mod cell;
 pub mod external;
 pub mod figures;
-pub mod files;
 
+use crate::cluster::shard::{Shard, ShardInfo, SlurmJob};
 use crate::config::Suite;
-use crate::engine::server::file_tail;
+use crate::engine::external::server::file_tail;
 use crate::measure::result::{idle_result, totals};
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
 use crate::record::{self, Status};
-use crate::shard::{Shard, ShardInfo, SlurmJob};
+use crate::run_dir::{
+    IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json,
+};
 use anyhow::{Context, Result, bail};
-use files::{IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// `YYYYmmdd-HHMMSS` in UTC for a Unix time.
-pub fn stamp(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64;
-    let secs = unix_s % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
 
 /// Progress of a run, as it happens; every hook defaults to nothing.
 pub trait RunObserver {
@@ -69,7 +41,7 @@ pub struct RunOptions {
     /// The joulebench binary to start cells with.
     pub exe: PathBuf,
     /// Run only this shard's cells (`run --shard I/N`).
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::cluster::shard::Shard>,
     /// The node is not held exclusively: mark every record so.
     pub node_shared: bool,
 }
@@ -147,25 +119,18 @@ fn idle_baseline(dir: &Path, suite: &Suite, hw: &Hardware, interrupt: &AtomicBoo
     write_json(&dir.join("idle.json"), &base)
 }
 
-/// `parent/base`, or `parent/base-2`, `-3`, … when that exists already.
-pub fn unique_dir(parent: &Path, base: &str) -> PathBuf {
-    let mut dir = parent.join(base);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = parent.join(format!("{base}-{n}"));
-    }
-    dir
-}
-
 fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBuf> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let mut base = format!("{}-{}", suite.name, stamp(unix_now() as u64));
+    let mut base = format!(
+        "{}-{}",
+        suite.name,
+        crate::clock::stamp(crate::clock::unix_now() as u64)
+    );
     if let Some(s) = shard {
         base.push_str(&format!("-shard-{}-of-{}", s.index, s.count));
     }
-    let dir = unique_dir(out, &base);
+    let dir = crate::run_dir::unique_dir(out, &base);
     std::fs::create_dir_all(dir.join("traces"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::create_dir_all(dir.join("logs"))?;
@@ -244,18 +209,13 @@ pub fn run(
         None => {
             let dir = new_run_dir(suite, &opts.out, opts.shard)?;
             std::fs::write(dir.join("config.toml"), &suite.text)?;
-            let zones: Vec<serde_json::Value> = sel
-                .zones
-                .iter()
-                .map(|z| serde_json::json!({"zone": z.zone, "name": z.raw_name, "domain": z.domain, "status": z.status}))
-                .collect();
             let meta = RunMeta {
                 schema_version: RUN_SCHEMA_VERSION,
                 suite: suite.name.clone(),
                 config_path: std::fs::canonicalize(&suite.path)
                     .unwrap_or_else(|_| suite.path.clone()),
                 config_hash: suite.hash(),
-                started_unix_s: unix_now(),
+                started_unix_s: crate::clock::unix_now(),
                 joulebench_version: env!("CARGO_PKG_VERSION").into(),
                 git_commit: git_commit(),
                 command_line: std::env::args().collect(),
@@ -264,9 +224,17 @@ pub fn run(
                     .sources
                     .iter()
                     .map(|s| (s.kind().to_string(), s.describe()))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into(),
-                rapl_domains: zones.into(),
+                    .collect(),
+                rapl_domains: sel
+                    .zones
+                    .iter()
+                    .map(|z| crate::run_dir::RaplDomain {
+                        zone: z.zone.clone(),
+                        name: z.raw_name.clone(),
+                        domain: z.domain.clone(),
+                        status: z.status.clone(),
+                    })
+                    .collect(),
                 unavailable: sel.unavailable.clone(),
                 cells: p.cells.len(),
                 repetitions: suite.repetitions,
@@ -350,7 +318,6 @@ pub fn run(
         }
         interrupted |= interrupt.load(Ordering::Relaxed);
     }
-    crate::report::write_all(&dir, interrupted)?;
     Ok(RunOutcome {
         dir,
         interrupted,
@@ -456,14 +423,4 @@ fn run_child(
         )),
         _ => ChildEnd::Failed("ended without a status".into()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stamps_are_utc_calendar_times() {
-        assert_eq!(super::stamp(0), "19700101-000000");
-        assert_eq!(super::stamp(1_795_732_800), "20261126-224000");
-        assert_eq!(super::stamp(951_782_400), "20000229-000000");
-    }
 }

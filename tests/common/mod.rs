@@ -63,7 +63,10 @@ pub fn only_dir(out: &Path) -> PathBuf {
 /// Copies a folder tree (fixtures into a temp dir).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("destination");
-    for e in std::fs::read_dir(from).expect("source").filter_map(Result::ok) {
+    for e in std::fs::read_dir(from)
+        .expect("source")
+        .filter_map(Result::ok)
+    {
         let dst = to.join(e.file_name());
         if e.path().is_dir() {
             copy_tree(&e.path(), &dst);

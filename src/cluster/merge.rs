@@ -4,33 +4,12 @@
 //! the same parts twice gives identical files.
 
 use crate::config::Suite;
-use crate::fingerprint::Machine;
 use crate::plan::plan;
 use crate::record::{self, Record, Status};
-use crate::runner::files::{RunMeta, read_json, write_json};
-use crate::shard::ShardInfo;
+use crate::run_dir::{PartInfo, RunMeta, read_json, write_json};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// One merged part, as meta.json of the merged folder keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartInfo {
-    /// The part's folder name (not its path: merges elsewhere give the same files).
-    pub dir: String,
-    pub shard: Option<ShardInfo>,
-    pub node: Option<String>,
-    pub fingerprint: String,
-    pub machine: Machine,
-    pub sources: serde_json::Value,
-    pub started_unix_s: f64,
-    /// Cells this part measured, in plan order.
-    pub cells: Vec<String>,
-    pub records: usize,
-    /// Its idle baseline (each node has its own; records subtract their own node's).
-    pub idle_w: Option<f64>,
-}
 
 /// What a merge did.
 #[derive(Debug, Clone)]
@@ -46,6 +25,8 @@ pub struct MergeOutcome {
     /// Distinct hardware fingerprints among the parts.
     pub fingerprints: Vec<String>,
     pub warnings: Vec<String>,
+    /// Some part was interrupted: the summaries say so.
+    pub interrupted: bool,
 }
 
 struct Part {
@@ -78,11 +59,12 @@ fn load_part(path: &Path, warnings: &mut Vec<String>) -> Result<Part> {
             r.host = Some(tag.clone());
         }
     }
-    let idle_w = read_json::<crate::runner::files::IdleBaseline>(&path.join("idle.json"))
+    let idle_w = read_json::<crate::run_dir::IdleBaseline>(&path.join("idle.json"))
         .ok()
         .and_then(|i| i.total_w);
-    let interrupted = read_json::<crate::report::SummaryDoc>(&path.join("summary.json"))
-        .is_ok_and(|d| d.interrupted);
+    let interrupted =
+        read_json::<crate::run_dir::SummaryFlags>(&path.join(crate::run_dir::SUMMARY))
+            .is_ok_and(|d| d.interrupted);
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into(),
@@ -123,7 +105,7 @@ fn out_is_usable(out: &Path) -> Result<()> {
 
 fn copy_if_exists(from: &Path, to: &Path) -> Result<()> {
     match std::fs::read(from) {
-        Ok(b) => crate::measure::write_atomic(to, &b)
+        Ok(b) => crate::run_dir::write_atomic(to, &b)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", to.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => bail!("cannot read {}: {e}", from.display()),
@@ -280,7 +262,7 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
         std::fs::create_dir_all(out.join(sub))
             .with_context(|| format!("cannot create {}", out.join(sub).display()))?;
     }
-    crate::measure::write_atomic(&out.join("config.toml"), parts[0].text.as_bytes())
+    crate::run_dir::write_atomic(&out.join("config.toml"), parts[0].text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
     let infos: Vec<PartInfo> = parts
         .iter()
@@ -331,7 +313,7 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
         lines.push_str(&serde_json::to_string(r)?);
         lines.push('\n');
     }
-    crate::measure::write_atomic(&out.join("records.jsonl"), lines.as_bytes())
+    crate::run_dir::write_atomic(&out.join("records.jsonl"), lines.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write records.jsonl in {}: {e}", out.display()))?;
     for (ci, &pi) in &owner {
         let id = &the_plan.cells[*ci].id;
@@ -345,9 +327,8 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             &out.join("logs").join(format!("{id}.stderr.log")),
         )?;
     }
-    let interrupted = parts.iter().any(|p| p.interrupted);
-    crate::report::write_all(out, interrupted)?;
     Ok(MergeOutcome {
+        interrupted: parts.iter().any(|p| p.interrupted),
         dir: out.to_path_buf(),
         plan_cells: the_plan.cells.len(),
         parts: parts.len(),

@@ -1,6 +1,7 @@
 //! Splitting a suite across machines: which cells a shard runs, what Slurm says about where it
 //! runs, and the tag every record carries so merged runs keep each part's hardware.
 
+pub use crate::run_dir::{HostTag, ShardInfo, SlurmJob};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -43,17 +44,6 @@ impl fmt::Display for Shard {
     }
 }
 
-/// What Slurm says about the job a run belongs to (from its environment variables).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlurmJob {
-    pub job_id: Option<String>,
-    pub array_job_id: Option<String>,
-    pub array_task_id: Option<String>,
-    pub node: Option<String>,
-    pub partition: Option<String>,
-    pub cluster: Option<String>,
-}
-
 impl SlurmJob {
     /// Reads `SLURM_*` variables through `get`; None outside Slurm.
     pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Option<SlurmJob> {
@@ -72,31 +62,6 @@ impl SlurmJob {
     pub fn from_env() -> Option<SlurmJob> {
         Self::from_env_with(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
-}
-
-/// meta.json's account of a sharded run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardInfo {
-    pub index: u32,
-    pub count: u32,
-    /// Cells of the whole plan (this shard runs about cells / count of them).
-    pub plan_cells: usize,
-    /// The node may run other work at the same time (`slurm --shared`): RAPL then bills it too.
-    pub node_shared: bool,
-    pub slurm: Option<SlurmJob>,
-}
-
-/// Where a record was measured; merged runs keep it per record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostTag {
-    /// Host name (Slurm node name when under Slurm).
-    pub node: Option<String>,
-    /// The hardware fingerprint: only records with equal fingerprints are compared.
-    pub fingerprint: String,
-    /// `I/N` of the shard that measured it.
-    pub shard: Option<String>,
-    /// True when the node was not held exclusively: its energy may include other jobs.
-    pub node_shared: bool,
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! every output. `llama-tiny` (~4M parameters) for tests; `llama-135m` has SmolLM2's shape and
 //! runs the same kernels as the real model (Q4_1 decode, dense f32 prefill).
 
-use super::EngineError;
-use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use crate::engine::EngineError;
+use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 

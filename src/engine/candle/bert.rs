@@ -1,11 +1,11 @@
 //! BERT encoders (all-MiniLM-L6-v2) for embedding workloads: mean-pooled, unit-length vectors,
 //! energy per input token.
 
-use super::{
-    BackendKind, EmbedOutput, EmbedRequest, EngineConfig, EngineError, GenerateOutput,
-    GenerateRequest, InferenceBackend, ModelInfo, TokenEvent, TokenObserver, tokenizer,
-};
 use crate::clock::monotonic_ns;
+use crate::engine::{
+    BackendKind, EmbedOutput, EmbedRequest, EngineConfig, EngineError, GenerateOutput,
+    GenerateRequest, InferenceBackend, ModelInfo, TokenEvent, TokenObserver, text::tokenizer,
+};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -72,7 +72,7 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),
-                threads: super::threads(),
+                threads: crate::engine::threads(),
                 prefill_matmul: "dense f32 (candle gemm)".into(),
                 decode_matmul: "n/a (encoder)".into(),
                 weights_dtype: "f32".into(),

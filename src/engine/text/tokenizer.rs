@@ -2,8 +2,8 @@
 //! BPE built from the GGUF vocabulary and merges with the pre-tokenizer `tokenizer.ggml.pre` names.
 //! (candle's own GGUF helper adds a prefix space for SmolLM2, so it is not used.)
 
-use super::EngineError;
-use super::gguf::Gguf;
+use crate::engine::EngineError;
+use crate::engine::candle::gguf::Gguf;
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;

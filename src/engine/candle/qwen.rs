@@ -1,9 +1,9 @@
 //! Qwen2 and Qwen3 GGUF files through candle-transformers' own quantized modules (candle's
 //! quantized matmul in both phases), behind the same greedy loop and events as every model.
 
-use super::generate::{CausalLm, greedy};
-use super::gguf::Gguf;
-use super::{
+use crate::engine::candle::generate::{CausalLm, greedy};
+use crate::engine::candle::gguf::Gguf;
+use crate::engine::{
     EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
     TokenObserver,
 };
@@ -101,7 +101,7 @@ pub fn load(
     dev: &Device,
 ) -> Result<CandleQwen, EngineError> {
     let path = g.path.clone();
-    let super::gguf::TextMeta {
+    let crate::engine::candle::gguf::TextMeta {
         tokenizer: tok,
         eos,
         chat_template,
@@ -152,7 +152,7 @@ pub fn load(
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),
-                threads: super::threads(),
+                threads: crate::engine::threads(),
                 prefill_matmul: "candle quantized matmul (candle-transformers module)".into(),
                 decode_matmul: "candle quantized matmul (candle-transformers module)".into(),
                 weights_dtype: arch.into(),

@@ -1,6 +1,9 @@
 //! What the external engines (`openai`, `command`) share: validating their `[[model]]` entries,
 //! placeholders in commands and URLs, and the plain-HTTP guard for API keys.
 
+pub mod openai;
+pub mod server;
+
 use crate::config::{EngineKind, ModelEntry};
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Opening GGUF files safely: the header is checked and every tensor is checked to lie inside
 //! the file before any weight is read, so truncated or corrupt files are clear errors.
 
-use super::EngineError;
+use crate::engine::EngineError;
 use candle_core::quantized::gguf_file::{Content, Value};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -148,9 +148,9 @@ impl Gguf {
     pub fn text_meta(&self) -> Result<TextMeta, EngineError> {
         let json = self.path.with_file_name("tokenizer.json");
         let tokenizer = if json.exists() {
-            super::tokenizer::from_json(&json)?
+            crate::engine::text::tokenizer::from_json(&json)?
         } else {
-            super::tokenizer::from_gguf(self)?
+            crate::engine::text::tokenizer::from_gguf(self)?
         };
         let mut eos: Vec<u32> = self
             .u32("tokenizer.ggml.eos_token_id")

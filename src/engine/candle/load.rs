@@ -1,12 +1,12 @@
 //! Loading a model from an id, a registry entry, a path or a synthetic name, outside any
 //! measured window.
 
-use super::gguf::Gguf;
-use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
-use super::registry::{self, ModelKind};
-use super::{
+use crate::engine::candle::gguf::Gguf;
+use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use crate::engine::registry::{self, ModelKind};
+use crate::engine::{
     EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver, synthetic,
+    TokenObserver, candle::synthetic,
 };
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -124,7 +124,7 @@ pub fn load(
         for f in m.files {
             registry::check_size(&dir.join(f.name), f)?;
         }
-        return Ok(Box::new(super::bert::load_folder(
+        return Ok(Box::new(crate::engine::candle::bert::load_folder(
             &dir,
             m.id,
             &opts.device,
@@ -133,7 +133,7 @@ pub fn load(
     }
     let p = Path::new(spec);
     if p.is_dir() && is_bert_folder(p) {
-        return Ok(Box::new(super::bert::load_folder(
+        return Ok(Box::new(crate::engine::candle::bert::load_folder(
             p,
             spec,
             &opts.device,
@@ -142,7 +142,7 @@ pub fn load(
     }
     if let Some(g) = qwen_gguf(spec)? {
         let arch = g.string("general.architecture").unwrap_or_default();
-        return Ok(Box::new(super::qwen::load(
+        return Ok(Box::new(crate::engine::candle::qwen::load(
             g,
             &arch,
             spec,
@@ -239,7 +239,7 @@ pub fn load_llama(
             });
         }
         if p.is_dir() && p.join("config.json").exists() {
-            return super::hf::load_folder(&p, spec, &opts.device, &dev);
+            return crate::engine::candle::hf::load_folder(&p, spec, &opts.device, &dev);
         }
         (gguf_in(&p)?, spec.to_string())
     };
@@ -251,7 +251,7 @@ pub fn gguf_in(p: &Path) -> Result<PathBuf, EngineError> {
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    let mut found = super::files_with_ext(p, "gguf")?;
+    let mut found = crate::engine::files_with_ext(p, "gguf")?;
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(EngineError::Missing {
@@ -282,7 +282,7 @@ fn engine_config(device: &str, prefill: &str, decode: &str, dtype: &str) -> Engi
     EngineConfig {
         backend: "candle".into(),
         device: device.into(),
-        threads: super::threads(),
+        threads: crate::engine::threads(),
         prefill_matmul: prefill.into(),
         decode_matmul: decode.into(),
         weights_dtype: dtype.into(),
@@ -331,7 +331,7 @@ pub fn load_gguf(
         ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
         rope_interleaved: true,
     };
-    let super::gguf::TextMeta {
+    let crate::engine::candle::gguf::TextMeta {
         tokenizer: tok,
         eos,
         chat_template,

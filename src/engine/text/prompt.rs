@@ -2,13 +2,13 @@
 //! (the Gettysburg Address and the Preamble of the US Constitution), with the model's chat
 //! template when asked.
 
-use super::EngineError;
-use super::tokenizer::encode;
+use crate::engine::EngineError;
+use crate::engine::text::tokenizer::encode;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokenizers::Tokenizer;
 
 /// The bundled public-domain text.
-pub const TEXT: &str = include_str!("../../assets/prompt-text.txt");
+pub const TEXT: &str = include_str!("../../../assets/prompt-text.txt");
 
 /// Chat formats joulebench can apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! Hugging Face llama-family folders: config.json + tokenizer.json + *.safetensors (one file or
 //! shards), weights in f32, bf16 or f16, computed in f32 (no quantization is added).
 
-use super::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
-use super::load::CandleLlama;
-use super::{EngineConfig, EngineError, ModelInfo, tokenizer};
+use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use crate::engine::candle::load::CandleLlama;
+use crate::engine::{EngineConfig, EngineError, ModelInfo, text::tokenizer};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -37,7 +37,7 @@ pub const SUPPORTED: &str = "llama, mistral (config.json model_type)";
 
 /// The weight files of a folder: `model.safetensors`, or every shard in name order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    let files = super::files_with_ext(dir, "safetensors")?;
+    let files = crate::engine::files_with_ext(dir, "safetensors")?;
     if files.is_empty() {
         return Err(EngineError::Missing {
             path: dir.join("model.safetensors"),
@@ -186,7 +186,7 @@ pub fn load_folder(
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),
-                threads: super::threads(),
+                threads: crate::engine::threads(),
                 prefill_matmul: pre,
                 decode_matmul: dec,
                 weights_dtype: "f32".into(),

@@ -1,8 +1,8 @@
 //! Greedy generation shared by every causal model: request checks, prefill, decode steps, and
 //! events with timestamps taken after the device synchronized.
 
-use super::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
 use crate::clock::monotonic_ns;
+use crate::engine::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
 use candle_core::{D, Device, Tensor};
 
 /// A causal language model the greedy loop can drive.

@@ -1,8 +1,8 @@
 //! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
-use super::kernels::{Q41Matrix, kernel_name};
-use super::{EngineError, GenerateOutput, GenerateRequest, TokenObserver};
+use crate::engine::candle::kernels::{Q41Matrix, kernel_name};
+use crate::engine::{EngineError, GenerateOutput, GenerateRequest, TokenObserver};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
@@ -123,7 +123,7 @@ impl Linear {
         let wants_q = [plan.prefill, plan.decode]
             .iter()
             .any(|m| *m != Matmul::Dense);
-        let q41 = if wants_q && in_dim % super::kernels::QK == 0 {
+        let q41 = if wants_q && in_dim % crate::engine::candle::kernels::QK == 0 {
             let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
             Some(Q41Matrix::quantize(out_dim, in_dim, &v))
         } else {
@@ -230,7 +230,7 @@ pub struct LayerWeights {
     pub w_down: Linear,
 }
 
-impl super::generate::CausalLm for Llama {
+impl crate::engine::candle::generate::CausalLm for Llama {
     fn limits(&self) -> (usize, usize) {
         (self.cfg.vocab, self.cfg.ctx_len)
     }
@@ -385,7 +385,7 @@ impl Llama {
         eos: &[u32],
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError> {
-        super::generate::greedy(self, req, eos, obs)
+        crate::engine::candle::generate::greedy(self, req, eos, obs)
     }
 
     /// Logits for every position of one prompt (tests compare implementations with this).

@@ -1,0 +1,12 @@
+//! joulebench's own in-process engine on candle: loading GGUF and safetensors models, one
+//! transformer forward per family, the quantized kernels and the greedy loop.
+
+pub mod bert;
+pub mod generate;
+pub mod gguf;
+pub mod hf;
+pub mod kernels;
+pub mod llama;
+pub mod load;
+pub mod qwen;
+pub mod synthetic;

@@ -1,0 +1,5 @@
+//! Text in and out of models: tokenizers (from GGUF metadata or tokenizer.json) and prompts of an
+//! exact token length.
+
+pub mod prompt;
+pub mod tokenizer;
