@@ -7,8 +7,9 @@
 //! medians over those generations.
 
 use criterion::{Criterion, SamplingMode};
+use joulebench::engine::candle::llama::CandleLlama;
 use joulebench::engine::candle::llama::{Matmul, MatmulPlan};
-use joulebench::engine::candle::load::{CandleLlama, LoadOptions, load_llama as load};
+use joulebench::engine::candle::load::{LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver, text::prompt};
 use joulebench::stats::median;

@@ -4,13 +4,15 @@
 
 use criterion::{Criterion, SamplingMode};
 use joulebench::engine::candle::load::{LoadOptions, load};
+use joulebench::engine::driver::RequestEvents;
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{GenerateRequest, NoObserver, text::prompt};
 use joulebench::meter::fake::FakePowercap;
+use joulebench::meter::mark::Round;
 use joulebench::meter::sampler::{Sampler, SamplerConfig};
 use joulebench::meter::select::{EstimateScope, Hardware, MeterChoice, select};
 use joulebench::meter::sysfs::RealSysfs;
-use joulebench::runner::cell::Marker;
+use joulebench::runner::cell::{Meters, SamplerEvents};
 use joulebench::stats::median;
 use std::time::Duration;
 
@@ -61,20 +63,29 @@ fn main() {
                 off.push(toks(&o));
             }
             let sel = select(&choice, &hw, None, EstimateScope::Process).expect("meters");
-            let sampler = Sampler::start(
-                sel.sources,
-                SamplerConfig {
-                    interval: Duration::from_millis(10),
-                    ..Default::default()
-                },
-            );
-            let mut mk = Marker {
-                sampler: &sampler,
-                prefix: "r".into(),
+            let meters = Meters {
+                sampler: Sampler::start(
+                    sel.sources,
+                    SamplerConfig {
+                        interval: Duration::from_millis(10),
+                        ..Default::default()
+                    },
+                ),
+                warnings: Vec::new(),
+                slowest_update_ms: 0.0,
+                child_tracker: None,
+            };
+            let events = SamplerEvents {
+                meters: &meters,
+                round: Round::Repetition(1),
+            };
+            let mut mk = RequestEvents {
+                events: &events,
+                index: 0,
             };
             let o = model.generate(&req, &mut mk).expect("generates");
             on.push(toks(&o));
-            marks += sampler.stop().marks.len();
+            marks += meters.sampler.stop().marks.len();
             if !parity {
                 let o = model.generate(&req, &mut NoObserver).expect("generates");
                 off.push(toks(&o));

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fingerprint;
 pub mod measure;
 pub mod meter;
+pub mod metric;
 pub mod plan;
 pub mod record;
 pub mod report;

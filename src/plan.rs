@@ -1,11 +1,13 @@
-//! A suite becomes a list of cells (model × profile × workload) in a stable order.
+//! A suite becomes a list of cells (model × profile × workload) in a stable order. Pure: it reads
+//! nothing from disk (what a model is was settled when the suite was loaded). The parent writes
+//! the plan into the run folder and every cell process reads its cell from there.
 
 use crate::config::{ModelEntry, Profile, Suite, Workload, WorkloadKind};
-use crate::engine::registry::{self, ModelKind};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
 /// One cell of the suite.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Position in the plan's stable order (model-major, then profile, then workload).
     pub index: usize,
@@ -17,7 +19,7 @@ pub struct Cell {
 }
 
 /// The cells to run, and those left out with why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub cells: Vec<Cell>,
     pub skipped: Vec<(String, String)>,
@@ -35,27 +37,12 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
-/// True when the model is an encoder (known from the registry or its config.json).
-pub fn is_encoder(m: &ModelEntry) -> bool {
-    if m.engine != crate::config::EngineKind::Candle {
-        return false;
-    }
-    if let Some(r) = m.id.as_deref().and_then(registry::lookup) {
-        return r.kind == ModelKind::BertEncoder;
-    }
-    m.path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p.join("config.json")).ok())
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["model_type"] == "bert")
-}
-
 /// Builds the plan. Encoders only get embedding workloads and generators only generation.
 pub fn plan(s: &Suite) -> Plan {
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
     for m in &s.models {
-        let enc = is_encoder(m);
+        let enc = m.engine.is_encoder();
         for p in &s.profiles {
             for w in &s.workloads {
                 let id = format!("{}__{}__{}", safe(&m.name()), safe(&p.name), safe(&w.name));

@@ -33,11 +33,32 @@ pub struct DomainEnergy {
 
 /// Energy figures of one repetition. Per-request and per-token figures are gross (`*_net_*`
 /// subtract idle power × phase duration).
+/// What an energy figure covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnergyScope {
+    #[serde(rename = "cpu+gpu")]
+    CpuGpu,
+    #[serde(rename = "cpu")]
+    Cpu,
+    #[serde(rename = "gpu")]
+    Gpu,
+}
+
+impl std::fmt::Display for EnergyScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EnergyScope::CpuGpu => "cpu+gpu",
+            EnergyScope::Cpu => "cpu",
+            EnergyScope::Gpu => "gpu",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyFigures {
     pub provenance: Provenance,
-    /// `cpu+gpu`, `cpu` or `gpu`: what the totals add up.
-    pub scope: String,
+    /// What the totals add up.
+    pub scope: EnergyScope,
     /// How each source was read (`rapl: counter`, `estimate: estimate`, …).
     pub methods: Vec<String>,
     pub interval_ms: f64,

@@ -1,24 +1,13 @@
 //! The `joulebench` binary: probe and measure against fake powercap trees, exit codes, files.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{jb, serial};
+
 use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use predicates::prelude::*;
 use serde_json::Value;
 use std::time::Duration;
-
-/// Runs in this file time fake counters advanced by a thread; one at a time keeps them off
-/// each other's load.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn jb() -> Command {
-    let mut c = Command::cargo_bin("joulebench").unwrap();
-    c.env_remove("JOULEBENCH_POWERCAP_ROOT");
-    c
-}
 
 fn read_json(p: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()

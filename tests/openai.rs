@@ -3,8 +3,11 @@
 //! 429, silence. Every case ends as figures or as a clear error (a failed record), never a hang.
 //! The command backend and the managed-server lifecycle are here too.
 
-use assert_cmd::Command;
-use joulebench::config::Endpoint;
+mod common;
+
+use common::jb;
+
+use joulebench::engine::external::openai::Endpoint;
 use joulebench::engine::external::openai::{self, StreamError, StreamRequest};
 use joulebench::record::{Record, Status, read_all};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -209,13 +212,6 @@ fn every_failure_is_a_clear_error_within_the_timeout() {
         .port();
     let e = call(free, "x", 2.0).unwrap_err();
     assert!(matches!(e, StreamError::Connect { .. }), "{e}");
-}
-
-fn jb() -> Command {
-    let mut c = Command::cargo_bin("joulebench").unwrap();
-    c.env_remove("JOULEBENCH_POWERCAP_ROOT")
-        .env_remove("JOULEBENCH_CELL_FAULT");
-    c
 }
 
 fn run_suite(dir: &Path, body: &str) -> (PathBuf, Vec<Record>, i32) {

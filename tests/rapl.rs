@@ -1,9 +1,9 @@
 //! RAPL through fake powercap trees: discovery, the domain tree, totals, wraps and faults.
 
-use joulebench::measure::result::totals;
 use joulebench::meter::fake::{FakePowercap, FaultySysfs, ZoneSpec};
 use joulebench::meter::rapl::{RaplSource, ZoneStatus, discover};
 use joulebench::meter::sysfs::RealSysfs;
+use joulebench::meter::totals::totals;
 use joulebench::meter::{DomainKind, EnergySource, Provenance};
 use std::path::Path;
 

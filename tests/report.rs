@@ -1,6 +1,7 @@
 //! Charts and the HTML report: well-formed XML, escaped strings, rebuilt from records on demand.
 
-use assert_cmd::Command;
+mod common;
+
 use std::path::Path;
 
 fn run_dir(out: &Path) -> std::path::PathBuf {
@@ -29,8 +30,7 @@ fn report_is_well_formed_escaped_and_rebuildable() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .arg("run")
         .arg(&suite)
         .arg("--out")
@@ -78,15 +78,9 @@ fn report_is_well_formed_escaped_and_rebuildable() {
     std::fs::remove_dir_all(d.join("charts")).unwrap();
     std::fs::remove_file(d.join("report.html")).unwrap();
     std::fs::remove_file(d.join("summary.json")).unwrap();
-    Command::cargo_bin("joulebench")
-        .unwrap()
-        .arg("report")
-        .arg(&d)
-        .assert()
-        .success();
+    common::jb().arg("report").arg(&d).assert().success();
     check(&d);
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .arg("report")
         .arg(dir.path())
         .assert()
@@ -111,8 +105,7 @@ fn png_charts_with_the_feature() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    Command::cargo_bin("joulebench")
-        .unwrap()
+    common::jb()
         .arg("run")
         .arg(&suite)
         .arg("--out")

@@ -1,28 +1,16 @@
 //! The suite runner end to end: plans, per-phase energy on a fake powercap tree, idle
 //! subtraction, crash safety (kill -9 and resume), failing cells, interrupts.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{jb, serial};
+
 use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use joulebench::record::{Record, Status, read_all};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The runs in this file each use the whole machine; one at a time keeps timing-sensitive
-/// checks (fake counters advanced by a thread) away from each other's load.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn jb() -> Command {
-    let mut c = Command::cargo_bin("joulebench").unwrap();
-    c.env_remove("JOULEBENCH_POWERCAP_ROOT")
-        .env_remove("JOULEBENCH_CELL_FAULT");
-    c
-}
 
 fn suite(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("suite.toml");
@@ -45,12 +33,11 @@ fn records(dir: &Path) -> Vec<Record> {
 
 /// Starts `joulebench run SUITE --out OUT` in the background.
 fn spawn_run(suite: &Path, out: &Path) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("joulebench"))
+    common::jb_process()
         .arg("run")
         .arg(suite)
         .arg("--out")
         .arg(out)
-        .env_remove("JOULEBENCH_CELL_FAULT")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
@@ -121,10 +108,10 @@ fn dry_run_and_config_errors() {
 fn phase_energy_and_idle_subtraction_match_the_truth_within_one_percent() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let tree = FakePowercap::intel_client(&dir.path().join("powercap")).unwrap_or_else(|_| {
-        std::fs::create_dir_all(dir.path().join("powercap")).unwrap();
-        FakePowercap::intel_client(&dir.path().join("powercap")).unwrap()
-    });
+    let counters = common::counter_dir();
+    let root = counters.path().join("powercap");
+    std::fs::create_dir_all(&root).unwrap();
+    let tree = FakePowercap::intel_client(&root).unwrap();
     let driver = PowerDriver::start(&tree, &[("intel-rapl:0", 10.0)], Duration::from_micros(200));
     let out = dir.path().join("out");
     let p = suite(

@@ -1,33 +1,15 @@
 //! Sharded runs and merging, end to end through the CLI (no Slurm here; scripts/slurm-test.sh
 //! runs the same through a real one-node Slurm cluster).
 
-use assert_cmd::Command;
+mod common;
+
+use common::{jb, only_dir, serial};
+
 use joulebench::record::{Status, read_all};
 use joulebench::run_dir::{RunMeta, read_json};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn jb() -> Command {
-    let mut c = Command::cargo_bin("joulebench").unwrap();
-    for v in [
-        "JOULEBENCH_POWERCAP_ROOT",
-        "JOULEBENCH_CELL_FAULT",
-        "JOULEBENCH_SHARD_FAULT",
-        "SLURM_JOB_ID",
-        "SLURM_ARRAY_JOB_ID",
-        "SLURM_ARRAY_TASK_ID",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 /// 2 models × 1 profile × 3 workloads = 6 cells of the tiny synthetic model.
 fn suite(dir: &Path, name: &str) -> PathBuf {
@@ -45,17 +27,6 @@ fn suite(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(&p, body).unwrap();
     p
-}
-
-fn only_dir(out: &Path) -> PathBuf {
-    let v: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(v.len(), 1, "{v:?}");
-    v[0].clone()
 }
 
 fn keys(dir: &Path) -> BTreeSet<(String, u32)> {

@@ -2,22 +2,24 @@
 
 use crate::cli::{BaselineCommand, CompareArgs, CompareFormat};
 use anyhow::{Result, bail};
-use joulebench::compare::{self, DEFAULT_METRICS};
+use joulebench::compare;
+use joulebench::metric::Metric;
 
 /// Runs `compare`; exit 0 pass, 1 regression, 2 nothing comparable.
 pub fn run_compare(a: CompareArgs) -> Result<u8> {
-    let known: Vec<&str> = joulebench::report::METRICS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect();
-    let metrics: Vec<String> = if a.metrics.is_empty() {
-        DEFAULT_METRICS.iter().map(|s| s.to_string()).collect()
+    let metrics: Vec<Metric> = if a.metrics.is_empty() {
+        Metric::COMPARED.to_vec()
     } else {
-        a.metrics.clone()
+        let mut v = Vec::new();
+        for name in &a.metrics {
+            let Some(m) = Metric::parse(name) else {
+                let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                bail!("unknown metric {name:?}; known: {}", known.join(", "));
+            };
+            v.push(m);
+        }
+        v
     };
-    if let Some(bad) = metrics.iter().find(|m| !known.contains(&m.as_str())) {
-        bail!("unknown metric {bad:?}; known: {}", known.join(", "));
-    }
     if !((0.0..100.0).contains(&a.threshold) && a.alpha > 0.0 && a.alpha < 1.0) {
         bail!("--threshold takes a percentage in [0, 100) and --alpha a level in (0, 1)");
     }

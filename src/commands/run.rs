@@ -141,8 +141,17 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
     })
 }
 
+/// A cell process's notes go to its stderr, which the parent keeps as the cell's log.
+struct StderrNotes;
+
+impl joulebench::runner::cell::CellObserver for StderrNotes {
+    fn note(&mut self, line: &str) {
+        eprintln!("[cell] {line}");
+    }
+}
+
 /// Runs one cell (child process of `run`).
 pub fn run_cell(a: RunCellArgs) -> Result<u8> {
     let interrupt = interrupt_flag()?;
-    joulebench::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt)
+    joulebench::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt, &mut StderrNotes)
 }

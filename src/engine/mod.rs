@@ -2,8 +2,10 @@
 //! family it drives. Models run in process through candle.
 
 pub mod candle;
+pub mod driver;
 pub mod external;
 pub mod registry;
+pub mod spec;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
@@ -266,4 +268,23 @@ pub fn configure_threads(threads: usize) {
 /// The thread count candle will use.
 pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
+}
+
+/// Opens the driver of a model's engine: loads it, or starts and waits for its server, outside
+/// any measured window. `name` is the model's name in results; progress lines go to `log`.
+pub fn open_driver(
+    spec: &spec::EngineSpec,
+    job: &driver::Job,
+    name: String,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<Box<dyn driver::Driver>> {
+    Ok(match spec {
+        spec::EngineSpec::Candle(c) => Box::new(candle::driver::CandleDriver::open(c, job, log)?),
+        spec::EngineSpec::Openai(o) => {
+            Box::new(external::serve::ServeDriver::open(o, job, name, log)?)
+        }
+        spec::EngineSpec::Command(c) => {
+            Box::new(external::command::CommandDriver::open(c, job, name, log)?)
+        }
+    })
 }

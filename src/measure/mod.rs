@@ -4,7 +4,8 @@ pub mod render;
 pub mod result;
 
 use crate::meter::DomainInfo;
-use crate::meter::recording::{Mark, Recording};
+use crate::meter::mark::{Mark, Phase, Round};
+use crate::meter::recording::{MarkRead, Recording};
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, MeterChoice, select};
 use result::{MeasureResult, MeterInfo, SCHEMA_VERSION};
@@ -150,14 +151,14 @@ fn sleep_interruptibly(d: Duration, interrupt: &AtomicBool) -> bool {
     !interrupt.load(Ordering::Relaxed)
 }
 
-fn progress(label: &str, domains: &[DomainInfo], a: &Mark, b: &Mark) -> RunProgress {
+fn progress(label: &str, domains: &[DomainInfo], a: &MarkRead, b: &MarkRead) -> RunProgress {
     let energy: Vec<Option<f64>> = a
         .values
         .iter()
         .zip(&b.values)
         .map(|(x, y)| Some(y.as_ref()?.saturating_sub(*x.as_ref()?) as f64 / 1e6))
         .collect();
-    let t = result::totals(domains, &energy);
+    let t = crate::meter::totals::totals(domains, &energy);
     RunProgress {
         label: label.to_string(),
         duration_s: b.t_ns.saturating_sub(a.t_ns) as f64 / 1e9,
@@ -220,9 +221,9 @@ pub fn measure(
     let mut interrupted = false;
     if !opts.idle.is_zero() {
         obs.phase(&format!("idle baseline ({:.1} s)", opts.idle.as_secs_f64()));
-        sampler.mark("idle:start");
+        sampler.mark(Mark::round(Round::Idle, Phase::Start));
         interrupted = !sleep_interruptibly(opts.idle, interrupt);
-        sampler.mark("idle:end");
+        sampler.mark(Mark::round(Round::Idle, Phase::End));
     }
 
     let mut last_status: Option<std::process::ExitStatus> = None;
@@ -234,18 +235,19 @@ pub fn measure(
             interrupted = true;
             break;
         }
-        let (label, measured) = if k < opts.warmup {
-            (format!("warmup{}", k + 1), false)
+        let (round, measured) = if k < opts.warmup {
+            (Round::Warmup(k as u32 + 1), false)
         } else {
-            (format!("run{}", k - opts.warmup + 1), true)
+            (Round::Run((k - opts.warmup + 1) as u32), true)
         };
+        let label = round.to_string();
         obs.phase(&label);
-        let start = sampler.mark(&format!("{label}:start"));
+        let start = sampler.mark(Mark::round(round, Phase::Start));
         let mut end_mark = None;
         let end = spawn_and_wait(&opts.command, tracker.as_ref(), interrupt, || {
-            end_mark = Some(sampler.mark(&format!("{label}:end")));
+            end_mark = Some(sampler.mark(Mark::round(round, Phase::End)));
         });
-        let end_mark = end_mark.unwrap_or_else(|| sampler.mark(&format!("{label}:end")));
+        let end_mark = end_mark.unwrap_or_else(|| sampler.mark(Mark::round(round, Phase::End)));
         if end.is_ok() {
             obs.run_done(&progress(&label, sampler.domains(), &start, &end_mark));
         }
@@ -276,14 +278,14 @@ pub fn measure(
     }
 
     let idle = rec
-        .mark_index("idle:start")
-        .zip(rec.mark_index("idle:end"))
+        .mark_index(Mark::round(Round::Idle, Phase::Start))
+        .zip(rec.mark_index(Mark::round(Round::Idle, Phase::End)))
         .map(|(a, b)| result::idle_result(&rec, &rec.window(a, b)));
     let mut runs = Vec::new();
     for (i, status) in &spans {
         let (Some(a), Some(b)) = (
-            rec.mark_index(&format!("run{i}:start")),
-            rec.mark_index(&format!("run{i}:end")),
+            rec.mark_index(Mark::round(Round::Run(*i as u32), Phase::Start)),
+            rec.mark_index(Mark::round(Round::Run(*i as u32), Phase::End)),
         ) else {
             continue;
         };

@@ -3,6 +3,7 @@
 
 pub mod estimate;
 pub mod fake;
+pub mod mark;
 pub mod nvml;
 pub mod probe;
 pub mod rapl;
@@ -10,6 +11,7 @@ pub mod recording;
 pub mod sampler;
 pub mod select;
 pub mod sysfs;
+pub mod totals;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,6 +1,7 @@
 //! What a metering session recorded: background samples, synchronous marks, and the arithmetic
 //! on them (window energy, bridging invalid reads, peak power, the trace file).
 
+use super::mark::Mark;
 use super::{DomainInfo, SourceKind};
 use serde::Serialize;
 use std::io::Write;
@@ -10,8 +11,8 @@ pub const INVALID: u64 = u64::MAX;
 
 /// A synchronous read of every counter at a boundary.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mark {
-    pub label: String,
+pub struct MarkRead {
+    pub mark: Mark,
     pub t_ns: u64,
     /// Cumulative microjoules per domain; None where the read failed.
     pub values: Vec<Option<u64>>,
@@ -25,7 +26,7 @@ pub struct Recording {
     pub times: Vec<u64>,
     /// Row-major cumulative microjoules, `domains.len()` per sample; [`INVALID`] marks a failed read.
     pub values: Vec<u64>,
-    pub marks: Vec<Mark>,
+    pub marks: Vec<MarkRead>,
     pub start_ns: u64,
     /// Only every `decimation`-th sample was kept (memory bound on long sessions).
     pub decimation: u64,
@@ -111,9 +112,9 @@ impl Recording {
         }
     }
 
-    /// Index of the mark with this label (the last one, if repeated).
-    pub fn mark_index(&self, label: &str) -> Option<usize> {
-        self.marks.iter().rposition(|m| m.label == label)
+    /// Index of this mark's read (the last one, if repeated).
+    pub fn mark_index(&self, mark: Mark) -> Option<usize> {
+        self.marks.iter().rposition(|m| m.mark == mark)
     }
 
     /// Energy per domain between marks `a` and `b`.
@@ -205,10 +206,11 @@ impl Recording {
                 if let (Some(_), Some(v)) = (row, value) {
                     prev[d] = Some((t, v));
                 }
-                let event = mark.map_or("sample", |m| self.marks[m].label.as_str());
+                let event =
+                    mark.map_or_else(|| "sample".to_string(), |m| self.marks[m].mark.to_string());
                 csv.write_record([
                     format!("{:.6}", t.saturating_sub(self.start_ns) as f64 / 1e9).as_str(),
-                    event,
+                    event.as_str(),
                     dom.source.as_str(),
                     dom.name.as_str(),
                     &value.map_or(String::new(), |v| format!("{:.6}", v / 1e6)),
@@ -242,6 +244,7 @@ fn peak_power(points: &[(u64, u64)], a: u64, b: u64, min_ns: u64) -> Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meter::mark::{Phase, Round};
     use crate::meter::{DomainKind, Method, Provenance};
 
     fn dom(name: &str) -> DomainInfo {
@@ -272,8 +275,8 @@ mod tests {
                 }
             })
             .collect();
-        let m = |label: &str, t: u64, ok: bool| Mark {
-            label: label.into(),
+        let m = |phase: Phase, t: u64, ok: bool| MarkRead {
+            mark: Mark::round(Round::Run(1), phase),
             t_ns: t,
             values: vec![ok.then_some(t / 100)],
         };
@@ -282,8 +285,8 @@ mod tests {
             times,
             values,
             marks: vec![
-                m("start", 105_000_000, true),
-                m("end", 905_000_000, !mark_invalid),
+                m(Phase::Start, 105_000_000, true),
+                m(Phase::End, 905_000_000, !mark_invalid),
             ],
             start_ns: 0,
             decimation: 1,
@@ -324,7 +327,7 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1 + 101 + 2);
-        assert!(lines.iter().any(|l| l.contains(",start,")));
+        assert!(lines.iter().any(|l| l.contains(",run1:start,")));
         let bad: Vec<&&str> = lines.iter().filter(|l| l.ends_with(",0")).collect();
         assert_eq!(bad.len(), 1);
         // The invalid sample shows its bridged value, not zero.

@@ -1,7 +1,8 @@
 //! The background sampler: one thread reads every source at a fixed interval on CLOCK_MONOTONIC,
 //! into bounded memory, while [`Sampler::mark`] reads every counter synchronously at a boundary.
 
-use super::recording::{INVALID, Mark, Recording};
+use super::mark::Mark;
+use super::recording::{INVALID, MarkRead, Recording};
 use super::{DomainInfo, EnergySource};
 use crate::clock::{monotonic_ns, thread_cpu_ns};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +35,7 @@ struct State {
     scratch: Vec<Option<u64>>,
     times: Vec<u64>,
     values: Vec<u64>,
-    marks: Vec<Mark>,
+    marks: Vec<MarkRead>,
     stride: u64,
     ticks: u64,
 }
@@ -143,12 +144,12 @@ impl Sampler {
         &self.domains
     }
 
-    /// Reads every counter now and records it under `label`; returns the mark.
-    pub fn mark(&self, label: &str) -> Mark {
+    /// Reads every counter now and records the read under `mark`; returns it.
+    pub fn mark(&self, mark: Mark) -> MarkRead {
         let mut st = lock(&self.shared);
         let t = st.read_all();
-        let m = Mark {
-            label: label.to_string(),
+        let m = MarkRead {
+            mark,
             t_ns: t,
             values: st.scratch.clone(),
         };
@@ -176,7 +177,7 @@ impl Sampler {
         st: &State,
         times: Vec<u64>,
         values: Vec<u64>,
-        marks: Vec<Mark>,
+        marks: Vec<MarkRead>,
     ) -> Recording {
         Recording {
             domains: self.domains.clone(),
@@ -246,6 +247,7 @@ fn run(shared: Arc<Shared>, interval: Duration, max_samples: usize) {
 mod tests {
     use super::*;
     use crate::meter::fake::ScriptedSource;
+    use crate::meter::mark::{Phase, Round};
 
     #[test]
     fn marks_and_samples_are_recorded_in_order() {
@@ -257,12 +259,12 @@ mod tests {
                 max_samples: 1000,
             },
         );
-        let a = s.mark("a");
+        let a = s.mark(Mark::round(Round::Run(1), Phase::Start));
         // Wait on the sampler's progress, not on wall-clock speed.
         while lock(&s.shared).ticks < 5 {
             std::thread::yield_now();
         }
-        let b = s.mark("b");
+        let b = s.mark(Mark::round(Round::Run(1), Phase::End));
         let r = s.stop();
         assert!(b.t_ns > a.t_ns);
         assert!(r.times.len() >= 5);

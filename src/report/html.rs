@@ -4,6 +4,7 @@
 
 use super::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
+use crate::metric::Metric;
 use crate::run_dir::{IdleBaseline, RunMeta};
 use std::fmt::Write;
 
@@ -30,9 +31,24 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-fn fig(c: &CellSummary, m: &str, scale: f64, prec: usize) -> String {
-    super::median_with_ci(c, m, scale, prec, "<br/><small>", "</small>")
+fn fig(c: &CellSummary, m: Metric) -> String {
+    super::median_with_ci(c, m, "<br/><small>", "</small>")
 }
+
+/// The figures of the summary table, in column order.
+const COLUMNS: &[Metric] = &[
+    Metric::JPerPrefillToken,
+    Metric::JPerDecodeToken,
+    Metric::JPerRequest,
+    Metric::TokensPerJ,
+    Metric::WhPer1000Queries,
+    Metric::TtftS,
+    Metric::TpotS,
+    Metric::ItlP50S,
+    Metric::ItlP99S,
+    Metric::AvgPowerW,
+    Metric::PeakPowerW,
+];
 
 /// The report page.
 pub fn render(
@@ -95,33 +111,30 @@ pub fn render(
             esc(&format!("{:?}", i.provenance).to_lowercase())
         );
     }
-    h.push_str("<h2>Summary</h2>\n<p>Medians over repetitions, with 95% bootstrap intervals in brackets. <span class=\"est\">ESTIMATED</span> cells have no energy sensor: their energy comes from a CPU-time model.</p>\n<table>\n<tr><th>cell</th><th>energy</th><th>prefill mJ/token</th><th>decode mJ/token</th><th>J/request</th><th>tokens/J</th><th>Wh/1k queries</th><th>TTFT ms</th><th>TPOT ms</th><th>ITL p50 ms</th><th>ITL p99 ms</th><th>avg W</th><th>peak W</th><th>reps</th></tr>\n");
+    h.push_str("<h2>Summary</h2>\n<p>Medians over repetitions, with 95% bootstrap intervals in brackets. <span class=\"est\">ESTIMATED</span> cells have no energy sensor: their energy comes from a CPU-time model.</p>\n<table>\n<tr><th>cell</th><th>energy</th>");
+    for m in COLUMNS {
+        let _ = write!(h, "<th>{}</th>", esc(m.shown().heading));
+    }
+    h.push_str("<th>reps</th></tr>\n");
     for c in &doc.cells {
         let prov = match c.provenance {
             Some(Provenance::Estimated) => "<span class=\"est\">ESTIMATED</span>",
             Some(Provenance::Measured) => "measured",
             None => "none",
         };
+        let values: String = COLUMNS
+            .iter()
+            .map(|&m| format!("<td>{}</td>", fig(c, m)))
+            .collect();
         let _ = writeln!(
             h,
-            "<tr><td>{}{}</td><td>{prov}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{prov}</td>{values}<td>{}</td></tr>",
             esc(&super::charts::cell_label(c)),
             if c.synthetic {
                 " <small>(synthetic model)</small>"
             } else {
                 ""
             },
-            fig(c, "j_per_prefill_token", 1e3, 3),
-            fig(c, "j_per_decode_token", 1e3, 3),
-            fig(c, "j_per_request", 1.0, 4),
-            fig(c, "tokens_per_j", 1.0, 2),
-            fig(c, "wh_per_1000_queries", 1.0, 4),
-            fig(c, "ttft_s", 1e3, 1),
-            fig(c, "tpot_s", 1e3, 2),
-            fig(c, "itl_p50_s", 1e3, 2),
-            fig(c, "itl_p99_s", 1e3, 2),
-            fig(c, "avg_power_w", 1.0, 2),
-            fig(c, "peak_power_w", 1.0, 2),
             c.repetitions_ok
         );
     }

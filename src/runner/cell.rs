@@ -1,122 +1,38 @@
-//! One cell in its own process (`joulebench run-cell`): load the model outside any measured
-//! window, warm up, then run the repetitions, reading every counter at the request start, the
-//! first token and the last token, and append each record (fsynced) as soon as it is measured.
+//! One cell in its own process (`joulebench run-cell`), the same protocol for every engine: open
+//! the engine's driver outside any measured window, start the meters, warm up, then run the
+//! repetitions, reading every counter at each request's start, first token and end, and append
+//! each record (fsynced) as soon as it is measured.
 
-use super::figures::{Inner, fill};
-use crate::config::{EngineKind, Suite, WorkloadKind};
-use crate::engine::candle::load::{LoadOptions, load};
-use crate::engine::{
-    EmbedRequest, GenerateRequest, InferenceBackend, TokenEvent, TokenObserver, text::prompt,
-};
+use super::figures::{self, concurrency};
+use crate::config::{Suite, WorkloadKind};
+use crate::engine::driver::{Boundary, Driver, Job, Output, Pass, RunEvents};
 use crate::meter::estimate::machine_busy_ns;
+use crate::meter::mark::{Mark, Phase, Round};
+use crate::meter::recording::Recording;
 use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
-use crate::plan::{Cell, plan};
+use crate::plan::{Cell, Plan};
 use crate::record::{self, RECORD_SCHEMA_VERSION, Record, Status};
-use crate::run_dir::{IdleBaseline, RunMeta, read_json};
+use crate::run_dir::{self, IdleBaseline, RunMeta, read_json};
 use anyhow::{Context, Result, bail};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-/// Marks the meters at the request start, the first token and the end.
-pub struct Marker<'a> {
-    pub sampler: &'a Sampler,
-    pub prefix: String,
+/// What a cell process says as it goes (the binary writes it to the cell's stderr log).
+pub trait CellObserver {
+    fn note(&mut self, _line: &str) {}
 }
 
-impl TokenObserver for Marker<'_> {
-    fn on_event(&mut self, e: TokenEvent, _t: u64) {
-        let tag = match e {
-            TokenEvent::Start => "start",
-            TokenEvent::FirstToken => "first",
-            TokenEvent::End => "end",
-            TokenEvent::Token { .. } => return,
-        };
-        self.sampler.mark(&format!("{}:{tag}", self.prefix));
-    }
-}
+/// Says nothing.
+pub struct Silent;
 
-/// Dies with the parent, so a killed suite never leaves a cell appending records.
-fn die_with_parent() {
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } == 1 {
-        std::process::exit(137);
-    }
-}
+impl CellObserver for Silent {}
 
-fn fault_hook() {
-    // Test hook: make this cell fail in a chosen way.
-    match std::env::var("JOULEBENCH_CELL_FAULT").as_deref() {
-        Ok("panic") => panic!("injected fault (JOULEBENCH_CELL_FAULT=panic)"),
-        Ok("exit") => {
-            eprintln!("injected fault (JOULEBENCH_CELL_FAULT=exit)");
-            std::process::exit(3)
-        }
-        Ok("hang") => std::thread::sleep(Duration::from_secs(3600)),
-        _ => {}
-    }
-}
-
-/// Inputs of one request, built deterministically.
-fn inputs(model: &dyn InferenceBackend, cell: &Cell) -> Result<Vec<Vec<u32>>> {
-    let w = &cell.workload;
-    let one = match (w.kind, model.tokenizer()) {
-        (WorkloadKind::Embed, Some(t)) => prompt::exact_encoder_tokens(t, w.prompt_tokens)?,
-        (WorkloadKind::Generate, Some(t)) => {
-            let chat = if w.chat_template {
-                let tpl = model.chat_template().unwrap_or("");
-                Some(prompt::ChatFormat::detect(tpl).with_context(|| {
-                    format!(
-                        "workload {}: the model has no chat template joulebench can apply",
-                        w.name
-                    )
-                })?)
-            } else {
-                None
-            };
-            prompt::exact_tokens(t, w.prompt_tokens, chat)?
-        }
-        (_, None) => prompt::synthetic_tokens(model.info().vocab_size, w.prompt_tokens, 7),
-    };
-    Ok(vec![one; w.batch * w.concurrency])
-}
-
-/// Runs one generation (or embedding) with marks under `prefix`.
-fn once(
-    model: &mut dyn InferenceBackend,
-    cell: &Cell,
-    inputs: &[Vec<u32>],
-    sampler: &Sampler,
-    prefix: String,
-) -> Result<Inner> {
-    let mut marker = Marker { sampler, prefix };
-    let w = &cell.workload;
-    Ok(match w.kind {
-        WorkloadKind::Generate => Inner::Generate(model.generate(
-            &GenerateRequest {
-                prompts: inputs.to_vec(),
-                max_new_tokens: w.new_tokens,
-                ignore_eos: w.ignore_eos,
-            },
-            &mut marker,
-        )?),
-        WorkloadKind::Embed => Inner::Embed(model.embed(
-            &EmbedRequest {
-                inputs: inputs.to_vec(),
-            },
-            &mut marker,
-        )?),
-    })
-}
-
-/// What every kind of cell process starts from.
+/// What every cell process starts from.
 pub struct CellContext {
-    pub run_dir: std::path::PathBuf,
+    pub run_dir: PathBuf,
     pub meta: RunMeta,
     pub suite: Suite,
     pub cell: Cell,
@@ -130,22 +46,62 @@ pub struct Meters {
     /// Slowest nominal update period of the measured domains (window sizing).
     pub slowest_update_ms: f64,
     /// Set the measured child's PID here (ChildTree estimates).
-    pub child_tracker: Option<std::sync::Arc<std::sync::atomic::AtomicI32>>,
+    pub child_tracker: Option<Arc<AtomicI32>>,
+}
+
+/// The meters, read at every boundary a driver reports during one round.
+pub struct SamplerEvents<'a> {
+    pub meters: &'a Meters,
+    pub round: Round,
+}
+
+impl RunEvents for SamplerEvents<'_> {
+    fn request(&self, index: usize, at: Boundary) {
+        let phase = match at {
+            Boundary::Start => Phase::Start,
+            Boundary::FirstToken => Phase::First,
+            Boundary::End => Phase::End,
+        };
+        self.meters
+            .sampler
+            .mark(Mark::request(self.round, index, phase));
+    }
+
+    fn steady(&self, started: bool) {
+        let phase = if started {
+            Phase::SteadyStart
+        } else {
+            Phase::SteadyEnd
+        };
+        self.meters.sampler.mark(Mark::round(self.round, phase));
+    }
+
+    fn child(&self, pid: Option<u32>) {
+        if let Some(t) = &self.meters.child_tracker {
+            t.store(pid.map_or(0, |p| p as i32), Ordering::SeqCst);
+        }
+    }
+
+    fn label(&self) -> String {
+        self.round.to_string()
+    }
 }
 
 impl CellContext {
-    /// Reads the run folder's meta, suite and idle baseline, and finds the cell.
+    /// Reads the run folder's meta, suite, plan and idle baseline, and finds the cell.
     pub fn load(run_dir: &Path, index: usize) -> Result<CellContext> {
-        let meta: RunMeta = read_json(&run_dir.join("meta.json"))?;
-        let text = std::fs::read_to_string(run_dir.join("config.toml"))
-            .with_context(|| format!("cannot read {}", run_dir.join("config.toml").display()))?;
+        let meta: RunMeta = read_json(&run_dir.join(run_dir::META))?;
+        let config = run_dir.join(run_dir::CONFIG);
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("cannot read {}", config.display()))?;
         let suite = Suite::parse(&meta.config_path, &text)?;
-        let cell = plan(&suite)
+        let plan: Plan = read_json(&run_dir.join(run_dir::PLAN))?;
+        let cell = plan
             .cells
             .into_iter()
-            .nth(index)
-            .with_context(|| format!("the suite has no cell {index}"))?;
-        let idle: Option<IdleBaseline> = read_json(&run_dir.join("idle.json")).ok();
+            .find(|c| c.index == index)
+            .with_context(|| format!("the plan in {} has no cell {index}", run_dir.display()))?;
+        let idle: Option<IdleBaseline> = read_json(&run_dir.join(run_dir::IDLE)).ok();
         Ok(CellContext {
             run_dir: run_dir.to_path_buf(),
             meta,
@@ -153,6 +109,33 @@ impl CellContext {
             cell,
             idle,
         })
+    }
+
+    /// The cell's workload as its engine sees it.
+    pub fn job(&self) -> Job {
+        let (w, p) = (&self.cell.workload, &self.cell.profile);
+        Job {
+            cell_id: self.cell.id.clone(),
+            workload: w.name.clone(),
+            prompt_tokens: w.prompt_tokens,
+            new_tokens: w.new_tokens,
+            batch: w.batch,
+            concurrency: w.concurrency,
+            requests: w.request_count(),
+            ignore_eos: w.ignore_eos,
+            chat_template: w.chat_template,
+            embed: w.kind == WorkloadKind::Embed,
+            threads: p.thread_count(),
+            device: p.device.clone(),
+            env: p.env.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            logs_dir: self.run_dir.join("logs"),
+            suite_dir: self
+                .meta
+                .config_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        }
     }
 
     /// Opens the suite's meters (estimates counting `scope`) and starts sampling.
@@ -199,7 +182,7 @@ impl CellContext {
     }
 
     /// Stamps where it was measured, appends it (fsynced) and rewrites the cell's trace.
-    pub fn save(&self, mut r: Record, rec: &crate::meter::recording::Recording) -> Result<()> {
+    pub fn save(&self, mut r: Record, rec: &Recording, obs: &mut dyn CellObserver) -> Result<()> {
         r.host = Some(self.meta.host_tag());
         if r.host.as_ref().is_some_and(|h| h.node_shared) {
             r.warnings.push(
@@ -208,23 +191,44 @@ impl CellContext {
                     .into(),
             );
         }
-        let records = self.run_dir.join("records.jsonl");
+        let records = self.run_dir.join(run_dir::RECORDS);
         record::append(&records, &r)
             .with_context(|| format!("cannot append to {}", records.display()))?;
-        let trace = self
-            .run_dir
-            .join("traces")
-            .join(format!("{}.csv", self.cell.id));
         let mut buf = Vec::new();
         if rec.write_trace(&mut buf).is_ok() {
-            let _ = crate::run_dir::write_atomic(&trace, &buf);
+            let _ = run_dir::write_atomic(&run_dir::trace_path(&self.run_dir, &self.cell.id), &buf);
         }
-        eprintln!(
-            "[cell] {} repetition {} recorded",
+        obs.note(&format!(
+            "{} repetition {} recorded",
             self.cell.id,
             r.repetition.unwrap_or(0)
-        );
+        ));
         Ok(())
+    }
+}
+
+/// Dies with the parent, so a killed suite never leaves a cell appending records.
+fn die_with_parent() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        std::process::exit(137);
+    }
+}
+
+/// Test hook: make this cell fail in a chosen way.
+fn fault_hook(obs: &mut dyn CellObserver) {
+    match std::env::var("JOULEBENCH_CELL_FAULT").as_deref() {
+        Ok("panic") => panic!("injected fault (JOULEBENCH_CELL_FAULT=panic)"),
+        Ok("exit") => {
+            obs.note("injected fault (JOULEBENCH_CELL_FAULT=exit)");
+            std::process::exit(3)
+        }
+        Ok("hang") => std::thread::sleep(Duration::from_secs(3600)),
+        _ => {}
     }
 }
 
@@ -245,90 +249,120 @@ pub fn contamination(busy0: Option<u64>, own_ns: u64, wall_ns: u64) -> Option<St
 
 /// Runs repetitions `reps` of cell `index` of the run in `run_dir`. Exit code 130 when
 /// interrupted between repetitions.
-pub fn run_cell(run_dir: &Path, index: usize, reps: &[u32], interrupt: &AtomicBool) -> Result<u8> {
+pub fn run_cell(
+    run_dir: &Path,
+    index: usize,
+    reps: &[u32],
+    interrupt: &AtomicBool,
+    obs: &mut dyn CellObserver,
+) -> Result<u8> {
     die_with_parent();
     let ctx = CellContext::load(run_dir, index)?;
-    fault_hook();
-    match ctx.cell.model.engine {
-        EngineKind::Candle => run_candle(&ctx, reps, interrupt),
-        EngineKind::Openai => super::external::run_openai(&ctx, reps, interrupt),
-        EngineKind::Command => super::external::run_command(&ctx, reps, interrupt),
-    }
+    fault_hook(obs);
+    let job = ctx.job();
+    let mut driver = crate::engine::open_driver(
+        &ctx.cell.model.engine,
+        &job,
+        ctx.cell.model.name(),
+        &mut |s| obs.note(s),
+    )?;
+    let outcome = repeat(&ctx, &job, driver.as_mut(), reps, interrupt, obs);
+    driver.close();
+    outcome
 }
 
-fn run_candle(ctx: &CellContext, reps: &[u32], interrupt: &AtomicBool) -> Result<u8> {
+/// The repetition protocol: warmup, window sizing, then each repetition's passes inside one
+/// window, its figures and its record.
+fn repeat(
+    ctx: &CellContext,
+    job: &Job,
+    driver: &mut dyn Driver,
+    reps: &[u32],
+    interrupt: &AtomicBool,
+    obs: &mut dyn CellObserver,
+) -> Result<u8> {
     let (suite, cell) = (&ctx.suite, &ctx.cell);
-    let meters = ctx.meters(EstimateScope::Process)?;
-    let opts = LoadOptions {
-        device: cell.profile.device.clone(),
-        seed: cell.model.seed.unwrap_or(42),
-        ..Default::default()
-    };
-    let mut model = load(&cell.model.spec(), &opts, &mut |s| eprintln!("[cell] {s}"))?;
-    let inputs = inputs(model.as_ref(), cell)?;
-    let sampler = &meters.sampler;
-    // Warmup (at least one unrecorded run when warmup = 0, to size the window).
+    let meters = ctx.meters(driver.estimate_scope())?;
     let mut e2e_s: f64 = 0.0;
-    for w in 0..suite.warmup.max(1) {
-        let r = once(
-            model.as_mut(),
-            cell,
-            &inputs,
-            sampler,
-            format!("warmup{}", w + 1),
-        )?;
-        e2e_s = r.e2e_s();
+    for w in 0..suite.warmup.max(driver.min_warmups()) {
+        let events = SamplerEvents {
+            meters: &meters,
+            round: Round::Warmup(w + 1),
+        };
+        let pass = driver
+            .run(&events, 0)
+            .map_err(|e| driver.explain(e.context("warmup failed")))?;
+        e2e_s = pass.outputs.iter().map(Output::e2e_s).fold(0.0, f64::max);
     }
-    let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * meters.slowest_update_ms / 1e3);
-    let k = ((min_window_s / e2e_s.max(1e-6)).ceil() as usize).clamp(1, 10_000);
+    // In-process passes repeat inside one window until it spans the minimum and five updates of
+    // the slowest counter; the figures are divided by the count.
+    let k = if driver.in_process() {
+        let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * meters.slowest_update_ms / 1e3);
+        ((min_window_s / e2e_s.max(1e-6)).ceil() as usize).clamp(1, 10_000)
+    } else {
+        1
+    };
     for &rep in reps {
         if interrupt.load(Ordering::Relaxed) {
             return Ok(130);
         }
-        let busy0 = machine_busy_ns();
+        let round = Round::Repetition(rep);
+        let events = SamplerEvents {
+            meters: &meters,
+            round,
+        };
+        let busy0 = driver.in_process().then(machine_busy_ns).flatten();
         let own0 = crate::clock::process_cpu_ns();
         let t0 = crate::clock::monotonic_ns();
-        let mut inner = Vec::with_capacity(k);
-        for i in 0..k {
-            inner.push(once(
-                model.as_mut(),
-                cell,
-                &inputs,
-                sampler,
-                format!("r{rep}.{i}"),
-            )?);
+        let mut passes: Vec<Pass> = Vec::with_capacity(k);
+        let mut first = 0;
+        for _ in 0..k {
+            let pass = driver.run(&events, first).map_err(|e| {
+                driver.explain(e.context(format!("repetition {rep} of {}", cell.id)))
+            })?;
+            first += pass.outputs.len();
+            passes.push(pass);
         }
-        sampler.mark(&format!("r{rep}:settle"));
+        meters.sampler.mark(Mark::round(round, Phase::Settle));
         let wall_ns = crate::clock::monotonic_ns() - t0;
-        let rec = sampler.snapshot();
+        let rec = meters.sampler.snapshot();
         let mut warnings = meters.warnings.clone();
-        warnings.extend(sampler.health());
-        let own = crate::clock::process_cpu_ns().saturating_sub(own0);
-        warnings.extend(contamination(busy0, own, wall_ns));
-        let mut r = ctx.new_record(rep);
-        r.synthetic = model.info().synthetic;
-        r.model_info = Some(model.info().clone());
-        if cell.workload.concurrency > 1 {
-            r.concurrency = Some(cell.workload.concurrency);
-            r.batch = cell.workload.batch * cell.workload.concurrency;
-            warnings.push(format!(
-                "concurrency {} ran as one static batch of {} sequences (the in-process engine \
-                 serves concurrent requests by batching them)",
-                cell.workload.concurrency,
-                cell.workload.concurrency * cell.workload.batch
-            ));
+        warnings.extend(meters.sampler.health());
+        if driver.in_process() {
+            let own = crate::clock::process_cpu_ns().saturating_sub(own0);
+            warnings.extend(contamination(busy0, own, wall_ns));
         }
-        r.token_counts = Some("engine".into());
-        warnings.extend(fill(
+        let mut r = ctx.new_record(rep);
+        r.synthetic = driver.info().synthetic;
+        r.model_info = Some(driver.info().clone());
+        (r.batch, r.concurrency) = driver.shape(job);
+        r.token_counts = passes.first().map(|p| p.token_counts.clone());
+        for w in passes.iter().flat_map(|p| &p.warnings) {
+            if !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
+        let outputs: Vec<Output> = passes
+            .iter_mut()
+            .flat_map(|p| p.outputs.drain(..))
+            .collect();
+        warnings.extend(figures::fill(
             &mut r,
             &rec,
-            &format!("r{rep}"),
-            &inner,
+            round,
+            &outputs,
             ctx.idle.as_ref(),
             suite,
         ));
+        if let Some(streams) = passes.first().and_then(|p| p.streams) {
+            let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();
+            warnings.extend(concurrency::streams(
+                &mut r, &rec, round, streams, &outputs, &chunks,
+            ));
+        }
         r.warnings = warnings;
-        ctx.save(r, &rec)?;
+        ctx.save(r, &rec, obs)?;
+        driver.check()?;
     }
     drop(meters.sampler.stop());
     Ok(0)

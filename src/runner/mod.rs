@@ -3,26 +3,22 @@
 //! appended as they are measured, and summaries written from the records.
 
 pub mod cell;
-pub mod external;
+pub mod child;
 pub mod figures;
+pub mod idle;
 
 use crate::cluster::shard::{Shard, ShardInfo, SlurmJob};
 use crate::config::Suite;
-use crate::engine::external::server::file_tail;
-use crate::measure::result::{idle_result, totals};
-use crate::meter::sampler::{Sampler, SamplerConfig};
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
 use crate::record::{self, Status};
-use crate::run_dir::{
-    IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json,
-};
+use crate::run_dir::{self, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
 use anyhow::{Context, Result, bail};
+use child::{ChildEnd, run_child};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Progress of a run, as it happens; every hook defaults to nothing.
 pub trait RunObserver {
@@ -55,7 +51,7 @@ pub struct RunOutcome {
 
 /// Repetitions of each cell already recorded as done.
 fn done_reps(dir: &Path) -> Result<Vec<BTreeSet<u32>>> {
-    let (recs, _) = record::read_all(&dir.join("records.jsonl"))?;
+    let (recs, _) = record::read_all(&dir.join(run_dir::RECORDS))?;
     let mut done: Vec<BTreeSet<u32>> = Vec::new();
     for r in recs.iter().filter(|r| r.status == Status::Ok) {
         if done.len() <= r.cell_index {
@@ -70,53 +66,6 @@ fn done_reps(dir: &Path) -> Result<Vec<BTreeSet<u32>>> {
 
 fn git_commit() -> Option<String> {
     option_env!("JOULEBENCH_GIT_COMMIT").map(str::to_string)
-}
-
-/// Measures idle power with nothing loaded and writes idle.json.
-fn idle_baseline(dir: &Path, suite: &Suite, hw: &Hardware, interrupt: &AtomicBool) -> Result<()> {
-    let sel = select(&suite.meter, hw, suite.tdp_w, EstimateScope::Process)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let sampler = Sampler::start(
-        sel.sources,
-        SamplerConfig {
-            interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
-            ..Default::default()
-        },
-    );
-    sampler.mark("idle:start");
-    let end = Instant::now() + Duration::from_secs_f64(suite.idle_seconds);
-    while Instant::now() < end && !interrupt.load(Ordering::Relaxed) {
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-    }
-    sampler.mark("idle:end");
-    let rec = sampler.stop();
-    let w = rec.window(0, 1);
-    let idle = idle_result(&rec, &w);
-    let watts: Vec<Option<f64>> = idle.domains.iter().map(|d| d.power_w).collect();
-    let t = totals(&rec.domains, &watts);
-    let base = IdleBaseline {
-        schema_version: RUN_SCHEMA_VERSION,
-        duration_s: idle.duration_s,
-        total_w: match (t.cpu_j, t.gpu_j) {
-            (None, None) => None,
-            (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
-        },
-        cpu_w: t.cpu_j,
-        gpu_w: t.gpu_j,
-        domains: idle
-            .domains
-            .iter()
-            .map(|d| IdleDomainW {
-                source: d.source.to_string(),
-                name: d.name.clone(),
-                power_w: d.power_w,
-            })
-            .collect(),
-        provenance: t
-            .cpu_provenance
-            .unwrap_or(crate::meter::Provenance::Measured),
-    };
-    write_json(&dir.join("idle.json"), &base)
 }
 
 fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBuf> {
@@ -172,7 +121,7 @@ pub fn run(
     }
     let (dir, meta) = match &opts.resume {
         Some(d) => {
-            let meta: RunMeta = read_json(&d.join("meta.json"))?;
+            let meta: RunMeta = read_json(&d.join(run_dir::META))?;
             if !meta.parts.is_empty() {
                 bail!(
                     "{} was merged from {} parts and cannot be resumed: run the missing shard \
@@ -201,14 +150,14 @@ pub fn run(
                     &suite.hash()[..12]
                 );
             }
-            if record::repair(&d.join("records.jsonl"))? {
+            if record::repair(&d.join(run_dir::RECORDS))? {
                 obs.phase("cut a torn last line from records.jsonl");
             }
             (d.clone(), meta)
         }
         None => {
             let dir = new_run_dir(suite, &opts.out, opts.shard)?;
-            std::fs::write(dir.join("config.toml"), &suite.text)?;
+            std::fs::write(dir.join(run_dir::CONFIG), &suite.text)?;
             let meta = RunMeta {
                 schema_version: RUN_SCHEMA_VERSION,
                 suite: suite.name.clone(),
@@ -249,7 +198,7 @@ pub fn run(
                 missing_cells: Vec::new(),
                 merge_warnings: Vec::new(),
             };
-            write_json(&dir.join("meta.json"), &meta)?;
+            write_json(&dir.join(run_dir::META), &meta)?;
             (dir, meta)
         }
     };
@@ -263,6 +212,8 @@ pub fn run(
         .filter(|c| shard.is_none_or(|s| s.owns(c.index)))
         .collect();
     drop(sel);
+    // Cell processes read their cell from the plan, never planning again themselves.
+    write_json(&dir.join(run_dir::PLAN), &p)?;
     let done = done_reps(&dir)?;
     let todo: Vec<(&Cell, Vec<u32>)> = mine
         .iter()
@@ -283,12 +234,12 @@ pub fn run(
             p.cells.len()
         ));
     }
-    if !dir.join("idle.json").exists() && suite.idle_seconds > 0.0 {
+    if !dir.join(run_dir::IDLE).exists() && suite.idle_seconds > 0.0 {
         obs.phase(&format!(
             "idle baseline ({} s, nothing loaded)",
             suite.idle_seconds
         ));
-        idle_baseline(&dir, suite, &hw, interrupt)?;
+        idle::idle_baseline(&dir, suite, &hw, interrupt)?;
     }
     let mut failed = Vec::new();
     let mut interrupted = interrupt.load(Ordering::Relaxed);
@@ -311,7 +262,7 @@ pub fn run(
             ChildEnd::Failed(why) => {
                 let mut r = cell::failed_record(suite, cell, why.clone());
                 r.host = Some(meta.host_tag());
-                record::append(&dir.join("records.jsonl"), &r)?;
+                record::append(&dir.join(run_dir::RECORDS), &r)?;
                 failed.push(cell.id.clone());
                 obs.cell_finished(cell, Some(&why));
             }
@@ -322,105 +273,5 @@ pub fn run(
         dir,
         interrupted,
         failed_cells: failed,
-    })
-}
-
-enum ChildEnd {
-    Done,
-    Interrupted,
-    Failed(String),
-}
-
-fn run_child(
-    dir: &Path,
-    suite: &Suite,
-    cell: &Cell,
-    reps: &[u32],
-    exe: &Path,
-    interrupt: &AtomicBool,
-) -> Result<ChildEnd> {
-    let log = dir.join("logs").join(format!("{}.stderr.log", cell.id));
-    let err =
-        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let threads = cell.profile.thread_count();
-    let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
-    let mut cmd = Command::new(exe);
-    cmd.arg("run-cell")
-        .arg("--run-dir")
-        .arg(dir)
-        .args([
-            "--cell",
-            &cell.index.to_string(),
-            "--reps",
-            &reps_arg.join(","),
-        ])
-        .envs(&cell.profile.env)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .env("CANDLE_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err);
-    if let Some(cpus) = cell.profile.cpu_affinity.clone() {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls (CPU_SET, sched_setaffinity) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                for c in &cpus {
-                    libc::CPU_SET(*c, &mut set);
-                }
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(ChildEnd::Failed(format!(
-                "cannot start the cell process: {e}"
-            )));
-        }
-    };
-    let started = Instant::now();
-    let limit = Duration::from_secs_f64(suite.timeout_seconds);
-    let mut forwarded = false;
-    let status = loop {
-        match child.try_wait()? {
-            Some(s) => break s,
-            None => {
-                if started.elapsed() > limit {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Ok(ChildEnd::Failed(format!(
-                        "timed out after {} s; stderr tail:\n{}",
-                        suite.timeout_seconds,
-                        file_tail(&log, 15)
-                    )));
-                }
-                if interrupt.load(Ordering::Relaxed) && !forwarded {
-                    // SAFETY: signalling our own, not yet reaped, child.
-                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-                    forwarded = true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(0), _) => ChildEnd::Done,
-        (Some(130), _) => ChildEnd::Interrupted,
-        (Some(c), _) => ChildEnd::Failed(format!(
-            "exited with status {c}; stderr tail:\n{}",
-            file_tail(&log, 15)
-        )),
-        (None, Some(s)) => ChildEnd::Failed(format!(
-            "killed by signal {s}; stderr tail:\n{}",
-            file_tail(&log, 15)
-        )),
-        _ => ChildEnd::Failed("ended without a status".into()),
     })
 }

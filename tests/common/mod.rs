@@ -41,6 +41,20 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A temporary folder for fake counter trees that a thread keeps advancing: on tmpfs where the
+/// machine has one, because on a journaling filesystem the driver's rename can wait behind
+/// another process's fsync and the counter then lags the wattage it is driven at (real RAPL
+/// counters never wait on a journal).
+pub fn counter_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
 /// Writes `body` as `dir/NAME` and returns its path.
 pub fn write_suite(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);

@@ -7,14 +7,6 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// What a GGUF file says about text: tokenizer, stop tokens, chat template, quantization.
-pub struct TextMeta {
-    pub tokenizer: tokenizers::Tokenizer,
-    pub eos: Vec<u32>,
-    pub chat_template: Option<String>,
-    pub quantization: String,
-}
-
 /// An opened, validated GGUF file.
 pub struct Gguf {
     pub path: PathBuf,
@@ -141,37 +133,6 @@ impl Gguf {
         self.content
             .tensor(&mut self.file, name, device)
             .map_err(|e| EngineError::bad_file(&path, format!("tensor {name}: {e}")))
-    }
-
-    /// The tokenizer (tokenizer.json next to the file, else built from the metadata), the
-    /// end-of-sequence ids, the chat template and the quantization of the attention weights.
-    pub fn text_meta(&self) -> Result<TextMeta, EngineError> {
-        let json = self.path.with_file_name("tokenizer.json");
-        let tokenizer = if json.exists() {
-            crate::engine::text::tokenizer::from_json(&json)?
-        } else {
-            crate::engine::text::tokenizer::from_gguf(self)?
-        };
-        let mut eos: Vec<u32> = self
-            .u32("tokenizer.ggml.eos_token_id")
-            .ok()
-            .into_iter()
-            .collect();
-        if let Ok(eot) = self.u32("tokenizer.ggml.eot_token_id")
-            && !eos.contains(&eot)
-        {
-            eos.push(eot);
-        }
-        Ok(TextMeta {
-            tokenizer,
-            eos,
-            chat_template: self.string("tokenizer.chat_template"),
-            quantization: self
-                .content
-                .tensor_infos
-                .get("blk.0.attn_q.weight")
-                .map_or_else(|| "unknown".into(), |t| format!("{:?}", t.ggml_dtype)),
-        })
     }
 
     /// True when the file has a tensor of this name.

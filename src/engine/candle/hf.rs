@@ -1,8 +1,8 @@
 //! Hugging Face llama-family folders: config.json + tokenizer.json + *.safetensors (one file or
 //! shards), weights in f32, bf16 or f16, computed in f32 (no quantization is added).
 
+use crate::engine::candle::llama::CandleLlama;
 use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
-use crate::engine::candle::load::CandleLlama;
 use crate::engine::{EngineConfig, EngineError, ModelInfo, text::tokenizer};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;

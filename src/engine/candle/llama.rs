@@ -2,10 +2,13 @@
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
 use crate::engine::candle::kernels::{Q41Matrix, kernel_name};
-use crate::engine::{EngineError, GenerateOutput, GenerateRequest, TokenObserver};
+use crate::engine::{
+    EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo, TokenObserver,
+};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
+use tokenizers::Tokenizer;
 
 /// Model shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -395,5 +398,59 @@ impl Llama {
         }
         let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &self.device)?;
         Ok(self.forward(&input, 0)?.flatten_all()?.to_vec1()?)
+    }
+}
+
+/// A llama-family model run by candle.
+pub struct CandleLlama {
+    pub(crate) model: Llama,
+    pub(crate) info: ModelInfo,
+    pub(crate) tokenizer: Option<Tokenizer>,
+    /// The chat template from the model file, if any.
+    pub chat_template: Option<String>,
+}
+
+impl InferenceBackend for CandleLlama {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError> {
+        let eos = self.info.eos_token_ids.clone();
+        self.model.generate(req, &eos, obs)
+    }
+}
+
+impl CandleLlama {
+    /// Wraps a loaded model.
+    pub fn new(
+        model: Llama,
+        info: ModelInfo,
+        tokenizer: Option<Tokenizer>,
+        chat_template: Option<String>,
+    ) -> Self {
+        CandleLlama {
+            model,
+            info,
+            tokenizer,
+            chat_template,
+        }
+    }
+
+    /// The model itself (tests compare logits).
+    pub fn model_mut(&mut self) -> &mut Llama {
+        &mut self.model
     }
 }

@@ -2,15 +2,13 @@
 //! measured window.
 
 use crate::engine::candle::gguf::Gguf;
-use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
-use crate::engine::registry::{self, ModelKind};
-use crate::engine::{
-    EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver, candle::synthetic,
+use crate::engine::candle::llama::{
+    CandleLlama, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
+use crate::engine::registry::{self, ModelKind};
+use crate::engine::{EngineConfig, EngineError, InferenceBackend, ModelInfo, candle::synthetic};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
-use tokenizers::Tokenizer;
 
 /// Architectures joulebench runs from GGUF files.
 pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3";
@@ -52,60 +50,6 @@ pub fn device(spec: &str) -> Result<Device, EngineError> {
         }
         "metal" => Device::new_metal(0).map_err(|_| EngineError::Device(spec.into())),
         other => Err(EngineError::Device(other.into())),
-    }
-}
-
-/// A llama-family model run by candle.
-pub struct CandleLlama {
-    model: Llama,
-    info: ModelInfo,
-    tokenizer: Option<Tokenizer>,
-    /// The chat template from the model file, if any.
-    pub chat_template: Option<String>,
-}
-
-impl InferenceBackend for CandleLlama {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn tokenizer(&self) -> Option<&Tokenizer> {
-        self.tokenizer.as_ref()
-    }
-
-    fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
-    }
-
-    fn generate(
-        &mut self,
-        req: &GenerateRequest,
-        obs: &mut dyn TokenObserver,
-    ) -> Result<GenerateOutput, EngineError> {
-        let eos = self.info.eos_token_ids.clone();
-        self.model.generate(req, &eos, obs)
-    }
-}
-
-impl CandleLlama {
-    /// Wraps a loaded model.
-    pub fn new(
-        model: Llama,
-        info: ModelInfo,
-        tokenizer: Option<Tokenizer>,
-        chat_template: Option<String>,
-    ) -> Self {
-        CandleLlama {
-            model,
-            info,
-            tokenizer,
-            chat_template,
-        }
-    }
-
-    /// The model itself (tests compare logits).
-    pub fn model_mut(&mut self) -> &mut Llama {
-        &mut self.model
     }
 }
 
@@ -331,12 +275,12 @@ pub fn load_gguf(
         ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
         rope_interleaved: true,
     };
-    let crate::engine::candle::gguf::TextMeta {
+    let crate::engine::candle::text_meta::TextMeta {
         tokenizer: tok,
         eos,
         chat_template,
         quantization: quant,
-    } = g.text_meta()?;
+    } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
     let dense = opts.matmul;
     let embed_q = g.tensor("token_embd.weight", dev)?;
     let embed = embed_q.dequantize(dev)?;

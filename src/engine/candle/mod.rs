@@ -2,6 +2,7 @@
 //! transformer forward per family, the quantized kernels and the greedy loop.
 
 pub mod bert;
+pub mod driver;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
@@ -10,3 +11,4 @@ pub mod llama;
 pub mod load;
 pub mod qwen;
 pub mod synthetic;
+pub mod text_meta;

@@ -101,12 +101,12 @@ pub fn load(
     dev: &Device,
 ) -> Result<CandleQwen, EngineError> {
     let path = g.path.clone();
-    let crate::engine::candle::gguf::TextMeta {
+    let crate::engine::candle::text_meta::TextMeta {
         tokenizer: tok,
         eos,
         chat_template,
         quantization: quant,
-    } = g.text_meta()?;
+    } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
     let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
     let vocab = g
         .get("tokenizer.ggml.tokens")

@@ -1,11 +1,20 @@
-//! What the external engines (`openai`, `command`) share: validating their `[[model]]` entries,
-//! placeholders in commands and URLs, and the plain-HTTP guard for API keys.
+//! What the external engines (`openai`, `command`) share: placeholders in commands and URLs,
+//! the plain-HTTP guard for API keys, the weights and tokenizer behind a model, and what records
+//! say about an engine joulebench cannot see inside.
 
+pub mod command;
 pub mod openai;
+pub mod serve;
 pub mod server;
+pub mod stream;
 
-use crate::config::{EngineKind, ModelEntry};
+use crate::engine::driver::Job;
+use crate::engine::spec::Weights;
+use crate::engine::{EngineConfig, ModelInfo, registry};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
 
 /// Placeholders a launch command, a command, a URL may use.
 pub const PLACEHOLDERS: &[&str] = &[
@@ -100,99 +109,113 @@ pub fn check_key_transport(url: &str, has_key: bool, allow: bool) -> Result<(), 
     Ok(())
 }
 
-fn probe_vars() -> BTreeMap<&'static str, String> {
-    PLACEHOLDERS.iter().map(|p| (*p, "1".to_string())).collect()
+/// The file or folder behind `{model_path}` (a registered model is fetched if needed).
+pub fn weights_path(w: &Weights, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let spec = w.spec();
+    if let Some(m) = registry::lookup(&spec) {
+        let dir = registry::resolve(m, true, log)?;
+        let ggufs: Vec<&str> = m
+            .files
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| n.ends_with(".gguf"))
+            .collect();
+        return Ok(match ggufs.as_slice() {
+            [one] => dir.join(one),
+            _ => dir,
+        });
+    }
+    if spec.starts_with("synthetic:") {
+        bail!("{spec} has no weights on disk for an external engine to load");
+    }
+    Ok(PathBuf::from(spec))
 }
 
-/// Checks a `[[model]]` entry's engine fields; the message says what to change.
-pub fn validate(m: &ModelEntry) -> Result<(), String> {
-    let openai_only = [
-        ("base_url", m.base_url.is_some()),
-        ("model", m.model.is_some()),
-        ("api_key_env", m.api_key_env.is_some()),
-        ("launch", m.launch.is_some()),
-        ("ready_url", m.ready_url.is_some()),
-        ("ready_timeout_s", m.ready_timeout_s.is_some()),
-        ("request_timeout_s", m.request_timeout_s.is_some()),
-        ("tokenizer", m.tokenizer.is_some()),
-        ("allow_insecure_http", m.allow_insecure_http),
-    ];
-    let command_only = [
-        ("command", m.command.is_some()),
-        ("tokens_regex", m.tokens_regex.is_some()),
-    ];
-    let stray = |fields: &[(&str, bool)], engine: &str| -> Result<(), String> {
-        match fields.iter().find(|(_, set)| *set) {
-            Some((f, _)) => Err(format!(
-                "{f} only applies to engine = \"{engine}\" (this model's engine is {:?})",
-                format!("{:?}", m.engine).to_lowercase()
-            )),
-            None => Ok(()),
-        }
+/// A tokenizer for exact-length prompts from a registered id, a .gguf, a tokenizer.json or a
+/// folder holding one.
+pub fn load_tokenizer(spec: &str, log: &mut dyn FnMut(&str)) -> Result<Tokenizer> {
+    use crate::engine::candle::gguf::Gguf;
+    use crate::engine::text::tokenizer;
+    let w = match registry::lookup(spec) {
+        Some(_) => Weights::Id(spec.to_string()),
+        None => Weights::Path(spec.into()),
     };
-    match m.engine {
-        EngineKind::Candle => {
-            stray(&openai_only, "openai")?;
-            stray(&command_only, "command")
-        }
-        EngineKind::Command => {
-            stray(&openai_only, "openai")?;
-            let cmd = m.command.as_deref().unwrap_or(&[]);
-            if cmd.is_empty() || cmd[0].trim().is_empty() {
-                return Err(
-                    "engine = \"command\" needs command = [\"program\", \"arg\", ...]".into(),
-                );
-            }
-            for a in cmd {
-                expand(a, &probe_vars())?;
-            }
-            if let Some(r) = &m.tokens_regex {
-                regex::Regex::new(r).map_err(|e| format!("tokens_regex: {e}"))?;
-            }
-            Ok(())
-        }
-        EngineKind::Openai => {
-            stray(&command_only, "command")?;
-            let url = m
-                .base_url
-                .as_deref()
-                .ok_or("engine = \"openai\" needs base_url (like \"http://127.0.0.1:8080/v1\")")?;
-            if m.model.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Err(
-                    "engine = \"openai\" needs model, the server's name for the model".into(),
-                );
-            }
-            let url = expand(url, &probe_vars())?;
-            if let Some(k) = &m.api_key_env
-                && (k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            {
-                return Err(format!(
-                    "api_key_env = {k:?} must name an environment variable (the key itself \
-                     never goes in the suite)"
-                ));
-            }
-            check_key_transport(&url, m.api_key_env.is_some(), m.allow_insecure_http)?;
-            if let Some(l) = &m.launch {
-                if l.is_empty() || l[0].trim().is_empty() {
-                    return Err("launch must be a command: [\"program\", \"arg\", ...]".into());
-                }
-                for a in l {
-                    expand(a, &probe_vars())?;
-                }
-            }
-            if let Some(r) = &m.ready_url {
-                scheme_host(&expand(r, &probe_vars())?)?;
-            }
-            for (what, v) in [
-                ("ready_timeout_s", m.ready_timeout_s),
-                ("request_timeout_s", m.request_timeout_s),
-            ] {
-                if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
-                    return Err(format!("{what} must be > 0 seconds"));
-                }
-            }
-            Ok(())
-        }
+    let p = weights_path(&w, log)?;
+    let from_gguf = |g: &Path| -> Result<Tokenizer> { Ok(tokenizer::from_gguf(&Gguf::open(g)?)?) };
+    if p.extension().is_some_and(|e| e == "gguf") {
+        return from_gguf(&p);
+    }
+    if p.is_file() {
+        return Ok(tokenizer::from_json(&p)?);
+    }
+    if p.join("tokenizer.json").is_file() {
+        return Ok(tokenizer::from_json(&p.join("tokenizer.json"))?);
+    }
+    let g = crate::engine::candle::load::gguf_in(&p).with_context(|| {
+        format!(
+            "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
+            p.display()
+        )
+    })?;
+    from_gguf(&g)
+}
+
+/// The values of the placeholders for a cell.
+pub fn vars(job: &Job, port: u16, model_path: Option<&Path>) -> BTreeMap<&'static str, String> {
+    let mut v = BTreeMap::new();
+    v.insert("port", port.to_string());
+    v.insert("threads", job.threads.to_string());
+    v.insert("prompt_tokens", job.prompt_tokens.to_string());
+    v.insert("new_tokens", job.new_tokens.to_string());
+    v.insert("concurrency", job.concurrency.to_string());
+    v.insert("requests", job.requests.to_string());
+    if let Some(p) = model_path {
+        v.insert("model_path", p.display().to_string());
+    }
+    v
+}
+
+/// Expands placeholders in a command line; a relative program path with a `/` resolves against
+/// the suite's folder (like model paths), a bare name is looked up on PATH.
+pub fn expand_command(
+    args: &[String],
+    v: &BTreeMap<&str, String>,
+    job: &Job,
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = args
+        .iter()
+        .map(|a| expand(a, v).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<Result<_>>()?;
+    if let Some(p) = out.first_mut()
+        && p.contains('/')
+        && Path::new(p.as_str()).is_relative()
+    {
+        *p = job.suite_dir.join(&*p).display().to_string();
+    }
+    Ok(out)
+}
+
+/// What records say about a model behind an external engine.
+pub fn external_info(id: String, backend: String, job: &Job, path: Option<PathBuf>) -> ModelInfo {
+    ModelInfo {
+        id,
+        family: "external".into(),
+        architecture: "unknown (external engine)".into(),
+        parameters: 0,
+        quantization: "unknown".into(),
+        synthetic: false,
+        path,
+        vocab_size: 0,
+        context_length: 0,
+        eos_token_ids: Vec::new(),
+        engine: EngineConfig {
+            backend,
+            device: job.device.clone(),
+            threads: job.threads,
+            prefill_matmul: "external".into(),
+            decode_matmul: "external".into(),
+            weights_dtype: "external".into(),
+        },
     }
 }
 

@@ -14,25 +14,6 @@ pub struct ManagedServer {
     argv0: String,
 }
 
-/// The last `n` lines of a process's output, preceded by its panic message if a backtrace
-/// pushed that out of the tail.
-pub fn tail_text(text: &str, n: usize) -> String {
-    let v: Vec<&str> = text.lines().collect();
-    let start = v.len().saturating_sub(n);
-    let mut out: Vec<&str> = Vec::new();
-    if let Some(p) = v[..start].iter().position(|l| l.contains("panicked at")) {
-        out.extend(v[p..(p + 2).min(start)].iter().copied());
-        out.push("...");
-    }
-    out.extend(&v[start..]);
-    out.join("\n")
-}
-
-/// [`tail_text`] of a file (empty when it cannot be read).
-pub fn file_tail(path: &Path, n: usize) -> String {
-    tail_text(&std::fs::read_to_string(path).unwrap_or_default(), n)
-}
-
 fn describe(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -88,7 +69,7 @@ impl ManagedServer {
 
     /// Its output's last lines.
     pub fn tail(&self, n: usize) -> String {
-        file_tail(&self.log, n)
+        crate::run_dir::file_tail(&self.log, n)
     }
 
     /// An error when the server has exited, with how and its output's tail.

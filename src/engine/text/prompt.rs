@@ -95,6 +95,79 @@ pub fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// How a prompt's length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptLength {
+    /// Counted with joulebench's tokenizer for the model.
+    Tokenizer,
+    /// Declared without a tokenizer (the server's count, when it sends one, wins).
+    Declared,
+}
+
+impl PromptLength {
+    /// How records and warnings say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PromptLength::Tokenizer => "joulebench's tokenizer",
+            PromptLength::Declared => "declared",
+        }
+    }
+}
+
+/// The prompt of one request and how its length is known.
+pub struct StreamPrompt {
+    pub text: String,
+    pub tokens: usize,
+    pub how: PromptLength,
+}
+
+/// The prompt of request number `seq` of the cell: `n` tokens of the bundled text starting at
+/// a different place for every request, so a server's prompt (prefix) cache never skips the
+/// prefill a fresh request would pay.
+pub fn stream_prompt(
+    tok: Option<&tokenizers::Tokenizer>,
+    n: usize,
+    seq: usize,
+) -> Result<StreamPrompt, EngineError> {
+    use crate::engine::text::tokenizer::{decode, encode};
+    match tok {
+        Some(t) => {
+            let all = encode(t, TEXT)?;
+            if all.is_empty() {
+                return Err(EngineError::Tokenizer(
+                    "the tokenizer made no tokens of the bundled text".into(),
+                ));
+            }
+            let start = seq.wrapping_mul(7919) % all.len();
+            let ids: Vec<u32> = all.iter().cycle().skip(start).take(n).copied().collect();
+            let text = decode(t, &ids)?;
+            let tokens = encode(t, &text)?.len();
+            Ok(StreamPrompt {
+                text,
+                tokens,
+                how: PromptLength::Tokenizer,
+            })
+        }
+        None => {
+            // About 0.75 words per token for English BPE tokenizers; the server's usage corrects it.
+            let words: Vec<&str> = TEXT.split_whitespace().collect();
+            let start = seq.wrapping_mul(7919) % words.len().max(1);
+            let text: Vec<&str> = words
+                .iter()
+                .cycle()
+                .skip(start)
+                .take((n * 3 / 4).max(1))
+                .copied()
+                .collect();
+            Ok(StreamPrompt {
+                text: text.join(" "),
+                tokens: n,
+                how: PromptLength::Declared,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

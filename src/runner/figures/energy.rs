@@ -1,115 +1,52 @@
-//! Turns one repetition (its inner generations and the meters' marks) into a record's figures:
-//! energy per phase from counter reads at the boundaries, never from subtracting runs.
+//! Energy figures of a repetition: each domain over the requests' phase windows, from counter
+//! reads at the boundaries (never from subtracting runs), net of idle, per token and per request,
+//! with the instrument uncertainty.
 
 use crate::config::Suite;
-use crate::engine::{EmbedOutput, GenerateOutput};
-use crate::measure::result::{totals, uncertainty};
-use crate::meter::recording::Recording;
-use crate::meter::{DomainKind, Method, Provenance, TotalGroup};
-use crate::record::{DomainEnergy, EnergyFigures, Record};
+use crate::engine::driver::Output;
+use crate::meter::mark::{Mark, Phase, Round};
+use crate::meter::recording::{Recording, Window};
+use crate::meter::totals::{Totals, totals, uncertainty};
+use crate::meter::{DomainInfo, DomainKind, Method, Provenance, TotalGroup};
+use crate::record::{DomainEnergy, EnergyFigures, EnergyScope, Record};
 use crate::run_dir::IdleBaseline;
-use crate::stats::quantile;
+use crate::units::{Joules, Seconds, Watts};
 
-/// One generation (or embedding) inside a repetition's window.
-pub enum Inner {
-    Generate(GenerateOutput),
-    Embed(EmbedOutput),
-    /// A run whose inside joulebench cannot see (a command): energy and duration only.
-    Opaque {
-        start_ns: u64,
-        end_ns: u64,
-        tokens: Option<usize>,
-    },
+/// Energy and time per phase, summed over the requests' windows (microjoules per domain).
+struct PhaseSums {
+    pre_uj: Vec<f64>,
+    dec_uj: Vec<f64>,
+    pre_s: f64,
+    dec_s: f64,
+    invalid: u64,
+    windows: usize,
+    /// The earliest start and the latest end mark of the requests.
+    first_mark: Option<usize>,
+    last_mark: Option<usize>,
 }
 
-impl Inner {
-    /// Request start to last token (or to the embedding), seconds.
-    pub fn e2e_s(&self) -> f64 {
-        match self {
-            Inner::Generate(o) => {
-                (o.token_ns.last().copied().unwrap_or(o.end_ns) - o.start_ns) as f64 / 1e9
-            }
-            Inner::Embed(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
-            Inner::Opaque {
-                start_ns, end_ns, ..
-            } => (end_ns - start_ns) as f64 / 1e9,
-        }
-    }
-}
-
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// Fills latency and energy figures of `r` from repetition `prefix`; returns warnings.
-pub fn fill(
-    r: &mut Record,
+/// Adds each domain's energy over every request's prefill and decode windows. Requests that
+/// overlap (concurrent streams) share each stretch between two marks equally, each in its own
+/// phase.
+fn phase_sums(
     rec: &Recording,
-    prefix: &str,
-    inner: &[Inner],
-    idle: Option<&IdleBaseline>,
-    suite: &Suite,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    let k = inner.len().max(1);
-    r.inner_iterations = k;
-    // Latency, from the engine's own timestamps.
-    let (mut ttft, mut e2e, mut tpot, mut itl, mut pre_tps, mut dec_tps) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for i in inner {
-        e2e.push(i.e2e_s());
-        match i {
-            Inner::Generate(o) => {
-                let t = (o.first_token_ns - o.start_ns) as f64 / 1e9;
-                ttft.push(t);
-                pre_tps.push(o.prompt_tokens as f64 / t);
-                let decode_s = i.e2e_s() - t;
-                if o.steps > 1 {
-                    tpot.push(decode_s / (o.steps - 1) as f64);
-                    let later: usize = o.generated.iter().map(|g| g.len().saturating_sub(1)).sum();
-                    dec_tps.push(later as f64 / decode_s);
-                }
-                itl.extend(o.token_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9));
-                r.prompt_tokens = o.prompt_tokens;
-                r.generated_tokens = o.generated_tokens();
-            }
-            Inner::Embed(o) => {
-                pre_tps.push(o.input_tokens as f64 / i.e2e_s());
-                r.prompt_tokens = o.input_tokens;
-            }
-            Inner::Opaque { tokens, .. } => {
-                r.generated_tokens = tokens.unwrap_or(0);
-            }
-        }
-    }
-    let opaque = inner.iter().all(|i| matches!(i, Inner::Opaque { .. }));
-    r.ttft_s = mean(&ttft);
-    r.e2e_s = mean(&e2e);
-    r.tpot_s = mean(&tpot);
-    r.prefill_tokens_per_s = mean(&pre_tps);
-    r.decode_tokens_per_s = mean(&dec_tps);
-    r.itls_ms = itl.iter().map(|s| (s * 1e3) as f32).collect();
-    if !itl.is_empty() {
-        r.itl_p50_s = Some(quantile(&itl, 0.5));
-        r.itl_p90_s = Some(quantile(&itl, 0.9));
-        r.itl_p99_s = Some(quantile(&itl, 0.99));
-    }
-
-    // Energy: each domain over the inner iterations' phase windows. Requests that overlap
-    // (concurrent streams) share each stretch between two marks equally, each in its own phase.
+    round: Round,
+    outputs: &[Output],
+    warnings: &mut Vec<String>,
+) -> PhaseSums {
     let n = rec.domains.len();
     let (mut pre_uj, mut dec_uj) = (vec![0f64; n], vec![0f64; n]);
     let (mut pre_s, mut dec_s, mut invalid, mut windows) = (0f64, 0f64, 0u64, 0usize);
     let mut spans: Vec<(usize, Option<usize>, usize)> = Vec::new();
-    for (i, item) in inner.iter().enumerate() {
-        let idx = |tag: &str| rec.mark_index(&format!("{prefix}.{i}:{tag}"));
-        let (Some(a), Some(z)) = (idx("start"), idx("end")) else {
-            warnings.push(format!("{prefix}.{i}: missing boundary marks"));
+    for (i, item) in outputs.iter().enumerate() {
+        let idx = |phase: Phase| rec.mark_index(Mark::request(round, i, phase));
+        let (Some(a), Some(z)) = (idx(Phase::Start), idx(Phase::End)) else {
+            warnings.push(format!("{round}.{i}: missing boundary marks"));
             continue;
         };
         let split = match item {
-            Inner::Generate(_) => idx("first"),
-            Inner::Embed(_) | Inner::Opaque { .. } => None,
+            Output::Generate(_) => idx(Phase::First),
+            Output::Embed(_) | Output::Opaque { .. } => None,
         };
         spans.push((a, split, z));
     }
@@ -119,7 +56,7 @@ pub fn fill(
     let overlapping = by_start.windows(2).any(|w| t(w[1].0) < t(w[0].2));
     let first_mark = by_start.first().map(|s| s.0);
     let last_mark = spans.iter().map(|s| s.2).max_by_key(|&z| t(z));
-    let mut add = |w: &crate::meter::recording::Window, share: f64, is_prefill: bool| {
+    let mut add = |w: &Window, share: f64, is_prefill: bool| {
         let (acc, secs) = if is_prefill {
             (&mut pre_uj, &mut pre_s)
         } else {
@@ -172,6 +109,41 @@ pub fn fill(
             }
         }
     }
+    PhaseSums {
+        pre_uj,
+        dec_uj,
+        pre_s,
+        dec_s,
+        invalid,
+        windows,
+        first_mark,
+        last_mark,
+    }
+}
+
+/// Fills `r`'s energy figures from repetition `round` (one output per request); returns
+/// warnings.
+pub fn fill(
+    r: &mut Record,
+    rec: &Recording,
+    round: Round,
+    outputs: &[Output],
+    idle: Option<&IdleBaseline>,
+    suite: &Suite,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let k = outputs.len().max(1);
+    let opaque = outputs.iter().all(|i| matches!(i, Output::Opaque { .. }));
+    let PhaseSums {
+        pre_uj,
+        dec_uj,
+        pre_s,
+        dec_s,
+        invalid,
+        windows,
+        first_mark,
+        last_mark,
+    } = phase_sums(rec, round, outputs, &mut warnings);
     let to_j = |v: &[f64]| {
         v.iter()
             .map(|u| (u.is_finite()).then_some(u / 1e6))
@@ -179,10 +151,7 @@ pub fn fill(
     };
     let (pre_j, dec_j) = (to_j(&pre_uj), to_j(&dec_uj));
     let (tp, td) = (totals(&rec.domains, &pre_j), totals(&rec.domains, &dec_j));
-    let phase = |t: &crate::measure::result::Totals| match (t.cpu_j, t.gpu_j) {
-        (None, None) => None,
-        (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
-    };
+    let phase = |t: &Totals| t.cpu_plus_gpu().map(|j| j.0);
     let (Some(prefill_total), Some(decode_total)) = (phase(&tp), phase(&td)) else {
         warnings.push("energy could not be measured for this repetition (no valid reads)".into());
         return warnings;
@@ -197,7 +166,7 @@ pub fn fill(
     }
     let kf = k as f64;
     let request_j = (prefill_total + decode_total) / kf;
-    let counted = |d: &crate::meter::DomainInfo| match d.kind.total_group() {
+    let counted = |d: &DomainInfo| match d.kind.total_group() {
         TotalGroup::Cpu => match tp.cpu_provenance {
             Some(Provenance::Estimated) => d.kind == DomainKind::CpuEstimate,
             _ => d.kind != DomainKind::CpuEstimate,
@@ -218,9 +187,9 @@ pub fn fill(
         Provenance::Measured
     };
     let scope = match (tp.cpu_j.is_some(), tp.gpu_j.is_some()) {
-        (true, true) => "cpu+gpu",
-        (true, false) => "cpu",
-        _ => "gpu",
+        (true, true) => EnergyScope::CpuGpu,
+        (true, false) => EnergyScope::Cpu,
+        _ => EnergyScope::Gpu,
     };
     let busy_s = pre_s + dec_s;
     let avg_power_w = if busy_s > 0.0 {
@@ -261,18 +230,18 @@ pub fn fill(
             bases.push(basis);
         }
     }
-    let idle_w = idle.and_then(|i| i.total_w);
+    let idle_w = idle.and_then(|i| i.total_w).map(Watts);
     let net = |gross: f64, secs: f64| -> Option<f64> {
-        let n = gross - idle_w? * secs;
-        Some(n.max(0.0))
+        let n = Joules(gross) - idle_w? * Seconds(secs);
+        Some(n.0.max(0.0))
     };
     if let Some(w) = idle_w
-        && (prefill_total + decode_total) < w * busy_s
+        && Joules(prefill_total + decode_total) < w * Seconds(busy_s)
     {
         warnings.push(format!(
-            "{prefix}: energy below idle power x duration ({:.4} J < {:.4} J): net figures clamped to 0",
+            "{round}: energy below idle power x duration ({:.4} J < {:.4} J): net figures clamped to 0",
             prefill_total + decode_total,
-            w * busy_s
+            (w * Seconds(busy_s)).0
         ));
     }
     let prefill_net = net(prefill_total, pre_s).map(|v| v / kf);
@@ -296,7 +265,7 @@ pub fn fill(
     let phase_or_none = |v: f64| (!opaque).then_some(v);
     let fig = EnergyFigures {
         provenance,
-        scope: scope.into(),
+        scope,
         methods,
         interval_ms: rec.interval_ms,
         prefill_j: phase_or_none(prefill_total / kf),
@@ -347,86 +316,5 @@ pub fn fill(
         .as_ref()
         .map(|c| fig.wh_per_1000_queries * c.grams_co2e_per_kwh / 1000.0);
     r.energy = Some(fig);
-    warnings
-}
-
-/// CPU + GPU joules between marks `a` and `b` (what records total), if measurable.
-pub fn window_total_j(rec: &Recording, a: usize, b: usize) -> Option<f64> {
-    let w = rec.window(a, b);
-    let per: Vec<Option<f64>> = w
-        .domains
-        .iter()
-        .map(|d| d.energy_uj.is_finite().then_some(d.energy_uj / 1e6))
-        .collect();
-    let t = totals(&rec.domains, &per);
-    match (t.cpu_j, t.gpu_j) {
-        (None, None) => None,
-        (c, g) => Some(c.unwrap_or(0.0) + g.unwrap_or(0.0)),
-    }
-}
-
-/// Figures of a concurrent repetition: the steady state (marks `{prefix}:steady-start` and
-/// `{prefix}:steady-end`) and the whole repetition (first request start to last end).
-/// `tokens` holds (arrival time, tokens) of every content chunk of every request.
-pub fn concurrency_figures(
-    r: &mut Record,
-    rec: &Recording,
-    prefix: &str,
-    requests: usize,
-    tokens: &[(u64, f64)],
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    let starts: Vec<usize> = (0..requests)
-        .filter_map(|i| rec.mark_index(&format!("{prefix}.{i}:start")))
-        .collect();
-    let ends: Vec<usize> = (0..requests)
-        .filter_map(|i| rec.mark_index(&format!("{prefix}.{i}:end")))
-        .collect();
-    let t = |m: usize| rec.marks[m].t_ns;
-    let generated = r.generated_tokens * requests;
-    if let (Some(&a), Some(&z)) = (
-        starts.iter().min_by_key(|&&m| t(m)),
-        ends.iter().max_by_key(|&&m| t(m)),
-    ) && let Some(e) = window_total_j(rec, a, z)
-    {
-        r.whole = Some(crate::record::WholeRun {
-            duration_s: (t(z) - t(a)) as f64 / 1e9,
-            energy_j: e,
-            requests,
-            generated_tokens: generated,
-            j_per_generated_token: (generated > 0).then(|| e / generated as f64),
-        });
-    }
-    let (Some(s), Some(z)) = (
-        rec.mark_index(&format!("{prefix}:steady-start")),
-        rec.mark_index(&format!("{prefix}:steady-end")),
-    ) else {
-        warnings.push(
-            "no steady state: the first stream finished before the last one produced its first \
-             token (give the workload more requests or longer outputs)"
-                .into(),
-        );
-        return warnings;
-    };
-    if t(z) <= t(s) {
-        warnings.push("no steady state: the steady window is empty".into());
-        return warnings;
-    }
-    let secs = (t(z) - t(s)) as f64 / 1e9;
-    let in_window: f64 = tokens
-        .iter()
-        .filter(|(tt, _)| *tt > t(s) && *tt <= t(z))
-        .map(|(_, k)| k)
-        .sum();
-    if let Some(e) = window_total_j(rec, s, z) {
-        r.steady = Some(crate::record::SteadyState {
-            window_s: secs,
-            energy_j: e,
-            generated_tokens: in_window,
-            j_per_token: (in_window > 0.0).then(|| e / in_window),
-            tokens_per_s: in_window / secs,
-            avg_power_w: e / secs,
-        });
-    }
     warnings
 }

@@ -1,6 +1,10 @@
 //! The TOML suite file: models × hardware profiles × workloads, with validation errors that name
 //! the file, line and column and say what is allowed.
 
+mod model;
+
+pub use model::{EngineKind, ModelEntry};
+
 use crate::meter::select::MeterChoice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,136 +70,6 @@ impl Default for MeterSection {
             strict: false,
             powercap_root: None,
             tdp_w: None,
-        }
-    }
-}
-
-/// Which engine runs a model.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    /// joulebench's own in-process engine.
-    #[default]
-    Candle,
-    /// Any OpenAI-compatible streaming server (llama.cpp, vLLM, TGI, Ollama).
-    Openai,
-    /// Any command, run per repetition.
-    Command,
-}
-
-/// The endpoint of an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    /// `/chat/completions` (the server applies its chat template).
-    #[default]
-    Chat,
-    /// `/completions` (the prompt goes in as it is).
-    Completions,
-}
-
-/// `[[model]]`: a registered id, a synthetic name, or a path (candle); a server (openai); a
-/// command (command).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelEntry {
-    pub id: Option<String>,
-    pub path: Option<PathBuf>,
-    pub alias: Option<String>,
-    /// Seed of synthetic weights.
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub engine: EngineKind,
-    /// openai: the API root, like `http://127.0.0.1:{port}/v1`.
-    pub base_url: Option<String>,
-    /// openai: the server's name for the model.
-    pub model: Option<String>,
-    /// openai: the environment variable holding the API key (the key is never written out).
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub endpoint: Endpoint,
-    /// openai: a server joulebench starts (no shell) before the cell and stops after it.
-    pub launch: Option<Vec<String>>,
-    /// openai: polled until it answers 200 after `launch` (default: `<base_url>/models`).
-    pub ready_url: Option<String>,
-    pub ready_timeout_s: Option<f64>,
-    /// openai: per-request limit; a stream silent for this long fails too.
-    pub request_timeout_s: Option<f64>,
-    /// openai: tokenizer for exact-length prompts: a registered id, a .gguf or tokenizer.json
-    /// (default: the model's `id` or `path` when given).
-    pub tokenizer: Option<String>,
-    /// openai: allow an API key over plain HTTP to a host other than this machine.
-    #[serde(default)]
-    pub allow_insecure_http: bool,
-    /// command: the command run per repetition (no shell).
-    pub command: Option<Vec<String>>,
-    /// command: a regex whose group `tokens` (or first group) is the tokens the run produced.
-    pub tokens_regex: Option<String>,
-}
-
-impl ModelEntry {
-    /// What the engine loads (an id or a path), or what the external engine talks to.
-    pub fn spec(&self) -> String {
-        match self.engine {
-            EngineKind::Openai => {
-                return format!(
-                    "openai:{}@{}",
-                    self.model.as_deref().unwrap_or(""),
-                    self.base_url.as_deref().unwrap_or("")
-                );
-            }
-            EngineKind::Command => {
-                return format!(
-                    "command:{}",
-                    self.command.as_deref().unwrap_or(&[]).join(" ")
-                );
-            }
-            EngineKind::Candle => {}
-        }
-        match (&self.id, &self.path) {
-            (Some(id), _) => id.clone(),
-            (None, Some(p)) => p.display().to_string(),
-            _ => String::new(),
-        }
-    }
-
-    /// The weights behind `{model_path}` and the default tokenizer (an id or a path).
-    pub fn weights(&self) -> Option<String> {
-        match (&self.id, &self.path) {
-            (Some(id), _) => Some(id.clone()),
-            (None, Some(p)) => Some(p.display().to_string()),
-            _ => None,
-        }
-    }
-
-    /// The name results use: the alias, else the id, else the file name.
-    pub fn name(&self) -> String {
-        if let Some(a) = &self.alias {
-            return a.clone();
-        }
-        match self.engine {
-            EngineKind::Openai => return self.model.clone().unwrap_or_default(),
-            EngineKind::Command => {
-                return self
-                    .command
-                    .as_ref()
-                    .and_then(|c| c.first())
-                    .map(|c| {
-                        Path::new(c)
-                            .file_name()
-                            .map_or(c.clone(), |f| f.to_string_lossy().into_owned())
-                    })
-                    .unwrap_or_default();
-            }
-            EngineKind::Candle => {}
-        }
-        match (&self.id, &self.path) {
-            (Some(id), _) => id.clone(),
-            (None, Some(p)) => p.file_stem().map_or_else(
-                || p.display().to_string(),
-                |s| s.to_string_lossy().into_owned(),
-            ),
-            _ => String::new(),
         }
     }
 }
@@ -277,7 +151,7 @@ struct RawSuite {
     #[serde(default)]
     meter: MeterSection,
     #[serde(default, rename = "model")]
-    models: Vec<Spanned<ModelEntry>>,
+    models: Vec<Spanned<model::RawModel>>,
     #[serde(default, rename = "profile")]
     profiles: Vec<Spanned<Profile>>,
     #[serde(default, rename = "workload")]
@@ -448,24 +322,11 @@ impl Suite {
         let mut models = Vec::new();
         let mut names = std::collections::HashSet::new();
         for m in &raw.models {
-            let mut e = m.get_ref().clone();
-            match (&e.id, &e.path) {
-                (Some(_), Some(_)) => {
-                    return Err(at(
-                        m.span(),
-                        "a [[model]] needs exactly one of id or path, not both".into(),
-                    ));
-                }
-                (None, None) if e.engine == EngineKind::Candle => {
-                    return Err(at(
-                        m.span(),
-                        "a [[model]] needs exactly one of id or path".into(),
-                    ));
-                }
-                (None, Some(p)) if p.is_relative() => e.path = Some(base.join(p)),
-                _ => {}
-            }
-            crate::engine::external::validate(&e).map_err(|msg| at(m.span(), msg))?;
+            let e = m
+                .get_ref()
+                .clone()
+                .validate(base)
+                .map_err(|msg| at(m.span(), msg))?;
             if !names.insert(e.name()) {
                 return Err(at(
                     m.span(),

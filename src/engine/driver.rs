@@ -1,0 +1,158 @@
+//! One seam between the repetition protocol and the engines: a [`Driver`] runs one pass of a
+//! cell's workload (an in-process generation, a set of streamed requests, a command) and says
+//! when each request starts, gets its first token and ends, so the runner can read the meters at
+//! those boundaries. The runner owns warmup, windows, records; the driver owns the engine.
+
+use crate::engine::{EmbedOutput, GenerateOutput, ModelInfo, TokenEvent, TokenObserver};
+use crate::meter::select::EstimateScope;
+use std::path::PathBuf;
+
+/// A boundary of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    Start,
+    FirstToken,
+    End,
+}
+
+/// What a driver reports while it runs; the runner reads every meter at each call.
+pub trait RunEvents: Sync {
+    /// Request `index` of the pass reached `at`.
+    fn request(&self, index: usize, at: Boundary);
+    /// Every stream is producing tokens (`true`), or the first one ran out of work (`false`).
+    fn steady(&self, started: bool);
+    /// A child process that does the work started (`Some(pid)`) or ended (`None`).
+    fn child(&self, pid: Option<u32>);
+    /// The pass's name in file names (`r3`, `warmup1`).
+    fn label(&self) -> String;
+}
+
+/// Turns an in-process engine's token events for request `index` into [`RunEvents`].
+pub struct RequestEvents<'a> {
+    pub events: &'a dyn RunEvents,
+    pub index: usize,
+}
+
+impl TokenObserver for RequestEvents<'_> {
+    fn on_event(&mut self, e: TokenEvent, _t: u64) {
+        let at = match e {
+            TokenEvent::Start => Boundary::Start,
+            TokenEvent::FirstToken => Boundary::FirstToken,
+            TokenEvent::End => Boundary::End,
+            TokenEvent::Token { .. } => return,
+        };
+        self.events.request(self.index, at);
+    }
+}
+
+/// One request's result inside a pass.
+pub enum Output {
+    Generate(GenerateOutput),
+    Embed(EmbedOutput),
+    /// A run whose inside joulebench cannot see (a command): duration and maybe tokens.
+    Opaque {
+        start_ns: u64,
+        end_ns: u64,
+        tokens: Option<usize>,
+    },
+}
+
+impl Output {
+    /// Request start to last token (or to the embedding, or the command's end), seconds.
+    pub fn e2e_s(&self) -> f64 {
+        match self {
+            Output::Generate(o) => {
+                (o.token_ns.last().copied().unwrap_or(o.end_ns) - o.start_ns) as f64 / 1e9
+            }
+            Output::Embed(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
+            Output::Opaque {
+                start_ns, end_ns, ..
+            } => (end_ns - start_ns) as f64 / 1e9,
+        }
+    }
+
+    /// Tokens generated (0 for embeddings and commands that did not say).
+    pub fn generated_tokens(&self) -> usize {
+        match self {
+            Output::Generate(g) => g.generated_tokens(),
+            Output::Embed(_) => 0,
+            Output::Opaque { tokens, .. } => tokens.unwrap_or(0),
+        }
+    }
+}
+
+/// Parallel streams of a pass (servers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streams {
+    pub concurrency: usize,
+    pub requests: usize,
+}
+
+/// Everything one pass produced.
+pub struct Pass {
+    pub outputs: Vec<Output>,
+    /// (arrival time, tokens) of every streamed content chunk (steady-state windows).
+    pub chunks: Vec<(u64, f64)>,
+    /// Set when the pass ran requests over parallel streams.
+    pub streams: Option<Streams>,
+    /// How the token counts are known (`engine`, `server usage`, an estimate).
+    pub token_counts: String,
+    pub warnings: Vec<String>,
+}
+
+/// The workload of one cell as an engine sees it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub cell_id: String,
+    pub workload: String,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub batch: usize,
+    pub concurrency: usize,
+    /// Requests per repetition (servers; at least `concurrency`).
+    pub requests: usize,
+    pub ignore_eos: bool,
+    pub chat_template: bool,
+    /// An embedding workload (else generation).
+    pub embed: bool,
+    pub threads: usize,
+    pub device: String,
+    pub env: Vec<(String, String)>,
+    /// Where server logs and command output go.
+    pub logs_dir: PathBuf,
+    /// The suite's folder: relative program paths resolve against it.
+    pub suite_dir: PathBuf,
+}
+
+/// An engine ready to run a cell's passes.
+pub trait Driver {
+    /// What records say about the model and the engine.
+    fn info(&self) -> &ModelInfo;
+    /// Whose CPU time the estimate counts while this engine works.
+    fn estimate_scope(&self) -> EstimateScope;
+    /// Warmup passes it needs at least (one sizes the window, or warms a server).
+    fn min_warmups(&self) -> u32 {
+        1
+    }
+    /// In-process engines: passes may repeat inside one window until it is long enough, and
+    /// other processes' CPU use during it is worth a warning.
+    fn in_process(&self) -> bool {
+        false
+    }
+    /// Record fields the engine decides: batch size and concurrency as the record states them.
+    fn shape(&self, job: &Job) -> (usize, Option<usize>) {
+        (job.batch, None)
+    }
+    /// Runs one pass; its requests are numbered from `first` in `events`.
+    fn run(&mut self, events: &dyn RunEvents, first: usize) -> anyhow::Result<Pass>;
+    /// Adds what the engine knows about a failure (a server's output, say).
+    fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
+        e
+    }
+    /// Called after each saved repetition: fails when something it depends on died.
+    fn check(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Stops whatever it started.
+    fn close(&mut self) {}
+}

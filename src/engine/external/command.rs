@@ -1,0 +1,156 @@
+//! A command run once per pass (no shell) as a [`Driver`]: its whole run is one request whose
+//! inside joulebench cannot see; `tokens_regex` reads how many tokens it produced from its
+//! output. The estimate follows the command's process tree.
+
+use crate::engine::ModelInfo;
+use crate::engine::driver::{Boundary, Driver, Job, Output, Pass, RunEvents};
+use crate::engine::external::server::free_port;
+use crate::engine::external::{expand_command, external_info, vars, weights_path};
+use crate::engine::spec::CommandSpec;
+use crate::meter::select::EstimateScope;
+use crate::run_dir::tail_text;
+use anyhow::{Context, Result, bail};
+
+/// A command line and how to read its token count.
+pub struct CommandDriver {
+    argv: Vec<String>,
+    re: Option<regex::Regex>,
+    job: Job,
+    info: ModelInfo,
+}
+
+impl CommandDriver {
+    /// Expands the command's placeholders (`{model_path}` fetches a registered model).
+    pub fn open(
+        spec: &CommandSpec,
+        job: &Job,
+        name: String,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<CommandDriver> {
+        let model_path = spec
+            .weights
+            .as_ref()
+            .map(|w| weights_path(w, log))
+            .transpose()?;
+        let v = vars(job, free_port()?, model_path.as_deref());
+        let argv = expand_command(&spec.command, &v, job)?;
+        let re = spec
+            .tokens_regex
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .context("tokens_regex")?;
+        let info = external_info(
+            name,
+            format!("command: {}", argv.join(" ")),
+            job,
+            model_path,
+        );
+        Ok(CommandDriver {
+            argv,
+            re,
+            job: job.clone(),
+            info,
+        })
+    }
+}
+
+/// Reads the token count from a command's output with `tokens_regex` (group `tokens`, else the
+/// first group, else the whole match); several matches add up.
+pub fn tokens_from_output(re: &regex::Regex, text: &str) -> Option<usize> {
+    let mut total = None;
+    for c in re.captures_iter(text) {
+        let m = c.name("tokens").or_else(|| c.get(1)).or_else(|| c.get(0))?;
+        let n: usize = m.as_str().trim().replace(',', "").parse().ok()?;
+        total = Some(total.unwrap_or(0) + n);
+    }
+    total
+}
+
+impl Driver for CommandDriver {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn estimate_scope(&self) -> EstimateScope {
+        EstimateScope::ChildTree
+    }
+
+    fn min_warmups(&self) -> u32 {
+        0
+    }
+
+    fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        let out_path =
+            self.job
+                .logs_dir
+                .join(format!("{}.{}.out", self.job.cell_id, events.label()));
+        let out = std::fs::File::create(&out_path)
+            .with_context(|| format!("cannot create {}", out_path.display()))?;
+        let mut cmd = std::process::Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .envs(self.job.env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        events.request(first, Boundary::Start);
+        let start_ns = crate::clock::monotonic_ns();
+        let mut child = cmd.spawn().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start {:?}: {e} (the command runs without a shell)",
+                self.argv[0]
+            )
+        })?;
+        events.child(Some(child.id()));
+        let status = child.wait()?;
+        let end_ns = crate::clock::monotonic_ns();
+        events.request(first, Boundary::End);
+        events.child(None);
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if !status.success() {
+            bail!(
+                "{} {status}; its output ends with:\n{}",
+                self.argv.join(" "),
+                tail_text(&text, 15)
+            );
+        }
+        let tokens = self.re.as_ref().and_then(|r| tokens_from_output(r, &text));
+        let mut warnings = Vec::new();
+        if self.re.is_some() && tokens.is_none() {
+            warnings.push(
+                "tokens_regex matched nothing in the command's output: energy per run only".into(),
+            );
+        }
+        Ok(Pass {
+            outputs: vec![Output::Opaque {
+                start_ns,
+                end_ns,
+                tokens,
+            }],
+            chunks: Vec::new(),
+            streams: None,
+            token_counts: match tokens {
+                Some(_) => "command output (tokens_regex)".into(),
+                None => "none".into(),
+            },
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_counts_from_command_output() {
+        let re = regex::Regex::new(r"generated (?P<tokens>\d+) tokens").unwrap();
+        assert_eq!(
+            tokens_from_output(&re, "generated 12 tokens\ngenerated 3 tokens"),
+            Some(15)
+        );
+        assert_eq!(tokens_from_output(&re, "nothing"), None);
+        let re = regex::Regex::new(r"tg\d+ +\| +(\d+)").unwrap();
+        assert_eq!(tokens_from_output(&re, "tg128 | 128 |"), Some(128));
+    }
+}

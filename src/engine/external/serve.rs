@@ -1,0 +1,240 @@
+//! An OpenAI-compatible server as a [`Driver`]: optionally started (no shell) and waited for when
+//! the driver opens, outside any measured window; every pass sends the cell's requests over its
+//! parallel streams with prompts that start at a different place each time, so a prefix cache
+//! never skips a prefill; stopped when the driver closes.
+
+use crate::engine::ModelInfo;
+use crate::engine::driver::{Driver, Job, Output, Pass, RunEvents, Streams};
+use crate::engine::external::openai::{self, StreamOutcome, StreamRequest};
+use crate::engine::external::server::{ManagedServer, free_port};
+use crate::engine::external::stream::{StreamPass, run_pass, to_output, token_count_source};
+use crate::engine::external::{
+    check_key_transport, expand, expand_command, external_info, load_tokenizer, vars, weights_path,
+};
+use crate::engine::spec::OpenaiSpec;
+use crate::engine::text::prompt::{PromptLength, StreamPrompt, stream_prompt};
+use crate::meter::select::EstimateScope;
+use anyhow::{Context, Result};
+use std::time::Duration;
+use tokenizers::Tokenizer;
+
+/// A server and the requests of its cell.
+pub struct ServeDriver {
+    spec: OpenaiSpec,
+    job: Job,
+    agent: ureq::Agent,
+    url: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    tok: Option<Tokenizer>,
+    server: Option<ManagedServer>,
+    /// Requests sent so far (each starts its prompt at a different place).
+    seq: usize,
+    info: ModelInfo,
+}
+
+impl ServeDriver {
+    /// Loads the prompt tokenizer, starts the server if the entry says how, and waits until it
+    /// answers. `name` is the model's name in results.
+    pub fn open(
+        spec: &OpenaiSpec,
+        job: &Job,
+        name: String,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<ServeDriver> {
+        let model_path = spec
+            .weights
+            .as_ref()
+            .map(|w| weights_path(w, log))
+            .transpose()?;
+        let tok_spec = spec
+            .tokenizer
+            .clone()
+            .or_else(|| spec.weights.as_ref().map(|w| w.spec()));
+        let tok = match tok_spec {
+            Some(s) if !s.starts_with("synthetic:") => Some(
+                load_tokenizer(&s, log)
+                    .with_context(|| format!("tokenizer {s} for exact prompts"))?,
+            ),
+            _ => None,
+        };
+        let v = vars(job, free_port()?, model_path.as_deref());
+        let base = expand(&spec.base_url, &v).map_err(|e| anyhow::anyhow!(e))?;
+        let api_key = match &spec.api_key_env {
+            Some(k) => Some(std::env::var(k).map_err(|_| {
+                anyhow::anyhow!("api_key_env = {k:?}, but the environment variable {k} is not set")
+            })?),
+            None => None,
+        };
+        check_key_transport(&base, api_key.is_some(), spec.allow_insecure_http)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let timeout = Duration::from_secs_f64(spec.request_timeout_s.unwrap_or(300.0));
+        let mut server = None;
+        if let Some(l) = &spec.launch {
+            let argv = expand_command(l, &v, job)?;
+            let server_log = job.logs_dir.join(format!("{}.server.log", job.cell_id));
+            log(&format!("starting the server: {}", argv.join(" ")));
+            let mut s = ManagedServer::launch(&argv, &job.env, &server_log)?;
+            let ready = match &spec.ready_url {
+                Some(r) => expand(r, &v).map_err(|e| anyhow::anyhow!(e))?,
+                None => format!("{}/models", base.trim_end_matches('/')),
+            };
+            let probe_agent = openai::agent(Duration::from_secs(2));
+            let took = s.wait_ready(
+                &ready,
+                Duration::from_secs_f64(spec.ready_timeout_s.unwrap_or(180.0)),
+                &|| openai::ready(&probe_agent, &ready),
+            )?;
+            log(&format!(
+                "server ready after {:.1} s (pid {:?})",
+                took.as_secs_f64(),
+                s.pid()
+            ));
+            server = Some(s);
+        }
+        let backend = match &spec.launch {
+            Some(l) => format!(
+                "openai-compatible server at {}, started by joulebench: {}",
+                spec.base_url,
+                l.join(" ")
+            ),
+            None => format!("openai-compatible server at {}", spec.base_url),
+        };
+        Ok(ServeDriver {
+            info: external_info(name, backend, job, model_path),
+            url: openai::endpoint_url(&base, spec.endpoint),
+            agent: openai::agent(timeout),
+            spec: spec.clone(),
+            job: job.clone(),
+            api_key,
+            timeout,
+            tok,
+            server,
+            seq: 0,
+        })
+    }
+
+    fn requests(&mut self) -> Result<(Vec<StreamRequest>, Vec<StreamPrompt>)> {
+        let n = self.job.requests;
+        let (mut reqs, mut prompts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let p = stream_prompt(self.tok.as_ref(), self.job.prompt_tokens, self.seq)?;
+            self.seq += 1;
+            reqs.push(StreamRequest {
+                url: self.url.clone(),
+                api_key: self.api_key.clone(),
+                body: openai::request_body(
+                    self.spec.endpoint,
+                    &self.spec.model,
+                    &p.text,
+                    self.job.new_tokens,
+                    self.job.ignore_eos,
+                ),
+                timeout: self.timeout,
+            });
+            prompts.push(p);
+        }
+        Ok((reqs, prompts))
+    }
+}
+
+/// What the outcomes say about how their prompt lengths are known.
+fn prompt_warnings(outs: &[StreamOutcome], prompts: &[StreamPrompt]) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some((o, p)) = outs
+        .iter()
+        .zip(prompts)
+        .find(|(o, p)| p.how == PromptLength::Declared && o.usage.is_some())
+        && let Some(u) = o.usage
+        && u.prompt_tokens.abs_diff(p.tokens) * 10 > p.tokens
+    {
+        w.push(format!(
+            "the server counted {} prompt tokens for a declared {} (no tokenizer here): the \
+             figures use the server's count; give `tokenizer` for exact-length prompts",
+            u.prompt_tokens, p.tokens
+        ));
+    }
+    if outs.iter().all(|o| o.usage.is_none()) {
+        w.push(format!(
+            "prompt tokens counted by {} (the server sent no usage)",
+            prompts.first().map_or("nobody", |p| p.how.describe())
+        ));
+    }
+    w
+}
+
+impl Driver for ServeDriver {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn estimate_scope(&self) -> EstimateScope {
+        EstimateScope::Machine
+    }
+
+    fn shape(&self, job: &Job) -> (usize, Option<usize>) {
+        (1, Some(job.concurrency))
+    }
+
+    fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        let (reqs, prompts) = self.requests()?;
+        let pass = StreamPass {
+            agent: &self.agent,
+            reqs,
+            concurrency: self.job.concurrency,
+            first,
+        };
+        let outs = run_pass(&pass, events)?;
+        let mut outputs = Vec::with_capacity(outs.len());
+        let mut chunks = Vec::new();
+        for (o, p) in outs.iter().zip(&prompts) {
+            let (g, c) = to_output(o, p.tokens, self.tok.as_ref());
+            chunks.extend(c);
+            outputs.push(Output::Generate(g));
+        }
+        let (token_counts, warn) = token_count_source(&outs);
+        let mut warnings: Vec<String> = warn.into_iter().collect();
+        warnings.extend(prompt_warnings(&outs, &prompts));
+        if self.job.concurrency > 1 {
+            warnings.push(format!(
+                "{} streams overlapped: each stretch of energy between two events is shared \
+                 equally by the requests in flight (per-request and per-phase figures are \
+                 apportioned); steady-state J/token needs no apportioning",
+                self.job.concurrency
+            ));
+        }
+        Ok(Pass {
+            outputs,
+            chunks,
+            streams: Some(Streams {
+                concurrency: self.job.concurrency,
+                requests: self.job.requests,
+            }),
+            token_counts,
+            warnings,
+        })
+    }
+
+    fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.server.as_mut() {
+            Some(s) => match s.check_alive().err().map(|e| format!("{e:#}")) {
+                Some(dead) => e.context(dead),
+                None => e.context(format!("server output ends with:\n{}", s.tail(15))),
+            },
+            None => e,
+        }
+    }
+
+    fn check(&mut self) -> Result<()> {
+        match self.server.as_mut() {
+            Some(s) => s.check_alive(),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop(Duration::from_secs(10));
+        }
+    }
+}

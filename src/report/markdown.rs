@@ -1,0 +1,325 @@
+//! report.md and the table model both Markdown and HTML render: the comparison table with
+//! provenance, concurrency, the parts of a merged run, failures and warnings.
+
+use super::summary::{CellSummary, SummaryDoc};
+use crate::meter::Provenance;
+use crate::metric::{Metric, Shown};
+use crate::run_dir::{IdleBaseline, RunMeta};
+use std::fmt::Write;
+
+/// A cell's median of `m` as tables show it, with its bootstrap interval between `open` and
+/// `close`.
+pub fn median_with_ci(c: &CellSummary, m: Metric, open: &str, close: &str) -> String {
+    let Shown {
+        scale,
+        decimals: prec,
+        ..
+    } = m.shown();
+    match c.metric(m) {
+        Some(s) => match s.bootstrap_ci95 {
+            Some([a, b]) => format!(
+                "{:.p$}{open}[{:.p$}, {:.p$}]{close}",
+                s.median * scale,
+                a * scale,
+                b * scale,
+                p = prec
+            ),
+            None => format!("{:.p$}", s.median * scale, p = prec),
+        },
+        None => "–".into(),
+    }
+}
+
+fn cell_value(c: &CellSummary, m: Metric) -> String {
+    median_with_ci(c, m, " ", "")
+}
+
+/// The figures of the Markdown summary table, in column order.
+const MD_COLUMNS: &[Metric] = &[
+    Metric::JPerPrefillToken,
+    Metric::JPerDecodeToken,
+    Metric::JPerRequest,
+    Metric::TokensPerJ,
+    Metric::WhPer1000Queries,
+    Metric::TtftS,
+    Metric::TpotS,
+    Metric::AvgPowerW,
+];
+
+/// report.md: the figures a reader compares, with how they were obtained.
+pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBaseline>) -> String {
+    let mut s = format!("# joulebench: {}\n\n", doc.suite);
+    if doc.interrupted {
+        s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
+    }
+    let mixed = meta.is_some_and(|m| {
+        m.parts
+            .iter()
+            .map(|p| &p.fingerprint)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1
+    });
+    if let Some(m) = meta {
+        let _ = writeln!(
+            s,
+            "{} {} ({} CPUs, governor {}, {} GiB), joulebench {}{}.\n",
+            if mixed {
+                "Machines: several (see Parts); the first part ran on"
+            } else {
+                "Machine:"
+            },
+            m.machine.cpu_model,
+            m.machine.logical_cpus,
+            m.machine.governor.as_deref().unwrap_or("unknown"),
+            m.machine
+                .memory_gib
+                .map_or("?".into(), |g| format!("{g:.0}")),
+            m.joulebench_version,
+            m.git_commit
+                .as_deref()
+                .map_or(String::new(), |c| format!(" ({c})"))
+        );
+    }
+    if let Some(m) = meta.filter(|m| !m.parts.is_empty()) {
+        if let Some(t) = parts_table(m) {
+            s.push_str(&table_md(&t));
+            s.push('\n');
+        }
+        if !m.missing_cells.is_empty() {
+            let _ = writeln!(
+                s,
+                "**MISSING**: {} of {} cells were measured by no part (a failed shard): {}.\n",
+                m.missing_cells.len(),
+                m.cells,
+                md_escape(&m.missing_cells.join(", "))
+            );
+        }
+    }
+    if let Some(i) = idle {
+        let _ = writeln!(
+            s,
+            "Idle baseline: {} W over {:.1} s ({}).\n",
+            i.total_w.map_or("n/a".into(), |w| format!("{w:.3}")),
+            i.duration_s,
+            format!("{:?}", i.provenance).to_lowercase()
+        );
+    }
+    s.push_str(
+        "Medians over repetitions with 95% bootstrap intervals. Energy covers the CPU (sum of \
+         packages and DRAM) and metered GPUs; ESTIMATED figures come from a CPU-time model, \
+         not a sensor.\n\n",
+    );
+    let headings: Vec<&str> = MD_COLUMNS.iter().map(|m| m.shown().heading).collect();
+    let _ = writeln!(s, "| cell | energy | {} | reps |", headings.join(" | "));
+    let _ = writeln!(s, "|---|---|{}---|", "---|".repeat(MD_COLUMNS.len()));
+    for c in &doc.cells {
+        let prov = match c.provenance {
+            Some(Provenance::Estimated) => "ESTIMATED",
+            Some(Provenance::Measured) => "measured",
+            None => "none",
+        };
+        let name = if c.synthetic {
+            format!("{} (synthetic)", c.cell)
+        } else {
+            c.cell.clone()
+        };
+        let values: Vec<String> = MD_COLUMNS.iter().map(|&m| cell_value(c, m)).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            md_escape(&name),
+            prov,
+            values.join(" | "),
+            c.repetitions_ok
+        );
+    }
+    if let Some(t) = concurrency_table(doc) {
+        s.push_str(&table_md(&t));
+    }
+    for c in doc
+        .cells
+        .iter()
+        .filter(|c| !c.failures.is_empty() || !c.warnings.is_empty())
+    {
+        let _ = writeln!(s, "\n### {}\n", md_escape(&c.cell));
+        for f in &c.failures {
+            let _ = writeln!(s, "- **failed**: {}", md_escape(&failure_line(f)));
+        }
+        for w in &c.warnings {
+            let _ = writeln!(s, "- warning: {}", md_escape(w));
+        }
+    }
+    for w in &doc.warnings {
+        let _ = writeln!(s, "\n- {}", md_escape(w));
+    }
+    s
+}
+
+/// A small table: headers and rows of plain text, for Markdown and HTML alike.
+pub struct Table {
+    pub title: String,
+    pub note: String,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Renders a table as Markdown.
+pub fn table_md(t: &Table) -> String {
+    let mut s = format!(
+        "\n### {}\n\n{}\n\n| {} |\n|{}\n",
+        t.title,
+        t.note,
+        t.headers.join(" | "),
+        "---|".repeat(t.headers.len())
+    );
+    for r in &t.rows {
+        let cells: Vec<String> = r.iter().map(|c| md_escape(c)).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    s
+}
+
+/// Cells with concurrent streams or an external engine: steady-state and whole-run energy per
+/// generated token, and where the token counts come from.
+pub fn concurrency_table(doc: &SummaryDoc) -> Option<Table> {
+    let rows: Vec<Vec<String>> = doc
+        .cells
+        .iter()
+        .filter(|c| {
+            c.concurrency.is_some() || c.token_counts.as_deref().is_some_and(|t| t != "engine")
+        })
+        .map(|c| {
+            vec![
+                c.cell.clone(),
+                c.engine.as_ref().map_or("?".into(), |e| e.backend.clone()),
+                c.concurrency.map_or("1".into(), |n| n.to_string()),
+                cell_value(c, Metric::SteadyJPerToken),
+                cell_value(c, Metric::SteadyTokensPerS),
+                cell_value(c, Metric::WholeJPerGeneratedToken),
+                c.token_counts.clone().unwrap_or_else(|| "engine".into()),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title: "Concurrency and steady state".into(),
+        note: "Steady state: from the moment every stream is running until the first one \
+               finishes (no apportioning needed); whole: first request sent to last response \
+               ended. Medians with 95% bootstrap intervals."
+            .into(),
+        headers: vec![
+            "cell",
+            "engine",
+            "streams",
+            "steady mJ/token",
+            "steady tokens/s",
+            "whole mJ/token",
+            "token counts",
+        ],
+        rows,
+    })
+}
+
+/// The parts of a merged run: shard, node, Slurm job, hardware, cells, idle power.
+pub fn parts_table(m: &RunMeta) -> Option<Table> {
+    if m.parts.is_empty() {
+        return None;
+    }
+    let rows = m
+        .parts
+        .iter()
+        .map(|p| {
+            let job = p.shard.as_ref().and_then(|s| s.slurm.as_ref()).map_or(
+                "–".to_string(),
+                |j| match (&j.array_job_id, &j.array_task_id, &j.job_id) {
+                    (Some(a), Some(t), _) => format!("{a}_{t}"),
+                    (_, _, Some(id)) => id.clone(),
+                    _ => "–".into(),
+                },
+            );
+            vec![
+                p.dir.clone(),
+                p.shard
+                    .as_ref()
+                    .map_or("–".into(), |x| format!("{}/{}", x.index, x.count)),
+                p.node.clone().unwrap_or_else(|| "?".into()),
+                job,
+                p.fingerprint.clone(),
+                p.cells.len().to_string(),
+                p.records.to_string(),
+                p.idle_w.map_or("n/a".into(), |w| format!("{w:.3}")),
+            ]
+        })
+        .collect();
+    Some(Table {
+        title: "Parts".into(),
+        note: format!(
+            "Merged from {} parts (each node's records subtract its own idle baseline).",
+            m.parts.len()
+        ),
+        headers: vec![
+            "part",
+            "shard",
+            "node",
+            "Slurm job",
+            "hardware",
+            "cells",
+            "records",
+            "idle W",
+        ],
+        rows,
+    })
+}
+
+/// Warnings a run folder's meta.json implies: missing cells, mixed hardware, shared nodes.
+pub fn run_warnings(m: &RunMeta) -> Vec<String> {
+    let mut w = m.merge_warnings.clone();
+    if !m.missing_cells.is_empty() {
+        w.push(format!(
+            "{} of {} cells are MISSING (their shard failed or never ran): {}",
+            m.missing_cells.len(),
+            m.cells,
+            m.missing_cells.join(", ")
+        ));
+    }
+    let fps: std::collections::BTreeSet<&str> =
+        m.parts.iter().map(|p| p.fingerprint.as_str()).collect();
+    if fps.len() > 1 {
+        w.push(format!(
+            "the shards ran on different hardware ({}): figures are comparable only between \
+             cells of the same hardware; charts are drawn per hardware",
+            fps.into_iter().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    let shared = m
+        .parts
+        .iter()
+        .filter_map(|p| p.shard.as_ref())
+        .chain(m.shard.as_ref())
+        .any(|s| s.node_shared);
+    if shared {
+        w.push(
+            "shards shared their nodes with other jobs: RAPL energy covers the whole node and \
+             may include other work"
+                .into(),
+        );
+    }
+    w
+}
+
+/// A failure in one line: its first line and, when the message goes on, its last line (where
+/// a child's error usually is).
+pub fn failure_line(f: &str) -> String {
+    let mut lines = f.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    match lines.next_back() {
+        Some(last) => format!("{first} … {last}"),
+        None => first.to_string(),
+    }
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,114 @@
+//! Each cell runs in a child process of joulebench itself (`run-cell`), so threads, affinity and
+//! environment apply cleanly and a crash, panic or hang stays in its cell.
+
+use crate::config::Suite;
+use crate::plan::Cell;
+use crate::run_dir::{file_tail, log_path};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a cell process ended.
+pub enum ChildEnd {
+    Done,
+    Interrupted,
+    Failed(String),
+}
+
+/// Runs repetitions `reps` of `cell` in a child process of `exe` (threads, affinity and
+/// environment of its profile; stderr to its log), forwarding Ctrl-C and enforcing the timeout.
+pub fn run_child(
+    dir: &Path,
+    suite: &Suite,
+    cell: &Cell,
+    reps: &[u32],
+    exe: &Path,
+    interrupt: &AtomicBool,
+) -> Result<ChildEnd> {
+    let log = log_path(dir, &cell.id, "stderr.log");
+    let err =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let threads = cell.profile.thread_count();
+    let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new(exe);
+    cmd.arg("run-cell")
+        .arg("--run-dir")
+        .arg(dir)
+        .args([
+            "--cell",
+            &cell.index.to_string(),
+            "--reps",
+            &reps_arg.join(","),
+        ])
+        .envs(&cell.profile.env)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("CANDLE_NUM_THREADS", threads.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    if let Some(cpus) = cell.profile.cpu_affinity.clone() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls (CPU_SET, sched_setaffinity) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for c in &cpus {
+                    libc::CPU_SET(*c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(ChildEnd::Failed(format!(
+                "cannot start the cell process: {e}"
+            )));
+        }
+    };
+    let started = Instant::now();
+    let limit = Duration::from_secs_f64(suite.timeout_seconds);
+    let mut forwarded = false;
+    let status = loop {
+        match child.try_wait()? {
+            Some(s) => break s,
+            None => {
+                if started.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(ChildEnd::Failed(format!(
+                        "timed out after {} s; stderr tail:\n{}",
+                        suite.timeout_seconds,
+                        file_tail(&log, 15)
+                    )));
+                }
+                if interrupt.load(Ordering::Relaxed) && !forwarded {
+                    // SAFETY: signalling our own, not yet reaped, child.
+                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                    forwarded = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => ChildEnd::Done,
+        (Some(130), _) => ChildEnd::Interrupted,
+        (Some(c), _) => ChildEnd::Failed(format!(
+            "exited with status {c}; stderr tail:\n{}",
+            file_tail(&log, 15)
+        )),
+        (None, Some(s)) => ChildEnd::Failed(format!(
+            "killed by signal {s}; stderr tail:\n{}",
+            file_tail(&log, 15)
+        )),
+        _ => ChildEnd::Failed("ended without a status".into()),
+    })
+}

@@ -1,0 +1,53 @@
+//! Latency figures of a repetition from the engine's own timestamps (TTFT, TPOT, ITL, E2E,
+//! prefill and decode tokens/s), as vLLM defines them.
+
+use crate::engine::driver::Output;
+use crate::record::Record;
+use crate::stats::quantile;
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Fills `r`'s latency figures and token counts from the repetition's outputs.
+pub fn fill(r: &mut Record, outputs: &[Output]) {
+    let (mut ttft, mut e2e, mut tpot, mut itl, mut pre_tps, mut dec_tps) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in outputs {
+        e2e.push(i.e2e_s());
+        match i {
+            Output::Generate(o) => {
+                let t = (o.first_token_ns - o.start_ns) as f64 / 1e9;
+                ttft.push(t);
+                pre_tps.push(o.prompt_tokens as f64 / t);
+                let decode_s = i.e2e_s() - t;
+                if o.steps > 1 {
+                    tpot.push(decode_s / (o.steps - 1) as f64);
+                    let later: usize = o.generated.iter().map(|g| g.len().saturating_sub(1)).sum();
+                    dec_tps.push(later as f64 / decode_s);
+                }
+                itl.extend(o.token_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9));
+                r.prompt_tokens = o.prompt_tokens;
+                r.generated_tokens = o.generated_tokens();
+            }
+            Output::Embed(o) => {
+                pre_tps.push(o.input_tokens as f64 / i.e2e_s());
+                r.prompt_tokens = o.input_tokens;
+            }
+            Output::Opaque { tokens, .. } => {
+                r.generated_tokens = tokens.unwrap_or(0);
+            }
+        }
+    }
+    r.ttft_s = mean(&ttft);
+    r.e2e_s = mean(&e2e);
+    r.tpot_s = mean(&tpot);
+    r.prefill_tokens_per_s = mean(&pre_tps);
+    r.decode_tokens_per_s = mean(&dec_tps);
+    r.itls_ms = itl.iter().map(|s| (s * 1e3) as f32).collect();
+    if !itl.is_empty() {
+        r.itl_p50_s = Some(quantile(&itl, 0.5));
+        r.itl_p90_s = Some(quantile(&itl, 0.9));
+        r.itl_p99_s = Some(quantile(&itl, 0.99));
+    }
+}

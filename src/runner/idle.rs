@@ -1,0 +1,63 @@
+//! The idle baseline: power with nothing loaded, measured before the first cell.
+
+use crate::config::Suite;
+use crate::measure::result::idle_result;
+use crate::meter::mark::{Mark, Phase, Round};
+use crate::meter::sampler::{Sampler, SamplerConfig};
+use crate::meter::select::{EstimateScope, Hardware, select};
+use crate::meter::totals::totals;
+use crate::run_dir::{IDLE, IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, write_json};
+use anyhow::Result;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Measures idle power with nothing loaded and writes idle.json.
+pub fn idle_baseline(
+    dir: &Path,
+    suite: &Suite,
+    hw: &Hardware,
+    interrupt: &AtomicBool,
+) -> Result<()> {
+    let sel = select(&suite.meter, hw, suite.tdp_w, EstimateScope::Process)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let sampler = Sampler::start(
+        sel.sources,
+        SamplerConfig {
+            interval: Duration::from_secs_f64(suite.interval_ms / 1e3),
+            ..Default::default()
+        },
+    );
+    sampler.mark(Mark::round(Round::Idle, Phase::Start));
+    let end = Instant::now() + Duration::from_secs_f64(suite.idle_seconds);
+    while Instant::now() < end && !interrupt.load(Ordering::Relaxed) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+    }
+    sampler.mark(Mark::round(Round::Idle, Phase::End));
+    let rec = sampler.stop();
+    let w = rec.window(0, 1);
+    let idle = idle_result(&rec, &w);
+    let watts: Vec<Option<f64>> = idle.domains.iter().map(|d| d.power_w).collect();
+    // Summed like energies: the domains' watts add up the same way their joules do.
+    let t = totals(&rec.domains, &watts);
+    let base = IdleBaseline {
+        schema_version: RUN_SCHEMA_VERSION,
+        duration_s: idle.duration_s,
+        total_w: t.cpu_plus_gpu().map(|j| j.0),
+        cpu_w: t.cpu_j,
+        gpu_w: t.gpu_j,
+        domains: idle
+            .domains
+            .iter()
+            .map(|d| IdleDomainW {
+                source: d.source.to_string(),
+                name: d.name.clone(),
+                power_w: d.power_w,
+            })
+            .collect(),
+        provenance: t
+            .cpu_provenance
+            .unwrap_or(crate::meter::Provenance::Measured),
+    };
+    write_json(&dir.join(IDLE), &base)
+}
