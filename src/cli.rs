@@ -137,6 +137,9 @@ pub struct CompareArgs {
     /// Compare runs from different hardware anyway.
     #[arg(long)]
     pub allow_hardware_mismatch: bool,
+    /// Compare cells whose energy covers different domains, scopes or methods anyway (labelled).
+    #[arg(long)]
+    pub allow_scope_mismatch: bool,
     /// Where saved baselines live.
     #[arg(long, value_name = "DIR", default_value = joulebench::baseline::DEFAULT_DIR)]
     pub baselines: std::path::PathBuf,

@@ -25,7 +25,7 @@ fn domain<'a>(v: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn measure_sleep_reports_package_energy_within_one_percent() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let _driver = PowerDriver::start(
         &tree,
@@ -97,7 +97,7 @@ fn measure_sleep_reports_package_energy_within_one_percent() {
 #[test]
 fn env_var_sets_the_powercap_root_and_runs_give_statistics() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::two_socket_server(dir.path()).unwrap();
     let _driver = PowerDriver::start(
         &tree,
@@ -197,7 +197,7 @@ fn strict_and_explicit_rapl_refuse_without_a_sensor() {
 #[test]
 fn probe_lists_domains_duplicates_and_update_periods() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::two_socket_server(dir.path()).unwrap();
     let _driver = PowerDriver::start(&tree, &[("intel-rapl:1", 10.0)], Duration::from_millis(2));
     let out = jb()

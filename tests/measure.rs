@@ -53,7 +53,7 @@ impl MeasureObserver for StepUp<'_> {
 #[test]
 fn idle_subtraction_matches_the_truth_within_one_percent() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let driver = PowerDriver::start(
         &tree,
@@ -106,7 +106,7 @@ fn idle_subtraction_matches_the_truth_within_one_percent() {
 #[test]
 fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::amd_two_die(dir.path()).unwrap();
     let _driver = PowerDriver::start(
         &tree,
@@ -209,7 +209,7 @@ fn estimate_is_labelled_everywhere_and_strict_refuses_it() {
 #[test]
 fn a_failing_sensor_mid_run_is_bridged_and_counted() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::counter_dir();
     let tree = FakePowercap::intel_client(dir.path()).unwrap();
     let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_micros(200));
     // Reads 1 and 2 are the first sample and the run's start mark; reads 5 to 30 fail.
@@ -236,4 +236,45 @@ fn a_failing_sensor_mid_run_is_bridged_and_counted() {
         "{:?}",
         r.warnings
     );
+}
+
+/// The package counter steps back 2 J in the middle of a run at 30 W (a reset or a glitch): it
+/// is not taken for a ~262 kJ wrap. The interval is bridged at the last power, the read is
+/// counted invalid and a warning names the zone; the run's energy stays near the truth.
+#[test]
+fn a_counter_that_steps_back_is_bridged_not_read_as_a_wrap() {
+    let _serial = serial();
+    let dir = common::counter_dir();
+    let tree = FakePowercap::intel_client(dir.path()).unwrap();
+    let driver = Arc::new(PowerDriver::start(
+        &tree,
+        &[("intel-rapl:0", 30.0)],
+        Duration::from_micros(200),
+    ));
+    let d = Arc::clone(&driver);
+    let fault = std::thread::spawn(move || {
+        // Well inside the 1 s run (a fault injected at a time, not a check of speed).
+        std::thread::sleep(Duration::from_millis(400));
+        d.step_counter(0, -2e6);
+    });
+    let out = measure(
+        &opts(&["sleep", "1"]),
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    fault.join().unwrap();
+    let r = &out.result;
+    let run = &r.per_run[0];
+    let truth = 30.0 * run.duration_s;
+    let got = run.totals.cpu_j.unwrap();
+    assert!(close(got, truth, 0.02), "{got} J for a true {truth} J");
+    let pkg = run.domains.iter().find(|x| x.name == "package-0").unwrap();
+    assert!(
+        pkg.invalid_samples >= 1,
+        "the bridged read is counted invalid"
+    );
+    let w = r.warnings.join("\n");
+    assert!(w.contains("intel-rapl:0") && w.contains("went back"), "{w}");
 }

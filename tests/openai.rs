@@ -93,6 +93,25 @@ fn serve(mut s: TcpStream) {
             send("[DONE]".into());
             w("0\r\n\r\n");
         }
+        "uneven" => {
+            // Of every four requests, three get `max_tokens` tokens and the fourth gets 4; the
+            // usage says so.
+            static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let k = if SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 4 == 3 {
+                4
+            } else {
+                n
+            };
+            w(SSE);
+            for i in 0..k {
+                pause();
+                w(&format!("data: {}\n\n", chunk_json(&format!(" t{i}"))));
+            }
+            let usage = serde_json::json!({"choices": [],
+                "usage": {"prompt_tokens": 16, "completion_tokens": k}});
+            w(&format!("data: {usage}\n\n"));
+            w("data: [DONE]\n\n");
+        }
         "no-usage" => {
             w(SSE);
             for i in 0..n {
@@ -479,5 +498,41 @@ fn engine_fields_are_checked_with_the_line() {
             err.contains("bad.toml:") && err.contains(says),
             "{extra}: {err}"
         );
+    }
+}
+
+/// Four requests per repetition, one at a time, generating 32, 32, 32 and 4 tokens: every
+/// per-token figure is the repetition's energy over its own 100 tokens (a mean of 25 per
+/// request), never over the last request's 4, and the record agrees with itself.
+#[test]
+fn per_token_figures_use_every_request_of_the_repetition() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[suite]\nname = \"uneven\"\nwarmup = 0\nrepetitions = 2\nidle_seconds = 0\n\
+         timeout_seconds = 60\n\n[meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n\
+         [[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\nname = \"four\"\n\
+         prompt_tokens = 16\nnew_tokens = 32\nconcurrency = 1\nrequests = 4\n{}",
+        t.path().join("none").display(),
+        openai_model(port, "uneven", "")
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let ok: Vec<&Record> = recs.iter().filter(|r| r.status == Status::Ok).collect();
+    assert_eq!(ok.len(), 2);
+    for r in ok {
+        let e = r.energy.as_ref().unwrap();
+        assert_eq!((r.generated_tokens, r.prompt_tokens), (25, 16));
+        let per_token = r.energy_per_token_joules.unwrap();
+        assert!(
+            (per_token * 25.0 / e.request_j - 1.0).abs() < 1e-9,
+            "{per_token} J/token x 25 tokens vs {} J per request",
+            e.request_j
+        );
+        let decode = e.j_per_decode_token.unwrap();
+        assert!((decode * 25.0 / e.decode_j.unwrap() - 1.0).abs() < 1e-9);
+        assert!((e.tokens_per_j.unwrap() * e.request_j / 25.0 - 1.0).abs() < 1e-9);
+        let whole = r.whole.as_ref().unwrap();
+        assert_eq!(whole.generated_tokens, 100);
     }
 }

@@ -114,6 +114,40 @@ fn two_socket_server_uses_mmio_instead_of_the_duplicate_package() {
     assert_eq!(cpu_total(&src, &e), Some(79.0));
 }
 
+/// Recent Xeons expose `intel-rapl-tpmi:*` zones, next to (or instead of) the MSR ones: they
+/// are read like any zone and a domain both cover is counted once, from TPMI.
+#[test]
+fn tpmi_zones_are_read_and_never_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::create(
+        dir.path(),
+        &[
+            ZoneSpec::new("intel-rapl:0", "package-0"),
+            ZoneSpec::new("intel-rapl-tpmi:0", "package-0"),
+            ZoneSpec::new("intel-rapl-tpmi:0:0", "dram"),
+        ],
+    )
+    .unwrap();
+    let (mut src, zones) = open(dir.path());
+    assert_eq!(names(&src), ["dram-0", "package-0"]);
+    let dup = zones.iter().find(|z| z.zone == "intel-rapl:0").unwrap();
+    assert!(
+        matches!(dup.status, ZoneStatus::Duplicate(_)),
+        "{:?}",
+        dup.status
+    );
+    let e = deltas(
+        &tree,
+        &mut src,
+        &[
+            ("intel-rapl-tpmi:0", 40_000_000),
+            ("intel-rapl:0", 99_000_000), // the duplicate: must not count
+            ("intel-rapl-tpmi:0:0", 5_000_000),
+        ],
+    );
+    assert_eq!(cpu_total(&src, &e), Some(45.0));
+}
+
 #[test]
 fn mmio_duplicate_falls_back_to_msr_when_unreadable() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,4 +387,46 @@ fn max_read_interval_keeps_reads_inside_one_wrap() {
     // 2 J at 100 W wraps every 20 ms; reads must come at least every 10 ms.
     let m = src.max_read_interval_ms().unwrap();
     assert!((m - 10.0).abs() < 1e-9, "{m}");
+}
+
+/// One package of two reads `N/A`: it stays a domain whose every read is invalid, so the CPU
+/// total is unknown (not the other package alone, which would read as a 50% improvement), and
+/// the domain says why.
+#[test]
+fn an_unreadable_package_makes_the_cpu_total_unknown_not_smaller() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = FakePowercap::two_socket_server(dir.path()).unwrap();
+    std::fs::write(
+        tree.zone_dir("intel-rapl:1").unwrap().join("energy_uj"),
+        "N/A\n",
+    )
+    .unwrap();
+    let (mut src, zones) = open(dir.path());
+    let pkg1 = src
+        .domains()
+        .iter()
+        .find(|d| d.name == "package-1")
+        .expect("the unreadable package is kept");
+    assert!(
+        pkg1.note.as_deref().unwrap_or("").contains("unreadable"),
+        "{pkg1:?}"
+    );
+    let z = zones.iter().find(|z| z.zone == "intel-rapl:1").unwrap();
+    assert!(matches!(z.status, ZoneStatus::Unavailable(_)));
+    let n = src.domains().len();
+    let (mut a, mut b) = (vec![None; n], vec![None; n]);
+    src.read_into(0, &mut a);
+    tree.set_energy("intel-rapl-mmio:0", 10_000_000).unwrap();
+    src.read_into(0, &mut b);
+    let energies: Vec<Option<f64>> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| Some((y.as_ref()? - x.as_ref()?) as f64 / 1e6))
+        .collect();
+    assert_eq!(totals(src.domains(), &energies).cpu_j, None);
+    assert!(
+        src.diagnostics().iter().any(|l| l.contains("intel-rapl:1")),
+        "{:?}",
+        src.diagnostics()
+    );
 }

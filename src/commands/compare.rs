@@ -29,9 +29,12 @@ pub fn run_compare(a: CompareArgs) -> Result<u8> {
         &base,
         &cand,
         &metrics,
-        a.threshold / 100.0,
-        a.alpha,
-        a.allow_hardware_mismatch,
+        compare::CompareOptions {
+            threshold: a.threshold / 100.0,
+            alpha: a.alpha,
+            allow_hardware_mismatch: a.allow_hardware_mismatch,
+            allow_scope_mismatch: a.allow_scope_mismatch,
+        },
     );
     let text = match a.format {
         CompareFormat::Text => compare::text(&c),

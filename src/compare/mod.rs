@@ -168,15 +168,22 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// 0 pass, 1 a regression, 2 nothing comparable.
+    /// 0 pass, 1 a regression, 2 nothing comparable or nothing conclusive.
     pub fn exit_code(&self) -> u8 {
-        if self.not_comparable.is_some() || self.rows.is_empty() {
+        if self.not_comparable.is_some() || self.nothing_conclusive() {
             2
         } else if self.rows.iter().any(|r| r.verdict == Verdict::Regressed) {
             1
         } else {
             0
         }
+    }
+}
+
+impl Comparison {
+    /// True when no row has a verdict (no rows, or every one inconclusive).
+    pub fn nothing_conclusive(&self) -> bool {
+        self.rows.iter().all(|r| r.verdict == Verdict::Inconclusive)
     }
 }
 
@@ -214,15 +221,47 @@ fn seed(k: &Key, metric: &str) -> u64 {
         })
 }
 
+/// What a comparison judges and what it lets through.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Relative change that counts (0.05 = 5%).
+    pub threshold: f64,
+    /// Significance level of the intervals.
+    pub alpha: f64,
+    /// Compare cells measured on different hardware anyway.
+    pub allow_hardware_mismatch: bool,
+    /// Compare cells whose energy covers different things (scope, domains, methods) anyway.
+    pub allow_scope_mismatch: bool,
+}
+
+/// What a cell's energy covers: its scope, the domains whose energy it adds, and how each
+/// source was read. Two sides compare only when these agree: a total that lost its DRAM (or a
+/// GPU) reads as an improvement that is not one.
+fn coverage(rs: &[&Record]) -> Option<String> {
+    let e = rs.iter().find_map(|r| r.energy.as_ref())?;
+    let mut domains: Vec<String> = e
+        .domains
+        .iter()
+        .filter(|d| d.total_j.is_some())
+        .map(|d| format!("{}/{}", d.source, d.name))
+        .collect();
+    domains.sort();
+    Some(format!(
+        "scope {}; domains {}; methods {}",
+        e.scope,
+        domains.join(", "),
+        e.methods.join(", ")
+    ))
+}
+
 /// Compares two loaded sides.
-pub fn compare(
-    base: &Side,
-    cand: &Side,
-    metrics: &[Metric],
-    threshold: f64,
-    alpha: f64,
-    allow_hardware_mismatch: bool,
-) -> Comparison {
+pub fn compare(base: &Side, cand: &Side, metrics: &[Metric], o: CompareOptions) -> Comparison {
+    let CompareOptions {
+        threshold,
+        alpha,
+        allow_hardware_mismatch,
+        allow_scope_mismatch,
+    } = o;
     let (fb, fc) = (base.meta.fingerprint(), cand.meta.fingerprint());
     let mut c = Comparison {
         schema_version: 1,
@@ -285,6 +324,29 @@ pub fn compare(
             ));
             c.rows.clear();
             return c;
+        }
+        let (wb, wc) = (coverage(brs), coverage(crs));
+        if wb != wc {
+            let what = format!(
+                "{} / {} / {}: the energy covers different things ({}: {}; {}: {})",
+                k.0,
+                k.1,
+                k.2,
+                base.label,
+                wb.as_deref().unwrap_or("nothing"),
+                cand.label,
+                wc.as_deref().unwrap_or("nothing")
+            );
+            if !allow_scope_mismatch {
+                c.not_comparable = Some(format!(
+                    "{what}; a total that lost or gained a domain is not a change in efficiency \
+                     (pass --allow-scope-mismatch to compare anyway)"
+                ));
+                c.rows.clear();
+                return c;
+            }
+            c.warnings
+                .push(format!("{what}; compared anyway (--allow-scope-mismatch)"));
         }
         for &m in metrics {
             let bv: Vec<f64> = brs.iter().filter_map(|r| m.read(r)).collect();

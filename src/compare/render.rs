@@ -20,11 +20,18 @@ pub fn text(c: &Comparison) -> String {
     let mut s = format!("joulebench compare: {} -> {}\n", c.base, c.cand);
     if let Some(why) = &c.not_comparable {
         let _ = writeln!(s, "NOT COMPARABLE: {why}");
+    } else if !c.rows.is_empty() && c.nothing_conclusive() {
+        let _ = writeln!(
+            s,
+            "NOTHING COMPARED: every row is inconclusive (fewer than {} repetitions on a side; \
+             5 or more are recommended)",
+            super::MIN_REPETITIONS
+        );
     }
     for r in &c.rows {
         let _ = writeln!(
             s,
-            "  {:<12} {} / {} / {} {}: {} {} (n={}/{})",
+            "  {:<12} {} / {} / {} {}: {} {} (n={}/{}){}",
             format!("{:?}", r.verdict).to_uppercase(),
             r.model,
             r.profile,
@@ -33,7 +40,12 @@ pub fn text(c: &Comparison) -> String {
             pct(r.ratio),
             ci(r.ci),
             r.n_base,
-            r.n_cand
+            r.n_cand,
+            if r.provenance == Some(Provenance::Estimated) {
+                " [ESTIMATED]"
+            } else {
+                ""
+            }
         );
     }
     for u in &c.unmatched {

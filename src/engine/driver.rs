@@ -71,6 +71,15 @@ impl Output {
         }
     }
 
+    /// Tokens read (the prompt, or the embedding's input; 0 for commands).
+    pub fn prompt_tokens(&self) -> usize {
+        match self {
+            Output::Generate(g) => g.prompt_tokens,
+            Output::Embed(e) => e.input_tokens,
+            Output::Opaque { .. } => 0,
+        }
+    }
+
     /// Tokens generated (0 for embeddings and commands that did not say).
     pub fn generated_tokens(&self) -> usize {
         match self {

@@ -194,20 +194,8 @@ pub fn measure(
         return Err(MeasureError::StrictEstimate(why));
     }
     let mut warnings = sel.warnings.clone();
-    let mut interval = opts.interval;
-    if let Some(max_ms) = sel
-        .sources
-        .iter()
-        .filter_map(|s| s.max_read_interval_ms())
-        .reduce(f64::min)
-        && interval.as_secs_f64() * 1e3 > max_ms
-    {
-        warnings.push(format!(
-            "interval {} ms is too long for the counters' wrap period; using {max_ms:.0} ms",
-            interval.as_millis()
-        ));
-        interval = Duration::from_secs_f64(max_ms / 1e3);
-    }
+    let (interval, clamped) = crate::meter::sampler::safe_interval(opts.interval, &sel.sources);
+    warnings.extend(clamped);
     let tracker = sel.child_tracker.clone();
     let unavailable = sel.unavailable.clone();
     let sampler = Sampler::start(

@@ -51,10 +51,7 @@ impl FakePowercap {
             let id = super::rapl::ZoneId::parse(&z.zone).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, format!("bad zone {}", z.zone))
             })?;
-            let control = match id.interface {
-                super::rapl::Interface::Msr => "intel-rapl",
-                super::rapl::Interface::Mmio => "intel-rapl-mmio",
-            };
+            let control = id.interface.prefix();
             let mut rel = PathBuf::from(control);
             for k in 1..=id.path.len() {
                 let part = super::rapl::ZoneId {
@@ -143,6 +140,8 @@ impl FakePowercap {
 pub struct PowerDriver {
     stop: Arc<std::sync::atomic::AtomicBool>,
     watts: Arc<Mutex<Vec<f64>>>,
+    /// One-off steps (µJ, may be negative) to apply to each zone's counter.
+    steps: Arc<Mutex<Vec<f64>>>,
     corrupt: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -165,7 +164,9 @@ impl PowerDriver {
         ));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let corrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let steps = Arc::new(Mutex::new(vec![0.0; zones.len()]));
         let (flag, w, bad) = (Arc::clone(&stop), Arc::clone(&watts), Arc::clone(&corrupt));
+        let jumps = Arc::clone(&steps);
         let handle = std::thread::spawn(move || {
             let mut energy: Vec<f64> = targets.iter().map(|(_, s, _)| *s as f64).collect();
             let mut last = monotonic_ns();
@@ -174,8 +175,11 @@ impl PowerDriver {
                 let dt = (now - last) as f64 / 1e9;
                 last = now;
                 let watts = w.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let jump: Vec<f64> =
+                    std::mem::take(&mut *jumps.lock().unwrap_or_else(|p| p.into_inner()));
                 for (i, (dir, _, range)) in targets.iter().enumerate() {
-                    energy[i] += watts[i] * dt * 1e6;
+                    energy[i] += watts[i] * dt * 1e6 + jump.get(i).copied().unwrap_or(0.0);
+                    energy[i] = energy[i].max(0.0);
                     let text = if bad.load(Ordering::Relaxed) {
                         "garbage\n".to_string()
                     } else {
@@ -192,6 +196,7 @@ impl PowerDriver {
         PowerDriver {
             stop,
             watts,
+            steps,
             corrupt,
             handle: Some(handle),
         }
@@ -207,6 +212,16 @@ impl PowerDriver {
         {
             *w = watts;
         }
+    }
+
+    /// Moves the `i`-th driven zone's counter by `uj` once (negative: a reset or a glitch that
+    /// steps it back); the energy actually used is unchanged.
+    pub fn step_counter(&self, i: usize, uj: f64) {
+        let mut s = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        if s.len() <= i {
+            s.resize(i + 1, 0.0);
+        }
+        s[i] += uj;
     }
 
     /// While on, the counters read `garbage` (a failing sensor); energy keeps accruing.

@@ -243,6 +243,28 @@ fn run(shared: Arc<Shared>, interval: Duration, max_samples: usize) {
     shared.cpu_ns.store(thread_cpu_ns(), Ordering::SeqCst);
 }
 
+/// The read interval to use: `requested`, shortened to the sources' longest safe interval so no
+/// counter wrap can hide between two reads, with a warning when it had to be.
+pub fn safe_interval(
+    requested: Duration,
+    sources: &[Box<dyn EnergySource>],
+) -> (Duration, Option<String>) {
+    match sources
+        .iter()
+        .filter_map(|s| s.max_read_interval_ms())
+        .reduce(f64::min)
+    {
+        Some(max_ms) if requested.as_secs_f64() * 1e3 > max_ms => (
+            Duration::from_secs_f64(max_ms / 1e3),
+            Some(format!(
+                "interval {} ms is too long for the counters' wrap period; using {max_ms:.0} ms",
+                requested.as_millis()
+            )),
+        ),
+        _ => (requested, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

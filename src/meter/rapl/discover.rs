@@ -17,6 +17,19 @@ pub enum Interface {
     Msr,
     /// `intel-rapl-mmio:*`.
     Mmio,
+    /// `intel-rapl-tpmi:*` (recent Xeons).
+    Tpmi,
+}
+
+impl Interface {
+    /// The folder-name prefix of its zones.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Interface::Msr => "intel-rapl",
+            Interface::Mmio => "intel-rapl-mmio",
+            Interface::Tpmi => "intel-rapl-tpmi",
+        }
+    }
 }
 
 /// A parsed zone folder name such as `intel-rapl:0:1`.
@@ -27,15 +40,11 @@ pub struct ZoneId {
 }
 
 impl ZoneId {
-    /// Parses `intel-rapl:A[:B...]` or `intel-rapl-mmio:A[:B...]`.
+    /// Parses `intel-rapl:A[:B...]`, `intel-rapl-mmio:A[:B...]` or `intel-rapl-tpmi:A[:B...]`.
     pub fn parse(s: &str) -> Option<ZoneId> {
-        let (interface, rest) = if let Some(r) = s.strip_prefix("intel-rapl-mmio:") {
-            (Interface::Mmio, r)
-        } else if let Some(r) = s.strip_prefix("intel-rapl:") {
-            (Interface::Msr, r)
-        } else {
-            return None;
-        };
+        let (interface, rest) = [Interface::Mmio, Interface::Tpmi, Interface::Msr]
+            .into_iter()
+            .find_map(|i| Some((i, s.strip_prefix(i.prefix())?.strip_prefix(':')?)))?;
         let path: Option<Vec<u32>> = rest.split(':').map(|p| p.parse().ok()).collect();
         let path = path?;
         (!path.is_empty()).then_some(ZoneId { interface, path })
@@ -51,12 +60,8 @@ impl ZoneId {
 
     /// The folder name this id was parsed from.
     pub fn dir_name(&self) -> String {
-        let prefix = match self.interface {
-            Interface::Msr => "intel-rapl",
-            Interface::Mmio => "intel-rapl-mmio",
-        };
         let nums: Vec<String> = self.path.iter().map(u32::to_string).collect();
-        format!("{prefix}:{}", nums.join(":"))
+        format!("{}:{}", self.interface.prefix(), nums.join(":"))
     }
 }
 
@@ -336,22 +341,20 @@ fn resolve_duplicates(
         }
         let usable = |i: usize| zones[i].status == ZoneStatus::Available;
         let iface = |i: usize| ZoneId::parse(&zones[i].zone).map(|z| z.interface);
-        let mmio: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| iface(i) == Some(Interface::Mmio))
-            .collect();
-        let msr: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| iface(i) == Some(Interface::Msr))
-            .collect();
-        if !mmio.is_empty() && !msr.is_empty() {
-            let (keep, drop) = if mmio.iter().any(|&i| usable(i)) {
-                (mmio, msr)
-            } else {
-                (msr, mmio)
-            };
+        let present: std::collections::BTreeSet<Interface> =
+            idx.iter().filter_map(|&i| iface(i)).collect();
+        if present.len() > 1 {
+            // One interface per domain: the first usable of TPMI, MMIO, MSR (else MSR).
+            let chosen = [Interface::Tpmi, Interface::Mmio, Interface::Msr]
+                .into_iter()
+                .find(|f| idx.iter().any(|&i| iface(i) == Some(*f) && usable(i)))
+                .unwrap_or(if present.contains(&Interface::Msr) {
+                    Interface::Msr
+                } else {
+                    *present.iter().next().unwrap_or(&Interface::Msr)
+                });
+            let (keep, drop): (Vec<usize>, Vec<usize>) =
+                idx.iter().partition(|&&i| iface(i) == Some(chosen));
             let kept = zones[keep[0]].zone.clone();
             for i in drop {
                 zones[i].status = ZoneStatus::Duplicate(format!(

@@ -8,8 +8,8 @@ use crate::meter::totals::totals;
 use crate::record::{Record, SteadyState, WholeRun};
 
 /// Applies the figures of a repetition served over `streams` to `r` (after the energy figures):
-/// per-request token means, steady state and whole run; with overlapping streams the headline
-/// energy per token is the steady state's. Returns warnings.
+/// steady state and whole run; with overlapping streams the headline energy per token is the
+/// steady state's. Returns warnings.
 pub fn streams(
     r: &mut Record,
     rec: &Recording,
@@ -21,14 +21,7 @@ pub fn streams(
     let requests = streams.requests;
     r.concurrency = Some(streams.concurrency);
     r.requests = Some(requests);
-    let total_generated: usize = outputs
-        .iter()
-        .map(|o| match o {
-            Output::Generate(g) => g.generated_tokens(),
-            _ => 0,
-        })
-        .sum();
-    r.generated_tokens = total_generated / requests.max(1);
+    let total_generated: usize = outputs.iter().map(Output::generated_tokens).sum();
     let warnings = concurrency_figures(r, rec, round, requests, chunks);
     if let Some(wh) = r.whole.as_mut() {
         wh.generated_tokens = total_generated;

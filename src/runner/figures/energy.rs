@@ -12,13 +12,16 @@ use crate::record::{DomainEnergy, EnergyFigures, EnergyScope, Record};
 use crate::run_dir::IdleBaseline;
 use crate::units::{Joules, Seconds, Watts};
 
+use super::latency::mean_tokens;
+
 /// Energy and time per phase, summed over the requests' windows (microjoules per domain).
 struct PhaseSums {
     pre_uj: Vec<f64>,
     dec_uj: Vec<f64>,
     pre_s: f64,
     dec_s: f64,
-    invalid: u64,
+    /// Invalid (bridged) reads inside the windows, per domain.
+    invalid: Vec<u64>,
     windows: usize,
     /// The earliest start and the latest end mark of the requests.
     first_mark: Option<usize>,
@@ -36,7 +39,8 @@ fn phase_sums(
 ) -> PhaseSums {
     let n = rec.domains.len();
     let (mut pre_uj, mut dec_uj) = (vec![0f64; n], vec![0f64; n]);
-    let (mut pre_s, mut dec_s, mut invalid, mut windows) = (0f64, 0f64, 0u64, 0usize);
+    let (mut pre_s, mut dec_s, mut windows) = (0f64, 0f64, 0usize);
+    let mut invalid = vec![0u64; n];
     let mut spans: Vec<(usize, Option<usize>, usize)> = Vec::new();
     for (i, item) in outputs.iter().enumerate() {
         let idx = |phase: Phase| rec.mark_index(Mark::request(round, i, phase));
@@ -76,7 +80,9 @@ fn phase_sums(
             for (x, y, is_prefill) in phases {
                 let w = rec.window(x, y);
                 windows += 1;
-                invalid += w.domains.iter().map(|d| d.invalid_samples).sum::<u64>();
+                for (acc, dw) in invalid.iter_mut().zip(&w.domains) {
+                    *acc += dw.invalid_samples;
+                }
                 add(&w, 1.0, is_prefill);
             }
         }
@@ -102,7 +108,9 @@ fn phase_sums(
             }
             let w = rec.window(x, y);
             windows += 1;
-            invalid += w.domains.iter().map(|d| d.invalid_samples).sum::<u64>();
+            for (acc, dw) in invalid.iter_mut().zip(&w.domains) {
+                *acc += dw.invalid_samples;
+            }
             let share = 1.0 / active.len() as f64;
             for s in active {
                 add(&w, share, s.1.is_none_or(|f| t(y) <= t(f)));
@@ -153,7 +161,22 @@ pub fn fill(
     let (tp, td) = (totals(&rec.domains, &pre_j), totals(&rec.domains, &dec_j));
     let phase = |t: &Totals| t.cpu_plus_gpu().map(|j| j.0);
     let (Some(prefill_total), Some(decode_total)) = (phase(&tp), phase(&td)) else {
-        warnings.push("energy could not be measured for this repetition (no valid reads)".into());
+        let lost: Vec<String> = rec
+            .domains
+            .iter()
+            .zip(pre_j.iter().zip(&dec_j))
+            .filter(|(_, (p, q))| p.is_none() || q.is_none())
+            .map(|(d, _)| format!("{}/{} ({})", d.source, d.name, d.location))
+            .collect();
+        warnings.push(format!(
+            "energy could not be measured for this repetition: no valid reads of {} (a total \
+             that needs a domain it cannot read is unknown, not smaller)",
+            if lost.is_empty() {
+                "any domain".to_string()
+            } else {
+                lost.join(", ")
+            }
+        ));
         return warnings;
     };
     if prefill_total + decode_total <= 0.0 || !(prefill_total + decode_total).is_finite() {
@@ -213,23 +236,29 @@ pub fn fill(
     };
     let mut unc = 0.0;
     let mut bases = Vec::new();
-    for (d, (p, q)) in rec.domains.iter().zip(pre_j.iter().zip(&dec_j)) {
+    for (i, (d, (p, q))) in rec.domains.iter().zip(pre_j.iter().zip(&dec_j)).enumerate() {
         if !counted(d) {
             continue;
         }
         let e = p.unwrap_or(0.0) + q.unwrap_or(0.0);
-        let (u, basis) = uncertainty(
-            d,
-            e,
-            if busy_s > 0.0 { e / busy_s } else { 0.0 },
-            rec.interval_ms,
-        );
+        let avg_w = if busy_s > 0.0 { e / busy_s } else { 0.0 };
+        let (u, basis) = uncertainty(d, e, avg_w, rec.interval_ms);
         let per_window = !matches!(d.method, Method::Estimate);
         unc += if per_window { u * windows as f64 } else { u } / kf;
         if !bases.contains(&basis) {
             bases.push(basis);
         }
+        // A bridged read (a failed read, or a counter reset bridged at the last power) leaves
+        // one sampling interval's energy estimated: count all of it as uncertain.
+        if invalid[i] > 0 && per_window {
+            unc += invalid[i] as f64 * avg_w * rec.interval_ms / 1e3 / kf;
+            let b = "bridged reads: one sampling interval each at average power".to_string();
+            if !bases.contains(&b) {
+                bases.push(b);
+            }
+        }
     }
+    let invalid: u64 = invalid.iter().sum();
     let idle_w = idle.and_then(|i| i.total_w).map(Watts);
     let net = |gross: f64, secs: f64| -> Option<f64> {
         let n = Joules(gross) - idle_w? * Seconds(secs);
@@ -246,11 +275,14 @@ pub fn fill(
     }
     let prefill_net = net(prefill_total, pre_s).map(|v| v / kf);
     let decode_net = net(decode_total, dec_s).map(|v| v / kf);
-    let out_tokens = r.generated_tokens as f64;
+    // Per-request means over this repetition's own requests: a request's energy over its
+    // tokens is the repetition's energy over all of its tokens.
+    let out_tokens = mean_tokens(outputs, Output::generated_tokens);
+    let in_tokens = mean_tokens(outputs, Output::prompt_tokens);
     let per_token_base = if out_tokens > 0.0 {
         out_tokens
     } else {
-        r.prompt_tokens as f64
+        in_tokens
     };
     let methods: Vec<String> = {
         let mut m: Vec<String> = rec
@@ -274,14 +306,14 @@ pub fn fill(
         prefill_net_j: prefill_net.filter(|_| !opaque),
         decode_net_j: decode_net.filter(|_| !opaque),
         request_net_j: prefill_net.zip(decode_net).map(|(a, b)| a + b),
-        j_per_prefill_token: phase_or_none(prefill_total / kf / r.prompt_tokens.max(1) as f64),
+        j_per_prefill_token: phase_or_none(prefill_total / kf / in_tokens.max(1.0)),
         j_per_decode_token: (out_tokens > 0.0 && !opaque).then(|| decode_total / kf / out_tokens),
         j_per_request: request_j / r.batch.max(1) as f64,
         tokens_per_j: (per_token_base > 0.0).then(|| per_token_base / request_j),
         wh_per_1000_queries: request_j / r.batch.max(1) as f64 * 1000.0 / 3600.0,
         j_per_prefill_token_net: prefill_net
             .filter(|_| !opaque)
-            .map(|p| p / r.prompt_tokens.max(1) as f64),
+            .map(|p| p / in_tokens.max(1.0)),
         j_per_decode_token_net: decode_net
             .filter(|_| out_tokens > 0.0 && !opaque)
             .map(|d| d / out_tokens),

@@ -9,8 +9,17 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Fills `r`'s latency figures and token counts from the repetition's outputs.
+/// Mean per request of a token count over the repetition's outputs.
+pub fn mean_tokens(outputs: &[Output], count: fn(&Output) -> usize) -> f64 {
+    let n = outputs.len().max(1) as f64;
+    outputs.iter().map(count).sum::<usize>() as f64 / n
+}
+
+/// Fills `r`'s latency figures and its token counts (per-request means over the repetition's
+/// outputs, so requests of different lengths all count) from the repetition's outputs.
 pub fn fill(r: &mut Record, outputs: &[Output]) {
+    r.prompt_tokens = mean_tokens(outputs, Output::prompt_tokens).round() as usize;
+    r.generated_tokens = mean_tokens(outputs, Output::generated_tokens).round() as usize;
     let (mut ttft, mut e2e, mut tpot, mut itl, mut pre_tps, mut dec_tps) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for i in outputs {
@@ -27,16 +36,11 @@ pub fn fill(r: &mut Record, outputs: &[Output]) {
                     dec_tps.push(later as f64 / decode_s);
                 }
                 itl.extend(o.token_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9));
-                r.prompt_tokens = o.prompt_tokens;
-                r.generated_tokens = o.generated_tokens();
             }
             Output::Embed(o) => {
                 pre_tps.push(o.input_tokens as f64 / i.e2e_s());
-                r.prompt_tokens = o.input_tokens;
             }
-            Output::Opaque { tokens, .. } => {
-                r.generated_tokens = tokens.unwrap_or(0);
-            }
+            Output::Opaque { .. } => {}
         }
     }
     r.ttft_s = mean(&ttft);
