@@ -42,6 +42,11 @@ pub enum EnergyScope {
     Cpu,
     #[serde(rename = "gpu")]
     Gpu,
+    /// psys, the whole platform (CPU, memory and more), where no package domain exists.
+    #[serde(rename = "platform")]
+    Platform,
+    #[serde(rename = "platform+gpu")]
+    PlatformGpu,
 }
 
 impl std::fmt::Display for EnergyScope {
@@ -50,6 +55,8 @@ impl std::fmt::Display for EnergyScope {
             EnergyScope::CpuGpu => "cpu+gpu",
             EnergyScope::Cpu => "cpu",
             EnergyScope::Gpu => "gpu",
+            EnergyScope::Platform => "platform",
+            EnergyScope::PlatformGpu => "platform+gpu",
         })
     }
 }

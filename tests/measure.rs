@@ -5,7 +5,7 @@ mod common;
 use common::serial;
 
 use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
-use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver};
+use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver, ZoneSpec};
 use joulebench::meter::mark::{Mark, Phase, Round};
 use joulebench::meter::select::{Hardware, MeterChoice};
 use joulebench::meter::{Provenance, SourceKind};
@@ -113,7 +113,7 @@ fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
         &[("intel-rapl:0", 7.0), ("intel-rapl:1", 3.0)],
         Duration::from_micros(200),
     );
-    let mut o = opts(&["sleep", "0.1"]);
+    let mut o = opts(&["sleep", "0.3"]);
     o.runs = 4;
     o.warmup = 1;
     let out = measure(
@@ -277,4 +277,33 @@ fn a_counter_that_steps_back_is_bridged_not_read_as_a_wrap() {
     );
     let w = r.warnings.join("\n");
     assert!(w.contains("intel-rapl:0") && w.contains("went back"), "{w}");
+}
+
+/// A laptop that exposes only psys: psys is the measured figure for the whole platform, so the
+/// result is measured (scope: platform) and `--strict` accepts it.
+#[test]
+fn a_psys_only_machine_is_measured_at_platform_scope_and_strict_accepts_it() {
+    let _serial = serial();
+    let dir = common::counter_dir();
+    let tree = FakePowercap::create(dir.path(), &[ZoneSpec::new("intel-rapl:0", "psys")]).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 15.0)], Duration::from_micros(200));
+    let mut o = opts(&["sleep", "0.4"]);
+    o.strict = true;
+    let out = measure(
+        &o,
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .expect("strict accepts a measured platform figure");
+    let t = &out.result.per_run[0].totals;
+    assert!(t.cpu_is_platform);
+    assert_eq!(t.cpu_provenance, Some(Provenance::Measured));
+    assert!(t.cpu_basis.as_deref().unwrap_or("").contains("psys"));
+    let d = out.result.per_run[0].duration_s;
+    assert!(
+        close(t.cpu_j.unwrap(), 15.0 * d, 0.02),
+        "{:?} for {d} s",
+        t.cpu_j
+    );
 }

@@ -253,15 +253,20 @@ pub trait InferenceBackend: Send {
     }
 }
 
+/// The environment that sizes the engines' thread pools to `threads` (for a process started
+/// with it, like a cell).
+pub fn thread_env(threads: usize) -> [(&'static str, String); 2] {
+    let n = threads.max(1).to_string();
+    [("RAYON_NUM_THREADS", n.clone()), ("CANDLE_NUM_THREADS", n)]
+}
+
 /// Sets the size of candle's thread pools. Call at process start, before any other thread runs
 /// and before candle is used (the runner starts one process per cell).
 pub fn configure_threads(threads: usize) {
-    let n = threads.max(1).to_string();
-    // SAFETY: documented precondition: no other thread is running yet, so nothing reads the
-    // environment concurrently.
-    unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", &n);
-        std::env::set_var("CANDLE_NUM_THREADS", &n);
+    for (k, v) in thread_env(threads) {
+        // SAFETY: documented precondition: no other thread is running yet, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var(k, v) };
     }
 }
 

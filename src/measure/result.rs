@@ -347,6 +347,7 @@ pub fn aggregate(
         gpu_j: pick(&|t| t.gpu_j),
         gpu_net_j: pick(&|t| t.gpu_net_j),
         psys_j: pick(&|t| t.psys_j),
+        cpu_is_platform: first.cpu_is_platform,
     };
     (domains, t, stats)
 }

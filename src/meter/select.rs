@@ -137,10 +137,12 @@ pub fn select(
     if want(SourceKind::Rapl) {
         match open_rapl(hw) {
             Ok((src, zones)) => {
-                cpu_measured = src
-                    .domains()
-                    .iter()
-                    .any(|d| matches!(d.kind, DomainKind::Package | DomainKind::Core));
+                cpu_measured = src.domains().iter().any(|d| {
+                    matches!(
+                        d.kind,
+                        DomainKind::Package | DomainKind::Core | DomainKind::Psys
+                    )
+                });
                 sel.zones = zones;
                 sel.sources.push(Box::new(src));
             }

@@ -23,6 +23,9 @@ pub struct Totals {
     /// Platform energy, reported on its own and never added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psys_j: Option<f64>,
+    /// The CPU figure is psys, the whole platform (a machine with no package or core domain).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpu_is_platform: bool,
 }
 
 impl Totals {
@@ -57,6 +60,13 @@ pub fn totals(domains: &[DomainInfo], energy: &[Option<f64>]) -> Totals {
         t.cpu_j = core;
         t.cpu_basis = Some("sum(core): no package domain, a lower bound".into());
         t.cpu_provenance = Some(Provenance::Measured);
+    } else if let Some(psys) = sum(&rapl(DomainKind::Psys)) {
+        // Many laptops expose only psys: a measured figure for the whole platform, which
+        // contains the CPU and memory.
+        t.cpu_j = psys;
+        t.cpu_basis = Some("psys: the whole platform (CPU, memory and more), measured".into());
+        t.cpu_provenance = Some(Provenance::Measured);
+        t.cpu_is_platform = true;
     } else if let Some(est) = sum(&|d: &DomainInfo| d.kind == DomainKind::CpuEstimate) {
         t.cpu_j = est;
         t.cpu_basis = Some("estimate".into());

@@ -43,8 +43,7 @@ pub fn run_child(
             &reps_arg.join(","),
         ])
         .envs(&cell.profile.env)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .env("CANDLE_NUM_THREADS", threads.to_string())
+        .envs(crate::engine::thread_env(threads))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);

@@ -196,8 +196,9 @@ pub fn fill(
         },
         TotalGroup::Gpu => true,
         TotalGroup::None => {
-            d.kind == DomainKind::Core
-                && tp.cpu_basis.as_deref().is_some_and(|b| b.contains("core"))
+            (d.kind == DomainKind::Core
+                && tp.cpu_basis.as_deref().is_some_and(|b| b.contains("core")))
+                || (d.kind == DomainKind::Psys && tp.cpu_is_platform)
         }
     };
     let provenance = if rec
@@ -209,9 +210,11 @@ pub fn fill(
     } else {
         Provenance::Measured
     };
-    let scope = match (tp.cpu_j.is_some(), tp.gpu_j.is_some()) {
-        (true, true) => EnergyScope::CpuGpu,
-        (true, false) => EnergyScope::Cpu,
+    let scope = match (tp.cpu_j.is_some(), tp.gpu_j.is_some(), tp.cpu_is_platform) {
+        (true, true, false) => EnergyScope::CpuGpu,
+        (true, false, false) => EnergyScope::Cpu,
+        (true, true, true) => EnergyScope::PlatformGpu,
+        (true, false, true) => EnergyScope::Platform,
         _ => EnergyScope::Gpu,
     };
     let busy_s = pre_s + dec_s;
