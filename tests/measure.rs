@@ -307,3 +307,53 @@ fn a_psys_only_machine_is_measured_at_platform_scope_and_strict_accepts_it() {
         t.cpu_j
     );
 }
+
+/// The whole powercap tree disappears 400 ms into a 1 s run (driver reload, hot-unplug): the run's
+/// energy is unknown, not the first 400 ms held flat and reported as measured; and runs that
+/// start after it are unknown too, never a measured 0 J.
+#[test]
+fn a_sensor_that_vanishes_mid_run_is_unknown_not_held_flat() {
+    let _serial = serial();
+    let dir = common::counter_dir();
+    let tree = FakePowercap::intel_client(dir.path()).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 30.0)], Duration::from_micros(200));
+    let root = dir.path().to_path_buf();
+    let gone = std::thread::spawn(move || {
+        // A fault injected at a time inside the run, not a check of speed.
+        std::thread::sleep(Duration::from_millis(400));
+        for e in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
+            let p = e.path();
+            let _ = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    });
+    let mut o = opts(&["sleep", "1"]);
+    o.runs = 2;
+    let out = measure(
+        &o,
+        &hw(dir.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    gone.join().unwrap();
+    for (i, run) in out.result.per_run.iter().enumerate() {
+        assert_eq!(
+            run.totals.cpu_j,
+            None,
+            "run {}: {:?}",
+            i + 1,
+            run.totals.cpu_j
+        );
+        let pkg = run.domains.iter().find(|x| x.name == "package-0").unwrap();
+        assert_eq!(pkg.energy_j, None, "run {}", i + 1);
+    }
+    assert!(
+        out.result.warnings.iter().any(|w| w.contains("package-0")),
+        "{:?}",
+        out.result.warnings
+    );
+}

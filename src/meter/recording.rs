@@ -97,7 +97,9 @@ impl Recording {
         p
     }
 
-    /// The value at `t`, interpolated between the nearest valid neighbours; `None` without any.
+    /// The value at `t`, interpolated between the nearest valid reads before and after it;
+    /// `None` unless there are both. A counter that stopped answering (a sensor gone, a zone
+    /// turned unreadable) is unknown from its last read on, never held at that value.
     fn bridge(points: &[(u64, u64)], t: u64) -> Option<f64> {
         let i = points.partition_point(|(pt, _)| *pt < t);
         match (i.checked_sub(1).map(|j| points[j]), points.get(i)) {
@@ -106,9 +108,7 @@ impl Recording {
                 let f = (t - t0) as f64 / (t1 - t0) as f64;
                 Some(v0 as f64 + f * (v1 as f64 - v0 as f64))
             }
-            (Some((_, v0)), None) => Some(v0 as f64),
-            (None, Some(&(_, v1))) => Some(v1 as f64),
-            (None, None) => None,
+            _ => None,
         }
     }
 
@@ -317,6 +317,25 @@ mod tests {
         assert_eq!(w.domains[0].invalid_samples, 3);
         // Linear interpolation between 900 ms and 910 ms recovers the true value.
         assert!((w.domains[0].energy_uj - 8_000_000.0).abs() < 1e-6);
+    }
+
+    /// The sensor stops answering at 600 ms and never comes back: the window that ends after it
+    /// is unknown, not the energy up to the last read held flat to the end.
+    #[test]
+    fn a_counter_gone_before_the_window_ends_is_unknown_not_held_flat() {
+        let gone: Vec<usize> = (60..=100).collect();
+        let r = rec(&gone, true);
+        let w = r.window(0, 1);
+        assert!(
+            w.domains[0].energy_uj.is_nan(),
+            "{}",
+            w.domains[0].energy_uj
+        );
+        // Nor is one that starts after it: never a measured zero.
+        let mut r2 = rec(&gone, true);
+        r2.marks[0].values[0] = None;
+        r2.marks[0].t_ns = 700_000_000;
+        assert!(r2.window(0, 1).domains[0].energy_uj.is_nan());
     }
 
     #[test]

@@ -166,6 +166,14 @@ impl Sampler {
             .collect()
     }
 
+    /// Reads every counter now and keeps it as a sample (not a mark): a read right after a mark
+    /// whose read failed lets that mark be bridged from both sides.
+    pub fn sample_now(&self) {
+        let mut st = lock(&self.shared);
+        let t = st.read_all();
+        st.push_sample(t, self.max_samples, true);
+    }
+
     /// Everything recorded so far, while sampling goes on (a copy).
     pub fn snapshot(&self) -> Recording {
         let st = lock(&self.shared);

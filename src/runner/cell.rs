@@ -329,8 +329,12 @@ fn repeat(
             first += pass.outputs.len();
             passes.push(pass);
         }
-        meters.sampler.mark(Mark::round(round, Phase::Settle));
+        let settle = meters.sampler.mark(Mark::round(round, Phase::Settle));
         let wall_ns = crate::clock::monotonic_ns() - t0;
+        if settle.values.iter().any(Option::is_none) {
+            // A failed read at the window's end is bridged only from reads on both sides.
+            meters.sampler.sample_now();
+        }
         let rec = meters.sampler.snapshot();
         let mut warnings = meters.warnings.clone();
         warnings.extend(meters.sampler.health());
