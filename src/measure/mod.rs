@@ -6,7 +6,7 @@ pub mod result;
 use crate::meter::DomainInfo;
 use crate::meter::mark::{Mark, Phase, Round};
 use crate::meter::recording::{MarkRead, Recording};
-use crate::meter::sampler::{Sampler, SamplerConfig};
+use crate::meter::sampler::Sampler;
 use crate::meter::select::{EstimateScope, Hardware, MeterChoice, select};
 use result::{MeasureResult, MeterInfo, SCHEMA_VERSION};
 use std::os::unix::process::ExitStatusExt;
@@ -194,17 +194,10 @@ pub fn measure(
         return Err(MeasureError::StrictEstimate(why));
     }
     let mut warnings = sel.warnings.clone();
-    let (interval, clamped) = crate::meter::sampler::safe_interval(opts.interval, &sel.sources);
-    warnings.extend(clamped);
     let tracker = sel.child_tracker.clone();
     let unavailable = sel.unavailable.clone();
-    let sampler = Sampler::start(
-        sel.sources,
-        SamplerConfig {
-            interval,
-            ..Default::default()
-        },
-    );
+    let (sampler, clamped) = Sampler::start_safe(sel.sources, opts.interval);
+    warnings.extend(clamped);
 
     let mut interrupted = false;
     if !opts.idle.is_zero() {

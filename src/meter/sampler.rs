@@ -251,6 +251,25 @@ fn run(shared: Arc<Shared>, interval: Duration, max_samples: usize) {
     shared.cpu_ns.store(thread_cpu_ns(), Ordering::SeqCst);
 }
 
+impl Sampler {
+    /// Starts sampling every `requested` interval, shortened to the sources' safe interval (the
+    /// warning says so when it had to be).
+    pub fn start_safe(
+        sources: Vec<Box<dyn EnergySource>>,
+        requested: Duration,
+    ) -> (Sampler, Option<String>) {
+        let (interval, clamped) = safe_interval(requested, &sources);
+        let s = Sampler::start(
+            sources,
+            SamplerConfig {
+                interval,
+                ..Default::default()
+            },
+        );
+        (s, clamped)
+    }
+}
+
 /// The read interval to use: `requested`, shortened to the sources' longest safe interval so no
 /// counter wrap can hide between two reads, with a warning when it had to be.
 pub fn safe_interval(

@@ -9,7 +9,7 @@ use crate::engine::driver::{Boundary, Driver, Job, Output, Pass, RunEvents};
 use crate::meter::estimate::machine_busy_ns;
 use crate::meter::mark::{Mark, Phase, Round};
 use crate::meter::recording::Recording;
-use crate::meter::sampler::{Sampler, SamplerConfig, safe_interval};
+use crate::meter::sampler::Sampler;
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, Plan};
 use crate::record::{self, RECORD_SCHEMA_VERSION, Record, Status};
@@ -157,16 +157,9 @@ impl CellContext {
             .filter(|d| d.provenance == crate::meter::Provenance::Measured)
             .map(|d| d.nominal_update_ms)
             .fold(0.0, f64::max);
-        let (interval, clamped) = safe_interval(
-            Duration::from_secs_f64(suite.interval_ms / 1e3),
-            &sel.sources,
-        );
-        let sampler = Sampler::start(
+        let (sampler, clamped) = Sampler::start_safe(
             sel.sources,
-            SamplerConfig {
-                interval,
-                ..Default::default()
-            },
+            Duration::from_secs_f64(suite.interval_ms / 1e3),
         );
         let mut warnings = sel.warnings;
         warnings.extend(clamped);

@@ -3,7 +3,7 @@
 use crate::config::Suite;
 use crate::measure::result::idle_result;
 use crate::meter::mark::{Mark, Phase, Round};
-use crate::meter::sampler::{Sampler, SamplerConfig, safe_interval};
+use crate::meter::sampler::Sampler;
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::meter::totals::totals;
 use crate::run_dir::{IDLE, IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, write_json};
@@ -21,16 +21,9 @@ pub fn idle_baseline(
 ) -> Result<()> {
     let sel = select(&suite.meter, hw, suite.tdp_w, EstimateScope::Process)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let (interval, _) = safe_interval(
-        Duration::from_secs_f64(suite.interval_ms / 1e3),
-        &sel.sources,
-    );
-    let sampler = Sampler::start(
+    let (sampler, _) = Sampler::start_safe(
         sel.sources,
-        SamplerConfig {
-            interval,
-            ..Default::default()
-        },
+        Duration::from_secs_f64(suite.interval_ms / 1e3),
     );
     sampler.mark(Mark::round(Round::Idle, Phase::Start));
     let end = Instant::now() + Duration::from_secs_f64(suite.idle_seconds);

@@ -166,17 +166,7 @@ impl RaplSource {
         } in d.counters.drain(..)
         {
             let z = &d.zones[zone];
-            domains.push(DomainInfo {
-                source: SourceKind::Rapl,
-                name: z.domain.clone(),
-                kind: z.kind,
-                provenance: Provenance::Measured,
-                method: Method::Counter,
-                location: z.path.display().to_string(),
-                counter_range_uj: z.counter_range_uj,
-                nominal_update_ms: 1.0,
-                note: domain_note(z.kind),
-            });
+            domains.push(zone_domain(z, domain_note(z.kind)));
             if let Some(r) = z.counter_range_uj {
                 let watts = max_power_uw.map_or(ASSUMED_MAX_POWER_W, |p| p as f64 / 1e6);
                 // µJ / W = µs; read at least twice per shortest wrap period.
@@ -204,19 +194,12 @@ impl RaplSource {
             {
                 continue;
             }
-            domains.push(DomainInfo {
-                source: SourceKind::Rapl,
-                name: z.domain.clone(),
-                kind: z.kind,
-                provenance: Provenance::Measured,
-                method: Method::Counter,
-                location: z.path.display().to_string(),
-                counter_range_uj: z.counter_range_uj,
-                nominal_update_ms: 1.0,
-                note: Some(format!(
+            domains.push(zone_domain(
+                z,
+                Some(format!(
                     "unreadable ({why}): totals that include it are unknown"
                 )),
-            });
+            ));
             unwraps.push(CounterUnwrap::new(0, None, None, 0));
             counters.push(Box::new(Unreadable(why.clone())));
         }
@@ -232,6 +215,21 @@ impl RaplSource {
             },
             d.zones,
         ))
+    }
+}
+
+/// The domain a zone's counter is reported as.
+fn zone_domain(z: &ZoneReport, note: Option<String>) -> DomainInfo {
+    DomainInfo {
+        source: SourceKind::Rapl,
+        name: z.domain.clone(),
+        kind: z.kind,
+        provenance: Provenance::Measured,
+        method: Method::Counter,
+        location: z.path.display().to_string(),
+        counter_range_uj: z.counter_range_uj,
+        nominal_update_ms: 1.0,
+        note,
     }
 }
 
