@@ -73,6 +73,8 @@ fn main() {
                 ),
                 warnings: Vec::new(),
                 slowest_update_ms: 0.0,
+                lost_sensor: None,
+                energy_refused: false,
                 child_tracker: None,
             };
             let events = SamplerEvents {

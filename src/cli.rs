@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// The node runs other work too (Slurm --shared): every record is marked so.
     #[arg(long, requires = "shard")]
     pub node_shared: bool,
+    /// A total that needs a domain it cannot read leaves it out, labelled PARTIAL (a lower
+    /// bound), instead of being unknown. Same as `[meter] allow_partial = true`.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +303,10 @@ pub struct MeasureArgs {
     /// Refuse to report estimates: exit 2 when no sensor covers the CPU.
     #[arg(long)]
     pub strict: bool,
+    /// A total that needs a domain it cannot read leaves it out, labelled PARTIAL (a lower
+    /// bound), instead of being unknown.
+    #[arg(long)]
+    pub allow_partial: bool,
     #[command(flatten)]
     pub sensors: SensorArgs,
     /// The command and its arguments, run directly (no shell).

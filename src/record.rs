@@ -11,7 +11,11 @@ use std::path::Path;
 /// Version of the record schema; bump when a field's meaning changes.
 /// 2: prefill/decode energy may be null (engines without phases: commands); external-engine
 /// fields (concurrency, steady state, whole run, token-count source) added.
-pub const RECORD_SCHEMA_VERSION: u32 = 2;
+/// 3: net figures subtract each domain's own idle power (and are null when the idle baseline
+/// lacks a counted domain); `uncertainty_j` adds counter resolution and possible hidden wraps
+/// (`uncertainty_parts` lists the parts); `partial_missing` marks a total that leaves out
+/// domains it could not read (`--allow-partial`).
+pub const RECORD_SCHEMA_VERSION: u32 = 3;
 
 /// Whether the repetition produced figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +95,14 @@ pub struct EnergyFigures {
     /// Instrument uncertainty of `request_j` (one side) and its basis.
     pub uncertainty_j: f64,
     pub uncertainty_basis: String,
+    /// What `uncertainty_j` is made of.
+    #[serde(default)]
+    pub uncertainty_parts: crate::meter::totals::UncertaintyParts,
     pub invalid_samples: u64,
+    /// Domains a total needs but could not read, left out because partial totals were allowed
+    /// (`--allow-partial`): the figures are then lower bounds, labelled PARTIAL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_missing: Vec<String>,
     pub domains: Vec<DomainEnergy>,
 }
 

@@ -68,6 +68,13 @@ pub struct RunMeta {
     /// What the merge noticed (incomplete cells, parts from different joulebench builds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merge_warnings: Vec<String>,
+    /// The measured domains (`rapl/package-0`, `nvml/gpu0`) the suite started with: a cell
+    /// that finds one of them gone does not silently measure with less.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measured_domains: Vec<String>,
+    /// `run --allow-partial`: labelled partial totals instead of unknown ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_partial: bool,
 }
 
 impl RunMeta {

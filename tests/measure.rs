@@ -32,6 +32,7 @@ fn opts(cmd: &[&str]) -> MeasureOptions {
         idle: Duration::ZERO,
         tdp_w: None,
         strict: false,
+        allow_partial: false,
         command: cmd.iter().map(|s| s.to_string()).collect(),
     }
 }

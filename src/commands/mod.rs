@@ -96,6 +96,7 @@ fn run_measure(a: MeasureArgs) -> Result<u8> {
         idle: Duration::from_secs_f64(a.idle_s),
         tdp_w: a.sensors.tdp_w,
         strict: a.strict,
+        allow_partial: a.allow_partial,
         command: a.command.clone(),
     };
     let outcome = measure::measure(&opts, &hw, &interrupt, &mut Progress)?;

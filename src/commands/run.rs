@@ -75,7 +75,7 @@ impl RunObserver for Progress {
 
 /// Runs `joulebench run`.
 pub fn run_suite(a: RunArgs) -> Result<u8> {
-    let suite = match (&a.config, &a.resume) {
+    let mut suite = match (&a.config, &a.resume) {
         (Some(c), resume) => {
             let s = Suite::load(c)?;
             if let Some(r) = resume {
@@ -101,6 +101,7 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
             bail!("give a suite file (joulebench run configs/quickstart.toml) or --resume RUN_DIR")
         }
     };
+    suite.allow_partial |= a.allow_partial;
     if a.dry_run {
         let mut p = plan(&suite);
         if let Some(s) = a.shard {

@@ -246,11 +246,23 @@ fn coverage(rs: &[&Record]) -> Option<String> {
         .map(|d| format!("{}/{}", d.source, d.name))
         .collect();
     domains.sort();
+    let mut partial: Vec<String> = rs
+        .iter()
+        .filter_map(|r| r.energy.as_ref())
+        .flat_map(|e| e.partial_missing.clone())
+        .collect();
+    partial.sort();
+    partial.dedup();
     Some(format!(
-        "scope {}; domains {}; methods {}",
+        "scope {}; domains {}; methods {}{}",
         e.scope,
         domains.join(", "),
-        e.methods.join(", ")
+        e.methods.join(", "),
+        if partial.is_empty() {
+            String::new()
+        } else {
+            format!("; PARTIAL (without {})", partial.join(", "))
+        }
     ))
 }
 

@@ -58,6 +58,10 @@ pub struct MeterSection {
     pub interval_ms: Spanned<f64>,
     #[serde(default)]
     pub strict: bool,
+    /// A total that needs a domain it cannot read is reported without it, labelled PARTIAL,
+    /// instead of unknown.
+    #[serde(default)]
+    pub allow_partial: bool,
     pub powercap_root: Option<PathBuf>,
     pub tdp_w: Option<Spanned<f64>>,
 }
@@ -68,6 +72,7 @@ impl Default for MeterSection {
             sources: auto(),
             interval_ms: ten(),
             strict: false,
+            allow_partial: false,
             powercap_root: None,
             tdp_w: None,
         }
@@ -175,6 +180,11 @@ pub struct Suite {
     pub meter: MeterChoice,
     pub interval_ms: f64,
     pub strict: bool,
+    /// `[meter] allow_partial` (or `run --allow-partial`): labelled partial totals.
+    pub allow_partial: bool,
+    /// `[meter] sources = "auto"` written in the file: a sensor lost mid-suite falls back to
+    /// the estimate (labelled on every record) instead of failing the remaining cells' energy.
+    pub auto_fallback: bool,
     pub powercap_root: Option<PathBuf>,
     pub tdp_w: Option<f64>,
     pub models: Vec<ModelEntry>,
@@ -291,6 +301,8 @@ impl Suite {
             Sources::List(v) => v.join(","),
         };
         let meter = MeterChoice::parse(&sources).map_err(|e| at(raw.meter.sources.span(), e))?;
+        // Written in the file (a default has an empty span).
+        let auto_fallback = meter == MeterChoice::Auto && !raw.meter.sources.span().is_empty();
         let iv = *raw.meter.interval_ms.get_ref();
         if !(0.1..=60_000.0).contains(&iv) {
             return Err(at(
@@ -437,6 +449,8 @@ impl Suite {
             meter,
             interval_ms: iv,
             strict: raw.meter.strict,
+            allow_partial: raw.meter.allow_partial,
+            auto_fallback,
             powercap_root: raw
                 .meter
                 .powercap_root

@@ -25,6 +25,8 @@ pub struct MeasureOptions {
     pub idle: Duration,
     pub tdp_w: Option<f64>,
     pub strict: bool,
+    /// Totals that need an unreadable domain leave it out, labelled PARTIAL, instead of unknown.
+    pub allow_partial: bool,
     pub command: Vec<String>,
 }
 
@@ -277,6 +279,7 @@ pub fn measure(
             *i,
             (status.code(), status.signal()),
             idle.as_ref(),
+            opts.allow_partial,
             &mut warnings,
         );
         runs.push(r);
@@ -286,12 +289,32 @@ pub fn measure(
         warnings.extend(result::short_window_warnings(&rec.domains, d.median));
     }
     if let Some(s) = statistics.get("cpu_j") {
+        // Outlier indices count the runs that have a CPU figure; name the run itself.
+        let with_cpu: Vec<usize> = runs
+            .iter()
+            .filter(|r| r.totals.cpu_j.is_some())
+            .map(|r| r.index)
+            .collect();
         for &o in &s.outliers {
-            warnings.push(format!(
-                "run {} is an outlier in CPU energy (flagged, kept)",
-                o + 1
-            ));
+            if let Some(run) = with_cpu.get(o) {
+                warnings.push(format!(
+                    "run {run} is an outlier in CPU energy (flagged, kept)"
+                ));
+            }
         }
+    }
+    let unknown: Vec<String> = runs
+        .iter()
+        .filter(|r| r.totals.cpu_plus_gpu().is_none())
+        .map(|r| r.index.to_string())
+        .collect();
+    if !unknown.is_empty() && !runs.is_empty() {
+        warnings.push(format!(
+            "energy unknown for run(s) {} of {}: the aggregate figures are over the other runs \
+             only",
+            unknown.join(", "),
+            runs.len()
+        ));
     }
     warnings.extend(rec.diagnostics.iter().cloned());
     if interrupted {

@@ -1,7 +1,7 @@
 //! The `measure` result (versioned JSON contract) and how it is built from a recording.
 
 use crate::meter::recording::{Recording, Window};
-use crate::meter::totals::{Totals, totals, uncertainty};
+use crate::meter::totals::{Span, Totals, UncertaintyParts, totals, totals_with, uncertainty};
 use crate::meter::{DomainInfo, DomainKind, Method, Provenance, SourceKind, Unavailable};
 use crate::stats::{Summary, median, summarize};
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,9 @@ pub struct DomainResult {
     /// Instrument uncertainty of `energy_j` (one side), and what it accounts for.
     pub uncertainty_j: Option<f64>,
     pub uncertainty_basis: String,
+    /// What `uncertainty_j` is made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_parts: Option<UncertaintyParts>,
     pub invalid_samples: u64,
     pub bridged: bool,
     pub location: String,
@@ -81,6 +84,9 @@ pub struct DomainRun {
     pub net_energy_j: Option<f64>,
     pub invalid_samples: u64,
     pub bridged: bool,
+    /// Energy wraps hidden in long gaps between reads could add (J).
+    #[serde(default)]
+    pub lost_wrap_j: f64,
 }
 
 /// One measured run.
@@ -195,18 +201,18 @@ pub fn run_result(
     index: usize,
     status: (Option<i32>, Option<i32>),
     idle: Option<&IdleResult>,
+    allow_partial: bool,
     warnings: &mut Vec<String>,
 ) -> RunResult {
     let dur = w.duration_s();
     let mut domains = Vec::new();
+    for line in rec.lost_lines(w) {
+        warnings.push(format!(
+            "run {index}: {line}; figures that need it are unknown"
+        ));
+    }
     for (i, (d, dw)) in rec.domains.iter().zip(&w.domains).enumerate() {
         let energy = finite(dw.energy_uj / 1e6);
-        if energy.is_none() {
-            warnings.push(format!(
-                "run {index}: {}/{} could not be measured (no valid read near the window)",
-                d.source, d.name
-            ));
-        }
         let idle_w = idle.and_then(|x| x.domains.get(i).and_then(|d| d.power_w));
         let net_e = net(
             energy,
@@ -224,10 +230,26 @@ pub fn run_result(
             net_energy_j: net_e,
             invalid_samples: dw.invalid_samples,
             bridged: dw.bridged,
+            lost_wrap_j: dw.lost_wrap_uj / 1e6,
         });
+        if dw.lost_wrap_uj > 0.0 {
+            warnings.push(format!(
+                "run {index}: {}/{}: a gap between reads was longer than a counter wrap at the \
+                 zone's maximum power: up to {:.3} J could be missing (counted as uncertainty)",
+                d.source,
+                d.name,
+                dw.lost_wrap_uj / 1e6
+            ));
+        }
     }
     let energies: Vec<Option<f64>> = domains.iter().map(|d| d.energy_j).collect();
-    let mut t = totals(&rec.domains, &energies);
+    let mut t = totals_with(&rec.domains, &energies, allow_partial);
+    if !t.partial_missing.is_empty() {
+        warnings.push(format!(
+            "run {index}: PARTIAL totals (allowed): they leave out {} and are lower bounds",
+            t.partial_missing.join(", ")
+        ));
+    }
     if let Some(idle) = idle {
         t.cpu_net_j = net(
             t.cpu_j,
@@ -309,10 +331,20 @@ pub fn aggregate(
             .into_iter()
             .flatten()
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        let (unc, basis) = match (energy, avg) {
+        let worst = |f: &dyn Fn(&DomainRun) -> f64| {
+            runs.iter().map(|r| f(&r.domains[i])).fold(0.0, f64::max)
+        };
+        let (parts, basis) = match (energy, avg) {
             (Some(e), Some(a)) => {
-                let (u, b) = uncertainty(d, e, a, rec.interval_ms);
-                (Some(u), b)
+                let span = Span {
+                    energy_j: e,
+                    avg_w: a,
+                    windows: 1,
+                    bridged_reads: worst(&|x| x.invalid_samples as f64) as u64,
+                    lost_wrap_j: worst(&|x| x.lost_wrap_j),
+                };
+                let (u, b) = uncertainty(d, span, rec.interval_ms);
+                (Some(u), b.join("; "))
             }
             _ => (None, "not measured".into()),
         };
@@ -329,8 +361,9 @@ pub fn aggregate(
             method: d.method,
             interval_ms: rec.interval_ms,
             counter_range_j: d.counter_range_uj.map(|r| r as f64 / 1e6),
-            uncertainty_j: unc,
+            uncertainty_j: parts.as_ref().map(UncertaintyParts::total),
             uncertainty_basis: basis,
+            uncertainty_parts: parts,
             invalid_samples: runs.iter().map(|r| r.domains[i].invalid_samples).sum(),
             bridged: runs.iter().any(|r| r.domains[i].bridged),
             location: d.location.clone(),
@@ -348,6 +381,15 @@ pub fn aggregate(
         gpu_net_j: pick(&|t| t.gpu_net_j),
         psys_j: pick(&|t| t.psys_j),
         cpu_is_platform: first.cpu_is_platform,
+        partial_missing: {
+            let mut m: Vec<String> = runs
+                .iter()
+                .flat_map(|r| r.totals.partial_missing.clone())
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        },
     };
     (domains, t, stats)
 }

@@ -273,6 +273,7 @@ impl EstimateSource {
             location: model.cpu_model.clone(),
             counter_range_uj: None,
             nominal_update_ms: 10.0,
+            max_power_w: None,
             note: Some(format!("ESTIMATED: {}", model.formula)),
         }];
         EstimateSource {

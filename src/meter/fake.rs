@@ -471,6 +471,7 @@ impl ScriptedSource {
                 location: "scripted".into(),
                 counter_range_uj: None,
                 nominal_update_ms: 1.0,
+                max_power_w: None,
                 note: None,
             }],
             watts,

@@ -173,6 +173,10 @@ pub struct DomainInfo {
     pub counter_range_uj: Option<u64>,
     /// Typical time between counter updates, used to size windows for peak power.
     pub nominal_update_ms: f64,
+    /// The most this domain can draw (its stated constraint, else an assumed bound), for
+    /// judging whether a wrap could hide between two reads; None where the counter never wraps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_power_w: Option<f64>,
     /// A note every result carrying this domain repeats (scope, averaging, model).
     pub note: Option<String>,
 }

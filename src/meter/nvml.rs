@@ -248,6 +248,7 @@ impl NvmlSource {
                 location: uuid.clone(),
                 counter_range_uj: None,
                 nominal_update_ms: 100.0,
+                max_power_w: None,
                 note: (!notes.is_empty()).then(|| notes.join("; ")),
             });
             src.facts.push(GpuFacts {

@@ -2,7 +2,8 @@
 //! on them (window energy, bridging invalid reads, peak power, the trace file).
 
 use super::mark::Mark;
-use super::{DomainInfo, SourceKind};
+use super::rapl::ZoneId;
+use super::{DomainInfo, DomainKind, Method, SourceKind};
 use serde::Serialize;
 use std::io::Write;
 
@@ -53,6 +54,23 @@ pub struct DomainWindow {
     pub bridged: bool,
     /// The window over which peak power was taken.
     pub peak_window_ms: f64,
+    /// Why the energy is unknown (NaN), when it is.
+    pub lost: Option<Lost>,
+    /// Energy a counter wrap hidden in a gap between two reads could add (the gap was longer
+    /// than the counter needs to wrap at the domain's maximum power), in microjoules.
+    pub lost_wrap_uj: f64,
+}
+
+/// Why a domain's energy over a window is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Lost {
+    /// No valid read at or beyond one of the window's edges: the sensor vanished or turned
+    /// unreadable. `last_valid_ns` is the last good read before the window's end, if any.
+    NoReads { last_valid_ns: Option<u64> },
+    /// The counter stopped advancing at `since_ns` for at least five update periods while
+    /// `reference` (its parent zone, or a sibling package) kept counting.
+    Stuck { since_ns: u64, reference: usize },
 }
 
 /// Energy of every domain between two marks.
@@ -131,9 +149,25 @@ impl Recording {
             let vb = mb.values[d]
                 .map(|v| v as f64)
                 .or_else(|| Self::bridge(&pts, mb.t_ns));
-            let energy_uj = match (va, vb) {
-                (Some(a), Some(b)) => (b - a).max(0.0),
-                _ => f64::NAN,
+            let stuck = self
+                .stuck_spans(d, &pts)
+                .into_iter()
+                .find(|&(from, to)| from < mb.t_ns && to > ma.t_ns);
+            let (energy_uj, lost) = match (va, vb, stuck) {
+                (_, _, Some((since_ns, _))) => (
+                    f64::NAN,
+                    Some(Lost::Stuck {
+                        since_ns,
+                        reference: self.reference(d).unwrap_or(d),
+                    }),
+                ),
+                (Some(a), Some(b), None) => ((b - a).max(0.0), None),
+                _ => (
+                    f64::NAN,
+                    Some(Lost::NoReads {
+                        last_valid_ns: pts.iter().rev().find(|(t, _)| *t <= mb.t_ns).map(|p| p.0),
+                    }),
+                ),
             };
             let invalid_samples = self
                 .times
@@ -156,6 +190,8 @@ impl Recording {
                 invalid_samples,
                 bridged,
                 peak_window_ms,
+                lost,
+                lost_wrap_uj: self.lost_wrap_uj(d, &pts, ma.t_ns, mb.t_ns),
             });
         }
         Window {
@@ -163,6 +199,130 @@ impl Recording {
             end_ns: mb.t_ns,
             domains: out,
         }
+    }
+
+    /// The domain whose counting shows that `d` should be counting too: a RAPL zone's parent
+    /// zone, or for a top-level package another package of the same source. None for the rest.
+    fn reference(&self, d: usize) -> Option<usize> {
+        let dom = &self.domains[d];
+        if dom.source != SourceKind::Rapl || dom.method != Method::Counter {
+            return None;
+        }
+        let zone = |x: &DomainInfo| {
+            std::path::Path::new(&x.location)
+                .file_name()
+                .and_then(|f| f.to_str())
+                .and_then(ZoneId::parse)
+        };
+        let id = zone(dom)?;
+        let same_source = |i: &usize| *i != d && self.domains[*i].source == dom.source;
+        if let Some(parent) = id.parent() {
+            return (0..self.n())
+                .filter(same_source)
+                .find(|&i| zone(&self.domains[i]).is_some_and(|z| z == parent));
+        }
+        (dom.kind == DomainKind::Package)
+            .then(|| {
+                (0..self.n())
+                    .filter(same_source)
+                    .find(|&i| self.domains[i].kind == DomainKind::Package)
+            })
+            .flatten()
+    }
+
+    /// Spans (first and last read, ns) over which domain `d` held one value for at least five
+    /// update periods and three reads after having advanced before, while its reference kept
+    /// counting: a stuck counter. A zone that never advanced (an unsupported DRAM domain reads a
+    /// constant) is not stuck; it reads zero watts.
+    fn stuck_spans(&self, d: usize, pts: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let dom = &self.domains[d];
+        if !matches!(
+            dom.kind,
+            DomainKind::Package | DomainKind::Dram | DomainKind::Core
+        ) {
+            return Vec::new();
+        }
+        let Some(r) = self.reference(d) else {
+            return Vec::new();
+        };
+        let min_ns = (5.0 * dom.nominal_update_ms * 1e6) as u64;
+        let ref_pts = self.points(r);
+        let mut out = Vec::new();
+        let mut advanced = false;
+        let mut i = 0;
+        while i < pts.len() {
+            let mut j = i;
+            while j + 1 < pts.len() && pts[j + 1].1 == pts[i].1 {
+                j += 1;
+            }
+            let (from, to) = (pts[i].0, pts[j].0);
+            if advanced && j - i >= 2 && to - from >= min_ns {
+                let moved = Self::bridge(&ref_pts, from)
+                    .zip(Self::bridge(&ref_pts, to))
+                    .is_some_and(|(a, b)| b > a);
+                if moved {
+                    out.push((from, to));
+                }
+            }
+            if j + 1 < pts.len() && pts[j + 1].1 > pts[j].1 {
+                advanced = true;
+            }
+            i = j + 1;
+        }
+        out
+    }
+
+    /// How much energy wraps hidden between reads could add over `[a, b]`: for each gap
+    /// between consecutive valid reads that touches the window, the counter range times the
+    /// number of wraps the domain's maximum power could fit in it.
+    fn lost_wrap_uj(&self, d: usize, pts: &[(u64, u64)], a: u64, b: u64) -> f64 {
+        let dom = &self.domains[d];
+        let (Some(range), Some(max_w)) = (dom.counter_range_uj, dom.max_power_w) else {
+            return 0.0;
+        };
+        if dom.method != Method::Counter || range == 0 || max_w <= 0.0 {
+            return 0.0;
+        }
+        pts.windows(2)
+            .filter(|w| w[1].0 > a && w[0].0 < b)
+            .map(|w| {
+                let fits = (w[1].0 - w[0].0) as f64 / 1e9 * max_w * 1e6 / range as f64;
+                fits.floor() * range as f64
+            })
+            .sum()
+    }
+
+    /// Why each domain of `w` has no energy figure, one line per such domain, naming the
+    /// zone and the time (seconds since the recording started).
+    pub fn lost_lines(&self, w: &Window) -> Vec<String> {
+        let at = |t: u64| t.saturating_sub(self.start_ns) as f64 / 1e9;
+        self.domains
+            .iter()
+            .zip(&w.domains)
+            .filter_map(|(d, dw)| {
+                let why = match dw.lost.as_ref()? {
+                    Lost::Stuck {
+                        since_ns,
+                        reference,
+                    } => format!(
+                        "stopped advancing at {:.3} s while {} kept counting (a stuck counter \
+                         is not zero watts)",
+                        at(*since_ns),
+                        self.domains[*reference].name
+                    ),
+                    Lost::NoReads {
+                        last_valid_ns: Some(t),
+                    } => format!(
+                        "no valid read after {:.3} s (the sensor vanished or became unreadable)",
+                        at(*t)
+                    ),
+                    Lost::NoReads {
+                        last_valid_ns: None,
+                    } => "no valid read at all (unreadable)".to_string(),
+                };
+                Some(format!("{}/{} ({}): {why}", d.source, d.name, d.location))
+            })
+            .collect()
     }
 
     /// Writes every sample and mark as CSV: time, event, source, domain, cumulative J, W, valid.
@@ -257,6 +417,7 @@ mod tests {
             location: String::new(),
             counter_range_uj: None,
             nominal_update_ms: 1.0,
+            max_power_w: None,
             note: None,
         }
     }
@@ -357,5 +518,97 @@ mod tests {
             "{}",
             lines[20]
         );
+    }
+
+    /// package-0 at 10 W and its dram child at 2 W until `dram_stops_ns` (then frozen);
+    /// samples every 10 ms.
+    fn two_zone(dram_stops_ns: u64, dram_w: u64) -> Recording {
+        let mut pkg = dom("package-0");
+        pkg.location = "/p/intel-rapl/intel-rapl:0".into();
+        let mut dram = dom("dram");
+        dram.kind = DomainKind::Dram;
+        dram.location = "/p/intel-rapl/intel-rapl:0/intel-rapl:0:2".into();
+        let times: Vec<u64> = (0..=100).map(|i| i * 10_000_000).collect();
+        let dram_at = |t: u64| t.min(dram_stops_ns) / 1000 * dram_w;
+        let values: Vec<u64> = times.iter().flat_map(|&t| [t / 100, dram_at(t)]).collect();
+        let m = |phase: Phase, t: u64| MarkRead {
+            mark: Mark::round(Round::Run(1), phase),
+            t_ns: t,
+            values: vec![Some(t / 100), Some(dram_at(t))],
+        };
+        Recording {
+            domains: vec![pkg, dram],
+            times,
+            values,
+            marks: vec![
+                m(Phase::Start, 105_000_000),
+                m(Phase::End, 905_000_000),
+                m(Phase::Start, 105_000_000),
+                m(Phase::End, 345_000_000),
+            ],
+            start_ns: 0,
+            decimation: 1,
+            ticks: 101,
+            interval_ms: 10.0,
+            sampler_cpu_ns: 0,
+            diagnostics: vec![],
+            sources: vec![],
+        }
+    }
+
+    /// DRAM stops counting at 400 ms while its package keeps going: a window over it has no
+    /// DRAM figure (and says why, naming the zone and the time); a window before it is fine.
+    #[test]
+    fn a_counter_that_stops_while_its_parent_counts_is_stuck_not_zero_watts() {
+        let r = two_zone(400_000_000, 2);
+        let w = r.window(0, 1);
+        assert!((w.domains[0].energy_uj - 8_000_000.0).abs() < 1e-6);
+        assert!(
+            w.domains[1].energy_uj.is_nan(),
+            "{}",
+            w.domains[1].energy_uj
+        );
+        assert!(matches!(
+            w.domains[1].lost,
+            Some(Lost::Stuck {
+                since_ns: 400_000_000,
+                reference: 0
+            })
+        ));
+        let lines = r.lost_lines(&w);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("intel-rapl:0:2") && lines[0].contains("0.400 s"),
+            "{}",
+            lines[0]
+        );
+        let early = r.window(2, 3);
+        assert!((early.domains[1].energy_uj - 480_000.0).abs() < 1.0);
+        assert_eq!(early.domains[1].lost, None);
+    }
+
+    /// A DRAM zone that never counted (unsupported on many client parts) reads zero watts.
+    #[test]
+    fn a_zone_that_never_advanced_is_zero_watts_not_stuck() {
+        let r = two_zone(0, 2);
+        let w = r.window(0, 1);
+        assert_eq!(w.domains[1].energy_uj, 0.0);
+        assert_eq!(w.domains[1].lost, None);
+    }
+
+    /// A gap between reads longer than the counter needs to wrap at the zone's maximum power
+    /// bounds what a hidden wrap could add; short gaps add nothing.
+    #[test]
+    fn long_gaps_bound_hidden_wraps() {
+        let mut r = rec(&[], false);
+        r.domains[0].counter_range_uj = Some(50_000);
+        r.domains[0].max_power_w = Some(10.0); // wraps every 5 ms at most
+        let w = r.window(0, 1);
+        // 79 gaps of 10 ms inside the window could each hide two wraps, the 5 ms gaps at its
+        // edges one each.
+        let wraps = w.domains[0].lost_wrap_uj / 50_000.0;
+        assert!((158.0..=161.0).contains(&wraps), "{wraps}");
+        r.domains[0].max_power_w = Some(1.0); // 50 ms per wrap
+        assert_eq!(r.window(0, 1).domains[0].lost_wrap_uj, 0.0);
     }
 }

@@ -26,6 +26,10 @@ pub struct Totals {
     /// The CPU figure is psys, the whole platform (a machine with no package or core domain).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cpu_is_platform: bool,
+    /// Domains a total needed but could not read, left out because partial totals were
+    /// allowed: the totals are then lower bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_missing: Vec<String>,
 }
 
 impl Totals {
@@ -40,19 +44,43 @@ impl Totals {
 
 /// Adds energies by domain kind into totals; a missing part makes the total unknown.
 pub fn totals(domains: &[DomainInfo], energy: &[Option<f64>]) -> Totals {
+    totals_with(domains, energy, false)
+}
+
+/// Like [`totals`]; with `allow_partial`, a missing part is left out of its total (named in
+/// `partial_missing`) as long as some part of that total is known.
+pub fn totals_with(domains: &[DomainInfo], energy: &[Option<f64>], allow_partial: bool) -> Totals {
+    let missing = std::cell::RefCell::new(Vec::<String>::new());
     let sum = |pred: &dyn Fn(&DomainInfo) -> bool| -> Option<Option<f64>> {
-        let parts: Vec<Option<f64>> = domains
+        let parts: Vec<(&DomainInfo, Option<f64>)> = domains
             .iter()
             .zip(energy)
             .filter(|(d, _)| pred(d))
-            .map(|(_, e)| *e)
+            .map(|(d, e)| (d, *e))
             .collect();
-        (!parts.is_empty()).then(|| parts.iter().copied().sum::<Option<f64>>())
+        if parts.is_empty() {
+            return None;
+        }
+        let known = parts.iter().any(|(_, e)| e.is_some());
+        if allow_partial {
+            let mut m = missing.borrow_mut();
+            for (d, e) in &parts {
+                let name = format!("{}/{}", d.source, d.name);
+                if e.is_none() && !m.contains(&name) {
+                    m.push(name);
+                }
+            }
+            return Some(known.then(|| parts.iter().filter_map(|(_, e)| *e).sum()));
+        }
+        Some(parts.iter().map(|(_, e)| *e).sum::<Option<f64>>())
     };
     let rapl = |k: DomainKind| move |d: &DomainInfo| d.source == SourceKind::Rapl && d.kind == k;
     let mut t = Totals::default();
     if let Some(pkg) = sum(&rapl(DomainKind::Package)) {
-        let dram = sum(&rapl(DomainKind::Dram)).unwrap_or(Some(0.0));
+        // With partial totals allowed, DRAM that cannot be read at all is left out (named).
+        let dram = sum(&rapl(DomainKind::Dram))
+            .unwrap_or(Some(0.0))
+            .or(allow_partial.then_some(0.0));
         t.cpu_j = pkg.zip(dram).map(|(a, b)| a + b);
         t.cpu_basis = Some("sum(package) + sum(dram)".into());
         t.cpu_provenance = Some(Provenance::Measured);
@@ -74,30 +102,123 @@ pub fn totals(domains: &[DomainInfo], energy: &[Option<f64>]) -> Totals {
     }
     t.gpu_j = sum(&|d: &DomainInfo| d.kind == DomainKind::Gpu).flatten();
     t.psys_j = sum(&rapl(DomainKind::Psys)).flatten();
+    // Only the parts a known total leaves out are partial; an unknown total is just unknown.
+    t.partial_missing = if t.cpu_j.is_some() || t.gpu_j.is_some() {
+        missing.into_inner()
+    } else {
+        Vec::new()
+    };
     t
 }
 
-/// Instrument uncertainty of a domain's energy and its basis.
-pub fn uncertainty(d: &DomainInfo, energy_j: f64, avg_w: f64, interval_ms: f64) -> (f64, String) {
-    match d.method {
-        Method::Counter => (
-            2.0 * avg_w * d.nominal_update_ms / 1e3 + 2e-6,
-            format!(
-                "counter edges: two update periods (~{} ms) at average power",
-                d.nominal_update_ms
-            ),
-        ),
-        Method::PolledPower { averaged: false } => (
-            avg_w * interval_ms / 1e3,
-            "trapezoid integration: one sampling interval at average power".into(),
-        ),
-        Method::PolledPower { averaged: true } => (
-            avg_w * 1.0,
-            "driver-averaged power (~1 s trailing window) at average power".into(),
-        ),
-        Method::Estimate => (
-            0.5 * energy_j,
-            "ESTIMATED: model uncertainty, assumed +/-50%".into(),
-        ),
+/// What a figure's instrument uncertainty (one side, joules) is made of.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UncertaintyParts {
+    /// The method's own term: counter edges (one update period at each end of every window),
+    /// trapezoid integration, driver averaging, or the estimate's model (+/-50%).
+    pub method_j: f64,
+    /// Counter resolution at both edges of every window: RAPL's energy unit (2^-14 J on Intel)
+    /// and NVML's 1 mJ.
+    pub resolution_j: f64,
+    /// Energy of intervals bridged at the last known power (failed reads, counter resets):
+    /// all of it counts as uncertain.
+    pub bridged_j: f64,
+    /// Wraps that could hide in a gap between reads longer than the counter needs to wrap at
+    /// the domain's maximum power: one counter range each.
+    pub lost_wrap_j: f64,
+}
+
+impl UncertaintyParts {
+    /// The sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.method_j + self.resolution_j + self.bridged_j + self.lost_wrap_j
     }
+
+    /// Adds `other` scaled by `f` (per-request shares of a repetition).
+    pub fn add_scaled(&mut self, other: &UncertaintyParts, f: f64) {
+        self.method_j += other.method_j * f;
+        self.resolution_j += other.resolution_j * f;
+        self.bridged_j += other.bridged_j * f;
+        self.lost_wrap_j += other.lost_wrap_j * f;
+    }
+}
+
+/// RAPL's energy status unit on Intel parts (2^-14 J), the counter's real resolution.
+const RAPL_UNIT_J: f64 = 1.0 / 16384.0;
+/// NVML's energy counter counts millijoules.
+const NVML_UNIT_J: f64 = 1e-3;
+
+/// How one domain's energy was summed: over how many windows, with how many bridged reads and
+/// how much energy hidden wraps could add.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub energy_j: f64,
+    pub avg_w: f64,
+    /// Windows the energy is summed over (each has two edges).
+    pub windows: usize,
+    pub bridged_reads: u64,
+    pub lost_wrap_j: f64,
+}
+
+/// Instrument uncertainty of a domain's energy by part, and the basis of each nonzero part.
+pub fn uncertainty(d: &DomainInfo, s: Span, interval_ms: f64) -> (UncertaintyParts, Vec<String>) {
+    let w = s.windows.max(1) as f64;
+    let mut basis = Vec::new();
+    let method_j = match d.method {
+        Method::Counter => {
+            basis.push(format!(
+                "counter edges: two update periods (~{} ms) at average power per window",
+                d.nominal_update_ms
+            ));
+            2.0 * s.avg_w * d.nominal_update_ms / 1e3 * w
+        }
+        Method::PolledPower { averaged: false } => {
+            basis.push("trapezoid integration: one sampling interval at average power".into());
+            s.avg_w * interval_ms / 1e3 * w
+        }
+        Method::PolledPower { averaged: true } => {
+            basis.push("driver-averaged power (~1 s trailing window) at average power".into());
+            s.avg_w * w
+        }
+        Method::Estimate => {
+            basis.push("ESTIMATED: model uncertainty, assumed +/-50%".into());
+            0.5 * s.energy_j
+        }
+    };
+    let unit = match (d.method, d.source) {
+        (Method::Counter, SourceKind::Nvml) => NVML_UNIT_J,
+        (Method::Counter, _) => RAPL_UNIT_J,
+        _ => 0.0,
+    };
+    let resolution_j = 2.0 * unit * w;
+    if resolution_j > 0.0 {
+        basis.push(format!(
+            "counter resolution: {} per edge",
+            if d.source == SourceKind::Nvml {
+                "1 mJ"
+            } else {
+                "61 uJ"
+            }
+        ));
+    }
+    let bridged_j = if d.method == Method::Estimate {
+        0.0
+    } else {
+        s.bridged_reads as f64 * s.avg_w * interval_ms / 1e3
+    };
+    if bridged_j > 0.0 {
+        basis.push("bridged reads: one sampling interval each at average power".into());
+    }
+    if s.lost_wrap_j > 0.0 {
+        basis.push("possible hidden wraps: a counter range per gap longer than a wrap".into());
+    }
+    (
+        UncertaintyParts {
+            method_j,
+            resolution_j,
+            bridged_j,
+            lost_wrap_j: s.lost_wrap_j,
+        },
+        basis,
+    )
 }

@@ -47,6 +47,10 @@ pub struct Meters {
     pub slowest_update_ms: f64,
     /// Set the measured child's PID here (ChildTree estimates).
     pub child_tracker: Option<Arc<AtomicI32>>,
+    /// A measured domain the suite started with is gone: what every record says.
+    pub lost_sensor: Option<String>,
+    /// ... and the suite did not ask for a fallback: records carry no energy.
+    pub energy_refused: bool,
 }
 
 /// The meters, read at every boundary a driver reports during one round.
@@ -94,7 +98,8 @@ impl CellContext {
         let config = run_dir.join(run_dir::CONFIG);
         let text = std::fs::read_to_string(&config)
             .with_context(|| format!("cannot read {}", config.display()))?;
-        let suite = Suite::parse(&meta.config_path, &text)?;
+        let mut suite = Suite::parse(&meta.config_path, &text)?;
+        suite.allow_partial |= meta.allow_partial;
         let plan: Plan = read_json(&run_dir.join(run_dir::PLAN))?;
         let cell = plan
             .cells
@@ -150,6 +155,7 @@ impl CellContext {
         if suite.strict && sel.has_estimates() {
             bail!("strict: no measured source covers the CPU; refusing to report estimates");
         }
+        let lost = self.lost_domains(&sel);
         let slowest_update_ms = sel
             .sources
             .iter()
@@ -163,12 +169,62 @@ impl CellContext {
         );
         let mut warnings = sel.warnings;
         warnings.extend(clamped);
+        let lost_sensor = (!lost.is_empty()).then(|| {
+            let why: Vec<String> = sel
+                .unavailable
+                .iter()
+                .filter(|u| lost.iter().any(|l| l.starts_with(u.source.as_str())))
+                .map(|u| u.to_string())
+                .collect();
+            let what = format!(
+                "{} measured when this suite started, not available to this cell{}",
+                lost.join(", "),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", why.join("; "))
+                }
+            );
+            if suite.auto_fallback {
+                format!(
+                    "SENSOR LOST: {what}; [meter] sources = \"auto\" asked for a fallback, so \
+                     this record's energy uses what is left (ESTIMATED where no sensor covers \
+                     the CPU) and no idle measured with the lost sensor is subtracted"
+                )
+            } else {
+                format!(
+                    "SENSOR LOST: {what}; this cell's energy is not reported (a figure from \
+                     fewer sensors, or from the estimate, would not be the suite's \
+                     measurement). Restore the sensor and resume the run (run --resume), or \
+                     write sources = \"auto\" under [meter] to accept a labelled fallback"
+                )
+            }
+        });
         Ok(Meters {
             sampler,
             warnings,
             slowest_update_ms,
             child_tracker: sel.child_tracker,
+            lost_sensor,
+            energy_refused: !lost.is_empty() && !suite.auto_fallback,
         })
+    }
+
+    /// The measured domains the suite started with that this cell's sources lack.
+    fn lost_domains(&self, sel: &crate::meter::select::Selection) -> Vec<String> {
+        let have: Vec<String> = sel
+            .sources
+            .iter()
+            .flat_map(|s| s.domains().to_vec())
+            .filter(|d| d.provenance == crate::meter::Provenance::Measured)
+            .map(|d| format!("{}/{}", d.source, d.name))
+            .collect();
+        self.meta
+            .measured_domains
+            .iter()
+            .filter(|d| !have.contains(d))
+            .cloned()
+            .collect()
     }
 
     /// A record for repetition `rep`, status ok, figures to fill.
@@ -282,6 +338,9 @@ fn repeat(
 ) -> Result<u8> {
     let (suite, cell) = (&ctx.suite, &ctx.cell);
     let meters = ctx.meters(driver.estimate_scope())?;
+    if let Some(line) = &meters.lost_sensor {
+        obs.note(line);
+    }
     let mut e2e_s: f64 = 0.0;
     for w in 0..suite.warmup.max(driver.min_warmups()) {
         let events = SamplerEvents {
@@ -349,6 +408,7 @@ fn repeat(
             .iter_mut()
             .flat_map(|p| p.outputs.drain(..))
             .collect();
+        warnings.extend(meters.lost_sensor.clone());
         warnings.extend(figures::fill(
             &mut r,
             &rec,
@@ -357,6 +417,9 @@ fn repeat(
             ctx.idle.as_ref(),
             suite,
         ));
+        if meters.energy_refused {
+            figures::energy::clear(&mut r);
+        }
         if let Some(streams) = passes.first().and_then(|p| p.streams) {
             let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();
             warnings.extend(concurrency::streams(

@@ -197,6 +197,14 @@ pub fn run(
                 parts: Vec::new(),
                 missing_cells: Vec::new(),
                 merge_warnings: Vec::new(),
+                measured_domains: sel
+                    .sources
+                    .iter()
+                    .flat_map(|s| s.domains().to_vec())
+                    .filter(|d| d.provenance == crate::meter::Provenance::Measured)
+                    .map(|d| format!("{}/{}", d.source, d.name))
+                    .collect(),
+                allow_partial: suite.allow_partial,
             };
             write_json(&dir.join(run_dir::META), &meta)?;
             (dir, meta)

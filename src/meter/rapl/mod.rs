@@ -49,9 +49,13 @@ pub struct CounterUnwrap {
     last: u64,
     last_ns: u64,
     total: u64,
-    /// Power over the last counted interval, µJ per ns × 1e9 (W).
-    power_w: Option<f64>,
+    /// Recent (time, running total) of counted reads, to bridge at the power over the last
+    /// ~100 ms rather than over one (possibly microseconds-short, noisy) interval.
+    recent: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// How far back the bridging power looks.
+const BRIDGE_SPAN_NS: u64 = 100_000_000;
 
 impl CounterUnwrap {
     /// Starts from a first raw reading taken at `t_ns`; the total starts at zero.
@@ -62,7 +66,29 @@ impl CounterUnwrap {
             last: first,
             last_ns: t_ns,
             total: 0,
-            power_w: None,
+            recent: std::collections::VecDeque::from([(t_ns, 0)]),
+        }
+    }
+
+    /// Power over the last ~100 ms of counted reads (W), if two reads span any time.
+    fn recent_power_w(&self) -> Option<f64> {
+        let &(t1, e1) = self.recent.back()?;
+        let &(t0, e0) = self
+            .recent
+            .iter()
+            .rev()
+            .find(|(t, _)| t1.saturating_sub(*t) >= BRIDGE_SPAN_NS)
+            .or_else(|| self.recent.front())?;
+        (t1 > t0).then(|| (e1 - e0) as f64 / 1e6 / ((t1 - t0) as f64 / 1e9))
+    }
+
+    fn remember(&mut self, t_ns: u64) {
+        self.recent.push_back((t_ns, self.total));
+        // Keep one read older than the span, and at most a bounded number.
+        while self.recent.len() > 2
+            && (self.recent.len() > 4096 || t_ns.saturating_sub(self.recent[1].0) >= BRIDGE_SPAN_NS)
+        {
+            self.recent.pop_front();
         }
     }
 
@@ -85,15 +111,15 @@ impl CounterUnwrap {
         };
         let step = match delta {
             Some(d) if (d as f64) <= possible_uj => {
-                if elapsed_s > 0.0 {
-                    self.power_w = Some(d as f64 / 1e6 / elapsed_s);
-                }
                 self.total = self.total.saturating_add(d);
+                self.remember(t_ns);
                 Step::Counted(self.total)
             }
             _ => {
-                let bridged_uj = (self.power_w.unwrap_or(0.0) * elapsed_s * 1e6) as u64;
+                let power_w = self.recent_power_w().unwrap_or(0.0);
+                let bridged_uj = (power_w * elapsed_s * 1e6) as u64;
                 self.total = self.total.saturating_add(bridged_uj);
+                self.remember(t_ns);
                 let why = match (delta, self.range) {
                     (_, _) if raw < self.last && self.range.is_none() => format!(
                         "counter went back from {} to {raw} and no max_energy_range_uj is known: \
@@ -121,8 +147,8 @@ impl CounterUnwrap {
                     total: self.total,
                     bridged_uj,
                     why: format!(
-                        "{why}; the {elapsed_s:.3} s since the last read bridged at {:.1} W",
-                        self.power_w.unwrap_or(0.0)
+                        "{why}; the {elapsed_s:.3} s since the last read bridged at {power_w:.1} W \
+                         (the last ~100 ms)"
                     ),
                 }
             }
@@ -166,9 +192,9 @@ impl RaplSource {
         } in d.counters.drain(..)
         {
             let z = &d.zones[zone];
-            domains.push(zone_domain(z, domain_note(z.kind)));
+            let watts = max_power_uw.map_or(ASSUMED_MAX_POWER_W, |p| p as f64 / 1e6);
+            domains.push(zone_domain(z, domain_note(z.kind), Some(watts)));
             if let Some(r) = z.counter_range_uj {
-                let watts = max_power_uw.map_or(ASSUMED_MAX_POWER_W, |p| p as f64 / 1e6);
                 // µJ / W = µs; read at least twice per shortest wrap period.
                 let half_wrap_ms = r as f64 / watts / 1000.0 / 2.0;
                 max_interval_ms =
@@ -199,6 +225,7 @@ impl RaplSource {
                 Some(format!(
                     "unreadable ({why}): totals that include it are unknown"
                 )),
+                None,
             ));
             unwraps.push(CounterUnwrap::new(0, None, None, 0));
             counters.push(Box::new(Unreadable(why.clone())));
@@ -219,7 +246,7 @@ impl RaplSource {
 }
 
 /// The domain a zone's counter is reported as.
-fn zone_domain(z: &ZoneReport, note: Option<String>) -> DomainInfo {
+fn zone_domain(z: &ZoneReport, note: Option<String>, max_power_w: Option<f64>) -> DomainInfo {
     DomainInfo {
         source: SourceKind::Rapl,
         name: z.domain.clone(),
@@ -229,6 +256,7 @@ fn zone_domain(z: &ZoneReport, note: Option<String>) -> DomainInfo {
         location: z.path.display().to_string(),
         counter_range_uj: z.counter_range_uj,
         nominal_update_ms: 1.0,
+        max_power_w,
         note,
     }
 }

@@ -6,11 +6,10 @@ use crate::config::Suite;
 use crate::engine::driver::Output;
 use crate::meter::mark::{Mark, Phase, Round};
 use crate::meter::recording::{Recording, Window};
-use crate::meter::totals::{Totals, totals, uncertainty};
-use crate::meter::{DomainInfo, DomainKind, Method, Provenance, TotalGroup};
+use crate::meter::totals::{Span, Totals, UncertaintyParts, totals_with, uncertainty};
+use crate::meter::{DomainKind, Provenance, TotalGroup};
 use crate::record::{DomainEnergy, EnergyFigures, EnergyScope, Record};
 use crate::run_dir::IdleBaseline;
-use crate::units::{Joules, Seconds, Watts};
 
 use super::latency::mean_tokens;
 
@@ -22,6 +21,10 @@ struct PhaseSums {
     dec_s: f64,
     /// Invalid (bridged) reads inside the windows, per domain.
     invalid: Vec<u64>,
+    /// Energy hidden wraps could add, per domain (µJ).
+    lost_wrap_uj: Vec<f64>,
+    /// Why domains have no figure (zone and time), one line each.
+    lost: Vec<String>,
     windows: usize,
     /// The earliest start and the latest end mark of the requests.
     first_mark: Option<usize>,
@@ -41,6 +44,8 @@ fn phase_sums(
     let (mut pre_uj, mut dec_uj) = (vec![0f64; n], vec![0f64; n]);
     let (mut pre_s, mut dec_s, mut windows) = (0f64, 0f64, 0usize);
     let mut invalid = vec![0u64; n];
+    let mut lost_wrap_uj = vec![0f64; n];
+    let mut lost: Vec<String> = Vec::new();
     let mut spans: Vec<(usize, Option<usize>, usize)> = Vec::new();
     for (i, item) in outputs.iter().enumerate() {
         let idx = |phase: Phase| rec.mark_index(Mark::request(round, i, phase));
@@ -60,6 +65,17 @@ fn phase_sums(
     let overlapping = by_start.windows(2).any(|w| t(w[1].0) < t(w[0].2));
     let first_mark = by_start.first().map(|s| s.0);
     let last_mark = spans.iter().map(|s| s.2).max_by_key(|&z| t(z));
+    let mut seen = |w: &Window| {
+        for (d, dw) in w.domains.iter().enumerate() {
+            invalid[d] += dw.invalid_samples;
+            lost_wrap_uj[d] += dw.lost_wrap_uj;
+        }
+        for line in rec.lost_lines(w) {
+            if !lost.contains(&line) {
+                lost.push(line);
+            }
+        }
+    };
     let mut add = |w: &Window, share: f64, is_prefill: bool| {
         let (acc, secs) = if is_prefill {
             (&mut pre_uj, &mut pre_s)
@@ -80,9 +96,7 @@ fn phase_sums(
             for (x, y, is_prefill) in phases {
                 let w = rec.window(x, y);
                 windows += 1;
-                for (acc, dw) in invalid.iter_mut().zip(&w.domains) {
-                    *acc += dw.invalid_samples;
-                }
+                seen(&w);
                 add(&w, 1.0, is_prefill);
             }
         }
@@ -108,9 +122,7 @@ fn phase_sums(
             }
             let w = rec.window(x, y);
             windows += 1;
-            for (acc, dw) in invalid.iter_mut().zip(&w.domains) {
-                *acc += dw.invalid_samples;
-            }
+            seen(&w);
             let share = 1.0 / active.len() as f64;
             for s in active {
                 add(&w, share, s.1.is_none_or(|f| t(y) <= t(f)));
@@ -123,9 +135,62 @@ fn phase_sums(
         pre_s,
         dec_s,
         invalid,
+        lost_wrap_uj,
+        lost,
         windows,
         first_mark,
         last_mark,
+    }
+}
+
+/// Which domains a total counts, given how the totals were formed.
+fn counted(rec: &Recording, t: &Totals) -> Vec<bool> {
+    rec.domains
+        .iter()
+        .map(|d| match d.kind.total_group() {
+            TotalGroup::Cpu => match t.cpu_provenance {
+                Some(Provenance::Estimated) => d.kind == DomainKind::CpuEstimate,
+                _ => d.kind != DomainKind::CpuEstimate,
+            },
+            TotalGroup::Gpu => true,
+            TotalGroup::None => {
+                (d.kind == DomainKind::Core
+                    && t.cpu_basis.as_deref().is_some_and(|b| b.contains("core")))
+                    || (d.kind == DomainKind::Psys && t.cpu_is_platform)
+            }
+        })
+        .collect()
+}
+
+/// Each counted domain's idle power from the baseline, matched by source and name; `Err` names
+/// the counted domains the baseline has no figure for (their net is then unknown: a measured
+/// idle is never subtracted from an estimate, nor one GPU's idle from another's).
+fn idle_watts(
+    rec: &Recording,
+    counted: &[bool],
+    idle: &IdleBaseline,
+) -> Result<Vec<f64>, Vec<String>> {
+    let mut out = vec![0.0; rec.domains.len()];
+    let mut lacking = Vec::new();
+    for (i, d) in rec.domains.iter().enumerate() {
+        if !counted[i] {
+            continue;
+        }
+        let w = idle
+            .domains
+            .iter()
+            .find(|x| x.source == d.source.as_str() && x.name == d.name)
+            .and_then(|x| x.power_w)
+            .filter(|w| w.is_finite());
+        match w {
+            Some(w) => out[i] = w,
+            None => lacking.push(format!("{}/{}", d.source, d.name)),
+        }
+    }
+    if lacking.is_empty() {
+        Ok(out)
+    } else {
+        Err(lacking)
     }
 }
 
@@ -141,6 +206,7 @@ pub fn fill(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     let k = outputs.len().max(1);
+    let kf = k as f64;
     let opaque = outputs.iter().all(|i| matches!(i, Output::Opaque { .. }));
     let PhaseSums {
         pre_uj,
@@ -148,6 +214,8 @@ pub fn fill(
         pre_s,
         dec_s,
         invalid,
+        lost_wrap_uj,
+        lost,
         windows,
         first_mark,
         last_mark,
@@ -158,24 +226,21 @@ pub fn fill(
             .collect::<Vec<_>>()
     };
     let (pre_j, dec_j) = (to_j(&pre_uj), to_j(&dec_uj));
-    let (tp, td) = (totals(&rec.domains, &pre_j), totals(&rec.domains, &dec_j));
+    let partial = suite.allow_partial;
+    let (tp, td) = (
+        totals_with(&rec.domains, &pre_j, partial),
+        totals_with(&rec.domains, &dec_j, partial),
+    );
     let phase = |t: &Totals| t.cpu_plus_gpu().map(|j| j.0);
     let (Some(prefill_total), Some(decode_total)) = (phase(&tp), phase(&td)) else {
-        let lost: Vec<String> = rec
-            .domains
-            .iter()
-            .zip(pre_j.iter().zip(&dec_j))
-            .filter(|(_, (p, q))| p.is_none() || q.is_none())
-            .map(|(d, _)| format!("{}/{} ({})", d.source, d.name, d.location))
-            .collect();
+        let why = if lost.is_empty() {
+            "no valid reads of any domain".to_string()
+        } else {
+            lost.join("; ")
+        };
         warnings.push(format!(
-            "energy could not be measured for this repetition: no valid reads of {} (a total \
-             that needs a domain it cannot read is unknown, not smaller)",
-            if lost.is_empty() {
-                "any domain".to_string()
-            } else {
-                lost.join(", ")
-            }
+            "{round}: energy could not be measured: {why}. A total that needs a domain it cannot \
+             read is unknown, not smaller (pass --allow-partial for a labelled partial total)"
         ));
         return warnings;
     };
@@ -187,24 +252,26 @@ pub fn fill(
         );
         return warnings;
     }
-    let kf = k as f64;
-    let request_j = (prefill_total + decode_total) / kf;
-    let counted = |d: &DomainInfo| match d.kind.total_group() {
-        TotalGroup::Cpu => match tp.cpu_provenance {
-            Some(Provenance::Estimated) => d.kind == DomainKind::CpuEstimate,
-            _ => d.kind != DomainKind::CpuEstimate,
-        },
-        TotalGroup::Gpu => true,
-        TotalGroup::None => {
-            (d.kind == DomainKind::Core
-                && tp.cpu_basis.as_deref().is_some_and(|b| b.contains("core")))
-                || (d.kind == DomainKind::Psys && tp.cpu_is_platform)
+    let mut partial_missing = tp.partial_missing.clone();
+    for m in &td.partial_missing {
+        if !partial_missing.contains(m) {
+            partial_missing.push(m.clone());
         }
-    };
+    }
+    if !partial_missing.is_empty() {
+        warnings.push(format!(
+            "{round}: PARTIAL energy (allowed): the totals leave out {} and are lower bounds; {}",
+            partial_missing.join(", "),
+            lost.join("; ")
+        ));
+    }
+    let request_j = (prefill_total + decode_total) / kf;
+    let counted = counted(rec, &tp);
     let provenance = if rec
         .domains
         .iter()
-        .any(|d| counted(d) && d.provenance == Provenance::Estimated)
+        .zip(&counted)
+        .any(|(d, c)| *c && d.provenance == Provenance::Estimated)
     {
         Provenance::Estimated
     } else {
@@ -226,58 +293,77 @@ pub fn fill(
     let peak_power_w = match (first_mark, last_mark) {
         (Some(a), Some(z)) if z > a => {
             let w = rec.window(a, z);
-            rec.domains
+            w.domains
                 .iter()
-                .zip(&w.domains)
-                .filter(|(d, _)| counted(d))
-                .map(|(_, dw)| dw.peak_power_w)
+                .zip(&counted)
+                .filter(|(_, c)| **c)
+                .map(|(dw, _)| dw.peak_power_w)
                 .filter(|p| p.is_finite())
                 .sum::<f64>()
                 .max(avg_power_w)
         }
         _ => avg_power_w,
     };
-    let mut unc = 0.0;
-    let mut bases = Vec::new();
-    for (i, (d, (p, q))) in rec.domains.iter().zip(pre_j.iter().zip(&dec_j)).enumerate() {
-        if !counted(d) {
+    let mut parts = UncertaintyParts::default();
+    let mut bases: Vec<String> = Vec::new();
+    for (i, d) in rec.domains.iter().enumerate() {
+        if !counted[i] {
             continue;
         }
-        let e = p.unwrap_or(0.0) + q.unwrap_or(0.0);
-        let avg_w = if busy_s > 0.0 { e / busy_s } else { 0.0 };
-        let (u, basis) = uncertainty(d, e, avg_w, rec.interval_ms);
-        let per_window = !matches!(d.method, Method::Estimate);
-        unc += if per_window { u * windows as f64 } else { u } / kf;
-        if !bases.contains(&basis) {
-            bases.push(basis);
-        }
-        // A bridged read (a failed read, or a counter reset bridged at the last power) leaves
-        // one sampling interval's energy estimated: count all of it as uncertain.
-        if invalid[i] > 0 && per_window {
-            unc += invalid[i] as f64 * avg_w * rec.interval_ms / 1e3 / kf;
-            let b = "bridged reads: one sampling interval each at average power".to_string();
+        let e = pre_j[i].unwrap_or(0.0) + dec_j[i].unwrap_or(0.0);
+        let span = Span {
+            energy_j: e,
+            avg_w: if busy_s > 0.0 { e / busy_s } else { 0.0 },
+            windows,
+            bridged_reads: invalid[i],
+            lost_wrap_j: lost_wrap_uj[i] / 1e6,
+        };
+        let (u, basis) = uncertainty(d, span, rec.interval_ms);
+        parts.add_scaled(&u, 1.0 / kf);
+        for b in basis {
             if !bases.contains(&b) {
                 bases.push(b);
             }
         }
     }
-    let invalid: u64 = invalid.iter().sum();
-    let idle_w = idle.and_then(|i| i.total_w).map(Watts);
-    let net = |gross: f64, secs: f64| -> Option<f64> {
-        let n = Joules(gross) - idle_w? * Seconds(secs);
-        Some(n.0.max(0.0))
-    };
-    if let Some(w) = idle_w
-        && Joules(prefill_total + decode_total) < w * Seconds(busy_s)
-    {
+    if parts.lost_wrap_j > 0.0 {
         warnings.push(format!(
-            "{round}: energy below idle power x duration ({:.4} J < {:.4} J): net figures clamped to 0",
-            prefill_total + decode_total,
-            (w * Seconds(busy_s)).0
+            "{round}: a gap between counter reads was longer than a counter wrap at the domain's \
+             maximum power: up to {:.3} J per request could be missing (counted as uncertainty)",
+            parts.lost_wrap_j
         ));
     }
-    let prefill_net = net(prefill_total, pre_s).map(|v| v / kf);
-    let decode_net = net(decode_total, dec_s).map(|v| v / kf);
+    // Net of idle: each counted domain less its own idle power over the phase's duration.
+    let idle_w = match idle.map(|b| idle_watts(rec, &counted, b)) {
+        Some(Ok(w)) => Some(w),
+        Some(Err(lacking)) => {
+            warnings.push(format!(
+                "{round}: no net-of-idle figures: the idle baseline has no figure for {} (it was \
+                 measured with other sensors); a measured idle is never subtracted from an \
+                 estimate",
+                lacking.join(", ")
+            ));
+            None
+        }
+        None => None,
+    };
+    let mut net = |gross: &[Option<f64>], secs: f64, what: &str| -> Option<f64> {
+        let w = idle_w.as_ref()?;
+        let n: f64 = (0..rec.domains.len())
+            .filter(|&i| counted[i])
+            .map(|i| gross[i].unwrap_or(0.0) - w[i] * secs)
+            .sum();
+        if n < 0.0 {
+            warnings.push(format!(
+                "{round}: {what} energy below idle power x duration by {:.4} J: its net figure is \
+                 clamped to 0",
+                -n
+            ));
+        }
+        Some(n.max(0.0) / kf)
+    };
+    let prefill_net = net(&pre_j, pre_s, if opaque { "the" } else { "prefill" });
+    let decode_net = net(&dec_j, dec_s, "decode");
     // Per-request means over this repetition's own requests: a request's energy over its
     // tokens is the repetition's energy over all of its tokens.
     let out_tokens = mean_tokens(outputs, Output::generated_tokens);
@@ -291,8 +377,9 @@ pub fn fill(
         let mut m: Vec<String> = rec
             .domains
             .iter()
-            .filter(|d| counted(d))
-            .map(|d| format!("{}: {}", d.source, d.method.as_str()))
+            .zip(&counted)
+            .filter(|(_, c)| **c)
+            .map(|(d, _)| format!("{}: {}", d.source, d.method.as_str()))
             .collect();
         m.dedup();
         m
@@ -322,9 +409,11 @@ pub fn fill(
             .map(|d| d / out_tokens),
         avg_power_w,
         peak_power_w,
-        uncertainty_j: unc,
+        uncertainty_j: parts.total(),
         uncertainty_basis: bases.join("; "),
-        invalid_samples: invalid,
+        uncertainty_parts: parts,
+        invalid_samples: invalid.iter().sum(),
+        partial_missing,
         domains: rec
             .domains
             .iter()
@@ -338,9 +427,10 @@ pub fn fill(
             })
             .collect(),
     };
-    if invalid > 0 {
+    if fig.invalid_samples > 0 {
         warnings.push(format!(
-            "{invalid} invalid meter read(s) bridged from neighbouring samples"
+            "{} invalid meter read(s) bridged from neighbouring samples (counted as uncertainty)",
+            fig.invalid_samples
         ));
     }
     r.energy_per_token_joules = (per_token_base > 0.0).then(|| request_j / per_token_base);
@@ -352,4 +442,13 @@ pub fn fill(
         .map(|c| fig.wh_per_1000_queries * c.grams_co2e_per_kwh / 1000.0);
     r.energy = Some(fig);
     warnings
+}
+
+/// Removes every energy figure from `r` (its sensors were not the suite's).
+pub fn clear(r: &mut Record) {
+    r.energy = None;
+    r.energy_per_token_joules = None;
+    r.energy_per_request_joules = None;
+    r.avg_power_watts = None;
+    r.gco2e_per_1000_queries = None;
 }
