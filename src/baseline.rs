@@ -30,12 +30,13 @@ pub struct BaselineInfo {
 
 /// Saves `run` as baseline `name` in `dir`.
 pub fn save(run: &Path, name: &str, dir: &Path, force: bool) -> Result<PathBuf> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        bail!("baseline name {name:?}: use letters, digits, '.', '_' and '-'");
+    if !crate::names::is_component(name) {
+        bail!(
+            "baseline name {:?}: use letters, digits, '.', '_' and '-', not starting with '.' or \
+             '-' (a baseline is a folder inside {})",
+            crate::names::terminal(name),
+            dir.display()
+        );
     }
     for f in ["meta.json", "records.jsonl"] {
         if !run.join(f).exists() {
@@ -59,6 +60,10 @@ pub fn save(run: &Path, name: &str, dir: &Path, force: bool) -> Result<PathBuf> 
         if src.exists() {
             std::fs::copy(&src, dest.join(f))
                 .with_context(|| format!("cannot copy {}", src.display()))?;
+            // Baselines get committed: nothing that looks like a credential goes in, even from
+            // runs recorded before redaction existed.
+            crate::run_dir::redact_file(&dest.join(f))
+                .with_context(|| format!("cannot redact {}", dest.join(f).display()))?;
         }
     }
     write_json(

@@ -319,16 +319,20 @@ fn parse_meter(s: &str) -> Result<joulebench::meter::select::MeterChoice, String
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
+    let max = joulebench::config::limits::MAX_TDP_W;
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number")),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= max => Ok(v),
+        _ => Err(format!("{s:?} is not a number of watts > 0 and <= {max}")),
     }
 }
 
 fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let week = joulebench::config::limits::WEEK_S;
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds >= 0")),
+        Ok(v) if v.is_finite() && (0.0..=week).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds >= 0 and <= {week} (one week)"
+        )),
     }
 }
 

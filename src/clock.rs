@@ -58,6 +58,22 @@ pub fn stamp(unix_s: u64) -> String {
     )
 }
 
+/// Sleeps for `d` unless `interrupt` is set first (checked every 20 ms); true when the whole
+/// time passed.
+pub fn sleep_unless(d: std::time::Duration, interrupt: &std::sync::atomic::AtomicBool) -> bool {
+    use std::sync::atomic::Ordering;
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if interrupt.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(
+            (end - std::time::Instant::now()).min(std::time::Duration::from_millis(20)),
+        );
+    }
+    !interrupt.load(Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

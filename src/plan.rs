@@ -25,17 +25,7 @@ pub struct Plan {
     pub skipped: Vec<(String, String)>,
 }
 
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+use crate::names::component as safe;
 
 /// Builds the plan. Encoders only get embedding workloads and generators only generation.
 pub fn plan(s: &Suite) -> Plan {

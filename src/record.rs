@@ -192,7 +192,9 @@ pub struct WholeRun {
 
 /// Appends one record as a line and fsyncs it before returning.
 pub fn append(path: &Path, r: &Record) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    // Text from servers and commands may echo a key: nothing secret is stored.
+    let mut line =
+        crate::redact::text(&serde_json::to_string(r).map_err(std::io::Error::other)?).into_owned();
     line.push('\n');
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -202,16 +204,30 @@ pub fn append(path: &Path, r: &Record) -> std::io::Result<()> {
     f.sync_data()
 }
 
-/// Reads every complete record; a torn last line (a kill mid-write) is reported, not fatal.
+/// Reads every complete record; a torn or unreadable line (a kill mid-write, a byte cut inside
+/// a multi-byte character) is skipped with a warning naming the file and line, not fatal.
 pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
-    let text = match std::fs::read_to_string(path) {
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
-        Err(e) => return Err(e),
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
     };
     let mut out = Vec::new();
     let mut warnings = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            warnings.push(format!(
+                "{}:{}: a line that is not UTF-8 (torn mid-character?) skipped",
+                path.display(),
+                i + 1
+            ));
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -225,6 +241,26 @@ pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
         }
     }
     Ok((out, warnings))
+}
+
+/// Refuses two records of one (cell, repetition): a run folder holds each repetition once, and
+/// counting one twice would weigh it double.
+pub fn check_unique(path: &Path, records: &[Record]) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let Some(rep) = r.repetition else { continue };
+        if let Some(first) = seen.insert((r.cell.as_str(), rep), i) {
+            return Err(format!(
+                "{}: cell {} repetition {rep} is recorded twice (records {} and {}): remove one \
+                 of them (were two runs' records concatenated?) and run `joulebench report` again",
+                path.display(),
+                crate::names::terminal(&r.cell),
+                first + 1,
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Cuts a torn last line (no newline at the end) so appends start on a fresh line.

@@ -219,10 +219,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    // Every text file joulebench writes is redacted (reports quote records, logs and errors).
+    let redacted = std::str::from_utf8(bytes).ok().map(crate::redact::text);
+    let bytes = redacted.as_ref().map_or(bytes, |t| t.as_bytes());
+    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        // Never a .tmp left behind (a full disk), and the error names the file.
         let _ = std::fs::remove_file(&tmp);
+        std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
     })
+}
+
+/// Rewrites `path` redacted (see [`crate::redact`]), if it holds anything to redact.
+pub fn redact_file(path: &Path) -> std::io::Result<()> {
+    let raw = std::fs::read(path)?;
+    let s = String::from_utf8_lossy(&raw);
+    if let std::borrow::Cow::Owned(clean) = crate::redact::text(&s) {
+        write_atomic(path, clean.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `parent/base`, or `parent/base-2`, `-3`, … when that exists already.

@@ -301,7 +301,7 @@ fn tiny_gguf(path: &std::path::Path, arch: &str, with_tokenizer: bool) {
     use gguf_file::Value;
     let mut md: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String(arch.into())),
-        ("llama.block_count", Value::U32(0)),
+        ("llama.block_count", Value::U32(1)),
         ("llama.embedding_length", Value::U32(32)),
         ("llama.feed_forward_length", Value::U32(64)),
         ("llama.attention.head_count", Value::U32(2)),

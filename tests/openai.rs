@@ -26,6 +26,7 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
     let mut len = 0usize;
     let mut authorized = false;
     let mut first = String::new();
+    let mut raw_headers = String::new();
     r.read_line(&mut first).ok()?;
     loop {
         let mut l = String::new();
@@ -33,6 +34,7 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
         if l == "\r\n" || l.is_empty() {
             break;
         }
+        raw_headers.push_str(&l);
         if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
         }
@@ -49,6 +51,7 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
     if v["model"] == "needs-key" && authorized {
         v["model"] = "no-usage".into();
     }
+    v["_headers"] = raw_headers.into();
     Some(v)
 }
 
@@ -142,6 +145,29 @@ fn serve(mut s: TcpStream) {
             w(SSE);
             w(&format!("data: {}\n\n", chunk_json(" one")));
             std::thread::sleep(Duration::from_secs(20));
+        }
+        "echo500" => {
+            // Proxies and some servers echo the request (headers and all) in an error body.
+            let body = format!(
+                "bad request; you sent:\n{}",
+                req["_headers"].as_str().unwrap_or("")
+            );
+            w(&format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        "echo429" => {
+            let body = serde_json::json!({"error": "rate limited", "request": {"headers": req["_headers"]}, "key": SECRET}).to_string();
+            w(&format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        "echo-sse" => {
+            w(SSE);
+            let ev = serde_json::json!({"error": {"message": format!("denied: {}", req["_headers"].as_str().unwrap_or(""))}});
+            w(&format!("data: {ev}\n\n"));
         }
         "error-event" => {
             w(SSE);
@@ -465,6 +491,77 @@ fn the_api_key_is_sent_but_never_written() {
         err.contains("JB_TEST_KEY") && err.contains("not set"),
         "{err}"
     );
+}
+
+/// Servers that echo the request headers (with the key) in HTTP 500 and 429 bodies and in an
+/// SSE error event: the key appears in no file of the run, of a baseline saved from it, nor on
+/// stderr or stdout.
+#[test]
+fn an_echoed_key_is_redacted_everywhere() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let mut body = header(t.path());
+    for m in ["echo500", "echo429", "echo-sse"] {
+        body.push_str(&openai_model(port, m, "api_key_env = \"JB_TEST_KEY\""));
+    }
+    let cfg = t.path().join("s.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = t.path().join("out");
+    let o = jb()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .env("JB_TEST_KEY", SECRET)
+        .output()
+        .unwrap();
+    let run = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let recs = read_all(&run.join("records.jsonl")).unwrap().0;
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert!(recs.iter().all(|r| r.status == Status::Failed));
+    // The echo reached the records, redacted.
+    assert!(
+        recs.iter()
+            .any(|r| r.error.as_deref().unwrap_or("").contains("[redacted]")),
+        "{:?}",
+        recs.iter().map(|r| r.error.clone()).collect::<Vec<_>>()
+    );
+    let baselines = t.path().join("baselines");
+    let b = jb()
+        .args(["baseline", "save"])
+        .arg(&run)
+        .arg("echo")
+        .arg("--baselines")
+        .arg(&baselines)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    for text in [&o.stderr, &o.stdout, &b.stderr, &b.stdout] {
+        assert!(!String::from_utf8_lossy(text).contains(SECRET));
+    }
+    let mut stack = vec![run, baselines];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files += 1;
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(SECRET),
+                    "{} holds the key",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    assert!(files > 8, "{files} files checked");
 }
 
 #[test]

@@ -298,8 +298,15 @@ fn failing_cells_are_recorded_and_the_suite_goes_on() {
         err("synthetic_llama-tiny__panics__w0")
     );
     assert!(err("synthetic_llama-tiny__hangs__w0").contains("timed out"));
+    // A panic shows its message and where it happened, not a hint about RUST_BACKTRACE.
+    assert!(
+        err("synthetic_llama-tiny__panics__w0").contains("panic at src/"),
+        "{}",
+        err("synthetic_llama-tiny__panics__w0")
+    );
     let report = std::fs::read_to_string(run_dir(&out).join("report.md")).unwrap();
     assert!(report.contains("**failed**"));
+    assert!(report.contains("injected fault") && !report.contains("RUST_BACKTRACE"));
 }
 
 #[test]

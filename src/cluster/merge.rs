@@ -50,6 +50,23 @@ fn load_part(path: &Path, warnings: &mut Vec<String>) -> Result<Part> {
     let meta: RunMeta = read_json(&path.join("meta.json"))?;
     let text = std::fs::read_to_string(path.join("config.toml"))
         .with_context(|| format!("cannot read {}", path.join("config.toml").display()))?;
+    let actual = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    if actual != meta.config_hash {
+        bail!(
+            "{}: config.toml does not match the hash meta.json recorded for it ({} vs {}): the \
+             suite file was changed after the run, so its records cannot be trusted to belong \
+             to it",
+            path.display(),
+            &actual[..12],
+            &meta.config_hash[..12.min(meta.config_hash.len())]
+        );
+    }
     let (mut records, w) = record::read_all(&path.join("records.jsonl"))
         .with_context(|| format!("cannot read {}", path.join("records.jsonl").display()))?;
     warnings.extend(w);

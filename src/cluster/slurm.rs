@@ -46,6 +46,52 @@ pub fn check_option(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses paths that an `#SBATCH` line cannot carry as one word (whitespace, quotes,
+/// backslashes, control characters) or that Slurm would expand (`%`).
+pub fn check_path(what: &str, p: &Path) -> Result<()> {
+    let s = p.to_string_lossy();
+    if let Some(c) = s
+        .chars()
+        .find(|&c| c.is_control() || c.is_whitespace() || "%'\"\\".contains(c))
+    {
+        bail!(
+            "{what} {:?} has {:?}, which an #SBATCH line cannot carry; use a folder without \
+             spaces, quotes, '%' or control characters (--out DIR)",
+            crate::names::terminal(&s),
+            c
+        );
+    }
+    Ok(())
+}
+
+impl SlurmJobSpec {
+    /// Checks every value the scripts interpolate outside a quoted shell word.
+    pub fn check(&self) -> Result<()> {
+        check_path("the job folder", &self.job_dir)?;
+        check_path("the working folder", &self.workdir)?;
+        for (what, v) in [("--partition", &self.partition), ("--time", &self.time)] {
+            if let Some(v) = v {
+                check_option(what, v)?;
+            }
+        }
+        for e in &self.extra {
+            if !e.starts_with('-') || e.chars().any(char::is_control) {
+                bail!("--sbatch-arg {e:?} is not an sbatch option (like --account=lab)");
+            }
+        }
+        for (what, p) in [("the suite file", &self.config), ("the binary", &self.exe)] {
+            let s = p.to_string_lossy();
+            if s.chars().any(char::is_control) {
+                bail!(
+                    "{what} {:?} has control characters",
+                    crate::names::terminal(&s)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 fn common_header(s: &mut String, spec: &SlurmJobSpec) {
     if let Some(p) = &spec.partition {
         let _ = writeln!(s, "#SBATCH --partition={p}");
@@ -67,13 +113,17 @@ pub fn array_script(spec: &SlurmJobSpec) -> String {
         "# joulebench {}: suite {:?} (config sha256 {}), {} cells in {} shards.\n\
          # Task I runs the cells whose plan index is I modulo {}.",
         env!("CARGO_PKG_VERSION"),
-        spec.suite,
+        crate::names::terminal(&spec.suite),
         spec.config_hash,
         spec.plan_cells,
         spec.shards,
         spec.shards
     );
-    let _ = writeln!(s, "#SBATCH --job-name=jb-{}", spec.suite);
+    let _ = writeln!(
+        s,
+        "#SBATCH --job-name=jb-{}",
+        crate::names::component(&spec.suite)
+    );
     let _ = writeln!(s, "#SBATCH --array=0-{}", spec.shards - 1);
     s.push_str("#SBATCH --nodes=1\n#SBATCH --ntasks=1\n");
     if spec.shared {
@@ -119,9 +169,13 @@ pub fn merge_script(spec: &SlurmJobSpec) -> String {
         s,
         "# joulebench: merges the shards of suite {:?} after the array job, whatever its outcome.\n\
          # Submit with --dependency=afterany:ARRAY --export=ALL,JOULEBENCH_ARRAY_JOB=ARRAY.",
-        spec.suite
+        crate::names::terminal(&spec.suite)
     );
-    let _ = writeln!(s, "#SBATCH --job-name=jb-{}-merge", spec.suite);
+    let _ = writeln!(
+        s,
+        "#SBATCH --job-name=jb-{}-merge",
+        crate::names::component(&spec.suite)
+    );
     s.push_str("#SBATCH --nodes=1\n#SBATCH --ntasks=1\n");
     let _ = writeln!(
         s,
@@ -167,6 +221,7 @@ pub fn submit_script(spec: &SlurmJobSpec) -> String {
 /// Writes shards.sbatch, merge.sbatch and submit.sh into the job folder.
 pub fn write_scripts(spec: &SlurmJobSpec) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    spec.check()?;
     std::fs::create_dir_all(spec.job_dir.join("logs"))
         .with_context(|| format!("cannot create {}", spec.job_dir.display()))?;
     for (name, text) in [
@@ -268,6 +323,85 @@ mod tests {
         assert!(s.contains("merge \"${parts[@]}\" --out \"$RUN/merged\" --allow-partial"));
         assert!(!s.contains("--array"));
         assert!(submit_script(&spec(false)).contains("--dependency=afterany:$array"));
+    }
+
+    /// Hostile names and paths: `bash -n` accepts the scripts, and running their bodies (with a
+    /// stand-in for joulebench that records its arguments) runs nothing else and passes every
+    /// value through unchanged.
+    #[test]
+    fn hostile_values_run_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let exe = root.join("fake jb $(touch pwned-exe)");
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$ARGS_OUT\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = root.join("s'; touch pwned-config; '$(touch pwned-sub)`touch pwned-bt`.toml");
+        let job_dir = root.join("job");
+        let mut sp = spec(false);
+        sp.suite = "x;touch pwned-name;$(touch pwned-name2)".into();
+        sp.exe = exe;
+        sp.config = config.clone();
+        sp.job_dir = job_dir.clone();
+        sp.workdir = root.to_path_buf();
+        sp.partition = None;
+        sp.extra.clear();
+        sp.check().unwrap();
+        write_scripts(&sp).unwrap();
+        for f in ["shards.sbatch", "merge.sbatch", "submit.sh"] {
+            let st = Command::new("bash")
+                .arg("-n")
+                .arg(job_dir.join(f))
+                .status()
+                .unwrap();
+            assert!(st.success(), "bash -n {f}");
+        }
+        let args_out = root.join("args.txt");
+        let st = Command::new("bash")
+            .arg(job_dir.join("shards.sbatch"))
+            .current_dir(root)
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .env("ARGS_OUT", &args_out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let args = std::fs::read_to_string(&args_out).unwrap();
+        let lines: Vec<&str> = args.lines().collect();
+        assert_eq!(lines[0], "run");
+        assert_eq!(lines[1], config.to_string_lossy());
+        std::fs::create_dir_all(job_dir.join("job-7/shards/part-0")).unwrap();
+        let st = Command::new("bash")
+            .arg(job_dir.join("merge.sbatch"))
+            .current_dir(root)
+            .env("JOULEBENCH_ARRAY_JOB", "7")
+            .env("ARGS_OUT", &args_out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            std::fs::read_to_string(&args_out)
+                .unwrap()
+                .starts_with("merge\n")
+        );
+        let stray: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("pwned"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+        let script = std::fs::read_to_string(job_dir.join("shards.sbatch")).unwrap();
+        assert!(script.contains("#SBATCH --job-name=jb-x_touch_pwned-name___touch_pwned-name2_\n"));
+        // A job folder an #SBATCH line cannot carry is refused, not written.
+        sp.job_dir = root.join("with space");
+        assert!(sp.check().is_err());
+        sp.job_dir = root.join("pct%j");
+        assert!(sp.check().is_err());
     }
 
     #[test]

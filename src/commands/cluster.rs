@@ -56,7 +56,7 @@ pub fn run_slurm(a: SlurmArgs) -> Result<u8> {
         }
     }
     for e in &a.sbatch_args {
-        if !e.starts_with('-') || e.contains('\n') {
+        if !e.starts_with('-') || e.chars().any(char::is_control) {
             bail!("--sbatch-arg {e:?} is not an sbatch option (like --account=lab)");
         }
     }
@@ -71,7 +71,7 @@ pub fn run_slurm(a: SlurmArgs) -> Result<u8> {
     let out = absolute(&a.out)?;
     let base = format!(
         "slurm-{}-{}",
-        suite.name,
+        joulebench::names::component(&suite.name),
         joulebench::clock::stamp(joulebench::clock::unix_now() as u64)
     );
     let job_dir = joulebench::run_dir::unique_dir(&out, &base);

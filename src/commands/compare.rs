@@ -44,14 +44,18 @@ pub fn run_compare(a: CompareArgs) -> Result<u8> {
     match &a.out {
         Some(p) => joulebench::run_dir::write_atomic(p, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
-        None => super::print_stdout(&text)?,
+        None if matches!(a.format, CompareFormat::Json) => super::print_stdout(&text)?,
+        None => super::print_text(&text)?,
     }
     if let Some(p) = &a.chart {
         joulebench::run_dir::write_atomic(p, compare::chart_svg(&c).as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
     }
     if let Some(why) = &c.not_comparable {
-        eprintln!("joulebench: nothing comparable: {why}");
+        eprintln!(
+            "joulebench: nothing comparable: {}",
+            super::for_terminal(why)
+        );
     }
     Ok(c.exit_code())
 }
@@ -87,7 +91,7 @@ pub fn run_baseline(cmd: BaselineCommand) -> Result<u8> {
                     m.fingerprint()
                 ));
             }
-            super::print_stdout(&s)?;
+            super::print_text(&s)?;
         }
     }
     Ok(0)

@@ -132,8 +132,20 @@ fn run_measure(a: MeasureArgs) -> Result<u8> {
     Ok(u8::try_from(outcome.exit_code).unwrap_or(1))
 }
 
-/// Prints to stdout; a closed pipe is not an error.
+/// Text for a terminal: secrets redacted, control characters shown escaped.
+pub(crate) fn for_terminal(text: &str) -> String {
+    joulebench::names::terminal_text(&joulebench::redact::text(text)).into_owned()
+}
+
+/// Prints human-readable text to stdout, made safe with [`for_terminal`].
+pub(crate) fn print_text(text: &str) -> Result<()> {
+    print_stdout(&for_terminal(text))
+}
+
+/// Prints to stdout (JSON and other machine-read text: redacted only); a closed pipe is not an
+/// error.
 pub(crate) fn print_stdout(text: &str) -> Result<()> {
+    let text = joulebench::redact::text(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -29,8 +29,8 @@ struct Progress {
 impl Progress {
     fn line(&self, msg: &str) {
         match &self.bar {
-            Some(b) => b.println(msg),
-            None => eprintln!("[joulebench] {msg}"),
+            Some(b) => b.println(super::for_terminal(msg)),
+            None => eprintln!("[joulebench] {}", super::for_terminal(msg)),
         }
     }
 }
@@ -107,7 +107,7 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         if let Some(s) = a.shard {
             p.cells.retain(|c| s.owns(c.index));
         }
-        super::print_stdout(&render(&suite, &p))?;
+        super::print_text(&render(&suite, &p))?;
         return Ok(0);
     }
     if let (Some(s), Ok(f)) = (a.shard, std::env::var("JOULEBENCH_SHARD_FAULT")) {
@@ -126,7 +126,20 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
     };
     let mut progress = Progress { bar: None };
     let out = joulebench::runner::run(&suite, &opts, &interrupt, &mut progress)?;
-    joulebench::report::write_all(&out.dir, out.interrupted)?;
+    // The report is written from what exists, even when the suite stopped on a write error.
+    let reported = joulebench::report::write_all(&out.dir, out.interrupted);
+    if let Some(w) = &out.write_failure {
+        if let Err(e) = &reported {
+            eprintln!("[joulebench] {}", super::for_terminal(&format!("{e:#}")));
+        }
+        anyhow::bail!(
+            "stopped: results could not be written: {w}. Everything recorded before is kept in \
+             {}; free space and resume with `joulebench run --resume {}`",
+            out.dir.display(),
+            out.dir.display()
+        );
+    }
+    reported?;
     if let Some(b) = &progress.bar {
         b.finish_and_clear();
     }
@@ -147,7 +160,7 @@ struct StderrNotes;
 
 impl joulebench::runner::cell::CellObserver for StderrNotes {
     fn note(&mut self, line: &str) {
-        eprintln!("[cell] {line}");
+        eprintln!("[cell] {}", super::for_terminal(line));
     }
 }
 

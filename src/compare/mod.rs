@@ -123,7 +123,8 @@ pub fn load_side(spec: &str, baselines: &Path) -> Result<Side, String> {
     if !path.exists() {
         return Err(format!("{} is missing", path.display()));
     }
-    let (records, _) = read_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (records, _) = read_all(&path).map_err(|e| e.to_string())?;
+    crate::record::check_unique(&path, &records)?;
     Ok(Side {
         label: spec.to_string(),
         dir,

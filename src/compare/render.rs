@@ -57,11 +57,7 @@ pub fn text(c: &Comparison) -> String {
     s
 }
 
-fn md(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+use crate::report::markdown::md_escape as md;
 
 /// Markdown for a pull-request comment or a CI step summary.
 pub fn markdown(c: &Comparison) -> String {

@@ -1,6 +1,7 @@
 //! The TOML suite file: models × hardware profiles × workloads, with validation errors that name
 //! the file, line and column and say what is allowed.
 
+pub mod limits;
 mod model;
 
 pub use model::{EngineKind, ModelEntry};
@@ -267,12 +268,8 @@ impl Suite {
             .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let name = raw.suite.name.get_ref().trim().to_string();
-        if name.is_empty() {
-            return Err(at(
-                raw.suite.name.span(),
-                "suite name must not be empty".into(),
-            ));
-        }
+        crate::names::check("suite name", &name).map_err(|e| at(raw.suite.name.span(), e))?;
+        limits::suite(&raw).map_err(|(span, e)| at(span, e))?;
         if *raw.suite.repetitions.get_ref() == 0 {
             return Err(at(
                 raw.suite.repetitions.span(),
@@ -330,33 +327,60 @@ impl Suite {
         if raw.workloads.is_empty() {
             return Err(at(0..0, "no [[workload]]: add at least one (name = \"chat\", prompt_tokens = 64, new_tokens = 32)".into()));
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = limits::allowed_cpus();
+        // Names become file names: refused when unprintable, and when two of a kind share a
+        // path form ("a/b" and "a_b" both become "a_b").
+        let mut seen: std::collections::HashMap<(&str, String), (String, usize)> =
+            std::collections::HashMap::new();
+        let mut name_ok = |kind: &'static str,
+                           n: &str,
+                           span: std::ops::Range<usize>|
+         -> Result<(), ConfigError> {
+            crate::names::check(&format!("{kind} name"), n).map_err(|e| at(span.clone(), e))?;
+            let key = (kind, crate::names::component(n));
+            let line = line_col(text, span.start).0;
+            if let Some((first, first_line)) = seen.get(&key) {
+                let why = if first == n {
+                    format!("{kind} name {n:?} is used twice (line {first_line} and here)")
+                } else {
+                    format!(
+                        "{kind} names {:?} (line {first_line}) and {:?} both become {:?} in \
+                         file names",
+                        crate::names::terminal(first),
+                        crate::names::terminal(n),
+                        key.1
+                    )
+                };
+                return Err(at(
+                    span,
+                    format!(
+                        "{why}; rename one{}",
+                        if kind == "model" {
+                            " (alias = ...)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+            seen.insert(key, (n.to_string(), line));
+            Ok(())
+        };
         let mut models = Vec::new();
-        let mut names = std::collections::HashSet::new();
         for m in &raw.models {
             let e = m
                 .get_ref()
                 .clone()
                 .validate(base)
                 .map_err(|msg| at(m.span(), msg))?;
-            if !names.insert(e.name()) {
-                return Err(at(
-                    m.span(),
-                    format!("model name {:?} is used twice; give one an alias", e.name()),
-                ));
-            }
+            name_ok("model", &e.name(), m.span())?;
             models.push(e);
         }
         let mut profiles = Vec::new();
-        let mut names = std::collections::HashSet::new();
         for p in &raw.profiles {
             let pr = p.get_ref().clone();
-            if pr.name.trim().is_empty() || !names.insert(pr.name.clone()) {
-                return Err(at(
-                    p.span(),
-                    "profile names must be present and unique".into(),
-                ));
-            }
+            name_ok("profile", &pr.name, p.span())?;
+            limits::profile(&pr).map_err(|e| at(p.span(), e))?;
             if pr.threads == Some(0) {
                 return Err(at(p.span(), "threads must be at least 1".into()));
             }
@@ -367,10 +391,14 @@ impl Suite {
                         "cpu_affinity must list at least one CPU".into(),
                     ));
                 }
-                if let Some(bad) = a.iter().find(|c| **c >= cpus.max(64)) {
+                if let Some(bad) = a.iter().find(|c| !cpus.contains(c)) {
                     return Err(at(
                         p.span(),
-                        format!("cpu_affinity names CPU {bad}, which does not exist"),
+                        format!(
+                            "cpu_affinity names CPU {bad}, which this process cannot use (it may \
+                             use {})",
+                            limits::cpu_list(&cpus)
+                        ),
                     ));
                 }
             }
@@ -383,15 +411,10 @@ impl Suite {
             profiles.push(pr);
         }
         let mut workloads = Vec::new();
-        let mut names = std::collections::HashSet::new();
         for w in &raw.workloads {
             let wl = w.get_ref().clone();
-            if wl.name.trim().is_empty() || !names.insert(wl.name.clone()) {
-                return Err(at(
-                    w.span(),
-                    "workload names must be present and unique".into(),
-                ));
-            }
+            name_ok("workload", &wl.name, w.span())?;
+            limits::workload(&wl).map_err(|e| at(w.span(), e))?;
             if wl.prompt_tokens == 0 || wl.batch == 0 {
                 return Err(at(
                     w.span(),

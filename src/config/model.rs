@@ -214,8 +214,8 @@ impl RawModel {
             ("ready_timeout_s", self.ready_timeout_s),
             ("request_timeout_s", self.request_timeout_s),
         ] {
-            if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
-                return Err(format!("{what} must be > 0 seconds"));
+            if let Some(v) = v {
+                super::limits::in_range(what, v, 0.0, super::limits::WEEK_S, true, " s")?;
             }
         }
         Ok(OpenaiSpec {

@@ -142,17 +142,6 @@ fn spawn_and_wait(
     })
 }
 
-fn sleep_interruptibly(d: Duration, interrupt: &AtomicBool) -> bool {
-    let end = std::time::Instant::now() + d;
-    while std::time::Instant::now() < end {
-        if interrupt.load(Ordering::Relaxed) {
-            return false;
-        }
-        std::thread::sleep((end - std::time::Instant::now()).min(Duration::from_millis(20)));
-    }
-    !interrupt.load(Ordering::Relaxed)
-}
-
 fn progress(label: &str, domains: &[DomainInfo], a: &MarkRead, b: &MarkRead) -> RunProgress {
     let energy: Vec<Option<f64>> = a
         .values
@@ -205,7 +194,7 @@ pub fn measure(
     if !opts.idle.is_zero() {
         obs.phase(&format!("idle baseline ({:.1} s)", opts.idle.as_secs_f64()));
         sampler.mark(Mark::round(Round::Idle, Phase::Start));
-        interrupted = !sleep_interruptibly(opts.idle, interrupt);
+        interrupted = !crate::clock::sleep_unless(opts.idle, interrupt);
         sampler.mark(Mark::round(Round::Idle, Phase::End));
     }
 

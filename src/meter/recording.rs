@@ -327,10 +327,23 @@ impl Recording {
 
     /// Writes every sample and mark as CSV: time, event, source, domain, cumulative J, W, valid.
     pub fn write_trace(&self, w: impl Write) -> std::io::Result<()> {
+        self.write_trace_rows(w, 0.0, true)
+    }
+
+    /// The trace's rows with `t_s` shifted by `offset_s` (a resumed cell's rows continue the
+    /// earlier ones'), with or without the header line.
+    pub fn write_trace_rows(
+        &self,
+        w: impl Write,
+        offset_s: f64,
+        header: bool,
+    ) -> std::io::Result<()> {
         let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
-            "t_s", "event", "source", "domain", "energy_j", "power_w", "valid",
-        ])?;
+        if header {
+            csv.write_record([
+                "t_s", "event", "source", "domain", "energy_j", "power_w", "valid",
+            ])?;
+        }
         let points: Vec<Vec<(u64, u64)>> = (0..self.n()).map(|d| self.points(d)).collect();
         // Samples and marks merged in time order; marks carry their label as the event.
         let mut rows: Vec<(u64, Option<usize>, Option<usize>)> = self
@@ -369,7 +382,11 @@ impl Recording {
                 let event =
                     mark.map_or_else(|| "sample".to_string(), |m| self.marks[m].mark.to_string());
                 csv.write_record([
-                    format!("{:.6}", t.saturating_sub(self.start_ns) as f64 / 1e9).as_str(),
+                    format!(
+                        "{:.6}",
+                        offset_s + t.saturating_sub(self.start_ns) as f64 / 1e9
+                    )
+                    .as_str(),
                     event.as_str(),
                     dom.source.as_str(),
                     dom.name.as_str(),

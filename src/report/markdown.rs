@@ -48,7 +48,7 @@ const MD_COLUMNS: &[Metric] = &[
 
 /// report.md: the figures a reader compares, with how they were obtained.
 pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBaseline>) -> String {
-    let mut s = format!("# joulebench: {}\n\n", doc.suite);
+    let mut s = format!("# joulebench: {}\n\n", md_escape(&doc.suite));
     if doc.interrupted {
         s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
     }
@@ -318,8 +318,56 @@ pub fn failure_line(f: &str) -> String {
     }
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Text that cannot break a Markdown table, heading or list, nor inject markup: newlines become
+/// spaces, control characters are shown escaped, `< > &` become entities, and every character
+/// that starts emphasis, code, a link or a table cell is backslash-escaped (an underscore only
+/// where it could start emphasis, so `a__b__c` ids stay readable).
+pub fn md_escape(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let flat = crate::names::terminal(&flat);
+    let chars: Vec<char> = flat.chars().collect();
+    let mut out = String::with_capacity(flat.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '[' | ']' | '|' | '~' | '#' | '!' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '_' => {
+                // A run of underscores between letters or digits cannot open emphasis.
+                let before = chars[..i].iter().rev().find(|c| **c != '_');
+                let after = chars[i + 1..].iter().find(|c| **c != '_');
+                let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+                let inner = word(before) && word(after);
+                if !inner {
+                    out.push('\\');
+                }
+                out.push('_');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::md_escape;
+
+    #[test]
+    fn names_cannot_break_tables_headings_or_inject_markup() {
+        assert_eq!(md_escape("a__b__c"), "a__b__c");
+        assert_eq!(md_escape("x|y\n# h"), "x\\|y \\# h");
+        assert_eq!(
+            md_escape("_em_ *b* `c` [l](u) <s>"),
+            "\\_em\\_ \\*b\\* \\`c\\` \\[l\\](u) &lt;s&gt;"
+        );
+        assert_eq!(md_escape("\u{1b}[31m"), "\\\\u{1b}\\[31m");
+    }
 }

@@ -16,7 +16,7 @@ pub use summary::{CellSummary, SummaryDoc, summarize, summary_csv};
 
 use crate::record::Status;
 use crate::record::{self, Record};
-use crate::run_dir::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
+use crate::run_dir::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -130,9 +130,12 @@ fn timelines(
 }
 
 /// Rebuilds summary.json, summary.csv, report.md, charts/*.svg and report.html of a run folder
-/// from its records and traces.
+/// from its records and traces. Each file is written on its own: one that cannot be written (a
+/// full disk) does not stop the others, and the error names every file that failed.
 pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
-    let (records, warnings) = record::read_all(&dir.join("records.jsonl"))?;
+    let records_path = dir.join("records.jsonl");
+    let (records, warnings) = record::read_all(&records_path)?;
+    record::check_unique(&records_path, &records).map_err(|e| anyhow::anyhow!(e))?;
     let meta: Option<RunMeta> = read_json(&dir.join("meta.json")).ok();
     let idle: Option<IdleBaseline> = read_json(&dir.join("idle.json")).ok();
     let suite = meta.as_ref().map_or_else(String::new, |m| m.suite.clone());
@@ -141,26 +144,47 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     if let Some(m) = &meta {
         doc.warnings.extend(run_warnings(m));
     }
-    write_json(&dir.join("summary.json"), &doc)?;
-    crate::run_dir::write_atomic(&dir.join("summary.csv"), summary_csv(&doc).as_bytes())?;
-    crate::run_dir::write_atomic(
+    let mut failed: Vec<String> = Vec::new();
+    fn put(failed: &mut Vec<String>, path: &Path, bytes: &[u8]) {
+        if let Err(e) = crate::run_dir::write_atomic(path, bytes) {
+            failed.push(e.to_string());
+        }
+    }
+    put(
+        &mut failed,
         &dir.join("report.md"),
         report_md(&doc, meta.as_ref(), idle.as_ref()).as_bytes(),
-    )?;
+    );
+    match serde_json::to_string_pretty(&doc) {
+        Ok(j) => put(
+            &mut failed,
+            &dir.join("summary.json"),
+            (j + "\n").as_bytes(),
+        ),
+        Err(e) => failed.push(format!("summary.json: {e}")),
+    }
+    put(
+        &mut failed,
+        &dir.join("summary.csv"),
+        summary_csv(&doc).as_bytes(),
+    );
     let chart_dir = dir.join("charts");
-    std::fs::create_dir_all(&chart_dir)?;
+    if let Err(e) = std::fs::create_dir_all(&chart_dir) {
+        failed.push(format!("cannot create {}: {e}", chart_dir.display()));
+    }
     let mut embedded = Vec::new();
     let mut chart_warnings = Vec::new();
     for (file, title, svg) in charts_for(dir, &doc, &records, idle.as_ref()) {
         match svg {
             Ok(svg) => {
-                crate::run_dir::write_atomic(&chart_dir.join(&file), svg.as_bytes())?;
+                put(&mut failed, &chart_dir.join(&file), svg.as_bytes());
                 #[cfg(feature = "png")]
                 match png::svg_to_png(&svg) {
-                    Ok(bytes) => crate::run_dir::write_atomic(
+                    Ok(bytes) => put(
+                        &mut failed,
                         &chart_dir.join(file.replace(".svg", ".png")),
                         &bytes,
-                    )?,
+                    ),
                     Err(e) => chart_warnings.push(format!("{file}: no PNG: {e}")),
                 }
                 embedded.push(html::Chart { title, svg });
@@ -170,9 +194,17 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     }
     let mut doc_html = doc.clone();
     doc_html.warnings.extend(chart_warnings);
-    crate::run_dir::write_atomic(
+    put(
+        &mut failed,
         &dir.join("report.html"),
         html::render(&doc_html, meta.as_ref(), idle.as_ref(), &embedded).as_bytes(),
-    )?;
+    );
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the report of {} is incomplete: {}",
+            dir.display(),
+            failed.join("; ")
+        );
+    }
     Ok(doc)
 }

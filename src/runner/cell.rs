@@ -37,6 +37,38 @@ pub struct CellContext {
     pub suite: Suite,
     pub cell: Cell,
     pub idle: Option<IdleBaseline>,
+    /// The cell's trace from an earlier process (a resumed run) and the time its last row is
+    /// at: new rows are appended after it, never written over it.
+    pub prior_trace: Option<(Vec<u8>, f64)>,
+}
+
+/// A result file could not be written (a full disk, a read-only folder): the suite stops,
+/// keeping everything already fsynced.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutputWriteError(pub String);
+
+/// Exit status of a cell process that could not write its results.
+pub const EXIT_WRITE_FAILED: u8 = 74;
+
+/// The trace already on disk and the time of its last row.
+fn prior_trace(path: &Path) -> Option<(Vec<u8>, f64)> {
+    let mut bytes = std::fs::read(path).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    if !bytes.ends_with(b"\n") {
+        // A torn last row (a kill mid-write) is cut.
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(keep);
+    }
+    let last_t = bytes
+        .split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .find_map(|l| l.split(',').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (!bytes.is_empty()).then_some((bytes, last_t))
 }
 
 /// The opened meters of a cell.
@@ -107,12 +139,14 @@ impl CellContext {
             .find(|c| c.index == index)
             .with_context(|| format!("the plan in {} has no cell {index}", run_dir.display()))?;
         let idle: Option<IdleBaseline> = read_json(&run_dir.join(run_dir::IDLE)).ok();
+        let prior_trace = prior_trace(&run_dir::trace_path(run_dir, &cell.id));
         Ok(CellContext {
             run_dir: run_dir.to_path_buf(),
             meta,
             suite,
             cell,
             idle,
+            prior_trace,
         })
     }
 
@@ -247,12 +281,20 @@ impl CellContext {
             );
         }
         let records = self.run_dir.join(run_dir::RECORDS);
-        record::append(&records, &r)
-            .with_context(|| format!("cannot append to {}", records.display()))?;
+        record::append(&records, &r).map_err(|e| {
+            OutputWriteError(format!("cannot append to {}: {e}", records.display()))
+        })?;
+        let trace = run_dir::trace_path(&self.run_dir, &self.cell.id);
         let mut buf = Vec::new();
-        if rec.write_trace(&mut buf).is_ok() {
-            let _ = run_dir::write_atomic(&run_dir::trace_path(&self.run_dir, &self.cell.id), &buf);
+        let written = match &self.prior_trace {
+            Some((prior, last_t)) => {
+                buf.extend_from_slice(prior);
+                rec.write_trace_rows(&mut buf, last_t + 0.001, false)
+            }
+            None => rec.write_trace(&mut buf),
         }
+        .and_then(|_| run_dir::write_atomic(&trace, &buf));
+        written.map_err(|e| OutputWriteError(format!("cannot write the trace: {e}")))?;
         obs.note(&format!(
             "{} repetition {} recorded",
             self.cell.id,
@@ -323,7 +365,13 @@ pub fn run_cell(
     )?;
     let outcome = repeat(&ctx, &job, driver.as_mut(), reps, interrupt, obs);
     driver.close();
-    outcome
+    match outcome {
+        Err(e) if e.downcast_ref::<OutputWriteError>().is_some() => {
+            obs.note(&format!("error: {e}"));
+            Ok(EXIT_WRITE_FAILED)
+        }
+        other => other,
+    }
 }
 
 /// The repetition protocol: warmup, window sizing, then each repetition's passes inside one

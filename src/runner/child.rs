@@ -15,6 +15,8 @@ pub enum ChildEnd {
     Done,
     Interrupted,
     Failed(String),
+    /// The cell could not write its results (the suite stops).
+    WriteFailed(String),
 }
 
 /// Runs repetitions `reps` of `cell` in a child process of `exe` (threads, affinity and
@@ -46,7 +48,7 @@ pub fn run_child(
         .envs(crate::engine::thread_env(threads))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(err);
+        .stderr(Stdio::piped());
     if let Some(cpus) = cell.profile.cpu_affinity.clone() {
         use std::os::unix::process::CommandExt;
         // SAFETY: only async-signal-safe calls (CPU_SET, sched_setaffinity) between fork and exec.
@@ -71,6 +73,17 @@ pub fn run_child(
             )));
         }
     };
+    // The cell's stderr reaches its log redacted; joined before the log's tail is read.
+    let copier = child
+        .stderr
+        .take()
+        .map(|e| crate::redact::copy_to_log(e, err));
+    let mut copier = copier;
+    let mut finish_log = move || {
+        if let Some(c) = copier.take() {
+            let _ = c.join();
+        }
+    };
     let started = Instant::now();
     let limit = Duration::from_secs_f64(suite.timeout_seconds);
     let mut forwarded = false;
@@ -81,6 +94,7 @@ pub fn run_child(
                 if started.elapsed() > limit {
                     let _ = child.kill();
                     let _ = child.wait();
+                    finish_log();
                     return Ok(ChildEnd::Failed(format!(
                         "timed out after {} s; stderr tail:\n{}",
                         suite.timeout_seconds,
@@ -96,10 +110,17 @@ pub fn run_child(
             }
         }
     };
+    finish_log();
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
         (Some(0), _) => ChildEnd::Done,
         (Some(130), _) => ChildEnd::Interrupted,
+        (Some(c), _) if c == i32::from(super::cell::EXIT_WRITE_FAILED) => {
+            ChildEnd::WriteFailed(format!(
+                "the cell could not write its results:\n{}",
+                file_tail(&log, 5)
+            ))
+        }
         (Some(c), _) => ChildEnd::Failed(format!(
             "exited with status {c}; stderr tail:\n{}",
             file_tail(&log, 15)

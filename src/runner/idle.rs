@@ -9,8 +9,8 @@ use crate::meter::totals::totals;
 use crate::run_dir::{IDLE, IdleBaseline, IdleDomainW, RUN_SCHEMA_VERSION, write_json};
 use anyhow::Result;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 /// Measures idle power with nothing loaded and writes idle.json.
 pub fn idle_baseline(
@@ -26,12 +26,13 @@ pub fn idle_baseline(
         Duration::from_secs_f64(suite.interval_ms / 1e3),
     );
     sampler.mark(Mark::round(Round::Idle, Phase::Start));
-    let end = Instant::now() + Duration::from_secs_f64(suite.idle_seconds);
-    while Instant::now() < end && !interrupt.load(Ordering::Relaxed) {
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-    }
+    let whole = crate::clock::sleep_unless(Duration::from_secs_f64(suite.idle_seconds), interrupt);
     sampler.mark(Mark::round(Round::Idle, Phase::End));
     let rec = sampler.stop();
+    if !whole {
+        // A cut-short baseline is not kept: a resumed run measures it again.
+        return Ok(());
+    }
     let w = rec.window(0, 1);
     let idle = idle_result(&rec, &w);
     let watts: Vec<Option<f64>> = idle.domains.iter().map(|d| d.power_w).collect();

@@ -47,6 +47,8 @@ pub struct RunOutcome {
     pub dir: PathBuf,
     pub interrupted: bool,
     pub failed_cells: Vec<String>,
+    /// The suite stopped because results could not be written (what could not, and why).
+    pub write_failure: Option<String>,
 }
 
 /// Repetitions of each cell already recorded as done.
@@ -73,7 +75,7 @@ fn new_run_dir(suite: &Suite, out: &Path, shard: Option<Shard>) -> Result<PathBu
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let mut base = format!(
         "{}-{}",
-        suite.name,
+        crate::names::component(&suite.name),
         crate::clock::stamp(crate::clock::unix_now() as u64)
     );
     if let Some(s) = shard {
@@ -101,6 +103,15 @@ pub fn run(
     let p = plan(suite);
     if p.cells.is_empty() {
         bail!("the suite has no runnable cell (every model/workload pair was skipped)");
+    }
+    // Keys the cells will send: known here too, so the failures this process records (a
+    // cell's stderr tail) are redacted as well.
+    for m in &suite.models {
+        if let crate::engine::spec::EngineSpec::Openai(o) = &m.engine
+            && let Some(k) = &o.api_key_env
+        {
+            crate::redact::register_env(k);
+        }
     }
     let root = suite
         .powercap_root
@@ -250,6 +261,7 @@ pub fn run(
         idle::idle_baseline(&dir, suite, &hw, interrupt)?;
     }
     let mut failed = Vec::new();
+    let mut write_failure: Option<String> = None;
     let mut interrupted = interrupt.load(Ordering::Relaxed);
     for (pos, (cell, reps)) in todo.iter().enumerate() {
         if interrupted {
@@ -257,7 +269,13 @@ pub fn run(
         }
         if pos > 0 && suite.cooldown_seconds > 0.0 {
             obs.phase(&format!("cooldown {} s", suite.cooldown_seconds));
-            std::thread::sleep(Duration::from_secs_f64(suite.cooldown_seconds));
+            if !crate::clock::sleep_unless(
+                Duration::from_secs_f64(suite.cooldown_seconds),
+                interrupt,
+            ) {
+                interrupted = true;
+                break;
+            }
         }
         obs.cell_started(cell, pos, todo.len());
         let outcome = run_child(&dir, suite, cell, reps, &opts.exe, interrupt)?;
@@ -270,10 +288,25 @@ pub fn run(
             ChildEnd::Failed(why) => {
                 let mut r = cell::failed_record(suite, cell, why.clone());
                 r.host = Some(meta.host_tag());
-                record::append(&dir.join(run_dir::RECORDS), &r)?;
+                let path = dir.join(run_dir::RECORDS);
+                if let Err(e) = record::append(&path, &r) {
+                    write_failure = Some(format!("cannot append to {}: {e}", path.display()));
+                }
                 failed.push(cell.id.clone());
                 obs.cell_finished(cell, Some(&why));
             }
+            ChildEnd::WriteFailed(why) => {
+                obs.cell_finished(cell, Some(&why));
+                failed.push(cell.id.clone());
+                write_failure = Some(why);
+            }
+        }
+        if let Some(w) = &write_failure {
+            obs.phase(&format!(
+                "stopping: results cannot be written ({w}); what is recorded is kept, resume \
+                 with run --resume once there is space"
+            ));
+            break;
         }
         interrupted |= interrupt.load(Ordering::Relaxed);
     }
@@ -281,5 +314,6 @@ pub fn run(
         dir,
         interrupted,
         failed_cells: failed,
+        write_failure,
     })
 }

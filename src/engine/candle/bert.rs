@@ -33,6 +33,21 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
             format!("line {}, column {}: {e}", e.line(), e.column()),
         )
     })?;
+    let n = |v: usize| Some(v as u64);
+    crate::engine::candle::gguf::plausible(
+        &cfg_path,
+        crate::engine::candle::gguf::Dims {
+            layers: n(cfg.num_hidden_layers),
+            heads: n(cfg.num_attention_heads),
+            kv_heads: None,
+            hidden: n(cfg.hidden_size),
+            ff: n(cfg.intermediate_size),
+            vocab: n(cfg.vocab_size),
+            context: n(cfg.max_position_embeddings),
+            head_size: None,
+        },
+        "config.json ",
+    )?;
     let tokenizer = tokenizer::from_json(&dir.join("tokenizer.json"))?;
     let weights = dir.join("model.safetensors");
     if !weights.exists() {

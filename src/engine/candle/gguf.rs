@@ -7,6 +7,59 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// Longest context a file may state: rotary tables are sized from it.
+pub const MAX_CONTEXT: u64 = 1 << 20;
+
+/// Transformer dimensions a model file or config.json states (None: not stated).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dims {
+    pub layers: Option<u64>,
+    pub heads: Option<u64>,
+    pub kv_heads: Option<u64>,
+    pub hidden: Option<u64>,
+    pub ff: Option<u64>,
+    pub vocab: Option<u64>,
+    pub context: Option<u64>,
+    /// Per-head size when stated apart from hidden / heads.
+    pub head_size: Option<u64>,
+}
+
+/// Refuses dimensions that are zero, implausibly large or inconsistent (`prefix` names the
+/// keys: `metadata llama.` or `config.json `), before any buffer is sized from them.
+pub fn plausible(path: &Path, d: Dims, prefix: &str) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::bad_file(path, m));
+    for (k, v, max) in [
+        ("layers", d.layers, 4096),
+        ("attention heads", d.heads, 4096),
+        ("key/value heads", d.kv_heads, 4096),
+        ("hidden size", d.hidden, 1 << 20),
+        ("feed-forward size", d.ff, 1 << 22),
+        ("vocabulary", d.vocab, 1 << 22),
+        ("context length", d.context, MAX_CONTEXT),
+        ("head size", d.head_size, 1 << 16),
+    ] {
+        if let Some(v) = v
+            && (v == 0 || v > max)
+        {
+            return bad(format!("{prefix}{k} = {v} is impossible (1 to {max} are)"));
+        }
+    }
+    let heads = d.heads.unwrap_or(1);
+    let kv = d.kv_heads.unwrap_or(heads);
+    if heads % kv != 0 {
+        return bad(format!(
+            "{prefix}: {heads} attention heads cannot share {kv} key/value heads"
+        ));
+    }
+    let hidden = d.hidden.unwrap_or(heads);
+    if d.head_size.is_none() && hidden % heads != 0 {
+        return bad(format!(
+            "{prefix}: hidden size {hidden} is not a multiple of {heads} heads"
+        ));
+    }
+    Ok(())
+}
+
 /// An opened, validated GGUF file.
 pub struct Gguf {
     pub path: PathBuf,
@@ -51,6 +104,11 @@ impl Gguf {
         }
         file.seek(SeekFrom::Start(0))
             .map_err(|e| EngineError::bad_file(path, e.to_string()))?;
+        // Every length and count checked against the file before the parser allocates.
+        super::gguf_scan::scan(BufReader::new(&mut file), file_len)
+            .map_err(|e| EngineError::bad_file(path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| EngineError::bad_file(path, e.to_string()))?;
         let content = {
             let mut reader = BufReader::new(&mut file);
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)))
@@ -66,8 +124,11 @@ impl Gguf {
                     format!("tensor {name} has {elems} values, not whole blocks"),
                 ));
             }
-            let bytes = (elems / bsize) as u64 * info.ggml_dtype.type_size() as u64;
-            let end = content.tensor_data_offset + info.offset + bytes;
+            let end = ((elems / bsize) as u64)
+                .checked_mul(info.ggml_dtype.type_size() as u64)
+                .and_then(|b| b.checked_add(info.offset))
+                .and_then(|b| b.checked_add(content.tensor_data_offset))
+                .unwrap_or(u64::MAX);
             if end > file_len {
                 return Err(EngineError::bad_file(
                     path,
@@ -84,6 +145,61 @@ impl Gguf {
             file,
             file_len,
         })
+    }
+
+    /// Checks the transformer dimensions `arch` states (`{arch}.block_count` and the rest) for
+    /// zero, implausible size and inconsistency, before anything is sized from them.
+    pub fn check_dims(&self, arch: &str) -> Result<(), EngineError> {
+        let num = |k: &str| {
+            self.get(&format!("{arch}.{k}")).and_then(|v| {
+                v.to_u64()
+                    .ok()
+                    .or_else(|| v.to_u32().ok().map(u64::from))
+                    .or_else(|| v.to_i32().ok().map(|x| x as u64))
+            })
+        };
+        for k in ["block_count", "attention.head_count", "embedding_length"] {
+            if num(k).is_none() {
+                return Err(EngineError::bad_file(
+                    &self.path,
+                    format!("metadata {arch}.{k} is missing or not a number"),
+                ));
+            }
+        }
+        let heads = num("attention.head_count").unwrap_or(1);
+        plausible(
+            &self.path,
+            Dims {
+                layers: num("block_count"),
+                heads: Some(heads),
+                kv_heads: num("attention.head_count_kv"),
+                hidden: num("embedding_length"),
+                ff: num("feed_forward_length"),
+                vocab: None,
+                context: num("context_length"),
+                head_size: num("attention.key_length").or(num("rope.dimension_count")),
+            },
+            &format!("metadata {arch}."),
+        )
+    }
+
+    /// Checks that tensor `name` exists with `want` values (a stated shape that disagrees with
+    /// the dimensions would otherwise fail deep inside a kernel).
+    pub fn check_len(&self, name: &str, want: usize) -> Result<(), EngineError> {
+        let Some(t) = self.content.tensor_infos.get(name) else {
+            return Err(EngineError::bad_file(
+                &self.path,
+                format!("tensor {name} is missing"),
+            ));
+        };
+        let got = t.shape.elem_count();
+        if got != want {
+            return Err(EngineError::bad_file(
+                &self.path,
+                format!("tensor {name} has {got} values but the metadata's dimensions need {want}"),
+            ));
+        }
+        Ok(())
     }
 
     /// A metadata value.

@@ -73,6 +73,21 @@ pub fn load_folder(
             supported: SUPPORTED.into(),
         });
     }
+    let n = |v: usize| Some(v as u64);
+    crate::engine::candle::gguf::plausible(
+        &cfg_path,
+        crate::engine::candle::gguf::Dims {
+            layers: n(hf.num_hidden_layers),
+            heads: n(hf.num_attention_heads),
+            kv_heads: hf.num_key_value_heads.map(|v| v as u64),
+            hidden: n(hf.hidden_size),
+            ff: n(hf.intermediate_size),
+            vocab: n(hf.vocab_size),
+            context: n(hf.max_position_embeddings),
+            head_size: None,
+        },
+        "config.json ",
+    )?;
     if hf.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(EngineError::bad_file(
             &cfg_path,

@@ -249,6 +249,7 @@ pub fn load_gguf(
             supported: SUPPORTED_ARCH.into(),
         });
     }
+    g.check_dims("llama")?;
     let n_embd = g.u32("llama.embedding_length")? as usize;
     let n_head = g.u32("llama.attention.head_count")? as usize;
     let tokens_len = g
@@ -275,12 +276,47 @@ pub fn load_gguf(
         ctx_len: g.u32("llama.context_length").unwrap_or(4096) as usize,
         rope_interleaved: true,
     };
+    if cfg.vocab == 0 || cfg.vocab > 1 << 22 || cfg.n_ff == 0 || cfg.rope_dim > cfg.head_dim() {
+        return Err(EngineError::bad_file(
+            path,
+            format!(
+                "impossible dimensions: vocab {}, feed_forward_length {}, rope dimensions {} for \
+                 head size {}",
+                cfg.vocab,
+                cfg.n_ff,
+                cfg.rope_dim,
+                cfg.head_dim()
+            ),
+        ));
+    }
     let crate::engine::candle::text_meta::TextMeta {
         tokenizer: tok,
         eos,
         chat_template,
         quantization: quant,
     } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    let hd = cfg.head_dim();
+    let (e, q, kv, ff) = (cfg.n_embd, cfg.n_head * hd, cfg.n_kv_head * hd, cfg.n_ff);
+    g.check_len("token_embd.weight", e * cfg.vocab)?;
+    g.check_len("output_norm.weight", e)?;
+    if g.has("output.weight") {
+        g.check_len("output.weight", e * cfg.vocab)?;
+    }
+    for i in 0..cfg.n_layer {
+        for (n, want) in [
+            ("attn_norm", e),
+            ("attn_q", e * q),
+            ("attn_k", e * kv),
+            ("attn_v", e * kv),
+            ("attn_output", q * e),
+            ("ffn_norm", e),
+            ("ffn_gate", e * ff),
+            ("ffn_up", e * ff),
+            ("ffn_down", ff * e),
+        ] {
+            g.check_len(&format!("blk.{i}.{n}.weight"), want)?;
+        }
+    }
     let dense = opts.matmul;
     let embed_q = g.tensor("token_embd.weight", dev)?;
     let embed = embed_q.dequantize(dev)?;

@@ -5,6 +5,7 @@ pub mod bert;
 pub mod driver;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_scan;
 pub mod hf;
 pub mod kernels;
 pub mod llama;

@@ -107,6 +107,7 @@ pub fn load(
         chat_template,
         quantization: quant,
     } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    g.check_dims(arch)?;
     let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
     let vocab = g
         .get("tokenizer.ggml.tokens")

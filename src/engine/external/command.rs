@@ -106,6 +106,8 @@ impl Driver for CommandDriver {
         let end_ns = crate::clock::monotonic_ns();
         events.request(first, Boundary::End);
         events.child(None);
+        // Outside the measured window: the output file keeps no secret.
+        let _ = crate::run_dir::redact_file(&out_path);
         let text = std::fs::read_to_string(&out_path).unwrap_or_default();
         if !status.success() {
             bail!(

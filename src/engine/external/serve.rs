@@ -61,7 +61,7 @@ impl ServeDriver {
         let v = vars(job, free_port()?, model_path.as_deref());
         let base = expand(&spec.base_url, &v).map_err(|e| anyhow::anyhow!(e))?;
         let api_key = match &spec.api_key_env {
-            Some(k) => Some(std::env::var(k).map_err(|_| {
+            Some(k) => Some(crate::redact::register_env(k).ok_or_else(|| {
                 anyhow::anyhow!("api_key_env = {k:?}, but the environment variable {k} is not set")
             })?),
             None => None,

@@ -33,11 +33,13 @@ impl ManagedServer {
             .with_context(|| format!("cannot create the server log {}", log.display()))?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(prog);
+        // Output reaches the log through joulebench, redacted (a server that logs request
+        // headers would otherwise write the API key into it).
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl and setpgid are async-signal-safe. The server dies if the cell process
         // does, and sits in its own process group so a terminal's Ctrl-C reaches joulebench
@@ -49,12 +51,18 @@ impl ManagedServer {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             anyhow::anyhow!(
                 "cannot start the server {prog:?}: {e} (is it installed and on PATH? launch runs \
                  it directly, without a shell)"
             )
         })?;
+        if let Some(o) = child.stdout.take() {
+            crate::redact::copy_to_log(o, out);
+        }
+        if let Some(e) = child.stderr.take() {
+            crate::redact::copy_to_log(e, err);
+        }
         Ok(ManagedServer {
             child: Some(child),
             log: log.to_path_buf(),

@@ -115,12 +115,18 @@ pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, EngineError> {
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
-        .map_err(err)?;
+        .map_err(|e| {
+            err(format!(
+                "{path}: the vocabulary and merges do not agree: {e}"
+            ))
+        })?;
     let mut tok = Tokenizer::new(bpe);
     let pre = g
         .string("tokenizer.ggml.pre")
         .unwrap_or_else(|| "default".into());
-    tok.with_pre_tokenizer(Some(pre_tokenizer(&pre)?));
+    tok.with_pre_tokenizer(Some(
+        pre_tokenizer(&pre).map_err(|e| err(format!("{path}: {e}")))?,
+    ));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     // Control (3) and user-defined (4) tokens are matched whole, before the BPE.
     let special: Vec<AddedToken> = tokens
