@@ -9,7 +9,7 @@ use common::{jb, serial};
 use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
 use joulebench::meter::Provenance;
 use joulebench::meter::fake::{FakePowercap, PowerDriver, ZoneSpec};
-use joulebench::meter::select::{Hardware, MeterChoice};
+use joulebench::meter::select::Hardware;
 use joulebench::record::{Record, read_all};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,27 +17,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 fn hw(root: &Path) -> Hardware {
-    let mut hw = Hardware::real(root.to_path_buf());
-    hw.gpu = Box::new(|| {
-        Err(joulebench::meter::nvml::GpuError::LibraryNotFound(
-            "NVML library not found".into(),
-        ))
-    });
-    hw
+    common::no_gpu(root)
 }
 
 fn opts(cmd: &[&str]) -> MeasureOptions {
-    MeasureOptions {
-        meter: MeterChoice::Auto,
-        interval: Duration::from_millis(5),
-        runs: 1,
-        warmup: 0,
-        idle: Duration::ZERO,
-        tdp_w: None,
-        strict: false,
-        allow_partial: false,
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-    }
+    common::measure_opts(cmd)
 }
 
 fn close(got: f64, want: f64, rel: f64) -> bool {
@@ -246,19 +230,11 @@ fn a_counter_stepping_back_mid_suite_is_never_a_wrap() {
         "s.toml",
         &suite_text(counters.path(), "", "", 1).replace("repetitions = 2", "repetitions = 6"),
     );
-    let mut child = common::jb_process()
-        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&p, &out);
     // Step back once the first record is on disk, and again a little later.
     let mut stepped = 0;
     while child.try_wait().unwrap().is_none() {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|_| records_of(&out).1.len())
-            .unwrap_or(0);
+        let n = common::records_now(&out);
         if n > 2 * stepped && stepped < 2 {
             driver.step_counter(0, -2e6);
             stepped += 1;
@@ -292,18 +268,10 @@ fn a_sensor_lost_mid_suite_fails_the_later_energy_or_is_a_labelled_fallback() {
             "s.toml",
             &suite_text(counters.path(), meter, "idle_seconds = 0.3", 2),
         );
-        let mut child = common::jb_process()
-            .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_run(&p, &out);
         let mut removed = false;
         while child.try_wait().unwrap().is_none() {
-            let n = std::fs::read_dir(&out)
-                .ok()
-                .and_then(|mut d| d.next())
-                .map(|_| records_of(&out).1.len())
-                .unwrap_or(0);
+            let n = common::records_now(&out);
             if n >= 2 && !removed {
                 remove_tree(counters.path());
                 removed = true;
@@ -501,11 +469,7 @@ fn idle_above_run_power_gives_net_zero_and_a_warning() {
         "s.toml",
         &suite_text(counters.path(), "", "idle_seconds = 0.5", 1),
     );
-    let mut child = common::jb_process()
-        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&p, &out);
     loop {
         if std::fs::read_dir(&out)
             .ok()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{jb, jb_process, only_dir, serial, write_suite};
+use common::{files_under, jb, jb_process, only_dir, serial, write_suite};
 
 use joulebench::record::{Status, read_all};
 use predicates::prelude::*;
@@ -24,21 +24,6 @@ fn tiny(dir: &Path, name: &str, reps: u32, workloads: usize, extra: &str) -> Str
         ));
     }
     s
-}
-
-fn files_under(d: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![d.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 #[test]

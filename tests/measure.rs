@@ -7,34 +7,18 @@ use common::serial;
 use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
 use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver, ZoneSpec};
 use joulebench::meter::mark::{Mark, Phase, Round};
-use joulebench::meter::select::{Hardware, MeterChoice};
+use joulebench::meter::select::Hardware;
 use joulebench::meter::{Provenance, SourceKind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 fn hw(root: &std::path::Path) -> Hardware {
-    let mut hw = Hardware::real(root.to_path_buf());
-    hw.gpu = Box::new(|| {
-        Err(joulebench::meter::nvml::GpuError::LibraryNotFound(
-            "NVML library not found".into(),
-        ))
-    });
-    hw
+    common::no_gpu(root)
 }
 
 fn opts(cmd: &[&str]) -> MeasureOptions {
-    MeasureOptions {
-        meter: MeterChoice::Auto,
-        interval: Duration::from_millis(5),
-        runs: 1,
-        warmup: 0,
-        idle: Duration::ZERO,
-        tdp_w: None,
-        strict: false,
-        allow_partial: false,
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-    }
+    common::measure_opts(cmd)
 }
 
 fn close(got: f64, want: f64, rel: f64) -> bool {

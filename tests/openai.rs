@@ -452,21 +452,7 @@ fn the_api_key_is_sent_but_never_written() {
         .path();
     let recs = read_all(&run.join("records.jsonl")).unwrap().0;
     assert!(recs.len() == 2 && recs.iter().all(|r| r.status == Status::Ok));
-    let mut stack = vec![run];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                let bytes = std::fs::read(e.path()).unwrap();
-                assert!(
-                    !String::from_utf8_lossy(&bytes).contains(SECRET),
-                    "{} holds the key",
-                    e.path().display()
-                );
-            }
-        }
-    }
+    common::assert_no_file_holds(&[&run], SECRET);
     // Without the variable set: a clear error naming it.
     let o = jb()
         .arg("run")
@@ -544,23 +530,7 @@ fn an_echoed_key_is_redacted_everywhere() {
     for text in [&o.stderr, &o.stdout, &b.stderr, &b.stdout] {
         assert!(!String::from_utf8_lossy(text).contains(SECRET));
     }
-    let mut stack = vec![run, baselines];
-    let mut files = 0;
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                files += 1;
-                let bytes = std::fs::read(e.path()).unwrap();
-                assert!(
-                    !String::from_utf8_lossy(&bytes).contains(SECRET),
-                    "{} holds the key",
-                    e.path().display()
-                );
-            }
-        }
-    }
+    let files = common::assert_no_file_holds(&[&run, &baselines], SECRET);
     assert!(files > 8, "{files} files checked");
 }
 

@@ -89,3 +89,83 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The machine's hardware seams with `root` as the powercap tree and no NVML library.
+pub fn no_gpu(root: &Path) -> joulebench::meter::select::Hardware {
+    let mut hw = joulebench::meter::select::Hardware::real(root.to_path_buf());
+    hw.gpu = Box::new(|| {
+        Err(joulebench::meter::nvml::GpuError::LibraryNotFound(
+            "NVML library not found".into(),
+        ))
+    });
+    hw
+}
+
+/// `measure` options for one run of `cmd`, sampling every 5 ms, automatic sources.
+pub fn measure_opts(cmd: &[&str]) -> joulebench::measure::MeasureOptions {
+    joulebench::measure::MeasureOptions {
+        meter: joulebench::meter::select::MeterChoice::Auto,
+        interval: std::time::Duration::from_millis(5),
+        runs: 1,
+        warmup: 0,
+        idle: std::time::Duration::ZERO,
+        tdp_w: None,
+        strict: false,
+        allow_partial: false,
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Every file below `d`.
+pub fn files_under(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Fails when any file below `dirs` contains `secret`; returns how many files were read.
+pub fn assert_no_file_holds(dirs: &[&Path], secret: &str) -> usize {
+    let mut n = 0;
+    for d in dirs {
+        for f in files_under(d) {
+            n += 1;
+            let bytes = std::fs::read(&f).expect("readable");
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{} holds the secret",
+                f.display()
+            );
+        }
+    }
+    n
+}
+
+/// Starts `joulebench run SUITE --out OUT` in the background, stderr discarded.
+pub fn spawn_run(suite: &Path, out: &Path) -> std::process::Child {
+    jb_process()
+        .arg("run")
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("joulebench run started")
+}
+
+/// Records on disk in the only run folder under `out` (0 before it exists).
+pub fn records_now(out: &Path) -> usize {
+    let has_dir = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if !has_dir {
+        return 0;
+    }
+    joulebench::record::read_all(&only_dir(out).join("records.jsonl")).map_or(0, |(r, _)| r.len())
+}
