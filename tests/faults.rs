@@ -28,18 +28,6 @@ fn close(got: f64, want: f64, rel: f64) -> bool {
     (got - want).abs() <= rel * want.abs()
 }
 
-/// Removes a fake tree's contents (a driver reload or hot-unplug).
-fn remove_tree(root: &Path) {
-    for e in std::fs::read_dir(root).unwrap().filter_map(Result::ok) {
-        let p = e.path();
-        let _ = if p.is_dir() && !p.is_symlink() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-    }
-}
-
 /// An Intel client tree with package-0 driven at 50 W and its DRAM at 10 W.
 fn package_and_dram(root: &Path) -> (FakePowercap, PowerDriver) {
     let tree = FakePowercap::intel_client(root).unwrap();
@@ -137,7 +125,7 @@ fn a_sensor_lost_during_run_2_of_3_leaves_run_1_right_and_the_rest_unknown() {
             let root = root.clone();
             gone = Some(std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(200));
-                remove_tree(&root);
+                common::remove_tree(&root);
             }));
         }
     });
@@ -273,7 +261,7 @@ fn a_sensor_lost_mid_suite_fails_the_later_energy_or_is_a_labelled_fallback() {
         while child.try_wait().unwrap().is_none() {
             let n = common::records_now(&out);
             if n >= 2 && !removed {
-                remove_tree(counters.path());
+                common::remove_tree(counters.path());
                 removed = true;
             }
             std::thread::sleep(Duration::from_millis(2));

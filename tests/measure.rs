@@ -306,14 +306,7 @@ fn a_sensor_that_vanishes_mid_run_is_unknown_not_held_flat() {
     let gone = std::thread::spawn(move || {
         // A fault injected at a time inside the run, not a check of speed.
         std::thread::sleep(Duration::from_millis(400));
-        for e in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
-            let p = e.path();
-            let _ = if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-        }
+        common::remove_tree(&root);
     });
     let mut o = opts(&["sleep", "1"]);
     o.runs = 2;

@@ -31,17 +31,7 @@ fn records(dir: &Path) -> Vec<Record> {
     read_all(&dir.join("records.jsonl")).unwrap().0
 }
 
-/// Starts `joulebench run SUITE --out OUT` in the background.
-fn spawn_run(suite: &Path, out: &Path) -> std::process::Child {
-    common::jb_process()
-        .arg("run")
-        .arg(suite)
-        .arg("--out")
-        .arg(out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
+use common::spawn_run;
 
 /// Waits (on the run's progress, not the clock) until `n` records are on disk.
 fn wait_for_records(out: &Path, n: usize, child: &mut std::process::Child) {

@@ -169,3 +169,15 @@ pub fn records_now(out: &Path) -> usize {
     }
     joulebench::record::read_all(&only_dir(out).join("records.jsonl")).map_or(0, |(r, _)| r.len())
 }
+
+/// Removes a fake tree's contents (a driver reload or hot-unplug).
+pub fn remove_tree(root: &Path) {
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = e.path();
+        let _ = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
