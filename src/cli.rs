@@ -244,6 +244,23 @@ pub struct GenerateArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// How linear layers run while prefilling: dense (dequantized f32 copy, more memory),
+    /// simd (joulebench's kernels on the file's blocks) or candle (candle's quantized matmul).
+    #[arg(long, value_name = "WAY", value_parser = parse_matmul)]
+    pub prefill_matmul: Option<joulebench::engine::candle::llama::Matmul>,
+    /// How linear layers run while decoding (same choices).
+    #[arg(long, value_name = "WAY", value_parser = parse_matmul)]
+    pub decode_matmul: Option<joulebench::engine::candle::llama::Matmul>,
+}
+
+fn parse_matmul(s: &str) -> Result<joulebench::engine::candle::llama::Matmul, String> {
+    use joulebench::engine::candle::llama::Matmul;
+    match s {
+        "dense" => Ok(Matmul::Dense),
+        "simd" => Ok(Matmul::Simd),
+        "candle" => Ok(Matmul::Candle),
+        other => Err(format!("{other:?}: use dense, simd or candle")),
+    }
 }
 
 /// Options shared by every command that meters.

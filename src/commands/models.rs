@@ -107,11 +107,17 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     if let Some(t) = a.threads {
         joulebench::engine::configure_threads(t as usize);
     }
-    let opts = LoadOptions {
+    let mut opts = LoadOptions {
         device: a.device.clone(),
         allow_fetch: !a.offline,
         ..Default::default()
     };
+    if let Some(m) = a.prefill_matmul {
+        opts.matmul.prefill = m;
+    }
+    if let Some(m) = a.decode_matmul {
+        opts.matmul.decode = m;
+    }
     let t0 = std::time::Instant::now();
     let mut model = load(&a.model, &opts, &mut progress)?;
     let load_s = t0.elapsed().as_secs_f64();

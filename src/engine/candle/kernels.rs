@@ -7,7 +7,7 @@
 use half::f16;
 
 /// Below this many weights a matvec runs on the calling thread: waking the pool costs more.
-const PARALLEL_MIN_WEIGHTS: usize = 600_000;
+pub(crate) const PARALLEL_MIN_WEIGHTS: usize = 600_000;
 
 /// Elements per block.
 pub const QK: usize = 32;
@@ -141,7 +141,7 @@ impl Q41Matrix {
     }
 }
 
-struct SyncPtr(*mut f32);
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
 // SAFETY: the pointer is only used to write disjoint elements from the pool's workers.
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
@@ -195,7 +195,7 @@ fn dot(w: &[BlockQ41], x: &[BlockQ81]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
@@ -225,9 +225,11 @@ mod x86 {
     pub unsafe fn dot_avx2(w: &[BlockQ41], x: &[BlockQ81]) -> f32 {
         let mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (wb, xb) in w.iter().zip(x) {
+        let mut accs = [_mm256_setzero_ps(), _mm256_setzero_ps()];
+        let mut mins = [0f32; 2];
+        for (i, (wb, xb)) in w.iter().zip(x).enumerate() {
+            // Two accumulators: consecutive blocks do not wait on each other's sums.
+            let k = i & 1;
             // SAFETY: 16 and 32 bytes are read from arrays of exactly that size.
             let (q4, q8) = unsafe {
                 (
@@ -244,9 +246,11 @@ mod x86 {
             ));
             let d = _mm_cvtss_f32(dm);
             let m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p32), acc);
-            mins += m * xb.s;
+            accs[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p32), accs[k]);
+            mins[k] += m * xb.s;
         }
+        let acc = _mm256_add_ps(accs[0], accs[1]);
+        let mins = mins[0] + mins[1];
         let lo = _mm256_castps256_ps128(acc);
         let hi = _mm256_extractf128_ps(acc, 1);
         let s = _mm_add_ps(lo, hi);

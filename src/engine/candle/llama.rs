@@ -77,6 +77,8 @@ impl Default for MatmulPlan {
 pub struct Linear {
     dense: Option<Tensor>,
     q41: Option<Q41Matrix>,
+    /// Q4_0, Q8_0, Q4_K or Q6_K blocks as in the file, for joulebench's decode kernels.
+    qm: Option<crate::engine::candle::qmatrix::QMatrix>,
     qmm: Option<QMatMul>,
     plan: MatmulPlan,
     out_dim: usize,
@@ -92,6 +94,7 @@ impl Linear {
         let mut l = Linear {
             dense: None,
             q41: None,
+            qm: None,
             qmm: None,
             plan,
             out_dim,
@@ -114,7 +117,17 @@ impl Linear {
                 Q41Matrix::from_bytes(out_dim, in_dim, &bytes).map_err(candle_core::Error::Msg)?,
             );
         }
-        if phases.contains(&Matmul::Candle) || (simd && l.q41.is_none()) {
+        if simd
+            && dev.is_cpu()
+            && let Some(f) = crate::engine::candle::qmatrix::QFormat::of(qt.dtype())
+        {
+            let bytes = qt.data()?.to_vec();
+            l.qm = Some(
+                crate::engine::candle::qmatrix::QMatrix::from_bytes(f, out_dim, in_dim, bytes)
+                    .map_err(candle_core::Error::Msg)?,
+            );
+        }
+        if phases.contains(&Matmul::Candle) || (simd && l.q41.is_none() && l.qm.is_none()) {
             l.qmm = Some(QMatMul::from_qtensor(qt)?);
         }
         Ok(l)
@@ -135,6 +148,7 @@ impl Linear {
         Ok(Linear {
             dense: Some(w),
             q41,
+            qm: None,
             qmm: None,
             plan,
             out_dim,
@@ -142,11 +156,11 @@ impl Linear {
         })
     }
 
-    fn simd(&self, x: &Tensor, q: &Q41Matrix) -> candle_core::Result<Tensor> {
+    fn simd(&self, x: &Tensor, matvec: impl Fn(&[f32], &mut [f32])) -> candle_core::Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
         let mut y = vec![0f32; xs.len() / self.in_dim * self.out_dim];
-        q.matvec(&xs, &mut y);
+        matvec(&xs, &mut y);
         if let Some(last) = dims.last_mut() {
             *last = self.out_dim;
         }
@@ -168,6 +182,9 @@ impl Linear {
         for m in order {
             match m {
                 Matmul::Simd if self.q41.is_some() => return (m, kernel_name()),
+                Matmul::Simd if self.qm.is_some() => {
+                    return (m, self.qm.as_ref().map_or("", |q| q.kernel_name()));
+                }
                 Matmul::Candle | Matmul::Simd if self.qmm.is_some() => {
                     return (Matmul::Candle, "candle quantized matmul");
                 }
@@ -181,8 +198,12 @@ impl Linear {
     }
 
     fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
-        match (self.pick(prefill).0, &self.q41, &self.qmm, &self.dense) {
-            (Matmul::Simd, Some(q), _, _) => self.simd(x, q),
+        let way = self.pick(prefill).0;
+        if let (Matmul::Simd, None, Some(q)) = (way, &self.q41, &self.qm) {
+            return self.simd(x, |a, b| q.matvec(a, b));
+        }
+        match (way, &self.q41, &self.qmm, &self.dense) {
+            (Matmul::Simd, Some(q), _, _) => self.simd(x, |a, b| q.matvec(a, b)),
             (Matmul::Candle, _, Some(q), _) => q.forward(x),
             (_, _, _, Some(w)) => x.broadcast_matmul(&w.t()?),
             _ => candle_core::bail!("linear layer has no weights"),

@@ -10,6 +10,7 @@ pub mod hf;
 pub mod kernels;
 pub mod llama;
 pub mod load;
+pub mod qmatrix;
 pub mod qwen;
 pub mod synthetic;
 pub mod text_meta;

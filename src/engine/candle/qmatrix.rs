@@ -1,0 +1,853 @@
+//! Decode matrix-vector products straight on GGUF blocks for Q4_0, Q5_0, Q5_1, Q8_0, Q4_K and
+//! Q6_K (Q4_1 is
+//! in `kernels`), where candle only has scalar code. The weights stay in their file layout, one
+//! copy; the activation vector is quantized once per product (Q8 blocks of 32 with a scaled sum
+//! for the 32-value formats, Q8_K super-blocks of 256 with 16 group sums for the K formats), then
+//! each row's dot product runs in integers, with AVX2 where the CPU has it and a portable
+//! fallback otherwise. Rows are split across candle's thread pool, as the Q4_1 kernel does.
+
+use super::kernels::{BlockQ81, QK, quantize_q8_1};
+use half::f16;
+
+/// Values per K-format super-block.
+pub const QK_K: usize = 256;
+
+/// The block formats this module multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QFormat {
+    Q4_0,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl QFormat {
+    /// From candle's dtype, when this module handles it.
+    pub fn of(d: candle_core::quantized::GgmlDType) -> Option<QFormat> {
+        use candle_core::quantized::GgmlDType as G;
+        Some(match d {
+            G::Q4_0 => QFormat::Q4_0,
+            G::Q5_0 => QFormat::Q5_0,
+            G::Q5_1 => QFormat::Q5_1,
+            G::Q8_0 => QFormat::Q8_0,
+            G::Q4K => QFormat::Q4K,
+            G::Q6K => QFormat::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// (values, bytes) per block.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            QFormat::Q4_0 => (QK, 18),
+            QFormat::Q5_0 => (QK, 22),
+            QFormat::Q5_1 => (QK, 24),
+            QFormat::Q8_0 => (QK, 34),
+            QFormat::Q4K => (QK_K, 144),
+            QFormat::Q6K => (QK_K, 210),
+        }
+    }
+}
+
+/// One Q8_K super-block of activations: scale, 256 int8 values, the sum of each 16.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; 16],
+}
+
+/// Quantizes one activation vector to Q8_K super-blocks.
+pub fn quantize_q8_k(x: &[f32]) -> Vec<BlockQ8K> {
+    x.chunks_exact(QK_K)
+        .map(|v| {
+            let amax = v.iter().fold(0f32, |a, &b| a.max(b.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut qs = [0i8; QK_K];
+            for (q, &f) in qs.iter_mut().zip(v) {
+                *q = (f * id).round().clamp(-127.0, 127.0) as i8;
+            }
+            let mut bsums = [0i16; 16];
+            for (g, s) in bsums.iter_mut().enumerate() {
+                *s = qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i16).sum();
+            }
+            BlockQ8K { d, qs, bsums }
+        })
+        .collect()
+}
+
+/// A quantized weight matrix in its GGUF layout.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    pub format: QFormat,
+    pub rows: usize,
+    pub cols: usize,
+    bytes: Vec<u8>,
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// A Q5_0 or Q5_1 block's scale, minimum (0 for Q5_0), high-bit word and nibbles.
+fn q5_parts(f: QFormat, b: &[u8]) -> (f32, f32, u32, &[u8]) {
+    let (m, at) = match f {
+        QFormat::Q5_1 => (f16_at(b, 2), 4),
+        _ => (0.0, 2),
+    };
+    let h = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    (f16_at(b, 0), m, h, &b[at + 4..at + 20])
+}
+
+/// The 5-bit value of element `j` (0..32): nibble `j` (low nibbles first) plus bit `j` of `h`.
+#[inline]
+fn q5_value(h: u32, q: &[u8], j: usize) -> u8 {
+    let n = if j < 16 { q[j] & 0xF } else { q[j - 16] >> 4 };
+    n | ((((h >> j) & 1) as u8) << 4)
+}
+
+/// Q4_K's 6-bit scale and minimum of sub-block `j` (0..8).
+#[inline]
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+impl QMatrix {
+    /// Takes the raw GGUF bytes of a `rows` × `cols` tensor.
+    pub fn from_bytes(
+        format: QFormat,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, String> {
+        let (bv, bb) = format.block();
+        if cols % bv != 0 {
+            return Err(format!(
+                "{format:?} row length {cols} is not a multiple of {bv}"
+            ));
+        }
+        let want = rows * cols / bv * bb;
+        if bytes.len() != want {
+            return Err(format!(
+                "{format:?} data of {} bytes does not hold {rows}x{cols} values ({want} expected)",
+                bytes.len()
+            ));
+        }
+        Ok(QMatrix {
+            format,
+            rows,
+            cols,
+            bytes,
+        })
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let (bv, bb) = self.format.block();
+        let n = self.cols / bv * bb;
+        &self.bytes[r * n..(r + 1) * n]
+    }
+
+    /// The matrix as f32 values, row-major (the reference the kernels are tested against).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let (bv, bb) = self.format.block();
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for b in self.bytes.chunks_exact(bb) {
+            let mut v = vec![0f32; bv];
+            match self.format {
+                QFormat::Q4_0 => {
+                    let d = f16_at(b, 0);
+                    for j in 0..16 {
+                        v[j] = ((b[2 + j] & 0xF) as f32 - 8.0) * d;
+                        v[j + 16] = ((b[2 + j] >> 4) as f32 - 8.0) * d;
+                    }
+                }
+                QFormat::Q8_0 => {
+                    let d = f16_at(b, 0);
+                    for j in 0..32 {
+                        v[j] = b[2 + j] as i8 as f32 * d;
+                    }
+                }
+                QFormat::Q5_0 | QFormat::Q5_1 => {
+                    let (d, m, h, q) = q5_parts(self.format, b);
+                    for (j, x) in v.iter_mut().enumerate() {
+                        let q5 = q5_value(h, q, j);
+                        *x = match self.format {
+                            QFormat::Q5_0 => (q5 as f32 - 16.0) * d,
+                            _ => q5 as f32 * d + m,
+                        };
+                    }
+                }
+                QFormat::Q4K => {
+                    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                    let (scales, qs) = (&b[4..16], &b[16..144]);
+                    for c in 0..4 {
+                        let (s1, m1) = scale_min_k4(2 * c, scales);
+                        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
+                        for l in 0..32 {
+                            let q = qs[32 * c + l];
+                            v[64 * c + l] = d * s1 as f32 * (q & 0xF) as f32 - dmin * m1 as f32;
+                            v[64 * c + 32 + l] = d * s2 as f32 * (q >> 4) as f32 - dmin * m2 as f32;
+                        }
+                    }
+                }
+                QFormat::Q6K => {
+                    let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+                    let d = f16_at(b, 208);
+                    for n in 0..2 {
+                        for l in 0..32 {
+                            let is = l / 16;
+                            let (a, hb) = (ql[64 * n + l], qh[32 * n + l]);
+                            let c = ql[64 * n + l + 32];
+                            let q1 = ((a & 0xF) | ((hb & 3) << 4)) as i32 - 32;
+                            let q2 = ((c & 0xF) | (((hb >> 2) & 3) << 4)) as i32 - 32;
+                            let q3 = ((a >> 4) | (((hb >> 4) & 3) << 4)) as i32 - 32;
+                            let q4 = ((c >> 4) | (((hb >> 6) & 3) << 4)) as i32 - 32;
+                            let s = |k: usize| sc[8 * n + is + k] as i8 as f32 * d;
+                            v[128 * n + l] = s(0) * q1 as f32;
+                            v[128 * n + l + 32] = s(2) * q2 as f32;
+                            v[128 * n + l + 64] = s(4) * q3 as f32;
+                            v[128 * n + l + 96] = s(6) * q4 as f32;
+                        }
+                    }
+                }
+            }
+            out.extend_from_slice(&v);
+        }
+        out
+    }
+
+    /// y[b][r] = Σ_c W[r][c] · x[b][c] for each of `x.len() / cols` input vectors.
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) {
+        let batch = x.len() / self.cols;
+        debug_assert_eq!(y.len(), batch * self.rows);
+        let acts: Vec<Acts> = x
+            .chunks_exact(self.cols)
+            .map(|v| match self.format {
+                QFormat::Q4_0 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0 => {
+                    Acts::Q8(quantize_q8_1(v))
+                }
+                QFormat::Q4K | QFormat::Q6K => Acts::Q8K(quantize_q8_k(v)),
+            })
+            .collect();
+        let rows = self.rows;
+        let out = super::kernels::SyncPtr(y.as_mut_ptr());
+        let simd = simd();
+        let work = |range: std::ops::Range<usize>| {
+            let out = &out;
+            for r in range {
+                let w = self.row(r);
+                for (b, xa) in acts.iter().enumerate() {
+                    let v = dot(self.format, w, xa, simd);
+                    // SAFETY: each (b, r) is written by exactly one work item.
+                    unsafe { *out.0.add(b * rows + r) = v };
+                }
+            }
+        };
+        if rows * self.cols >= super::kernels::PARALLEL_MIN_WEIGHTS {
+            candle_core::utils::barrier_pool().execute_chunked(rows, work);
+        } else {
+            work(0..rows);
+        }
+    }
+
+    /// Which implementation `matvec` uses on this CPU, for the record.
+    pub fn kernel_name(&self) -> &'static str {
+        match (self.format, simd()) {
+            (QFormat::Q4_0, true) => "q4_0xq8_0 avx2",
+            (QFormat::Q5_0, true) => "q5_0xq8_0 avx2",
+            (QFormat::Q5_1, true) => "q5_1xq8_1 avx2",
+            (QFormat::Q5_0, false) => "q5_0xq8_0 scalar",
+            (QFormat::Q5_1, false) => "q5_1xq8_1 scalar",
+            (QFormat::Q8_0, true) => "q8_0xq8_0 avx2",
+            (QFormat::Q4K, true) => "q4_kxq8_k avx2",
+            (QFormat::Q6K, true) => "q6_kxq8_k avx2",
+            (QFormat::Q4_0, false) => "q4_0xq8_0 scalar",
+            (QFormat::Q8_0, false) => "q8_0xq8_0 scalar",
+            (QFormat::Q4K, false) => "q4_kxq8_k scalar",
+            (QFormat::Q6K, false) => "q6_kxq8_k scalar",
+        }
+    }
+}
+
+/// Activations quantized for one format family.
+pub enum Acts {
+    Q8(Vec<BlockQ81>),
+    Q8K(Vec<BlockQ8K>),
+}
+
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::kernels::has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One row's dot product with quantized activations.
+pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
+    match (f, x) {
+        (QFormat::Q4_0, Acts::Q8(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: AVX2, FMA and F16C were detected at run time.
+                return unsafe { x86::q4_0(w, x) };
+            }
+            scalar::q4_0(w, x)
+        }
+        (QFormat::Q5_0 | QFormat::Q5_1, Acts::Q8(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q5(f, w, x) };
+            }
+            scalar::q5(f, w, x)
+        }
+        (QFormat::Q8_0, Acts::Q8(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q8_0(w, x) };
+            }
+            scalar::q8_0(w, x)
+        }
+        (QFormat::Q4K, Acts::Q8K(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q4_k(w, x) };
+            }
+            scalar::q4_k(w, x)
+        }
+        (QFormat::Q6K, Acts::Q8K(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q6_k(w, x) };
+            }
+            scalar::q6_k(w, x)
+        }
+        _ => f32::NAN,
+    }
+}
+
+/// The portable reference kernels (exact integer sums, then float scaling).
+pub mod scalar {
+    use super::{BlockQ8K, QFormat, QK_K, f16_at, q5_parts, q5_value, scale_min_k4};
+    use crate::engine::candle::kernels::BlockQ81;
+
+    pub fn q5(f: QFormat, w: &[u8], x: &[BlockQ81]) -> f32 {
+        let bb = f.block().1;
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(bb).zip(x) {
+            let (d, m, h, q) = q5_parts(f, b);
+            let si: i32 = (0..32)
+                .map(|j| q5_value(h, q, j) as i32 * xb.qs[j] as i32)
+                .sum();
+            sum += match f {
+                QFormat::Q5_0 => d * (xb.d * si as f32 - 16.0 * xb.s),
+                _ => d * xb.d * si as f32 + m * xb.s,
+            };
+        }
+        sum
+    }
+
+    pub fn q4_0(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(18).zip(x) {
+            let mut si = 0i32;
+            for j in 0..16 {
+                si += (b[2 + j] & 0xF) as i32 * xb.qs[j] as i32;
+                si += (b[2 + j] >> 4) as i32 * xb.qs[j + 16] as i32;
+            }
+            let d = f16_at(b, 0);
+            sum += d * (xb.d * si as f32 - 8.0 * xb.s);
+        }
+        sum
+    }
+
+    pub fn q8_0(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(34).zip(x) {
+            let si: i32 = (0..32)
+                .map(|j| b[2 + j] as i8 as i32 * xb.qs[j] as i32)
+                .sum();
+            sum += f16_at(b, 0) * xb.d * si as f32;
+        }
+        sum
+    }
+
+    pub fn q4_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(144).zip(x) {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let (scales, qs) = (&b[4..16], &b[16..144]);
+            let (mut si, mut mins) = (0i32, 0i32);
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, scales);
+                let c = j / 2;
+                let mut s = 0i32;
+                for l in 0..32 {
+                    let q = qs[32 * c + l];
+                    let q = if j % 2 == 0 { q & 0xF } else { q >> 4 };
+                    s += q as i32 * xb.qs[32 * j + l] as i32;
+                }
+                si += sc as i32 * s;
+                mins += m as i32 * (xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32);
+            }
+            sum += xb.d * (d * si as f32 - dmin * mins as f32);
+        }
+        sum
+    }
+
+    pub fn q6_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(210).zip(x) {
+            let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+            let d = f16_at(b, 208);
+            let mut q6 = [0u8; QK_K];
+            for n in 0..2 {
+                for l in 0..32 {
+                    let (a, hb, c) = (ql[64 * n + l], qh[32 * n + l], ql[64 * n + l + 32]);
+                    q6[128 * n + l] = (a & 0xF) | ((hb & 3) << 4);
+                    q6[128 * n + l + 32] = (c & 0xF) | (((hb >> 2) & 3) << 4);
+                    q6[128 * n + l + 64] = (a >> 4) | (((hb >> 4) & 3) << 4);
+                    q6[128 * n + l + 96] = (c >> 4) | (((hb >> 6) & 3) << 4);
+                }
+            }
+            let mut si = 0i32;
+            for g in 0..16 {
+                let s: i32 = (0..16)
+                    .map(|k| q6[16 * g + k] as i32 * xb.qs[16 * g + k] as i32)
+                    .sum();
+                si += sc[g] as i8 as i32 * (s - 32 * xb.bsums[g] as i32);
+            }
+            sum += d * xb.d * si as f32;
+        }
+        sum
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{BlockQ8K, QFormat, scale_min_k4};
+    use crate::engine::candle::kernels::BlockQ81;
+    use std::arch::x86_64::*;
+
+    /// The f16 at byte `i` of `b`, converted in hardware (F16C).
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    fn f16_at(b: &[u8], i: usize) -> f32 {
+        let bits = u16::from_le_bytes([b[i], b[i + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// Q4_0 blocks times Q8 activations, two blocks per step on two accumulators.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_0(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut bias = _mm_setzero_ps();
+        let n = x.len().min(w.len() / 18);
+        let one = |i: usize| {
+            let b = &w[18 * i..18 * i + 18];
+            let xb = &x[i];
+            // SAFETY: 16 bytes at offset 2 of an 18-byte block; 32 bytes of a 32-byte array.
+            let (q4, q8) = unsafe {
+                (
+                    _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i),
+                    _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i),
+                )
+            };
+            let q4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
+            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q4, q8), ones));
+            let d = f16_at(b, 0);
+            (p, d)
+        };
+        let mut i = 0;
+        while i + 1 < n {
+            let (p0, d0) = one(i);
+            let (p1, d1) = one(i + 1);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[i].d), p0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[i + 1].d), p1, acc1);
+            bias = _mm_fmadd_ps(
+                _mm_setr_ps(d0, d1, 0.0, 0.0),
+                _mm_setr_ps(x[i].s, x[i + 1].s, 0.0, 0.0),
+                bias,
+            );
+            i += 2;
+        }
+        if i < n {
+            let (p0, d0) = one(i);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[i].d), p0, acc0);
+            bias = _mm_add_ps(bias, _mm_set_ss(d0 * x[i].s));
+        }
+        let b = _mm_add_ps(bias, _mm_movehl_ps(bias, bias));
+        let b = _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(_mm256_add_ps(acc0, acc1)) - 8.0 * b }
+    }
+
+    /// Q5_0 / Q5_1 blocks times Q8 activations, on two accumulators.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q5(f: QFormat, w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let high = _mm256_set1_epi8(0x10);
+        let ones = _mm256_set1_epi16(1);
+        let shuf = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let bit = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+        let all = _mm256_set1_epi8(-1);
+        let q51 = f == QFormat::Q5_1;
+        let (bb, at) = if q51 { (24, 4) } else { (22, 2) };
+        let n = x.len().min(w.len() / bb);
+        let mut acc = [_mm256_setzero_ps(), _mm256_setzero_ps()];
+        let mut off = [0f32; 2];
+        for i in 0..n {
+            let b = &w[bb * i..bb * (i + 1)];
+            // SAFETY: the loads stay inside the block (4 high-bit bytes at `at`, 16 nibble bytes
+            // after them) and the 32 activation bytes.
+            let (dm, h, q4, q8) = unsafe {
+                (
+                    _mm_cvtph_ps(_mm_cvtsi32_si128(
+                        (b.as_ptr() as *const i32).read_unaligned(),
+                    )),
+                    (b.as_ptr().add(at) as *const i32).read_unaligned(),
+                    _mm_loadu_si128(b.as_ptr().add(at + 4) as *const __m128i),
+                    _mm256_loadu_si256(x[i].qs.as_ptr() as *const __m256i),
+                )
+            };
+            let d = _mm_cvtss_f32(dm);
+            let lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
+            let hbits = _mm256_cmpeq_epi8(
+                _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf), bit),
+                all,
+            );
+            let q5 = _mm256_or_si256(lo, _mm256_and_si256(hbits, high));
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q5, q8), ones);
+            let k = i & 1;
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i].d), _mm256_cvtepi32_ps(p), acc[k]);
+            let o = if q51 {
+                _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1))
+            } else {
+                -16.0 * d
+            };
+            off[k] += o * x[i].s;
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + off[0] + off[1] }
+    }
+
+    /// Q8_0 blocks times Q8 activations, two blocks per step on two accumulators.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q8_0(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let n = x.len().min(w.len() / 34);
+        let one = |i: usize| {
+            let b = &w[34 * i..34 * i + 34];
+            // SAFETY: 32 bytes at offset 2 of a 34-byte block; 32 bytes of a 32-byte array.
+            let (qw, qx) = unsafe {
+                (
+                    _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i),
+                    _mm256_loadu_si256(x[i].qs.as_ptr() as *const __m256i),
+                )
+            };
+            // |w| x sign(x, w): maddubs needs its first operand unsigned.
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+            (
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)),
+                f16_at(b, 0) * x[i].d,
+            )
+        };
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 1 < n {
+            let (p0, s0) = one(i);
+            let (p1, s1) = one(i + 1);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(s1), p1, acc1);
+            i += 2;
+        }
+        if i < n {
+            let (p0, s0) = one(i);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let mut mins_acc = 0f32;
+        for (b, xb) in w.chunks_exact(144).zip(x) {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let scales = &b[4..16];
+            let mut isum = _mm256_setzero_si256();
+            let mut mins = 0i32;
+            for c in 0..4 {
+                // SAFETY: 32 bytes inside the block's 128 quant bytes; 32-byte slices of the
+                // 256 activations.
+                let (q, x0, x1) = unsafe {
+                    (
+                        _mm256_loadu_si256(b.as_ptr().add(16 + 32 * c) as *const __m256i),
+                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c) as *const __m256i),
+                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c + 32) as *const __m256i),
+                    )
+                };
+                let (s1, m1) = scale_min_k4(2 * c, scales);
+                let (s2, m2) = scale_min_k4(2 * c + 1, scales);
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                let p1 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s1 as i16));
+                let p2 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(s2 as i16));
+                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p1, p2));
+                let bs = |j: usize| xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32;
+                mins += m1 as i32 * bs(2 * c) + m2 as i32 * bs(2 * c + 1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc);
+            mins_acc += dmin * xb.d * mins as f32;
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(acc) - mins_acc }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q6_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(210).zip(x) {
+            let sc = &b[192..208];
+            let d = f16_at(b, 208);
+            let mut isum = _mm256_setzero_si256();
+            for n in 0..2 {
+                // SAFETY: offsets stay inside the 128 ql, 64 qh and 256 activation bytes.
+                let (qa, qc, qh) = unsafe {
+                    (
+                        _mm256_loadu_si256(b.as_ptr().add(64 * n) as *const __m256i),
+                        _mm256_loadu_si256(b.as_ptr().add(64 * n + 32) as *const __m256i),
+                        _mm256_loadu_si256(b.as_ptr().add(128 + 32 * n) as *const __m256i),
+                    )
+                };
+                let hbits = |shift: i32| {
+                    let h = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(h, m2), 4)
+                };
+                let quads = [
+                    _mm256_or_si256(_mm256_and_si256(qa, m4), hbits(0)),
+                    _mm256_or_si256(_mm256_and_si256(qc, m4), hbits(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), hbits(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qc, 4), m4), hbits(6)),
+                ];
+                for (k, q6) in quads.iter().enumerate() {
+                    // Values 128n + 32k .. +32: groups 8n + 2k and 8n + 2k + 1.
+                    let base = 128 * n + 32 * k;
+                    // SAFETY: 32 activations starting at base < 256.
+                    let xq =
+                        unsafe { _mm256_loadu_si256(xb.qs.as_ptr().add(base) as *const __m256i) };
+                    let g = 8 * n + 2 * k;
+                    let (sa, sb) = (sc[g] as i8 as i16, sc[g + 1] as i8 as i16);
+                    let scales = _mm256_setr_epi16(
+                        sa, sa, sa, sa, sa, sa, sa, sa, sb, sb, sb, sb, sb, sb, sb, sb,
+                    );
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*q6, xq), scales);
+                    isum = _mm256_add_epi32(isum, p);
+                }
+            }
+            // The -32 offset of every value, per group of 16 with its scale.
+            let bias: i32 = (0..16)
+                .map(|g| sc[g] as i8 as i32 * xb.bsums[g] as i32)
+                .sum();
+            // SAFETY: AVX2 is enabled in this function.
+            let total = unsafe { hsum_i32(isum) } - 32 * bias;
+            sum += d * xb.d * total as f32;
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    /// A matrix quantized by candle (as GGUF files are), and its raw bytes.
+    fn matrix(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+        let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let f = QFormat::of(dtype).unwrap();
+        QMatrix::from_bytes(f, rows, cols, q.data().unwrap().to_vec()).unwrap()
+    }
+
+    /// Every format: dequantization agrees with candle's; the SIMD and scalar kernels agree
+    /// exactly on the integer part (float rounding only); the product matches the dequantized
+    /// weights times the dequantized activations.
+    #[test]
+    fn every_format_matches_candle_and_the_scalar_reference() {
+        for (dtype, cols) in [
+            (GgmlDType::Q4_0, 512),
+            (GgmlDType::Q5_0, 576),
+            (GgmlDType::Q5_1, 576),
+            (GgmlDType::Q8_0, 512),
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q6K, 768),
+        ] {
+            let rows = 37;
+            let m = matrix(dtype, rows, cols, 7);
+            let w = Tensor::from_vec(random(rows * cols, 7), (rows, cols), &Device::Cpu).unwrap();
+            let theirs: Vec<f32> = QTensor::quantize(&w, dtype)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let ours = m.dequantize();
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "{dtype:?}: {a} vs {b}"
+                );
+            }
+            let x = random(2 * cols, 9);
+            let mut y = vec![0f32; 2 * rows];
+            m.matvec(&x, &mut y);
+            for bi in 0..2 {
+                let xv = &x[bi * cols..(bi + 1) * cols];
+                let (acts, xd): (Acts, Vec<f32>) = match m.format {
+                    QFormat::Q4_0 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0 => {
+                        let q = quantize_q8_1(xv);
+                        let d = q
+                            .iter()
+                            .flat_map(|b| b.qs.iter().map(move |v| *v as f32 * b.d))
+                            .collect();
+                        (Acts::Q8(q), d)
+                    }
+                    _ => {
+                        let q = quantize_q8_k(xv);
+                        let d = q
+                            .iter()
+                            .flat_map(|b| b.qs.iter().map(move |v| *v as f32 * b.d))
+                            .collect();
+                        (Acts::Q8K(q), d)
+                    }
+                };
+                for r in 0..rows {
+                    let want: f32 = (0..cols).map(|c| ours[r * cols + c] * xd[c]).sum();
+                    let got = y[bi * rows + r];
+                    let scalar = dot(m.format, m.row(r), &acts, false);
+                    assert!(
+                        (got - want).abs() < 2e-3 * (1.0 + want.abs()),
+                        "{dtype:?} {bi},{r}: {got} vs {want}"
+                    );
+                    assert!(
+                        (got - scalar).abs() <= 1e-4 * (1.0 + scalar.abs()),
+                        "{dtype:?}: simd {got} vs scalar {scalar}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_are_refused() {
+        assert!(QMatrix::from_bytes(QFormat::Q4K, 2, 255, vec![]).is_err());
+        assert!(QMatrix::from_bytes(QFormat::Q6K, 1, 256, vec![0; 209]).is_err());
+        assert!(QMatrix::from_bytes(QFormat::Q6K, 1, 256, vec![0; 210]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// `cargo test --release --lib qmatrix::speed -- --ignored --nocapture`: GB/s per format.
+    #[test]
+    #[ignore]
+    fn gb_per_s() {
+        let (rows, cols) = (49152, 576);
+        for dtype in [
+            GgmlDType::Q8_0,
+            GgmlDType::Q4_0,
+            GgmlDType::Q5_0,
+            GgmlDType::Q4_1,
+        ] {
+            let w = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let bytes = q.data().unwrap().to_vec();
+            let n = bytes.len();
+            let x: Vec<f32> = (0..cols).map(|i| (i as f32).sin()).collect();
+            let mut y = vec![0f32; rows];
+            let t = std::time::Instant::now();
+            let reps = 20;
+            if dtype == GgmlDType::Q4_1 {
+                let m = crate::engine::candle::kernels::Q41Matrix::from_bytes(rows, cols, &bytes)
+                    .unwrap();
+                for _ in 0..reps {
+                    m.matvec(&x, &mut y);
+                }
+            } else {
+                let m =
+                    QMatrix::from_bytes(QFormat::of(dtype).unwrap(), rows, cols, bytes).unwrap();
+                for _ in 0..reps {
+                    m.matvec(&x, &mut y);
+                }
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            eprintln!(
+                "{dtype:?}: {:.2} ms, {:.1} GB/s",
+                s * 1e3,
+                n as f64 / s / 1e9
+            );
+        }
+    }
+}
