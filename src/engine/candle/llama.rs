@@ -320,10 +320,37 @@ impl Llama {
         })
     }
 
-    /// The matmul path of each phase, for the record.
+    /// The matmul path of each phase, for the record: every distinct kernel with how many
+    /// weight matrices use it (a "Q4_K_M" file mixes formats), most used first.
     pub fn paths(&self) -> (String, String) {
-        let l = &self.layers[0];
-        (l.wq.path(true).to_string(), l.wq.path(false).to_string())
+        let linears: Vec<&Linear> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain([&self.output])
+            .collect();
+        let describe = |prefill: bool| {
+            let mut counts: Vec<(&'static str, usize)> = Vec::new();
+            for l in &linears {
+                let p = l.path(prefill);
+                match counts.iter_mut().find(|(q, _)| *q == p) {
+                    Some(c) => c.1 += 1,
+                    None => counts.push((p, 1)),
+                }
+            }
+            counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+            match counts.as_slice() {
+                [(only, _)] => only.to_string(),
+                many => many
+                    .iter()
+                    .map(|(p, n)| {
+                        format!("{p} ({n} {})", if *n == 1 { "matrix" } else { "matrices" })
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        };
+        (describe(true), describe(false))
     }
 
     fn rope(&self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
