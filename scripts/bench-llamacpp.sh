@@ -8,12 +8,12 @@
 # interleaved rounds of: joulebench (default kernels), joulebench with candle's quantized matmul
 # for decode (the path these formats took before joulebench's kernels), and llama.cpp.
 #
-# Usage: scripts/bench-llamacpp.sh [ROUNDS=3] [THREADS=2] [FORMATS="Q4_0 Q8_0 Q4_K_M Q6_K"]
+# Usage: scripts/bench-llamacpp.sh [ROUNDS=3] [THREADS=2] [FORMATS="Q4_0 Q8_0 Q4_K_M Q5_K_M Q6_K"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 THREADS=${2:-2}
-FORMATS=${3:-"Q4_0 Q8_0 Q4_K_M Q6_K"}
+FORMATS=${3:-"Q4_0 Q8_0 Q4_K_M Q5_K_M Q6_K"}
 VENV=${JOULEBENCH_LLAMA_CPP_VENV:-$HOME/.cache/joulebench/llama-cpp-python-0.3.36}
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   echo "building llama-cpp-python 0.3.36 into $VENV (about 5 minutes on 2 cores)" >&2

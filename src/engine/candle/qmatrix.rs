@@ -1,6 +1,5 @@
-//! Decode matrix-vector products straight on GGUF blocks for Q4_0, Q5_0, Q5_1, Q8_0, Q4_K and
-//! Q6_K (Q4_1 is
-//! in `kernels`), where candle only has scalar code. The weights stay in their file layout, one
+//! Decode matrix-vector products straight on GGUF blocks for Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
+//! and Q6_K (Q4_1 is in `kernels`), where candle only has scalar code. The weights stay in their file layout, one
 //! copy; the activation vector is quantized once per product (Q8 blocks of 32 with a scaled sum
 //! for the 32-value formats, Q8_K super-blocks of 256 with 16 group sums for the K formats), then
 //! each row's dot product runs in integers, with AVX2 where the CPU has it and a portable
@@ -20,6 +19,7 @@ pub enum QFormat {
     Q5_1,
     Q8_0,
     Q4K,
+    Q5K,
     Q6K,
 }
 
@@ -33,6 +33,7 @@ impl QFormat {
             G::Q5_1 => QFormat::Q5_1,
             G::Q8_0 => QFormat::Q8_0,
             G::Q4K => QFormat::Q4K,
+            G::Q5K => QFormat::Q5K,
             G::Q6K => QFormat::Q6K,
             _ => return None,
         })
@@ -46,6 +47,7 @@ impl QFormat {
             QFormat::Q5_1 => (QK, 24),
             QFormat::Q8_0 => (QK, 34),
             QFormat::Q4K => (QK_K, 144),
+            QFormat::Q5K => (QK_K, 176),
             QFormat::Q6K => (QK_K, 210),
         }
     }
@@ -200,6 +202,22 @@ impl QMatrix {
                         }
                     }
                 }
+                QFormat::Q5K => {
+                    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                    let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+                    for c in 0..4 {
+                        let (s1, m1) = scale_min_k4(2 * c, scales);
+                        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
+                        let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
+                        for l in 0..32 {
+                            let q = qs[32 * c + l];
+                            let lo = (q & 0xF) + if qh[l] & u1 != 0 { 16 } else { 0 };
+                            let hi = (q >> 4) + if qh[l] & u2 != 0 { 16 } else { 0 };
+                            v[64 * c + l] = d * s1 as f32 * lo as f32 - dmin * m1 as f32;
+                            v[64 * c + 32 + l] = d * s2 as f32 * hi as f32 - dmin * m2 as f32;
+                        }
+                    }
+                }
                 QFormat::Q6K => {
                     let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
                     let d = f16_at(b, 208);
@@ -236,7 +254,7 @@ impl QMatrix {
                 QFormat::Q4_0 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0 => {
                     Acts::Q8(quantize_q8_1(v))
                 }
-                QFormat::Q4K | QFormat::Q6K => Acts::Q8K(quantize_q8_k(v)),
+                QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => Acts::Q8K(quantize_q8_k(v)),
             })
             .collect();
         let rows = self.rows;
@@ -270,6 +288,8 @@ impl QMatrix {
             (QFormat::Q5_1, false) => "q5_1xq8_1 scalar",
             (QFormat::Q8_0, true) => "q8_0xq8_0 avx2",
             (QFormat::Q4K, true) => "q4_kxq8_k avx2",
+            (QFormat::Q5K, true) => "q5_kxq8_k avx2",
+            (QFormat::Q5K, false) => "q5_kxq8_k scalar",
             (QFormat::Q6K, true) => "q6_kxq8_k avx2",
             (QFormat::Q4_0, false) => "q4_0xq8_0 scalar",
             (QFormat::Q8_0, false) => "q8_0xq8_0 scalar",
@@ -330,6 +350,14 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
                 return unsafe { x86::q4_k(w, x) };
             }
             scalar::q4_k(w, x)
+        }
+        (QFormat::Q5K, Acts::Q8K(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q5_k(w, x) };
+            }
+            scalar::q5_k(w, x)
         }
         (QFormat::Q6K, Acts::Q8K(x)) => {
             #[cfg(target_arch = "x86_64")]
@@ -403,6 +431,31 @@ pub mod scalar {
                     let q = qs[32 * c + l];
                     let q = if j % 2 == 0 { q & 0xF } else { q >> 4 };
                     s += q as i32 * xb.qs[32 * j + l] as i32;
+                }
+                si += sc as i32 * s;
+                mins += m as i32 * (xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32);
+            }
+            sum += xb.d * (d * si as f32 - dmin * mins as f32);
+        }
+        sum
+    }
+
+    pub fn q5_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(176).zip(x) {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+            let (mut si, mut mins) = (0i32, 0i32);
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, scales);
+                let c = j / 2;
+                let u = 1u8 << j;
+                let mut s = 0i32;
+                for l in 0..32 {
+                    let q = qs[32 * c + l];
+                    let n = if j % 2 == 0 { q & 0xF } else { q >> 4 };
+                    let q5 = n + if qh[l] & u != 0 { 16 } else { 0 };
+                    s += q5 as i32 * xb.qs[32 * j + l] as i32;
                 }
                 si += sc as i32 * s;
                 mins += m as i32 * (xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32);
@@ -646,6 +699,53 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q5_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let sixteen = _mm256_set1_epi8(16);
+        let mut acc = _mm256_setzero_ps();
+        let mut mins_acc = 0f32;
+        for (b, xb) in w.chunks_exact(176).zip(x) {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let scales = &b[4..16];
+            // SAFETY: the 32 high-bit bytes at offset 16 of the 176-byte block.
+            let qh = unsafe { _mm256_loadu_si256(b.as_ptr().add(16) as *const __m256i) };
+            let mut isum = _mm256_setzero_si256();
+            let mut mins = 0i32;
+            for c in 0..4 {
+                // SAFETY: 32 quant bytes inside the block's 128 at offset 48; 32-byte slices of
+                // the 256 activations.
+                let (q, x0, x1) = unsafe {
+                    (
+                        _mm256_loadu_si256(b.as_ptr().add(48 + 32 * c) as *const __m256i),
+                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c) as *const __m256i),
+                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c + 32) as *const __m256i),
+                    )
+                };
+                let (s1, m1) = scale_min_k4(2 * c, scales);
+                let (s2, m2) = scale_min_k4(2 * c + 1, scales);
+                // Bit 2c of each qh byte adds 16 to the low nibble, bit 2c + 1 to the high one.
+                let b1 = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
+                let b2 = _mm256_set1_epi8((2u8 << (2 * c)) as i8);
+                let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), sixteen);
+                let h2 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b2), b2), sixteen);
+                let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h2);
+                let p1 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s1 as i16));
+                let p2 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(s2 as i16));
+                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p1, p2));
+                let bs = |j: usize| xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32;
+                mins += m1 as i32 * bs(2 * c) + m2 as i32 * bs(2 * c + 1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc);
+            mins_acc += dmin * xb.d * mins as f32;
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(acc) - mins_acc }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q6_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
         let m4 = _mm256_set1_epi8(0x0F);
         let m2 = _mm256_set1_epi8(0x03);
@@ -736,6 +836,7 @@ mod tests {
             (GgmlDType::Q5_1, 576),
             (GgmlDType::Q8_0, 512),
             (GgmlDType::Q4K, 512),
+            (GgmlDType::Q5K, 768),
             (GgmlDType::Q6K, 768),
         ] {
             let rows = 37;
