@@ -38,16 +38,16 @@ const EXPECTED: [u32; 16] = [
     284, 7585, 1835, 314, 253, 4013, 12342, 282, 2092, 28, 4665, 28, 284, 4665, 30, 657,
 ];
 
-/// The 16th token is a near-tie: the dense f32 prefill (candle's gemm) sums in another order
-/// where the CPU has no AVX-512, and there the greedy pick is 198 (both engines agree on each
-/// machine; `matches_candles_reference_implementation` checks that).
-fn expected_here() -> [u32; 16] {
-    let mut e = EXPECTED;
-    #[cfg(target_arch = "x86_64")]
-    if !std::arch::is_x86_feature_detected!("avx512f") {
-        e[15] = 198;
-    }
-    e
+/// The 16th token is a near-tie between 657 (llama.cpp's pick, and joulebench's with its Q8
+/// activations rounded to f16 as llama.cpp rounds them) and 198 (the pick when the sums run in
+/// another order: the dense f32 prefill differs between CPUs with and without AVX-512). The
+/// first 15 are exact everywhere.
+const NEAR_TIE_16TH: [u32; 2] = [657, 198];
+
+fn assert_expected(got: &[u32]) {
+    assert_eq!(got.len(), 16, "{got:?}");
+    assert_eq!(got[..15], EXPECTED[..15], "{got:?}");
+    assert!(NEAR_TIE_16TH.contains(&got[15]), "{got:?}");
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn sixteen_greedy_tokens_at_one_thread_match_the_stored_sequence() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let got: Vec<u32> = serde_json::from_value(v["tokens"][0].clone()).unwrap();
-    assert_eq!(got, expected_here());
+    assert_expected(&got);
     assert_eq!(v["model"]["engine"]["threads"], 1);
     assert_eq!(v["generated_tokens"], 16);
 }

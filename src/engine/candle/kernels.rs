@@ -29,6 +29,8 @@ pub struct BlockQ81 {
     pub d: f32,
     pub s: f32,
     pub qs: [i8; 32],
+    /// The exact integer sum of `qs` (formats with a fixed offset use it instead of `s`).
+    pub isum: i32,
 }
 
 /// A Q4_1 weight matrix, `rows` × `cols`, row-major in blocks.
@@ -159,10 +161,13 @@ pub fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ81> {
                 *q = (f * id).round() as i8;
                 sum += *q as i32;
             }
+            // Stored in f16 as llama.cpp's Q8_1 blocks are: the same rounding gives the same
+            // near-tie decisions as the engine people deploy.
             BlockQ81 {
-                d,
-                s: d * sum as f32,
+                d: f16::from_f32(d).to_f32(),
+                s: f16::from_f32(d * sum as f32).to_f32(),
                 qs,
+                isum: sum,
             }
         })
         .collect()
@@ -288,14 +293,23 @@ mod tests {
         let mut y = vec![0f32; 2 * rows];
         q.matvec(&x, &mut y);
         for b in 0..2 {
-            // The reference uses the same Q8_1 activations, dequantized: the kernel must match it
-            // up to float rounding.
-            let xq: Vec<f32> = quantize_q8_1(&x[b * cols..(b + 1) * cols])
+            // The reference uses the same Q8_1 activations, dequantized, and their stored sums
+            // (f16, as llama.cpp stores them, which the minimum term uses): the kernel must match
+            // it up to float rounding.
+            let blocks = quantize_q8_1(&x[b * cols..(b + 1) * cols]);
+            let xq: Vec<f32> = blocks
                 .iter()
                 .flat_map(|blk| blk.qs.iter().map(move |q| *q as f32 * blk.d))
                 .collect();
             for r in 0..rows {
-                let want: f32 = (0..cols).map(|c| dense[r * cols + c] * xq[c]).sum();
+                let stored_sums: f32 = q
+                    .row(r)
+                    .iter()
+                    .zip(&blocks)
+                    .map(|(w, xb)| w.m.to_f32() * (xb.s - xb.d * xb.isum as f32))
+                    .sum();
+                let want: f32 =
+                    (0..cols).map(|c| dense[r * cols + c] * xq[c]).sum::<f32>() + stored_sums;
                 let got = y[b * rows + r];
                 assert!(
                     (got - want).abs() < 1e-3 * (1.0 + want.abs()),
