@@ -343,21 +343,14 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
             }
             scalar::q8_0(w, x)
         }
-        (QFormat::Q4K, Acts::Q8K(x)) => {
+        (QFormat::Q4K | QFormat::Q5K, Acts::Q8K(x)) => {
+            let high = f == QFormat::Q5K;
             #[cfg(target_arch = "x86_64")]
             if simd {
                 // SAFETY: as above.
-                return unsafe { x86::q4_k(w, x) };
+                return unsafe { x86::q4_5_k(w, x, high) };
             }
-            scalar::q4_k(w, x)
-        }
-        (QFormat::Q5K, Acts::Q8K(x)) => {
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: as above.
-                return unsafe { x86::q5_k(w, x) };
-            }
-            scalar::q5_k(w, x)
+            scalar::q4_5_k(w, x, high)
         }
         (QFormat::Q6K, Acts::Q8K(x)) => {
             #[cfg(target_arch = "x86_64")]
@@ -417,45 +410,27 @@ pub mod scalar {
         sum
     }
 
-    pub fn q4_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+    /// Q4_K (`high` false) or Q5_K (`high` true) times Q8_K activations.
+    pub fn q4_5_k(w: &[u8], x: &[BlockQ8K], high: bool) -> f32 {
+        let (bb, qs_at) = if high { (176, 48) } else { (144, 16) };
         let mut sum = 0f32;
-        for (b, xb) in w.chunks_exact(144).zip(x) {
+        for (b, xb) in w.chunks_exact(bb).zip(x) {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let (scales, qs) = (&b[4..16], &b[16..144]);
+            let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[qs_at..qs_at + 128]);
             let (mut si, mut mins) = (0i32, 0i32);
             for j in 0..8 {
                 let (sc, m) = scale_min_k4(j, scales);
                 let c = j / 2;
-                let mut s = 0i32;
-                for l in 0..32 {
-                    let q = qs[32 * c + l];
-                    let q = if j % 2 == 0 { q & 0xF } else { q >> 4 };
-                    s += q as i32 * xb.qs[32 * j + l] as i32;
-                }
-                si += sc as i32 * s;
-                mins += m as i32 * (xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32);
-            }
-            sum += xb.d * (d * si as f32 - dmin * mins as f32);
-        }
-        sum
-    }
-
-    pub fn q5_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
-        let mut sum = 0f32;
-        for (b, xb) in w.chunks_exact(176).zip(x) {
-            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
-            let (mut si, mut mins) = (0i32, 0i32);
-            for j in 0..8 {
-                let (sc, m) = scale_min_k4(j, scales);
-                let c = j / 2;
-                let u = 1u8 << j;
                 let mut s = 0i32;
                 for l in 0..32 {
                     let q = qs[32 * c + l];
                     let n = if j % 2 == 0 { q & 0xF } else { q >> 4 };
-                    let q5 = n + if qh[l] & u != 0 { 16 } else { 0 };
-                    s += q5 as i32 * xb.qs[32 * j + l] as i32;
+                    let fifth = if high && qh[l] & (1u8 << j) != 0 {
+                        16
+                    } else {
+                        0
+                    };
+                    s += (n + fifth) as i32 * xb.qs[32 * j + l] as i32;
                 }
                 si += sc as i32 * s;
                 mins += m as i32 * (xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32);
@@ -658,77 +633,46 @@ mod x86 {
         unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
     }
 
+    /// Q4_K (`high` false) or Q5_K (`high` true: 32 bytes of fifth bits before the nibbles)
+    /// times Q8_K activations.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q4_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
-        let mask = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins_acc = 0f32;
-        for (b, xb) in w.chunks_exact(144).zip(x) {
-            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let scales = &b[4..16];
-            let mut isum = _mm256_setzero_si256();
-            let mut mins = 0i32;
-            for c in 0..4 {
-                // SAFETY: 32 bytes inside the block's 128 quant bytes; 32-byte slices of the
-                // 256 activations.
-                let (q, x0, x1) = unsafe {
-                    (
-                        _mm256_loadu_si256(b.as_ptr().add(16 + 32 * c) as *const __m256i),
-                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c) as *const __m256i),
-                        _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c + 32) as *const __m256i),
-                    )
-                };
-                let (s1, m1) = scale_min_k4(2 * c, scales);
-                let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-                let lo = _mm256_and_si256(q, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-                let p1 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s1 as i16));
-                let p2 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(s2 as i16));
-                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p1, p2));
-                let bs = |j: usize| xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32;
-                mins += m1 as i32 * bs(2 * c) + m2 as i32 * bs(2 * c + 1);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc);
-            mins_acc += dmin * xb.d * mins as f32;
-        }
-        // SAFETY: AVX2 is enabled in this function.
-        unsafe { hsum(acc) - mins_acc }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q5_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
+    pub unsafe fn q4_5_k(w: &[u8], x: &[BlockQ8K], high: bool) -> f32 {
         let mask = _mm256_set1_epi8(0x0F);
         let sixteen = _mm256_set1_epi8(16);
+        let (bb, qs_at) = if high { (176, 48) } else { (144, 16) };
         let mut acc = _mm256_setzero_ps();
         let mut mins_acc = 0f32;
-        for (b, xb) in w.chunks_exact(176).zip(x) {
+        for (b, xb) in w.chunks_exact(bb).zip(x) {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
             let scales = &b[4..16];
-            // SAFETY: the 32 high-bit bytes at offset 16 of the 176-byte block.
+            // SAFETY: Q5_K's 32 high-bit bytes sit at offset 16 of its 176-byte block (unused,
+            // and inside the block, for Q4_K).
             let qh = unsafe { _mm256_loadu_si256(b.as_ptr().add(16) as *const __m256i) };
             let mut isum = _mm256_setzero_si256();
             let mut mins = 0i32;
             for c in 0..4 {
-                // SAFETY: 32 quant bytes inside the block's 128 at offset 48; 32-byte slices of
-                // the 256 activations.
+                // SAFETY: 32 quant bytes inside the block's 128; 32-byte slices of the 256
+                // activations.
                 let (q, x0, x1) = unsafe {
                     (
-                        _mm256_loadu_si256(b.as_ptr().add(48 + 32 * c) as *const __m256i),
+                        _mm256_loadu_si256(b.as_ptr().add(qs_at + 32 * c) as *const __m256i),
                         _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c) as *const __m256i),
                         _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c + 32) as *const __m256i),
                     )
                 };
                 let (s1, m1) = scale_min_k4(2 * c, scales);
                 let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-                // Bit 2c of each qh byte adds 16 to the low nibble, bit 2c + 1 to the high one.
-                let b1 = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
-                let b2 = _mm256_set1_epi8((2u8 << (2 * c)) as i8);
-                let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), sixteen);
-                let h2 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b2), b2), sixteen);
-                let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
-                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h2);
+                let mut lo = _mm256_and_si256(q, mask);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                if high {
+                    // Bit 2c of each qh byte adds 16 to the low nibble, bit 2c + 1 to the high.
+                    let fifth = |bit: u8| {
+                        let m = _mm256_set1_epi8(bit as i8);
+                        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, m), m), sixteen)
+                    };
+                    lo = _mm256_or_si256(lo, fifth(1u8 << (2 * c)));
+                    hi = _mm256_or_si256(hi, fifth(2u8 << (2 * c)));
+                }
                 let p1 =
                     _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s1 as i16));
                 let p2 =
