@@ -2,7 +2,9 @@
 //! shards), weights in f32, bf16 or f16, computed in f32 (no quantization is added).
 
 use crate::engine::candle::llama::CandleLlama;
-use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use crate::engine::candle::llama::{
+    Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
+};
 use crate::engine::{EngineConfig, EngineError, ModelInfo, text::tokenizer};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -182,7 +184,14 @@ pub fn load_folder(
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["chat_template"].as_str().map(str::to_string));
     let params = cfg.parameters(tied);
-    let model = Llama::new(cfg.clone(), embed, layers, norm, output, dev)?;
+    let model = Llama::new(
+        cfg.clone(),
+        Embedding::Dense(embed),
+        layers,
+        norm,
+        output,
+        dev,
+    )?;
     let (pre, dec) = model.paths();
     let dtype = hf.torch_dtype.unwrap_or_else(|| "unknown".into());
     Ok(CandleLlama::new(

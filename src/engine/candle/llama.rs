@@ -1,11 +1,11 @@
 //! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
-use crate::engine::candle::kernels::{Q41Matrix, kernel_name};
+use crate::engine::candle::qmatrix::{QFormat, QMatrix};
 use crate::engine::{
     EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo, TokenObserver,
 };
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 use tokenizers::Tokenizer;
@@ -48,9 +48,10 @@ impl LlamaConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Matmul {
-    /// Dequantized f32 weights through candle's gemm.
+    /// Dequantized f32 weights through candle's gemm (a second, 4-byte-per-weight copy).
     Dense,
-    /// joulebench's SIMD Q4_1 kernel where the weights are Q4_1, else candle's quantized matmul.
+    /// joulebench's kernels on the file's blocks (`qmatrix`, `qgemm`), else candle's quantized
+    /// matmul for a format they do not cover.
     Simd,
     /// candle's own quantized matmul.
     Candle,
@@ -64,10 +65,10 @@ pub struct MatmulPlan {
 }
 
 impl Default for MatmulPlan {
-    /// Batched prefill is fastest on dense weights; decode is memory-bound, so quantized.
+    /// Both phases on the file's blocks: one copy of the weights, in the file's format.
     fn default() -> Self {
         MatmulPlan {
-            prefill: Matmul::Dense,
+            prefill: Matmul::Simd,
             decode: Matmul::Simd,
         }
     }
@@ -76,9 +77,8 @@ impl Default for MatmulPlan {
 /// A linear layer holding the representations its plan uses.
 pub struct Linear {
     dense: Option<Tensor>,
-    q41: Option<Q41Matrix>,
-    /// Q4_0, Q8_0, Q4_K or Q6_K blocks as in the file, for joulebench's decode kernels.
-    qm: Option<crate::engine::candle::qmatrix::QMatrix>,
+    /// The weights as in the file, for joulebench's kernels.
+    qm: Option<QMatrix>,
     qmm: Option<QMatMul>,
     plan: MatmulPlan,
     out_dim: usize,
@@ -93,62 +93,47 @@ impl Linear {
         let phases = [plan.prefill, plan.decode];
         let mut l = Linear {
             dense: None,
-            q41: None,
             qm: None,
             qmm: None,
             plan,
             out_dim,
             in_dim,
         };
-        if matches!(
-            qt.dtype(),
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
-        ) {
-            l.dense = Some(qt.dequantize(&dev)?.to_dtype(DType::F32)?);
-            return Ok(l);
-        }
         if phases.contains(&Matmul::Dense) {
-            l.dense = Some(qt.dequantize(&dev)?);
+            l.dense = Some(qt.dequantize(&dev)?.to_dtype(DType::F32)?);
         }
         let simd = phases.contains(&Matmul::Simd);
-        if simd && qt.dtype() == GgmlDType::Q4_1 && dev.is_cpu() {
-            let bytes = qt.data()?;
-            l.q41 = Some(
-                Q41Matrix::from_bytes(out_dim, in_dim, &bytes).map_err(candle_core::Error::Msg)?,
-            );
-        }
         if simd
             && dev.is_cpu()
-            && let Some(f) = crate::engine::candle::qmatrix::QFormat::of(qt.dtype())
+            && let Some(f) = QFormat::of(qt.dtype())
         {
-            let bytes = qt.data()?.to_vec();
-            l.qm = Some(
-                crate::engine::candle::qmatrix::QMatrix::from_bytes(f, out_dim, in_dim, bytes)
-                    .map_err(candle_core::Error::Msg)?,
-            );
+            // A row length the kernels cannot block (not a multiple of 32) falls back below.
+            l.qm = QMatrix::from_bytes(f, out_dim, in_dim, qt.data()?.to_vec()).ok();
         }
-        if phases.contains(&Matmul::Candle) || (simd && l.q41.is_none() && l.qm.is_none()) {
+        if phases.contains(&Matmul::Candle) || (simd && l.qm.is_none()) {
             l.qmm = Some(QMatMul::from_qtensor(qt)?);
         }
         Ok(l)
     }
 
-    /// From dense f32 weights (out × in); a Q4_1 copy is made when the plan decodes with SIMD.
+    /// From dense f32 weights (out × in); a Q4_1 copy replaces them when no phase is dense.
     pub fn from_dense(w: Tensor, plan: MatmulPlan) -> Result<Linear, EngineError> {
         let (out_dim, in_dim) = w.dims2()?;
-        let wants_q = [plan.prefill, plan.decode]
-            .iter()
-            .any(|m| *m != Matmul::Dense);
-        let q41 = if wants_q && in_dim % crate::engine::candle::kernels::QK == 0 {
+        let phases = [plan.prefill, plan.decode];
+        let quantized = phases.iter().any(|m| *m != Matmul::Dense)
+            && in_dim % crate::engine::candle::kernels::QK == 0
+            && w.device().is_cpu();
+        let qm = if quantized {
             let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
-            Some(Q41Matrix::quantize(out_dim, in_dim, &v))
+            let bytes = crate::engine::candle::kernels::quantize_q4_1(&v);
+            QMatrix::from_bytes(QFormat::Q4_1, out_dim, in_dim, bytes).ok()
         } else {
             None
         };
+        let dense = (qm.is_none() || phases.contains(&Matmul::Dense)).then_some(w);
         Ok(Linear {
-            dense: Some(w),
-            q41,
-            qm: None,
+            dense,
+            qm,
             qmm: None,
             plan,
             out_dim,
@@ -156,11 +141,11 @@ impl Linear {
         })
     }
 
-    fn simd(&self, x: &Tensor, matvec: impl Fn(&[f32], &mut [f32])) -> candle_core::Result<Tensor> {
+    fn simd(&self, q: &QMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
         let mut y = vec![0f32; xs.len() / self.in_dim * self.out_dim];
-        matvec(&xs, &mut y);
+        q.matvec(&xs, &mut y);
         if let Some(last) = dims.last_mut() {
             *last = self.out_dim;
         }
@@ -168,7 +153,7 @@ impl Linear {
     }
 
     /// The representation a phase uses: the planned one, else whatever the layer has.
-    fn pick(&self, prefill: bool) -> (Matmul, &'static str) {
+    fn pick(&self, prefill: bool) -> Matmul {
         let want = if prefill {
             self.plan.prefill
         } else {
@@ -180,40 +165,81 @@ impl Linear {
             Matmul::Candle => [Matmul::Candle, Matmul::Simd, Matmul::Dense],
         };
         for m in order {
-            match m {
-                Matmul::Simd if self.q41.is_some() => return (m, kernel_name()),
-                Matmul::Simd if self.qm.is_some() => {
-                    return (m, self.qm.as_ref().map_or("", |q| q.kernel_name()));
-                }
-                Matmul::Candle | Matmul::Simd if self.qmm.is_some() => {
-                    return (Matmul::Candle, "candle quantized matmul");
-                }
-                Matmul::Dense if self.dense.is_some() => {
-                    return (m, "dense f32 (candle gemm)");
-                }
-                _ => {}
+            let has = match m {
+                Matmul::Simd => self.qm.is_some(),
+                Matmul::Candle => self.qmm.is_some(),
+                Matmul::Dense => self.dense.is_some(),
+            };
+            if has {
+                return m;
             }
         }
-        (Matmul::Dense, "none")
+        Matmul::Dense
     }
 
     fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
-        let way = self.pick(prefill).0;
-        if let (Matmul::Simd, None, Some(q)) = (way, &self.q41, &self.qm) {
-            return self.simd(x, |a, b| q.matvec(a, b));
-        }
-        match (way, &self.q41, &self.qmm, &self.dense) {
-            (Matmul::Simd, Some(q), _, _) => self.simd(x, |a, b| q.matvec(a, b)),
+        match (self.pick(prefill), &self.qm, &self.qmm, &self.dense) {
+            (Matmul::Simd, Some(q), _, _) => self.simd(q, x),
             (Matmul::Candle, _, Some(q), _) => q.forward(x),
             (_, _, _, Some(w)) => x.broadcast_matmul(&w.t()?),
             _ => candle_core::bail!("linear layer has no weights"),
         }
     }
 
-    /// The path used in a phase, for the record.
-    fn path(&self, prefill: bool) -> &'static str {
-        self.pick(prefill).1
+    /// The kernel used in a phase, for the record (prefill: a prompt of 4 or more tokens).
+    fn path(&self, prefill: bool) -> String {
+        let tokens = if prefill {
+            crate::engine::candle::qmatrix::GEMM_MIN_TOKENS
+        } else {
+            1
+        };
+        match (self.pick(prefill), &self.qm) {
+            (Matmul::Simd, Some(q)) => q.kernel_name(tokens),
+            (Matmul::Candle | Matmul::Simd, _) if self.qmm.is_some() => {
+                "candle quantized matmul".into()
+            }
+            (_, _) if self.dense.is_some() => "dense f32 (candle gemm)".into(),
+            _ => "none".into(),
+        }
     }
+
+    /// Rows `ids` of the weight matrix as a (ids, in_dim) tensor: embedding lookups on a tied
+    /// output matrix, read from whichever copy the layer keeps (None: only candle's copy).
+    fn rows(&self, ids: &[u32], dev: &Device) -> Option<candle_core::Result<Tensor>> {
+        if let Some(q) = &self.qm {
+            return Some(lookup(q, ids, dev));
+        }
+        let d = self.dense.as_ref()?;
+        Some(Tensor::from_vec(ids.to_vec(), ids.len(), dev).and_then(|t| d.index_select(&t, 0)))
+    }
+
+    /// Whether `rows` can read this layer's weights.
+    pub fn has_rows(&self) -> bool {
+        self.qm.is_some() || self.dense.is_some()
+    }
+}
+
+/// Token rows of a quantized embedding matrix, dequantized; an id past the vocabulary is an
+/// error, not a panic.
+fn lookup(q: &QMatrix, ids: &[u32], dev: &Device) -> candle_core::Result<Tensor> {
+    let mut v = Vec::with_capacity(ids.len() * q.cols);
+    for &id in ids {
+        if id as usize >= q.rows {
+            candle_core::bail!("token id {id} is outside the vocabulary of {}", q.rows);
+        }
+        q.dequantize_row(id as usize, &mut v);
+    }
+    Tensor::from_vec(v, (ids.len(), q.cols), dev)
+}
+
+/// Where token embeddings come from.
+pub enum Embedding {
+    /// An f32 matrix (safetensors models, and GGUF formats the kernels do not read).
+    Dense(Tensor),
+    /// Rows read from the file's blocks.
+    Rows(QMatrix),
+    /// The output matrix's rows (tied embeddings: one copy serves both).
+    Tied,
 }
 
 struct Layer {
@@ -232,7 +258,7 @@ struct Layer {
 /// A loaded llama-family model.
 pub struct Llama {
     pub cfg: LlamaConfig,
-    embed: Tensor,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
     output: Linear,
@@ -264,9 +290,7 @@ impl crate::engine::candle::generate::CausalLm for Llama {
     }
 
     fn prepare(&mut self, total_len: usize) -> Result<(), EngineError> {
-        for l in &mut self.layers {
-            l.cache = KvCache::new(2, total_len);
-        }
+        self.size_for(total_len)?;
         Ok(())
     }
 
@@ -279,24 +303,16 @@ impl Llama {
     /// Assembles a model from its parts.
     pub fn new(
         cfg: LlamaConfig,
-        embed: Tensor,
+        embed: Embedding,
         layers: Vec<LayerWeights>,
         norm: Tensor,
         output: Linear,
         device: &Device,
     ) -> Result<Llama, EngineError> {
-        let half = cfg.rope_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.rope_dim as f32))
-            .collect();
-        let inv = Tensor::from_vec(inv, (1, half), device)?;
-        let t = Tensor::arange(0u32, cfg.ctx_len as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((cfg.ctx_len, 1))?;
-        let freqs = t.broadcast_mul(&inv)?;
+        let (cos, sin) = rope_tables(&cfg, 1, device)?;
         Ok(Llama {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos,
+            sin,
             layers: layers
                 .into_iter()
                 .map(|w| Layer {
@@ -320,6 +336,19 @@ impl Llama {
         })
     }
 
+    /// Sizes the key/value caches and rotary tables for `len` positions (prompt + new tokens,
+    /// rounded up to 64), not for the model's whole context.
+    fn size_for(&mut self, len: usize) -> candle_core::Result<()> {
+        let len = len.div_ceil(64).max(1) * 64;
+        for l in &mut self.layers {
+            l.cache = KvCache::new(2, len);
+        }
+        if self.cos.dim(0)? != len {
+            (self.cos, self.sin) = rope_tables(&self.cfg, len, &self.device)?;
+        }
+        Ok(())
+    }
+
     /// The matmul path of each phase, for the record: every distinct kernel with how many
     /// weight matrices use it (a "Q4_K_M" file mixes formats), most used first.
     pub fn paths(&self) -> (String, String) {
@@ -330,7 +359,7 @@ impl Llama {
             .chain([&self.output])
             .collect();
         let describe = |prefill: bool| {
-            let mut counts: Vec<(&'static str, usize)> = Vec::new();
+            let mut counts: Vec<(String, usize)> = Vec::new();
             for l in &linears {
                 let p = l.path(prefill);
                 match counts.iter_mut().find(|(q, _)| *q == p) {
@@ -377,10 +406,16 @@ impl Llama {
         } else {
             None
         };
-        let mut x = self
-            .embed
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, seq, cfg.n_embd))?;
+        let ids = tokens.flatten_all()?;
+        let x = match &self.embed {
+            Embedding::Dense(t) => t.index_select(&ids, 0)?,
+            Embedding::Rows(q) => lookup(q, &ids.to_vec1()?, &self.device)?,
+            Embedding::Tied => match self.output.rows(&ids.to_vec1()?, &self.device) {
+                Some(t) => t?,
+                None => candle_core::bail!("tied embeddings without a readable output matrix"),
+            },
+        };
+        let mut x = x.reshape((b, seq, cfg.n_embd))?;
         for i in 0..self.layers.len() {
             let h = candle_nn::ops::rms_norm(&x, &self.layers[i].attn_norm, cfg.rms_eps as f32)?;
             let layer = &self.layers[i];
@@ -441,12 +476,28 @@ impl Llama {
 
     /// Logits for every position of one prompt (tests compare implementations with this).
     pub fn last_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
-        for l in &mut self.layers {
-            l.cache = KvCache::new(2, prompt.len() + 1);
-        }
+        self.size_for(prompt.len() + 1)?;
         let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &self.device)?;
         Ok(self.forward(&input, 0)?.flatten_all()?.to_vec1()?)
     }
+}
+
+/// Rotary cos/sin tables for positions `0..len`.
+fn rope_tables(
+    cfg: &LlamaConfig,
+    len: usize,
+    dev: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = cfg.rope_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.rope_dim as f32))
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, half), dev)?;
+    let t = Tensor::arange(0u32, len as u32, dev)?
+        .to_dtype(DType::F32)?
+        .reshape((len, 1))?;
+    let freqs = t.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
 }
 
 /// A llama-family model run by candle.

@@ -3,11 +3,13 @@
 
 use crate::engine::candle::gguf::Gguf;
 use crate::engine::candle::llama::{
-    CandleLlama, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
+    CandleLlama, Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
+use crate::engine::candle::qmatrix::{QFormat, QMatrix};
 use crate::engine::registry::{self, ModelKind};
 use crate::engine::{EngineConfig, EngineError, InferenceBackend, ModelInfo, candle::synthetic};
 use candle_core::Device;
+use candle_core::quantized::QTensor;
 use std::path::{Path, PathBuf};
 
 /// Architectures joulebench runs from GGUF files.
@@ -233,6 +235,21 @@ fn engine_config(device: &str, prefill: &str, decode: &str, dtype: &str) -> Engi
     }
 }
 
+/// Token embeddings kept in the file's format where the kernels read it (lookups dequantize
+/// only the rows a batch needs), else as f32.
+fn embedding(qt: QTensor, dev: &Device) -> Result<Embedding, EngineError> {
+    let (rows, cols) = qt.shape().dims2()?;
+    if dev.is_cpu()
+        && let Some(f) = QFormat::of(qt.dtype())
+        && let Ok(q) = QMatrix::from_bytes(f, rows, cols, qt.data()?.to_vec())
+    {
+        return Ok(Embedding::Rows(q));
+    }
+    Ok(Embedding::Dense(
+        qt.dequantize(dev)?.to_dtype(candle_core::DType::F32)?,
+    ))
+}
+
 /// Loads a llama-family GGUF file.
 pub fn load_gguf(
     path: &Path,
@@ -319,11 +336,18 @@ pub fn load_gguf(
     }
     let dense = opts.matmul;
     let embed_q = g.tensor("token_embd.weight", dev)?;
-    let embed = embed_q.dequantize(dev)?;
-    let output = if g.has("output.weight") {
-        Linear::from_qtensor(g.tensor("output.weight", dev)?, head_plan(opts.matmul))?
+    let (embed, output) = if g.has("output.weight") {
+        let output = Linear::from_qtensor(g.tensor("output.weight", dev)?, head_plan(opts.matmul))?;
+        (embedding(embed_q, dev)?, output)
     } else {
-        Linear::from_qtensor(embed_q, head_plan(opts.matmul))?
+        // Tied: the output matrix's own copy serves the lookups when it keeps a readable one.
+        let output = Linear::from_qtensor(embed_q, head_plan(opts.matmul))?;
+        let embed = if output.has_rows() {
+            Embedding::Tied
+        } else {
+            embedding(g.tensor("token_embd.weight", dev)?, dev)?
+        };
+        (embed, output)
     };
     let norm = g.tensor("output_norm.weight", dev)?.dequantize(dev)?;
     let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -353,7 +377,8 @@ pub fn load_gguf(
             architecture: arch,
             parameters: cfg.parameters(tied),
             quantization: quant.clone(),
-            synthetic: false,
+            // Files from `models synth` say so; every record of them is marked synthetic.
+            synthetic: g.get("joulebench.synthetic").is_some(),
             path: Some(path.to_path_buf()),
             vocab_size: cfg.vocab,
             context_length: cfg.ctx_len,

@@ -2,6 +2,7 @@
 //! transformer forward per family, the quantized kernels and the greedy loop.
 
 pub mod bert;
+pub mod blocks;
 pub mod driver;
 pub mod generate;
 pub mod gguf;
@@ -10,7 +11,9 @@ pub mod hf;
 pub mod kernels;
 pub mod llama;
 pub mod load;
+pub mod qgemm;
 pub mod qmatrix;
 pub mod qwen;
+pub mod synth_gguf;
 pub mod synthetic;
 pub mod text_meta;

@@ -1,57 +1,21 @@
-//! Decode matrix-vector products straight on GGUF blocks for Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
-//! and Q6_K (Q4_1 is in `kernels`), where candle only has scalar code. The weights stay in their file layout, one
-//! copy; the activation vector is quantized once per product (Q8 blocks of 32 with a scaled sum
-//! for the 32-value formats, Q8_K super-blocks of 256 with 16 group sums for the K formats), then
-//! each row's dot product runs in integers, with AVX2 where the CPU has it and a portable
-//! fallback otherwise. Rows are split across candle's thread pool, as the Q4_1 kernel does.
+//! Weight matrices kept once, in their GGUF block layout, and their products: Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16 and F32.
+//!
+//! Decode (one or a few tokens) uses a dot product per row for the formats that have one here:
+//! the activation vector is quantized once per product (Q8 blocks of 32 with a scaled sum for the
+//! 32-value formats, Q8_K super-blocks of 256 with 16 group sums for the K formats), then each
+//! row's dot product runs in integers, with AVX2 where the CPU has it and a portable fallback
+//! otherwise. Batches (prefill) and the other formats go through `qgemm`'s tiled product. Rows
+//! are split across candle's thread pool, so these products and candle's ops share one set of
+//! threads.
 
-use super::kernels::{BlockQ81, QK, quantize_q8_1};
-use half::f16;
+pub use super::blocks::{QFormat, QK_K};
+use super::blocks::{dequantize_into, f16_at, q5_parts, q5_value, scale_min_k4, simd};
+use super::kernels::{BlockQ81, quantize_q8_1};
+use super::qgemm;
 
-/// Values per K-format super-block.
-pub const QK_K: usize = 256;
-
-/// The block formats this module multiplies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QFormat {
-    Q4_0,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q4K,
-    Q5K,
-    Q6K,
-}
-
-impl QFormat {
-    /// From candle's dtype, when this module handles it.
-    pub fn of(d: candle_core::quantized::GgmlDType) -> Option<QFormat> {
-        use candle_core::quantized::GgmlDType as G;
-        Some(match d {
-            G::Q4_0 => QFormat::Q4_0,
-            G::Q5_0 => QFormat::Q5_0,
-            G::Q5_1 => QFormat::Q5_1,
-            G::Q8_0 => QFormat::Q8_0,
-            G::Q4K => QFormat::Q4K,
-            G::Q5K => QFormat::Q5K,
-            G::Q6K => QFormat::Q6K,
-            _ => return None,
-        })
-    }
-
-    /// (values, bytes) per block.
-    pub fn block(self) -> (usize, usize) {
-        match self {
-            QFormat::Q4_0 => (QK, 18),
-            QFormat::Q5_0 => (QK, 22),
-            QFormat::Q5_1 => (QK, 24),
-            QFormat::Q8_0 => (QK, 34),
-            QFormat::Q4K => (QK_K, 144),
-            QFormat::Q5K => (QK_K, 176),
-            QFormat::Q6K => (QK_K, 210),
-        }
-    }
-}
+/// From this many tokens on, a product goes through the tiled batch kernel.
+pub const GEMM_MIN_TOKENS: usize = 4;
 
 /// One Q8_K super-block of activations: scale, 256 int8 values, the sum of each 16.
 #[derive(Debug, Clone, Copy)]
@@ -90,40 +54,6 @@ pub struct QMatrix {
     bytes: Vec<u8>,
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// A Q5_0 or Q5_1 block's scale, minimum (0 for Q5_0), high-bit word and nibbles.
-fn q5_parts(f: QFormat, b: &[u8]) -> (f32, f32, u32, &[u8]) {
-    let (m, at) = match f {
-        QFormat::Q5_1 => (f16_at(b, 2), 4),
-        _ => (0.0, 2),
-    };
-    let h = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    (f16_at(b, 0), m, h, &b[at + 4..at + 20])
-}
-
-/// The 5-bit value of element `j` (0..32): nibble `j` (low nibbles first) plus bit `j` of `h`.
-#[inline]
-fn q5_value(h: u32, q: &[u8], j: usize) -> u8 {
-    let n = if j < 16 { q[j] & 0xF } else { q[j - 16] >> 4 };
-    n | ((((h >> j) & 1) as u8) << 4)
-}
-
-/// Q4_K's 6-bit scale and minimum of sub-block `j` (0..8).
-#[inline]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
-    }
-}
-
 impl QMatrix {
     /// Takes the raw GGUF bytes of a `rows` × `cols` tensor.
     pub fn from_bytes(
@@ -159,102 +89,35 @@ impl QMatrix {
         &self.bytes[r * n..(r + 1) * n]
     }
 
-    /// The matrix as f32 values, row-major (the reference the kernels are tested against).
+    /// The raw bytes, as in the file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The matrix as f32 values, row-major (tests compare it with candle's dequantization).
     pub fn dequantize(&self) -> Vec<f32> {
-        let (bv, bb) = self.format.block();
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for b in self.bytes.chunks_exact(bb) {
-            let mut v = vec![0f32; bv];
-            match self.format {
-                QFormat::Q4_0 => {
-                    let d = f16_at(b, 0);
-                    for j in 0..16 {
-                        v[j] = ((b[2 + j] & 0xF) as f32 - 8.0) * d;
-                        v[j + 16] = ((b[2 + j] >> 4) as f32 - 8.0) * d;
-                    }
-                }
-                QFormat::Q8_0 => {
-                    let d = f16_at(b, 0);
-                    for j in 0..32 {
-                        v[j] = b[2 + j] as i8 as f32 * d;
-                    }
-                }
-                QFormat::Q5_0 | QFormat::Q5_1 => {
-                    let (d, m, h, q) = q5_parts(self.format, b);
-                    for (j, x) in v.iter_mut().enumerate() {
-                        let q5 = q5_value(h, q, j);
-                        *x = match self.format {
-                            QFormat::Q5_0 => (q5 as f32 - 16.0) * d,
-                            _ => q5 as f32 * d + m,
-                        };
-                    }
-                }
-                QFormat::Q4K => {
-                    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-                    let (scales, qs) = (&b[4..16], &b[16..144]);
-                    for c in 0..4 {
-                        let (s1, m1) = scale_min_k4(2 * c, scales);
-                        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-                        for l in 0..32 {
-                            let q = qs[32 * c + l];
-                            v[64 * c + l] = d * s1 as f32 * (q & 0xF) as f32 - dmin * m1 as f32;
-                            v[64 * c + 32 + l] = d * s2 as f32 * (q >> 4) as f32 - dmin * m2 as f32;
-                        }
-                    }
-                }
-                QFormat::Q5K => {
-                    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-                    let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
-                    for c in 0..4 {
-                        let (s1, m1) = scale_min_k4(2 * c, scales);
-                        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-                        let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
-                        for l in 0..32 {
-                            let q = qs[32 * c + l];
-                            let lo = (q & 0xF) + if qh[l] & u1 != 0 { 16 } else { 0 };
-                            let hi = (q >> 4) + if qh[l] & u2 != 0 { 16 } else { 0 };
-                            v[64 * c + l] = d * s1 as f32 * lo as f32 - dmin * m1 as f32;
-                            v[64 * c + 32 + l] = d * s2 as f32 * hi as f32 - dmin * m2 as f32;
-                        }
-                    }
-                }
-                QFormat::Q6K => {
-                    let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
-                    let d = f16_at(b, 208);
-                    for n in 0..2 {
-                        for l in 0..32 {
-                            let is = l / 16;
-                            let (a, hb) = (ql[64 * n + l], qh[32 * n + l]);
-                            let c = ql[64 * n + l + 32];
-                            let q1 = ((a & 0xF) | ((hb & 3) << 4)) as i32 - 32;
-                            let q2 = ((c & 0xF) | (((hb >> 2) & 3) << 4)) as i32 - 32;
-                            let q3 = ((a >> 4) | (((hb >> 4) & 3) << 4)) as i32 - 32;
-                            let q4 = ((c >> 4) | (((hb >> 6) & 3) << 4)) as i32 - 32;
-                            let s = |k: usize| sc[8 * n + is + k] as i8 as f32 * d;
-                            v[128 * n + l] = s(0) * q1 as f32;
-                            v[128 * n + l + 32] = s(2) * q2 as f32;
-                            v[128 * n + l + 64] = s(4) * q3 as f32;
-                            v[128 * n + l + 96] = s(6) * q4 as f32;
-                        }
-                    }
-                }
-            }
-            out.extend_from_slice(&v);
-        }
+        dequantize_into(self.format, &self.bytes, &mut out);
         out
+    }
+
+    /// Appends row `r` as f32 values (embedding lookups).
+    pub fn dequantize_row(&self, r: usize, out: &mut Vec<f32>) {
+        dequantize_into(self.format, self.row(r), out);
     }
 
     /// y[b][r] = Σ_c W[r][c] · x[b][c] for each of `x.len() / cols` input vectors.
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) {
         let batch = x.len() / self.cols;
         debug_assert_eq!(y.len(), batch * self.rows);
+        if batch >= GEMM_MIN_TOKENS || !self.format.has_dot() {
+            return qgemm::gemm(self.format, &self.bytes, self.rows, self.cols, x, y);
+        }
         let acts: Vec<Acts> = x
             .chunks_exact(self.cols)
             .map(|v| match self.format {
-                QFormat::Q4_0 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0 => {
-                    Acts::Q8(quantize_q8_1(v))
-                }
                 QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => Acts::Q8K(quantize_q8_k(v)),
+                _ => Acts::Q8(quantize_q8_1(v)),
             })
             .collect();
         let rows = self.rows;
@@ -278,24 +141,21 @@ impl QMatrix {
         }
     }
 
-    /// Which implementation `matvec` uses on this CPU, for the record.
-    pub fn kernel_name(&self) -> &'static str {
-        match (self.format, simd()) {
-            (QFormat::Q4_0, true) => "q4_0xq8_0 avx2",
-            (QFormat::Q5_0, true) => "q5_0xq8_0 avx2",
-            (QFormat::Q5_1, true) => "q5_1xq8_1 avx2",
-            (QFormat::Q5_0, false) => "q5_0xq8_0 scalar",
-            (QFormat::Q5_1, false) => "q5_1xq8_1 scalar",
-            (QFormat::Q8_0, true) => "q8_0xq8_0 avx2",
-            (QFormat::Q4K, true) => "q4_kxq8_k avx2",
-            (QFormat::Q5K, true) => "q5_kxq8_k avx2",
-            (QFormat::Q5K, false) => "q5_kxq8_k scalar",
-            (QFormat::Q6K, true) => "q6_kxq8_k avx2",
-            (QFormat::Q4_0, false) => "q4_0xq8_0 scalar",
-            (QFormat::Q8_0, false) => "q8_0xq8_0 scalar",
-            (QFormat::Q4K, false) => "q4_kxq8_k scalar",
-            (QFormat::Q6K, false) => "q6_kxq8_k scalar",
+    /// Which implementation a product of `tokens` tokens uses on this CPU, for the record.
+    pub fn kernel_name(&self, tokens: usize) -> String {
+        let isa = if simd() { "avx2" } else { "scalar" };
+        let f = self.format;
+        if tokens >= GEMM_MIN_TOKENS || !f.has_dot() {
+            let act = if f.is_float() { "f32" } else { "q8" };
+            let tile = if f.is_float() { "2x4" } else { "4x8" };
+            return format!("{}x{act} tiled {tile} {isa}", f.name());
         }
+        let act = match f {
+            QFormat::Q4_1 | QFormat::Q5_1 => "q8_1",
+            QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => "q8_k",
+            _ => "q8_0",
+        };
+        format!("{}x{act} {isa}", f.name())
     }
 }
 
@@ -303,17 +163,6 @@ impl QMatrix {
 pub enum Acts {
     Q8(Vec<BlockQ81>),
     Q8K(Vec<BlockQ8K>),
-}
-
-fn simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::kernels::has_avx2()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// One row's dot product with quantized activations.
@@ -326,6 +175,14 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
                 return unsafe { x86::q4_0(w, x) };
             }
             scalar::q4_0(w, x)
+        }
+        (QFormat::Q4_1, Acts::Q8(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::q4_1(w, x) };
+            }
+            scalar::q4_1(w, x)
         }
         (QFormat::Q5_0 | QFormat::Q5_1, Acts::Q8(x)) => {
             #[cfg(target_arch = "x86_64")]
@@ -381,6 +238,19 @@ pub mod scalar {
                 QFormat::Q5_0 => d * xb.d * (si - 16 * xb.isum) as f32,
                 _ => d * xb.d * si as f32 + m * xb.s,
             };
+        }
+        sum
+    }
+
+    pub fn q4_1(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mut sum = 0f32;
+        for (b, xb) in w.chunks_exact(20).zip(x) {
+            let mut si = 0i32;
+            for j in 0..16 {
+                si += (b[4 + j] & 0xF) as i32 * xb.qs[j] as i32;
+                si += (b[4 + j] >> 4) as i32 * xb.qs[j + 16] as i32;
+            }
+            sum += f16_at(b, 0) * xb.d * si as f32 + f16_at(b, 2) * xb.s;
         }
         sum
     }
@@ -477,7 +347,7 @@ mod x86 {
     /// The f16 at byte `i` of `b`, converted in hardware (F16C).
     #[inline]
     #[target_feature(enable = "f16c")]
-    fn f16_at(b: &[u8], i: usize) -> f32 {
+    pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
         let bits = u16::from_le_bytes([b[i], b[i + 1]]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
@@ -542,6 +412,39 @@ mod x86 {
         let b = _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
         // SAFETY: AVX2 is enabled in this function.
         unsafe { hsum(_mm256_add_ps(acc0, acc1)) - 8.0 * b }
+    }
+
+    /// Q4_1 blocks times Q8_1 activations (scale x minimum folded into the stored sums), on two
+    /// accumulators.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_1(w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(), _mm256_setzero_ps()];
+        let mut mins = [0f32; 2];
+        let n = x.len().min(w.len() / 20);
+        for i in 0..n {
+            let b = &w[20 * i..20 * i + 20];
+            // SAFETY: 4 scale bytes and 16 nibble bytes inside the 20-byte block; 32 bytes of a
+            // 32-byte array.
+            let (dm, q4, q8) = unsafe {
+                (
+                    _mm_cvtph_ps(_mm_cvtsi32_si128(
+                        (b.as_ptr() as *const i32).read_unaligned(),
+                    )),
+                    _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i),
+                    _mm256_loadu_si256(x[i].qs.as_ptr() as *const __m256i),
+                )
+            };
+            let q4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4, q8), ones);
+            let k = i & 1;
+            let d = _mm_cvtss_f32(dm);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i].d), _mm256_cvtepi32_ps(p), acc[k]);
+            mins[k] += _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * x[i].s;
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + mins[0] + mins[1] }
     }
 
     /// Q5_0 / Q5_1 blocks times Q8 activations, on two accumulators.
@@ -775,6 +678,12 @@ mod tests {
     fn every_format_matches_candle_and_the_scalar_reference() {
         for (dtype, cols) in [
             (GgmlDType::Q4_0, 512),
+            (GgmlDType::Q4_1, 544),
+            (GgmlDType::Q2K, 512),
+            (GgmlDType::Q3K, 768),
+            (GgmlDType::F16, 96),
+            (GgmlDType::BF16, 96),
+            (GgmlDType::F32, 64),
             (GgmlDType::Q5_0, 576),
             (GgmlDType::Q5_1, 576),
             (GgmlDType::Q8_0, 512),
@@ -806,7 +715,16 @@ mod tests {
             for bi in 0..2 {
                 let xv = &x[bi * cols..(bi + 1) * cols];
                 let (acts, xd): (Acts, Vec<f32>) = match m.format {
-                    QFormat::Q4_0 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0 => {
+                    f if f.is_float() => (Acts::Q8(Vec::new()), xv.to_vec()),
+                    QFormat::Q2K | QFormat::Q3K => {
+                        let a = qgemm::GemmActs::quantize(xv, cols);
+                        (Acts::Q8(Vec::new()), a.dequantized())
+                    }
+                    QFormat::Q4_0
+                    | QFormat::Q4_1
+                    | QFormat::Q5_0
+                    | QFormat::Q5_1
+                    | QFormat::Q8_0 => {
                         let q = quantize_q8_1(xv);
                         let d = q
                             .iter()
@@ -826,6 +744,9 @@ mod tests {
                 for r in 0..rows {
                     let want: f32 = (0..cols).map(|c| ours[r * cols + c] * xd[c]).sum();
                     let got = y[bi * rows + r];
+                    if !m.format.has_dot() {
+                        continue;
+                    }
                     let scalar = dot(m.format, m.row(r), &acts, false);
                     assert!(
                         (got - want).abs() < 2e-3 * (1.0 + want.abs()),
@@ -858,12 +779,18 @@ mod speed {
     #[test]
     #[ignore]
     fn gb_per_s() {
-        let (rows, cols) = (49152, 576);
+        let (rows, cols) = (49152, 768);
         for dtype in [
             GgmlDType::Q8_0,
             GgmlDType::Q4_0,
             GgmlDType::Q5_0,
             GgmlDType::Q4_1,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+            GgmlDType::F16,
+            GgmlDType::BF16,
         ] {
             let w = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
@@ -873,18 +800,9 @@ mod speed {
             let mut y = vec![0f32; rows];
             let t = std::time::Instant::now();
             let reps = 20;
-            if dtype == GgmlDType::Q4_1 {
-                let m = crate::engine::candle::kernels::Q41Matrix::from_bytes(rows, cols, &bytes)
-                    .unwrap();
-                for _ in 0..reps {
-                    m.matvec(&x, &mut y);
-                }
-            } else {
-                let m =
-                    QMatrix::from_bytes(QFormat::of(dtype).unwrap(), rows, cols, bytes).unwrap();
-                for _ in 0..reps {
-                    m.matvec(&x, &mut y);
-                }
+            let m = QMatrix::from_bytes(QFormat::of(dtype).unwrap(), rows, cols, bytes).unwrap();
+            for _ in 0..reps {
+                m.matvec(&x, &mut y);
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
             eprintln!(

@@ -1,9 +1,11 @@
 //! Synthetic llama models from seeded random weights: no files needed, labelled synthetic in
 //! every output. `llama-tiny` (~4M parameters) for tests; `llama-135m` has SmolLM2's shape and
-//! runs the same kernels as the real model (Q4_1 decode, dense f32 prefill).
+//! runs the same kernels as a real Q4_1 file (joulebench's Q4_1 kernels in both phases).
 
 use crate::engine::EngineError;
-use crate::engine::candle::llama::{LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan};
+use crate::engine::candle::llama::{
+    Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
+};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -117,7 +119,7 @@ pub fn build(
     };
     let params = cfg.parameters(true);
     Ok((
-        Llama::new(cfg, embed, layers, ones, output, device)?,
+        Llama::new(cfg, Embedding::Dense(embed), layers, ones, output, device)?,
         params,
     ))
 }

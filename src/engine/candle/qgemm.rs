@@ -1,0 +1,677 @@
+//! Batched products (prefill, and decode for formats without a dedicated dot product) straight on
+//! GGUF blocks: int8 activations times quantized weights, with no dense copy of the weights.
+//!
+//! Every integer format is first brought, four rows at a time, into one normalized form: value
+//! `e` of a row is `dl[e / 16] * q[e] + ml[e / 16]` with `q` an unsigned code of 2 to 6 bits
+//! (Q8_0: a signed byte). The codes are unpacked once per row tile and reused by every token of
+//! the batch. Activations are quantized once per product (int8, one scale per 32 values) and
+//! interleaved 8 tokens x 4 bytes, so one 256-bit register holds 4 consecutive values of 8
+//! tokens: a row's 4 codes are broadcast against it and `maddubs` yields the 8 tokens' partial
+//! sums side by side. Codes of 4 bits or fewer let 8 such products add in 16 bits before one
+//! widening, so a group of 32 values for 8 tokens costs about 19 instructions for 256
+//! multiply-adds. The `ml` offsets are one small float product per row and token with the
+//! activations' per-16 sums. Float formats (F16, BF16, F32) are converted 8 values at a time
+//! inside their own tile.
+
+// The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
+use super::blocks::{QFormat, float_at, unpack_block};
+use super::kernels::SyncPtr;
+
+/// Tokens per interleaved block (one 256-bit register of i32 lanes).
+const TB: usize = 8;
+/// Rows per integer tile.
+const TR: usize = 4;
+/// Rows and tokens per float tile.
+const FR: usize = 2;
+const FT: usize = 4;
+
+/// Activations of a batch, quantized once for every row tile: int8 values with one scale per
+/// 32, interleaved 8 tokens x 4 bytes (and their absolute values, for signed weights), each
+/// token block's scales side by side, and per-16 scaled sums per token.
+pub struct GemmActs {
+    tokens: usize,
+    groups: usize,
+    il: Vec<i8>,
+    ail: Vec<u8>,
+    dxv: Vec<f32>,
+    /// Per token block, group and half: the 8 tokens' scale x sum of their 16 values.
+    sxv: Vec<f32>,
+}
+
+impl GemmActs {
+    /// Quantizes `x` (tokens x cols, row-major; cols a multiple of 32); tokens are padded with
+    /// zeros to a multiple of 8.
+    pub fn quantize(x: &[f32], cols: usize) -> GemmActs {
+        let tokens = x.len() / cols;
+        let groups = cols / 32;
+        let blocks = tokens.div_ceil(TB);
+        let mut a = GemmActs {
+            tokens,
+            groups,
+            il: vec![0; blocks * TB * cols],
+            ail: vec![0; blocks * TB * cols],
+            dxv: vec![0.0; blocks * groups * TB],
+            sxv: vec![0.0; blocks * groups * 2 * TB],
+        };
+        let mut q = [0i8; 32];
+        for t in 0..tokens {
+            let (tb, lane) = (t / TB, t % TB);
+            for g in 0..groups {
+                let v = &x[t * cols + 32 * g..t * cols + 32 * g + 32];
+                let amax = v.iter().fold(0f32, |m, &f| m.max(f.abs()));
+                let d = amax / 127.0;
+                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                for (q, &f) in q.iter_mut().zip(v) {
+                    *q = (f * id).round().clamp(-127.0, 127.0) as i8;
+                }
+                a.dxv[(tb * groups + g) * TB + lane] = d;
+                for h in 0..2 {
+                    let s: i32 = q[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum();
+                    a.sxv[((tb * groups + g) * 2 + h) * TB + lane] = d * s as f32;
+                }
+                let base = (tb * groups + g) * 8 * 32;
+                for c in 0..8 {
+                    let at = base + c * 32 + lane * 4;
+                    a.il[at..at + 4].copy_from_slice(&q[4 * c..4 * c + 4]);
+                    for k in 0..4 {
+                        a.ail[at + k] = q[4 * c + k].unsigned_abs();
+                    }
+                }
+            }
+        }
+        a
+    }
+
+    /// Tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Value `e` of token `t`, and its scale.
+    fn at(&self, t: usize, e: usize) -> (i8, f32) {
+        let (tb, lane, g) = (t / TB, t % TB, e / 32);
+        let c = (e % 32) / 4;
+        let i = (tb * self.groups + g) * 8 * 32 + c * 32 + lane * 4 + e % 4;
+        (self.il[i], self.dxv[(tb * self.groups + g) * TB + lane])
+    }
+
+    /// The quantized values as f32, token-major (the reference tests multiply with).
+    pub fn dequantized(&self) -> Vec<f32> {
+        let cols = self.groups * 32;
+        (0..self.tokens * cols)
+            .map(|i| {
+                let (q, d) = self.at(i / cols, i % cols);
+                q as f32 * d
+            })
+            .collect()
+    }
+}
+
+/// Up to four rows in normalized form.
+struct Scratch {
+    q: Vec<u8>,
+    dl: Vec<f32>,
+    ml: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(cols: usize) -> Scratch {
+        Scratch {
+            q: vec![0; TR * cols],
+            dl: vec![0.0; TR * cols / 16],
+            ml: vec![0.0; TR * cols / 16],
+        }
+    }
+
+    fn unpack(&mut self, f: QFormat, row: &[u8], i: usize, cols: usize) {
+        let (bv, bb) = f.block();
+        let (h0, n) = (i * cols / 16, bv / 16);
+        for (k, b) in row.chunks_exact(bb).enumerate() {
+            let q = &mut self.q[i * cols + k * bv..i * cols + (k + 1) * bv];
+            let dl = &mut self.dl[h0 + k * n..h0 + (k + 1) * n];
+            let ml = &mut self.ml[h0 + k * n..h0 + (k + 1) * n];
+            unpack_block(f, b, q, dl, ml);
+        }
+    }
+}
+
+/// How an integer format's codes are multiplied: how many 4-value products add in 16 bits before
+/// widening (2 x 2^bits x 127 x k must stay below 32768), whether both halves of a group of 32
+/// share one scale, whether codes are signed.
+#[derive(Clone, Copy)]
+struct Kind {
+    k: usize,
+    shared: bool,
+    signed: bool,
+}
+
+fn kind(f: QFormat) -> Kind {
+    let (k, shared) = match f {
+        QFormat::Q2K | QFormat::Q3K => (8, false),
+        QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q4K => (8, true),
+        QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q5K => (4, true),
+        QFormat::Q6K => (2, false),
+        _ => (1, true),
+    };
+    Kind {
+        k,
+        shared,
+        signed: f == QFormat::Q8_0,
+    }
+}
+
+/// `y[t * rows + r] = Σ_c W[r][c] x[t][c]` for `rows` x `cols` weights in `bytes` (format `f`).
+pub fn gemm(f: QFormat, bytes: &[u8], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    let tokens = x.len() / cols;
+    debug_assert!(y.len() >= tokens * rows);
+    let row_bytes = cols / f.block().0 * f.block().1;
+    let row = |r: usize| &bytes[r * row_bytes..(r + 1) * row_bytes];
+    let simd = super::blocks::simd();
+    let out = SyncPtr(y.as_mut_ptr());
+    let float = f.is_float();
+    let tr = if float { FR } else { TR };
+    let tiles = rows.div_ceil(tr);
+    let acts = (!float).then(|| GemmActs::quantize(x, cols));
+    let kd = kind(f);
+    let work = |range: std::ops::Range<usize>| {
+        let out = &out;
+        // SAFETY (all writes below): each (token, row) is written by exactly one work item.
+        let put = |t: usize, r: usize, v: f32| unsafe { *out.0.add(t * rows + r) = v };
+        match &acts {
+            Some(a) => {
+                let mut s = Scratch::new(cols);
+                let mut res = [[0f32; TB]; TR];
+                for tile in range {
+                    let r0 = tile * TR;
+                    let nr = TR.min(rows - r0);
+                    for i in 0..nr {
+                        s.unpack(f, row(r0 + i), i, cols);
+                    }
+                    for tb in 0..tokens.div_ceil(TB) {
+                        int_tile(&s, a, cols, nr, tb, kd, simd, &mut res);
+                        for (i, rr) in res.iter().enumerate().take(nr) {
+                            for (lane, v) in rr.iter().enumerate() {
+                                let t = tb * TB + lane;
+                                if t < tokens {
+                                    put(t, r0 + i, *v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                let mut res = [[0f32; FT]; FR];
+                for tile in range {
+                    let r0 = tile * FR;
+                    let nr = FR.min(rows - r0);
+                    let mut t0 = 0;
+                    while t0 < tokens {
+                        let nt = FT.min(tokens - t0);
+                        let rows_b: [&[u8]; FR] = [row(r0), row(r0 + nr - 1)];
+                        float_tile(f, rows_b, x, cols, nr, t0, nt, simd, &mut res);
+                        for (i, rr) in res.iter().enumerate().take(nr) {
+                            for (t, v) in rr.iter().enumerate().take(nt) {
+                                put(t0 + t, r0 + i, *v);
+                            }
+                        }
+                        t0 += nt;
+                    }
+                }
+            }
+        }
+    };
+    if rows * cols * tokens >= super::kernels::PARALLEL_MIN_WEIGHTS && tiles > 1 {
+        candle_core::utils::barrier_pool().execute_chunked(tiles, work);
+    } else {
+        work(0..tiles);
+    }
+}
+
+/// A float dot product in 8 lanes (vectorizes without reassociation flags).
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Rows `0..nr` of the scratch times token block `tb`: `res[r][lane]`, without the offsets.
+#[allow(clippy::too_many_arguments)]
+fn int_tile(
+    s: &Scratch,
+    a: &GemmActs,
+    cols: usize,
+    nr: usize,
+    tb: usize,
+    kd: Kind,
+    simd: bool,
+    res: &mut [[f32; TB]; TR],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        macro_rules! go {
+            ($r:literal) => {
+                // SAFETY: AVX2/FMA were detected at run time; the tile's rows and block exist.
+                unsafe {
+                    match (kd.signed, kd.k, kd.shared) {
+                        (true, _, _) => x86::int_tile::<$r, 1, true, true>(s, a, cols, tb, res),
+                        (_, 8, true) => x86::int_tile::<$r, 8, true, false>(s, a, cols, tb, res),
+                        (_, 8, false) => x86::int_tile::<$r, 8, false, false>(s, a, cols, tb, res),
+                        (_, 4, _) => x86::int_tile::<$r, 4, true, false>(s, a, cols, tb, res),
+                        _ => x86::int_tile::<$r, 2, false, false>(s, a, cols, tb, res),
+                    }
+                }
+            };
+        }
+        match nr {
+            4 => go!(4),
+            3 => go!(3),
+            2 => go!(2),
+            _ => go!(1),
+        }
+        return;
+    }
+    let _ = simd;
+    scalar_int_tile(s, a, cols, nr, tb, kd.signed, res);
+}
+
+/// The portable tile: exact integer sums per 16 values, then float scaling.
+fn scalar_int_tile(
+    s: &Scratch,
+    a: &GemmActs,
+    cols: usize,
+    nr: usize,
+    tb: usize,
+    signed: bool,
+    res: &mut [[f32; TB]; TR],
+) {
+    let groups = cols / 32;
+    for (i, rr) in res.iter_mut().enumerate().take(nr) {
+        let q = &s.q[i * cols..(i + 1) * cols];
+        let dl = &s.dl[i * cols / 16..(i + 1) * cols / 16];
+        let ml = &s.ml[i * cols / 16..(i + 1) * cols / 16];
+        for (lane, v) in rr.iter_mut().enumerate() {
+            let t = tb * TB + lane;
+            let mut sum = 0f32;
+            for g in 0..groups {
+                for h in 0..2 {
+                    sum += ml[2 * g + h] * a.sxv[((tb * groups + g) * 2 + h) * TB + lane];
+                }
+                let mut dx = 0.0;
+                for h in 0..2 {
+                    let mut si = 0i32;
+                    for e in 32 * g + 16 * h..32 * g + 16 * h + 16 {
+                        let w = if signed {
+                            q[e] as i8 as i32
+                        } else {
+                            q[e] as i32
+                        };
+                        let (x, d) = a.at(t, e);
+                        si += w * x as i32;
+                        dx = d;
+                    }
+                    sum += dx * dl[2 * g + h] * si as f32;
+                }
+            }
+            *v = sum;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn float_tile(
+    f: QFormat,
+    rows: [&[u8]; FR],
+    x: &[f32],
+    cols: usize,
+    nr: usize,
+    t0: usize,
+    nt: usize,
+    simd: bool,
+    res: &mut [[f32; FT]; FR],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        macro_rules! go {
+            ($r:literal, $t:literal) => {
+                // SAFETY: AVX2/FMA/F16C were detected at run time; rows hold `cols` values.
+                unsafe { x86::float_tile::<$r, $t>(f, rows, x, cols, t0, res) }
+            };
+        }
+        match (nr, nt) {
+            (2, 4) => go!(2, 4),
+            (2, 3) => go!(2, 3),
+            (2, 2) => go!(2, 2),
+            (2, _) => go!(2, 1),
+            (_, 4) => go!(1, 4),
+            (_, 3) => go!(1, 3),
+            (_, 2) => go!(1, 2),
+            _ => go!(1, 1),
+        }
+        return;
+    }
+    let _ = simd;
+    for (i, rr) in res.iter_mut().enumerate().take(nr) {
+        for (t, v) in rr.iter_mut().enumerate().take(nt) {
+            let xt = &x[(t0 + t) * cols..(t0 + t + 1) * cols];
+            let w: Vec<f32> = (0..cols).map(|c| float_at(f, rows[i], c)).collect();
+            *v = dot_f32(&w, xt);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{FR, FT, GemmActs, Scratch, TB, TR};
+    use crate::engine::candle::blocks::QFormat;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// R rows of normalized codes times one interleaved block of 8 tokens. `K`: 4-value
+    /// products added in 16 bits before widening; `SH`: both halves of a group share a scale;
+    /// `S`: signed codes (Q8_0), multiplied as |x| x sign(w, x) because `maddubs` wants its first
+    /// operand unsigned.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn int_tile<const R: usize, const K: usize, const SH: bool, const S: bool>(
+        s: &Scratch,
+        a: &GemmActs,
+        cols: usize,
+        tb: usize,
+        res: &mut [[f32; TB]; TR],
+    ) {
+        let groups = cols / 32;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let (q, dl) = (s.q.as_ptr(), s.dl.as_ptr());
+        for g in 0..groups {
+            let blk = (tb * groups + g) * 8 * 32;
+            // SAFETY: block `tb` of the interleaved activations holds `groups` groups of 8 x 32
+            // bytes and 8 scales per group; rows r < R of the scratch hold `cols` codes and
+            // `cols / 16` scales.
+            unsafe {
+                let dx = _mm256_loadu_ps(a.dxv.as_ptr().add((tb * groups + g) * TB));
+                let mut isum = [_mm256_setzero_si256(); R];
+                for h in 0..2 {
+                    let mut c = 4 * h;
+                    while c < 4 * h + 4 {
+                        let mut s16 = [_mm256_setzero_si256(); R];
+                        for k in 0..K.min(4) {
+                            let xi = blk + (c + k) * 32;
+                            let x = _mm256_loadu_si256(a.il.as_ptr().add(xi) as *const __m256i);
+                            let ax = if S {
+                                _mm256_loadu_si256(a.ail.as_ptr().add(xi) as *const __m256i)
+                            } else {
+                                x
+                            };
+                            for r in 0..R {
+                                let wp = q.add(r * cols + 32 * g + 4 * (c + k)) as *const i32;
+                                let w = _mm256_set1_epi32(wp.read_unaligned());
+                                let p = if S {
+                                    _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x))
+                                } else {
+                                    _mm256_maddubs_epi16(w, x)
+                                };
+                                s16[r] = if k == 0 {
+                                    p
+                                } else {
+                                    _mm256_add_epi16(s16[r], p)
+                                };
+                            }
+                        }
+                        for r in 0..R {
+                            isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s16[r], ones));
+                        }
+                        c += K.min(4);
+                    }
+                    if !SH || h == 1 {
+                        // One scale per 16 values (or per 32 when the halves share it).
+                        for r in 0..R {
+                            let l = &*dl.add(r * cols / 16 + 2 * g + if SH { 0 } else { h });
+                            let sc = _mm256_mul_ps(dx, _mm256_broadcast_ss(l));
+                            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), sc, acc[r]);
+                            isum[r] = _mm256_setzero_si256();
+                        }
+                    }
+                    if !S {
+                        // The offsets: each row's per-16 offset times the tokens' scaled sums.
+                        let sx =
+                            _mm256_loadu_ps(a.sxv.as_ptr().add(((tb * groups + g) * 2 + h) * TB));
+                        for r in 0..R {
+                            let m = &*s.ml.as_ptr().add(r * cols / 16 + 2 * g + h);
+                            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(m), sx, acc[r]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            // SAFETY: res rows hold 8 lanes.
+            unsafe { _mm256_storeu_ps(res[r].as_mut_ptr(), acc[r]) };
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(f: QFormat, b: *const u8, i: usize) -> __m256 {
+        // SAFETY: the caller keeps i + 8 within the row.
+        unsafe {
+            match f {
+                QFormat::F16 => _mm256_cvtph_ps(_mm_loadu_si128(b.add(2 * i) as *const __m128i)),
+                QFormat::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(b.add(2 * i) as *const __m128i)),
+                    16,
+                )),
+                _ => _mm256_loadu_ps(b.add(4 * i) as *const f32),
+            }
+        }
+    }
+
+    /// R float rows x T f32 tokens.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn float_tile<const R: usize, const T: usize>(
+        f: QFormat,
+        rows: [&[u8]; FR],
+        x: &[f32],
+        cols: usize,
+        t0: usize,
+        res: &mut [[f32; FT]; FR],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for c in (0..cols).step_by(8) {
+            let mut w = [_mm256_setzero_ps(); R];
+            for r in 0..R {
+                // SAFETY: c + 8 <= cols (cols is a multiple of 32).
+                w[r] = unsafe { load8(f, rows[r].as_ptr(), c) };
+            }
+            for t in 0..T {
+                // SAFETY: token t0 + t holds `cols` values.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add((t0 + t) * cols + c)) };
+                for r in 0..R {
+                    acc[r][t] = _mm256_fmadd_ps(w[r], xv, acc[r][t]);
+                }
+            }
+        }
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn bytes(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+        let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let deq = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        (q.data().unwrap().to_vec(), deq)
+    }
+
+    /// Every format, odd row and token counts (tile remainders): the SIMD tile equals the
+    /// portable one up to float rounding, and both equal candle's dequantized weights times the
+    /// quantized activations (dequantized).
+    #[test]
+    fn every_format_matches_the_dequantized_reference() {
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+            GgmlDType::F16,
+            GgmlDType::BF16,
+            GgmlDType::F32,
+        ] {
+            let f = QFormat::of(dtype).unwrap();
+            let (rows, cols, tokens) = (7, 512, 7);
+            let (b, deq) = bytes(dtype, rows, cols, 11);
+            let x = random(tokens * cols, 12);
+            let mut y = vec![0f32; tokens * rows];
+            gemm(f, &b, rows, cols, &x, &mut y);
+            let xd: Vec<f32> = if f.is_float() {
+                x.clone()
+            } else {
+                GemmActs::quantize(&x, cols).dequantized()
+            };
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let want: f32 = (0..cols)
+                        .map(|c| deq[r * cols + c] * xd[t * cols + c])
+                        .sum();
+                    let got = y[t * rows + r];
+                    assert!(
+                        (got - want).abs() < 2e-3 * (1.0 + want.abs()),
+                        "{dtype:?} token {t} row {r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_tile_equals_simd_tile() {
+        for dtype in [
+            GgmlDType::Q8_0,
+            GgmlDType::Q3K,
+            GgmlDType::Q6K,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5K,
+        ] {
+            let f = QFormat::of(dtype).unwrap();
+            let cols = 256;
+            let (b, _) = bytes(dtype, 3, cols, 3);
+            let a = GemmActs::quantize(&random(11 * cols, 4), cols);
+            let mut s = Scratch::new(cols);
+            let rb = cols / f.block().0 * f.block().1;
+            for i in 0..3 {
+                s.unpack(f, &b[i * rb..(i + 1) * rb], i, cols);
+            }
+            let simd = crate::engine::candle::blocks::simd();
+            for tb in 0..2 {
+                let (mut p, mut q) = ([[0f32; TB]; TR], [[0f32; TB]; TR]);
+                scalar_int_tile(&s, &a, cols, 3, tb, f == QFormat::Q8_0, &mut p);
+                int_tile(&s, &a, cols, 3, tb, kind(f), simd, &mut q);
+                for (pr, qr) in p.iter().zip(&q).take(3) {
+                    for (x, y) in pr.iter().zip(qr) {
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                            "{dtype:?}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// `cargo test --release --lib qgemm::speed -- --ignored --nocapture`: GMAC/s per format,
+    /// next to candle's f32 gemm on the same shape.
+    #[test]
+    #[ignore]
+    fn gmac_per_s() {
+        let tokens: usize = std::env::var("GT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let (rows, cols) = (1536, 768);
+        let x: Vec<f32> = (0..tokens * cols).map(|i| (i as f32 * 0.1).sin()).collect();
+        let w = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
+        let macs = (rows * cols * tokens) as f64;
+        let xt = Tensor::from_vec(x.clone(), (tokens, cols), &Device::Cpu).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            let _ = xt.matmul(&w.t().unwrap()).unwrap();
+        }
+        eprintln!(
+            "f32 gemm: {:.1} GMAC/s",
+            macs * 20.0 / t.elapsed().as_secs_f64() / 1e9
+        );
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::F16,
+        ] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let b = q.data().unwrap().to_vec();
+            let f = QFormat::of(dtype).unwrap();
+            let mut y = vec![0f32; tokens * rows];
+            let t = std::time::Instant::now();
+            for _ in 0..20 {
+                gemm(f, &b, rows, cols, &x, &mut y);
+            }
+            let s = t.elapsed().as_secs_f64() / 20.0;
+            eprintln!("{dtype:?}: {:.1} GMAC/s", macs / s / 1e9);
+        }
+    }
+}
