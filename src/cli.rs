@@ -200,6 +200,26 @@ pub enum ModelsCommand {
         /// A registered model id.
         id: String,
     },
+    /// Write a GGUF file with seeded random weights in the tensor shapes of a known architecture
+    /// (smollm2-135m/-360m/-1.7b, llama-3.2-1b/-3b, llama-3.1-8b, qwen2.5-0.5b/-1.5b/-7b), to
+    /// measure energy per token at real model sizes without their weights.
+    Synth {
+        /// The architecture whose shapes to copy.
+        #[arg(long, value_name = "NAME")]
+        like: String,
+        /// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M.
+        #[arg(long, value_name = "FMT")]
+        format: String,
+        /// Where to write the .gguf file.
+        #[arg(long, value_name = "FILE.gguf")]
+        out: std::path::PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check the sha256 of a cached model's files.
     Verify {
         /// A registered model id.

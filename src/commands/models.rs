@@ -80,6 +80,34 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             ));
             Ok(0)
         }
+        ModelsCommand::Synth {
+            like,
+            format,
+            out,
+            seed,
+            force,
+        } => {
+            if out.exists() && !force {
+                bail!("{} exists; pass --force to replace it", out.display());
+            }
+            let w = joulebench::engine::candle::synth_gguf::write(
+                &like,
+                &format,
+                seed,
+                &out,
+                &mut progress,
+            )?;
+            super::print_stdout(&format!(
+                "{}: synthetic {} in {}, {} tensors, {} parameters, {:.1} MiB (seed {seed})\n",
+                out.display(),
+                like,
+                format.to_ascii_uppercase(),
+                w.tensors,
+                w.parameters,
+                w.bytes as f64 / (1u64 << 20) as f64,
+            ))?;
+            Ok(0)
+        }
         ModelsCommand::Verify { id } => {
             let m = registry::lookup(&id).with_context(|| {
                 format!("unknown model {id:?}; known ids: {}", registry::known_ids())
@@ -175,6 +203,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         "ttft_s": prefill_s,
         "prefill_tokens_per_s": out.prompt_tokens as f64 / prefill_s,
         "decode_tokens_per_s": if decode_s > 0.0 { decode_tokens as f64 / decode_s } else { 0.0 },
+        "peak_rss_bytes": joulebench::engine::peak_rss_bytes(),
     });
     if a.json {
         super::print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;

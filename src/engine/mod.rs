@@ -270,6 +270,14 @@ pub fn configure_threads(threads: usize) {
     }
 }
 
+/// This process's peak resident memory so far (Linux `VmHWM`), where the system says.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The thread count candle will use.
 pub fn threads() -> usize {
     candle_core::utils::get_num_threads()

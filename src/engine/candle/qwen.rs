@@ -120,6 +120,7 @@ pub fn load(
         .map(|t| t.shape.elem_count() as u64)
         .sum();
     let family = g.string("general.basename").unwrap_or_else(|| arch.into());
+    let synthetic = g.get("joulebench.synthetic").is_some();
     let Gguf {
         content, mut file, ..
     } = g;
@@ -145,7 +146,7 @@ pub fn load(
             architecture: arch.to_string(),
             parameters: params,
             quantization: quant,
-            synthetic: false,
+            synthetic,
             path: Some(path.clone()),
             vocab_size: vocab,
             context_length: ctx,
