@@ -1,7 +1,8 @@
 //! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
-use crate::engine::candle::qmatrix::{QFormat, QMatrix};
+use crate::engine::candle::decode::{KvStore, attend, rms_norm, rope, swiglu};
+use crate::engine::candle::qmatrix::{QFormat, QMatrix, matvec_many};
 use crate::engine::{
     EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo, TokenObserver,
 };
@@ -213,10 +214,21 @@ impl Linear {
         Some(Tensor::from_vec(ids.to_vec(), ids.len(), dev).and_then(|t| d.index_select(&t, 0)))
     }
 
+    /// Whether decode runs on joulebench's kernels (the plain decode path needs every matrix to).
+    fn decodes_on_kernels(&self) -> bool {
+        self.pick(false) == Matmul::Simd && self.qm.is_some()
+    }
+
     /// Whether `rows` can read this layer's weights.
     pub fn has_rows(&self) -> bool {
         self.qm.is_some() || self.dense.is_some()
     }
+}
+
+/// The kernel matrix of a layer the plain decode path runs on.
+fn qm(l: &Linear) -> candle_core::Result<&QMatrix> {
+    l.qm.as_ref()
+        .ok_or_else(|| candle_core::Error::Msg("a matrix without joulebench's kernels".into()))
 }
 
 /// Token rows of a quantized embedding matrix, dequantized; an id past the vocabulary is an
@@ -253,6 +265,19 @@ struct Layer {
     w_up: Linear,
     w_down: Linear,
     cache: KvCache,
+    /// The decode path's cache (when every matrix has joulebench's kernels).
+    store: Option<KvStore>,
+}
+
+/// What the plain-Rust decode step needs besides the layers: norm weights as floats, the
+/// rotary tables as floats, how many positions the caches hold.
+struct Fast {
+    attn_norm: Vec<Vec<f32>>,
+    ffn_norm: Vec<Vec<f32>>,
+    norm: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    len: usize,
 }
 
 /// A loaded llama-family model.
@@ -265,6 +290,8 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// Present when decode can run in plain Rust on joulebench's kernels.
+    fast: Option<Fast>,
 }
 
 /// The weights of one layer, in any representation.
@@ -310,9 +337,38 @@ impl Llama {
         device: &Device,
     ) -> Result<Llama, EngineError> {
         let (cos, sin) = rope_tables(&cfg, 1, device)?;
+        let kernels = device.is_cpu()
+            && layers.iter().all(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .all(|m| m.decodes_on_kernels())
+            })
+            && output.decodes_on_kernels();
+        let floats = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+        };
+        let fast = if kernels {
+            Some(Fast {
+                attn_norm: layers
+                    .iter()
+                    .map(|l| floats(&l.attn_norm))
+                    .collect::<Result<_, _>>()?,
+                ffn_norm: layers
+                    .iter()
+                    .map(|l| floats(&l.ffn_norm))
+                    .collect::<Result<_, _>>()?,
+                norm: floats(&norm)?,
+                cos: Vec::new(),
+                sin: Vec::new(),
+                len: 0,
+            })
+        } else {
+            None
+        };
         Ok(Llama {
             cos,
             sin,
+            fast,
             layers: layers
                 .into_iter()
                 .map(|w| Layer {
@@ -326,6 +382,7 @@ impl Llama {
                     w_up: w.w_up,
                     w_down: w.w_down,
                     cache: KvCache::new(2, 1),
+                    store: None,
                 })
                 .collect(),
             cfg,
@@ -346,7 +403,114 @@ impl Llama {
         if self.cos.dim(0)? != len {
             (self.cos, self.sin) = rope_tables(&self.cfg, len, &self.device)?;
         }
+        if let Some(f) = self.fast.as_mut() {
+            f.cos = self.cos.flatten_all()?.to_vec1()?;
+            f.sin = self.sin.flatten_all()?.to_vec1()?;
+            f.len = 0;
+            for l in &mut self.layers {
+                l.store = None;
+            }
+        }
         Ok(())
+    }
+
+    /// Token embeddings of `ids` as floats, row after row.
+    fn embed_rows(&self, ids: &[u32]) -> candle_core::Result<Vec<f32>> {
+        let t = match &self.embed {
+            Embedding::Dense(t) => {
+                let i = Tensor::from_vec(ids.to_vec(), ids.len(), &self.device)?;
+                t.index_select(&i, 0)?
+            }
+            Embedding::Rows(q) => lookup(q, ids, &self.device)?,
+            Embedding::Tied => match self.output.rows(ids, &self.device) {
+                Some(t) => t?,
+                None => candle_core::bail!("tied embeddings without a readable output matrix"),
+            },
+        };
+        t.flatten_all()?.to_vec1()
+    }
+
+    /// One decode step (a token per sequence at `pos`) in plain Rust on joulebench's kernels and
+    /// the request-sized cache prefill filled: logits `(batch, vocab)`.
+    fn decode_fast(&mut self, ids: &[u32], pos: usize) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, e, hd) = (ids.len(), cfg.n_embd, cfg.head_dim());
+        let (qd, kvd, ff) = (cfg.n_head * hd, cfg.n_kv_head * hd, cfg.n_ff);
+        let rep = cfg.n_head / cfg.n_kv_head;
+        let eps = cfg.rms_eps as f32;
+        let Some(f) = self.fast.as_ref() else {
+            candle_core::bail!("no plain decode path for this model");
+        };
+        let half = cfg.rope_dim / 2;
+        let (cos, sin) = (
+            &f.cos[pos * half..(pos + 1) * half],
+            &f.sin[pos * half..(pos + 1) * half],
+        );
+        let mut x = self.embed_rows(ids)?;
+        let (mut h, mut o) = (vec![0f32; b * e], vec![0f32; b * e]);
+        let (mut q, mut k, mut v) = (vec![0f32; b * qd], vec![0f32; b * kvd], vec![0f32; b * kvd]);
+        let mut att = vec![0f32; b * qd];
+        let (mut g, mut u) = (vec![0f32; b * ff], vec![0f32; b * ff]);
+        let mut scores = vec![0f32; pos + 1];
+        for (li, layer) in self.layers.iter_mut().enumerate() {
+            for bi in 0..b {
+                let r = bi * e..(bi + 1) * e;
+                rms_norm(&x[r.clone()], &f.attn_norm[li], eps, &mut h[r]);
+            }
+            let qkv = [qm(&layer.wq)?, qm(&layer.wk)?, qm(&layer.wv)?];
+            matvec_many(&qkv, &h, &mut [&mut q, &mut k, &mut v]);
+            let Some(store) = layer.store.as_mut() else {
+                candle_core::bail!("decode before prefill");
+            };
+            for bi in 0..b {
+                for hq in q[bi * qd..(bi + 1) * qd].chunks_exact_mut(hd) {
+                    rope(hq, cos, sin, cfg.rope_interleaved);
+                }
+                for kh in 0..cfg.n_kv_head {
+                    let r = bi * kvd + kh * hd..bi * kvd + (kh + 1) * hd;
+                    rope(&mut k[r.clone()], cos, sin, cfg.rope_interleaved);
+                    if !store.put(bi, kh, pos, &k[r.clone()], &v[r]) {
+                        candle_core::bail!(
+                            "position {pos} is past the cache of {}",
+                            store.capacity()
+                        );
+                    }
+                }
+                for hh in 0..cfg.n_head {
+                    let (kk, vv) = store.head(bi, hh / rep, pos + 1);
+                    let r = bi * qd + hh * hd..bi * qd + (hh + 1) * hd;
+                    attend(&q[r.clone()], kk, vv, pos + 1, &mut att[r], &mut scores);
+                }
+            }
+            qm(&layer.wo)?.matvec(&att, &mut o);
+            for (xv, ov) in x.iter_mut().zip(&o) {
+                *xv += ov;
+            }
+            for bi in 0..b {
+                let r = bi * e..(bi + 1) * e;
+                rms_norm(&x[r.clone()], &f.ffn_norm[li], eps, &mut h[r]);
+            }
+            matvec_many(
+                &[qm(&layer.w_gate)?, qm(&layer.w_up)?],
+                &h,
+                &mut [&mut g, &mut u],
+            );
+            swiglu(&mut g, &u);
+            qm(&layer.w_down)?.matvec(&g, &mut o);
+            for (xv, ov) in x.iter_mut().zip(&o) {
+                *xv += ov;
+            }
+        }
+        for bi in 0..b {
+            let r = bi * e..(bi + 1) * e;
+            rms_norm(&x[r.clone()], &f.norm, eps, &mut h[r]);
+        }
+        let mut logits = vec![0f32; b * cfg.vocab];
+        qm(&self.output)?.matvec(&h, &mut logits);
+        if let Some(f) = self.fast.as_mut() {
+            f.len = pos + 1;
+        }
+        Tensor::from_vec(logits, (b, cfg.vocab), &self.device)
     }
 
     /// The matmul path of each phase, for the record: every distinct kernel with how many
@@ -395,6 +559,11 @@ impl Llama {
 
     fn forward(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
         let (b, seq) = tokens.dims2()?;
+        if seq == 1 && pos > 0 && self.fast.as_ref().is_some_and(|f| f.len == pos) {
+            return self.decode_fast(&tokens.flatten_all()?.to_vec1()?, pos);
+        }
+        // The plain decode path needs the whole prompt in its cache: only a prefill from 0.
+        let fill = pos == 0 && self.fast.is_some();
         let prefill = seq > 1;
         let cfg = self.cfg.clone();
         let hd = cfg.head_dim();
@@ -436,9 +605,29 @@ impl Llama {
                 .transpose(1, 2)?;
             let q = self.rope(&q, pos)?;
             let k = self.rope(&k, pos)?;
-            let (k, v) = self.layers[i]
-                .cache
-                .append(&k.contiguous()?, &v.contiguous()?)?;
+            let (k, v) = if fill {
+                let cap = self.cos.dim(0)?;
+                let (kc, vc) = (k.contiguous()?, v.contiguous()?);
+                let (kf, vf): (Vec<f32>, Vec<f32>) =
+                    (kc.flatten_all()?.to_vec1()?, vc.flatten_all()?.to_vec1()?);
+                let mut store = KvStore::new(b, cfg.n_kv_head, hd, cap);
+                for bi in 0..b {
+                    for kh in 0..cfg.n_kv_head {
+                        for t in 0..seq {
+                            let at = ((bi * cfg.n_kv_head + kh) * seq + t) * hd;
+                            if !store.put(bi, kh, t, &kf[at..at + hd], &vf[at..at + hd]) {
+                                candle_core::bail!("prompt of {seq} is past the cache of {cap}");
+                            }
+                        }
+                    }
+                }
+                self.layers[i].store = Some(store);
+                (kc, vc)
+            } else {
+                self.layers[i]
+                    .cache
+                    .append(&k.contiguous()?, &v.contiguous()?)?
+            };
             let rep = cfg.n_head / cfg.n_kv_head;
             let k = candle_transformers::utils::repeat_kv(k, rep)?;
             let v = candle_transformers::utils::repeat_kv(v, rep)?;
@@ -461,6 +650,9 @@ impl Llama {
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, cfg.rms_eps as f32)?;
         let last = x.i((.., seq - 1, ..))?.contiguous()?;
+        if let Some(f) = self.fast.as_mut() {
+            f.len = if fill { seq } else { 0 };
+        }
         self.output.forward(&last, false)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bert;
 pub mod blocks;
+pub mod decode;
 pub mod driver;
 pub mod generate;
 pub mod gguf;

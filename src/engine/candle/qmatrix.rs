@@ -108,37 +108,7 @@ impl QMatrix {
 
     /// y[b][r] = Σ_c W[r][c] · x[b][c] for each of `x.len() / cols` input vectors.
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) {
-        let batch = x.len() / self.cols;
-        debug_assert_eq!(y.len(), batch * self.rows);
-        if batch >= GEMM_MIN_TOKENS || !self.format.has_dot() {
-            return qgemm::gemm(self.format, &self.bytes, self.rows, self.cols, x, y);
-        }
-        let acts: Vec<Acts> = x
-            .chunks_exact(self.cols)
-            .map(|v| match self.format {
-                QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => Acts::Q8K(quantize_q8_k(v)),
-                _ => Acts::Q8(quantize_q8_1(v)),
-            })
-            .collect();
-        let rows = self.rows;
-        let out = super::kernels::SyncPtr(y.as_mut_ptr());
-        let simd = simd();
-        let work = |range: std::ops::Range<usize>| {
-            let out = &out;
-            for r in range {
-                let w = self.row(r);
-                for (b, xa) in acts.iter().enumerate() {
-                    let v = dot(self.format, w, xa, simd);
-                    // SAFETY: each (b, r) is written by exactly one work item.
-                    unsafe { *out.0.add(b * rows + r) = v };
-                }
-            }
-        };
-        if rows * self.cols >= super::kernels::PARALLEL_MIN_WEIGHTS {
-            candle_core::utils::barrier_pool().execute_chunked(rows, work);
-        } else {
-            work(0..rows);
-        }
+        matvec_many(&[self], x, &mut [y]);
     }
 
     /// Which implementation a product of `tokens` tokens uses on this CPU, for the record.
@@ -156,6 +126,77 @@ impl QMatrix {
             _ => "q8_0",
         };
         format!("{}x{act} {isa}", f.name())
+    }
+}
+
+/// Products of several matrices with one input (q, k and v; gate and up): `ys[i] = mats[i] · x`
+/// for each of `x.len() / cols` input vectors. The input is quantized once per activation family
+/// and every row of every matrix goes to the thread pool in one dispatch.
+pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
+    let Some(cols) = mats.first().map(|m| m.cols) else {
+        return;
+    };
+    let batch = x.len() / cols;
+    let dots = batch < GEMM_MIN_TOKENS && mats.iter().all(|m| m.format.has_dot() && m.cols == cols);
+    if !dots {
+        for (m, y) in mats.iter().zip(ys.iter_mut()) {
+            if batch >= GEMM_MIN_TOKENS || !m.format.has_dot() {
+                qgemm::gemm(m.format, &m.bytes, m.rows, m.cols, x, y);
+            } else {
+                matvec_many(&[m], x, &mut [y]);
+            }
+        }
+        return;
+    }
+    let k_acts = |f: QFormat| matches!(f, QFormat::Q4K | QFormat::Q5K | QFormat::Q6K);
+    let family = |k: bool| -> Vec<Acts> {
+        if !mats.iter().any(|m| k_acts(m.format) == k) {
+            return Vec::new();
+        }
+        x.chunks_exact(cols)
+            .map(|v| {
+                if k {
+                    Acts::Q8K(quantize_q8_k(v))
+                } else {
+                    Acts::Q8(quantize_q8_1(v))
+                }
+            })
+            .collect()
+    };
+    let (q8, q8k) = (family(false), family(true));
+    let mut starts = Vec::with_capacity(mats.len() + 1);
+    starts.push(0);
+    for m in mats {
+        starts.push(starts[starts.len() - 1] + m.rows);
+    }
+    let total = starts[mats.len()];
+    let outs: Vec<super::kernels::SyncPtr> = ys
+        .iter_mut()
+        .map(|y| super::kernels::SyncPtr(y.as_mut_ptr()))
+        .collect();
+    let simd = simd();
+    let work = |range: std::ops::Range<usize>| {
+        let outs = &outs;
+        let mut i = 0;
+        for g in range {
+            while g >= starts[i + 1] {
+                i += 1;
+            }
+            let (m, r) = (mats[i], g - starts[i]);
+            let acts = if k_acts(m.format) { &q8k } else { &q8 };
+            let w = m.row(r);
+            for (b, xa) in acts.iter().enumerate() {
+                let v = dot(m.format, w, xa, simd);
+                // SAFETY: each (matrix, b, r) is written by exactly one work item; ys[i] holds
+                // batch x rows values.
+                unsafe { *outs[i].0.add(b * m.rows + r) = v };
+            }
+        }
+    };
+    if total * cols >= super::kernels::PARALLEL_MIN_WEIGHTS {
+        candle_core::utils::barrier_pool().execute_chunked(total, work);
+    } else {
+        work(0..total);
     }
 }
 
@@ -367,51 +408,38 @@ mod x86 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// Q4_0 blocks times Q8 activations, two blocks per step on two accumulators.
+    /// Q4_0 blocks times Q8 activations on two accumulators: codes 0..16 times int8, the -8
+    /// offset of every code folded in once per block through the activations' exact sum.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q4_0(w: &[u8], x: &[BlockQ81]) -> f32 {
         let mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut bias = _mm_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(), _mm256_setzero_ps()];
+        let mut off = [0f32; 2];
         let n = x.len().min(w.len() / 18);
-        let one = |i: usize| {
-            let b = &w[18 * i..18 * i + 18];
-            let xb = &x[i];
-            // SAFETY: 16 bytes at offset 2 of an 18-byte block; 32 bytes of a 32-byte array.
-            let (q4, q8) = unsafe {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        for i in 0..n {
+            // SAFETY: i < n, so block i (18 bytes at 18 i) and activation block i exist.
+            let (d, q4, xb) = unsafe {
+                let b = wp.add(18 * i);
                 (
-                    _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i),
-                    _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i),
+                    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                        (b as *const u16).read_unaligned() as i32,
+                    ))),
+                    _mm_loadu_si128(b.add(2) as *const __m128i),
+                    &*xp.add(i),
                 )
             };
+            // SAFETY: 32 bytes of a 32-byte array.
+            let q8 = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
             let q4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
-            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q4, q8), ones));
-            let d = f16_at(b, 0);
-            (p, d)
-        };
-        let mut i = 0;
-        while i + 1 < n {
-            let (p0, d0) = one(i);
-            let (p1, d1) = one(i + 1);
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[i].d), p0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[i + 1].d), p1, acc1);
-            bias = _mm_fmadd_ps(
-                _mm_setr_ps(d0 * x[i].d, d1 * x[i + 1].d, 0.0, 0.0),
-                _mm_setr_ps(x[i].isum as f32, x[i + 1].isum as f32, 0.0, 0.0),
-                bias,
-            );
-            i += 2;
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4, q8), ones);
+            let k = i & 1;
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc[k]);
+            off[k] += d * xb.ds;
         }
-        if i < n {
-            let (p0, d0) = one(i);
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[i].d), p0, acc0);
-            bias = _mm_add_ps(bias, _mm_set_ss(d0 * x[i].d * x[i].isum as f32));
-        }
-        let b = _mm_add_ps(bias, _mm_movehl_ps(bias, bias));
-        let b = _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
         // SAFETY: AVX2 is enabled in this function.
-        unsafe { hsum(_mm256_add_ps(acc0, acc1)) - 8.0 * b }
+        unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) - 8.0 * (off[0] + off[1]) }
     }
 
     /// Q4_1 blocks times Q8_1 activations (scale x minimum folded into the stored sums), on two
@@ -491,7 +519,7 @@ mod x86 {
             off[k] += if q51 {
                 _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * x[i].s
             } else {
-                -16.0 * d * x[i].d * x[i].isum as f32
+                -16.0 * d * x[i].ds
             };
         }
         // SAFETY: AVX2 is enabled in this function.
@@ -779,7 +807,11 @@ mod speed {
     #[test]
     #[ignore]
     fn gb_per_s() {
-        let (rows, cols) = (49152, 768);
+        let cols: usize = std::env::var("GC")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(768);
+        let rows = 49152 * 768 / cols;
         for dtype in [
             GgmlDType::Q8_0,
             GgmlDType::Q4_0,
