@@ -297,7 +297,7 @@ fn truncated_and_corrupt_files_are_clear_errors() {
     assert!(e.contains("GGUF magic"), "{e}");
 }
 
-fn tiny_gguf(path: &std::path::Path, arch: &str, with_tokenizer: bool) {
+fn tiny_gguf(path: &std::path::Path, arch: &str, tokenizer: Option<&str>) {
     use gguf_file::Value;
     let mut md: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String(arch.into())),
@@ -308,8 +308,8 @@ fn tiny_gguf(path: &std::path::Path, arch: &str, with_tokenizer: bool) {
         ("llama.context_length", Value::U32(64)),
         ("llama.vocab_size", Value::U32(4)),
     ];
-    if with_tokenizer {
-        md.push(("tokenizer.ggml.model", Value::String("llama".into())));
+    if let Some(t) = tokenizer {
+        md.push(("tokenizer.ggml.model", Value::String(t.into())));
     }
     let embd = candle_core::quantized::QTensor::quantize(
         &Tensor::ones((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
@@ -325,20 +325,29 @@ fn tiny_gguf(path: &std::path::Path, arch: &str, with_tokenizer: bool) {
 fn unsupported_architecture_and_tokenizer_name_what_is_supported() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("neox.gguf");
-    tiny_gguf(&p, "gptneox", false);
+    tiny_gguf(&p, "gptneox", None);
     let e = load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {})
         .err()
         .unwrap();
     assert!(matches!(e, EngineError::UnsupportedArch { .. }));
     assert!(e.to_string().contains("gptneox") && e.to_string().contains("llama"));
+    // A SentencePiece vocabulary is built from the metadata; without its tokens that is an
+    // error naming the key.
     let p = dir.path().join("spm.gguf");
-    tiny_gguf(&p, "llama", true);
+    tiny_gguf(&p, "llama", Some("llama"));
+    let e = load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("tokenizer.ggml.tokens"), "{e}");
+    let p = dir.path().join("rwkv.gguf");
+    tiny_gguf(&p, "llama", Some("rwkv"));
     let e = load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {})
         .err()
         .unwrap()
         .to_string();
     assert!(
-        e.contains("tokenizer") && e.contains("tokenizer.json"),
+        e.contains("rwkv") && e.contains("tokenizer.json") && e.contains("SentencePiece"),
         "{e}"
     );
 }

@@ -4,7 +4,7 @@ use crate::cli::{GenerateArgs, ModelsCommand};
 use anyhow::{Context, Result, bail};
 use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry::{self, MODELS};
-use joulebench::engine::text::prompt::{ChatFormat, exact_tokens};
+use joulebench::engine::text::prompt::{ChatFormat, prompt_tokens};
 use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
 use serde_json::json;
 
@@ -169,9 +169,15 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
                 ),
                 None => text.clone(),
             };
-            tokenizer::encode(tok, &text)?
+            let bos = model.info().bos_token_id;
+            [bos.into_iter().collect(), tokenizer::encode(tok, &text)?].concat()
         }
-        (Some(tok), None) => exact_tokens(tok, a.prompt_tokens.unwrap_or(64), chat)?,
+        (Some(tok), None) => prompt_tokens(
+            tok,
+            a.prompt_tokens.unwrap_or(64),
+            chat,
+            model.info().bos_token_id,
+        )?,
         (None, Some(_)) => bail!("{} has no tokenizer: use --prompt-tokens", a.model),
         (None, None) => joulebench::engine::text::prompt::synthetic_tokens(
             model.info().vocab_size,

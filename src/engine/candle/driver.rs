@@ -51,7 +51,7 @@ fn inputs(model: &dyn InferenceBackend, job: &Job) -> Result<Vec<Vec<u32>>> {
             } else {
                 None
             };
-            prompt::exact_tokens(t, job.prompt_tokens, chat)?
+            prompt::prompt_tokens(t, job.prompt_tokens, chat, model.info().bos_token_id)?
         }
         (_, None) => prompt::synthetic_tokens(model.info().vocab_size, job.prompt_tokens, 7),
     };

@@ -207,6 +207,7 @@ pub fn load_folder(
             vocab_size: cfg.vocab,
             context_length: cfg.ctx_len,
             eos_token_ids: eos,
+            bos_token_id: None,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

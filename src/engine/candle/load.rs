@@ -13,7 +13,8 @@ use candle_core::quantized::QTensor;
 use std::path::{Path, PathBuf};
 
 /// Architectures joulebench runs from GGUF files.
-pub const SUPPORTED_ARCH: &str = "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3";
+pub const SUPPORTED_ARCH: &str =
+    "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3, gemma3";
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -86,8 +87,16 @@ pub fn load(
             &dev,
         )?));
     }
-    if let Some(g) = qwen_gguf(spec)? {
+    if let Some(g) = other_gguf(spec, opts, progress)? {
         let arch = g.string("general.architecture").unwrap_or_default();
+        if arch == "gemma3" {
+            return Ok(Box::new(crate::engine::candle::gemma::load(
+                g,
+                spec,
+                &opts.device,
+                &dev,
+            )?));
+        }
         return Ok(Box::new(crate::engine::candle::qwen::load(
             g,
             &arch,
@@ -99,10 +108,27 @@ pub fn load(
     Ok(Box::new(load_llama(spec, opts, progress)?))
 }
 
-/// The opened GGUF file at `spec` when it is a Qwen2/Qwen3 model.
-fn qwen_gguf(spec: &str) -> Result<Option<Gguf>, EngineError> {
+/// The opened GGUF file at `spec` (a path, or a registered id) when it is a Qwen2, Qwen3 or
+/// Gemma 3 model, which have their own loaders.
+fn other_gguf(
+    spec: &str,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<Gguf>, EngineError> {
+    if let Some(m) = registry::lookup(spec) {
+        if m.kind != ModelKind::GgufLlama || m.files.len() != 1 {
+            return Ok(None);
+        }
+        let dir = registry::resolve(m, opts.allow_fetch, progress)?;
+        let f = &m.files[0];
+        let path = dir.join(f.name);
+        registry::check_size(&path, f)?;
+        let g = Gguf::open(&path)?;
+        let arch = g.string("general.architecture").unwrap_or_default();
+        return Ok(matches!(arch.as_str(), "qwen2" | "qwen3" | "gemma3").then_some(g));
+    }
     let p = Path::new(spec);
-    if registry::lookup(spec).is_some() || spec.starts_with("synthetic:") || !p.exists() {
+    if spec.starts_with("synthetic:") || !p.exists() {
         return Ok(None);
     }
     if p.is_dir() && p.join("config.json").exists() {
@@ -110,7 +136,7 @@ fn qwen_gguf(spec: &str) -> Result<Option<Gguf>, EngineError> {
     }
     let g = Gguf::open(&gguf_in(p)?)?;
     let arch = g.string("general.architecture").unwrap_or_default();
-    Ok(matches!(arch.as_str(), "qwen2" | "qwen3").then_some(g))
+    Ok(matches!(arch.as_str(), "qwen2" | "qwen3" | "gemma3").then_some(g))
 }
 
 fn is_bert_folder(p: &Path) -> bool {
@@ -149,6 +175,7 @@ pub fn load_llama(
                 vocab_size: cfg.vocab,
                 context_length: cfg.ctx_len,
                 eos_token_ids: Vec::new(),
+                bos_token_id: None,
                 engine: engine_config(&opts.device, &pre, &dec, "f32"),
             },
             model,
@@ -309,6 +336,7 @@ pub fn load_gguf(
     let crate::engine::candle::text_meta::TextMeta {
         tokenizer: tok,
         eos,
+        bos,
         chat_template,
         quantization: quant,
     } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
@@ -383,6 +411,7 @@ pub fn load_gguf(
             vocab_size: cfg.vocab,
             context_length: cfg.ctx_len,
             eos_token_ids: eos,
+            bos_token_id: bos,
             engine: engine_config(&opts.device, &pre, &dec, &quant),
         },
         model,

@@ -5,6 +5,7 @@ pub mod bert;
 pub mod blocks;
 pub mod decode;
 pub mod driver;
+pub mod gemma;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_scan;

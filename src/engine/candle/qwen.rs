@@ -104,6 +104,7 @@ pub fn load(
     let crate::engine::candle::text_meta::TextMeta {
         tokenizer: tok,
         eos,
+        bos,
         chat_template,
         quantization: quant,
     } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
@@ -151,6 +152,7 @@ pub fn load(
             vocab_size: vocab,
             context_length: ctx,
             eos_token_ids: eos,
+            bos_token_id: bos,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

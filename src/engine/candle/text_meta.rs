@@ -9,6 +9,8 @@ use crate::engine::text::tokenizer;
 pub struct TextMeta {
     pub tokenizer: tokenizers::Tokenizer,
     pub eos: Vec<u32>,
+    /// The start-of-sequence token prompts begin with, when the file asks for one.
+    pub bos: Option<u32>,
     pub chat_template: Option<String>,
     pub quantization: String,
 }
@@ -33,9 +35,19 @@ impl TextMeta {
         {
             eos.push(eot);
         }
+        let add_bos = g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(false);
+        let bos = if add_bos {
+            g.u32("tokenizer.ggml.bos_token_id").ok()
+        } else {
+            None
+        };
         Ok(TextMeta {
             tokenizer,
             eos,
+            bos,
             chat_template: g.string("tokenizer.chat_template"),
             quantization: g
                 .content

@@ -208,6 +208,7 @@ pub fn external_info(id: String, backend: String, job: &Job, path: Option<PathBu
         vocab_size: 0,
         context_length: 0,
         eos_token_ids: Vec::new(),
+        bos_token_id: None,
         engine: EngineConfig {
             backend,
             device: job.device.clone(),

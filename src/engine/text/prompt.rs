@@ -74,6 +74,20 @@ pub fn exact_tokens(
     Ok([pre, body, post].concat())
 }
 
+/// [`exact_tokens`] after the model's start-of-sequence token when it has one (`bos`): `n` ids in
+/// all, the token counted.
+pub fn prompt_tokens(
+    tok: &Tokenizer,
+    n: usize,
+    chat: Option<ChatFormat>,
+    bos: Option<u32>,
+) -> Result<Vec<u32>, EngineError> {
+    match bos {
+        Some(b) if n > 1 => Ok([vec![b], exact_tokens(tok, n - 1, chat)?].concat()),
+        _ => exact_tokens(tok, n, chat),
+    }
+}
+
 /// Exactly `n` ids for an encoder: `[CLS]` + the bundled text + `[SEP]` where the tokenizer has
 /// those tokens, else the text alone.
 pub fn exact_encoder_tokens(tok: &Tokenizer, n: usize) -> Result<Vec<u32>, EngineError> {
