@@ -329,6 +329,11 @@ pub fn load(mut g: Gguf, id: &str, device: &str, dev: &Device) -> Result<CandleG
     }
     g.check_dims("gemma3")?;
     let meta = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    let vocab_len = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok())
+        .map_or(0, Vec::len);
+    g.drop_vocabulary();
     let u = |g: &Gguf, k: &str| g.u32(&format!("gemma3.{k}")).map(|v| v as usize);
     let n_embd = u(&g, "embedding_length")?;
     let n_head = u(&g, "attention.head_count")?;
@@ -342,10 +347,7 @@ pub fn load(mut g: Gguf, id: &str, device: &str, dev: &Device) -> Result<CandleG
         rope_base: g.f32_or("gemma3.rope.freq_base", 1_000_000.0),
         window: u(&g, "attention.sliding_window").unwrap_or(512),
         eps: g.f32_or("gemma3.attention.layer_norm_rms_epsilon", 1e-6),
-        vocab: g
-            .get("tokenizer.ggml.tokens")
-            .and_then(|v| v.to_vec().ok())
-            .map_or(0, Vec::len),
+        vocab: vocab_len,
         ctx: u(&g, "context_length").unwrap_or(32_768),
     };
     let bad = |m: String| EngineError::bad_file(&path, m);

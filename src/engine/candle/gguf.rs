@@ -251,6 +251,49 @@ impl Gguf {
             .map_err(|e| EngineError::bad_file(&path, format!("tensor {name}: {e}")))
     }
 
+    /// A 2-D tensor's format, (rows, cols) and raw bytes, read straight from the file into one
+    /// buffer (no second copy while loading, so peak memory stays at the file's size).
+    pub fn matrix_bytes(
+        &mut self,
+        name: &str,
+    ) -> Result<(candle_core::quantized::GgmlDType, usize, usize, Vec<u8>), EngineError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path.clone();
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| EngineError::bad_file(&path, format!("tensor {name} is missing")))?;
+        let (rows, cols) = info
+            .shape
+            .dims2()
+            .map_err(|e| EngineError::bad_file(&path, format!("tensor {name}: {e}")))?;
+        let dtype = info.ggml_dtype;
+        // Sizes and offsets were checked against the file when it was opened.
+        let n = rows * cols / dtype.block_size() * dtype.type_size();
+        let at = self.content.tensor_data_offset + info.offset;
+        let mut buf = vec![0u8; n];
+        self.file
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.file.read_exact(&mut buf))
+            .map_err(|e| EngineError::bad_file(&path, format!("tensor {name}: {e}")))?;
+        Ok((dtype, rows, cols, buf))
+    }
+
+    /// Frees the vocabulary arrays of the metadata (a 262k-token vocabulary is tens of MB of small
+    /// strings) once the tokenizer is built, and hands freed heap back to the system.
+    pub fn drop_vocabulary(&mut self) {
+        for k in [
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.merges",
+        ] {
+            self.content.metadata.remove(k);
+        }
+        crate::engine::release_free_memory();
+    }
+
     /// True when the file has a tensor of this name.
     pub fn has(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
