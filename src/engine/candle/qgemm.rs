@@ -230,24 +230,6 @@ pub fn gemm(f: QFormat, bytes: &[u8], rows: usize, cols: usize, x: &[f32], y: &m
     }
 }
 
-/// A float dot product in 8 lanes (vectorizes without reassociation flags).
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// Rows `0..nr` of the scratch times token block `tb`: `res[r][lane]`, without the offsets.
 #[allow(clippy::too_many_arguments)]
 fn int_tile(
@@ -368,7 +350,7 @@ fn float_tile(
         for (t, v) in rr.iter_mut().enumerate().take(nt) {
             let xt = &x[(t0 + t) * cols..(t0 + t + 1) * cols];
             let w: Vec<f32> = (0..cols).map(|c| float_at(f, rows[i], c)).collect();
-            *v = dot_f32(&w, xt);
+            *v = super::decode::dot(&w, xt);
         }
     }
 }

@@ -93,11 +93,7 @@ pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, EngineError> {
         })
         .collect();
     let types = token_types(g);
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab = vocab_of(&tokens);
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -141,11 +137,7 @@ fn sentencepiece(g: &Gguf) -> Result<Tokenizer, EngineError> {
         )));
     }
     let types = token_types(g);
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab = vocab_of(&tokens);
     // Every way a normal piece splits into two pieces of the vocabulary is a merge, ranked by the
     // piece's score (higher first), ties by the parts' ids.
     let mut ranked: Vec<(f32, u32, u32, usize)> = Vec::new();
@@ -204,6 +196,15 @@ fn sentencepiece(g: &Gguf) -> Result<Tokenizer, EngineError> {
     tok.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(decs)));
     add_special(&mut tok, &tokens, &types);
     Ok(tok)
+}
+
+/// Piece -> id.
+fn vocab_of(tokens: &[String]) -> tokenizers::models::bpe::Vocab {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect()
 }
 
 fn strings_of(g: &Gguf, key: &str) -> Result<Vec<String>, EngineError> {
