@@ -4,7 +4,7 @@
 
 use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry;
-use joulebench::engine::text::tokenizer;
+use joulebench::engine::text::{prompt, tokenizer};
 use joulebench::engine::{GenerateRequest, NoObserver};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,14 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
             "round trip of {s:?}"
         );
     }
+    // A chat prompt: BOS, then Gemma's turns (the file has no template; Gemma's is used).
+    let fmt = prompt::ChatFormat::detect(m.chat_template().unwrap()).unwrap();
+    assert_eq!(fmt, prompt::ChatFormat::Gemma);
+    let chat = prompt::prompt_tokens(&tok, 48, Some(fmt), info.bos_token_id).unwrap();
+    assert_eq!(chat.len(), 48);
+    let id = |s: &str| tok.token_to_id(s).unwrap();
+    assert_eq!(chat[..2], [2, id("<start_of_turn>")]);
+    assert_eq!(chat[chat.len() - 3], id("<start_of_turn>"));
     let prompt: Vec<u32> = serde_json::from_value(want["prompt"].clone()).unwrap();
     assert_eq!(
         [&[2u32][..], &tokenizer::encode(&tok, PROMPT).unwrap()].concat(),

@@ -152,7 +152,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     let chat = if a.chat {
         let t = model.chat_template().unwrap_or("");
         Some(ChatFormat::detect(t).context(
-            "--chat: the model has no chat template joulebench can apply (ChatML or Llama 3)",
+            "--chat: the model has no chat template joulebench can apply (ChatML, Llama 3, Gemma)",
         )?)
     } else {
         None
@@ -160,13 +160,10 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     let prompt: Vec<u32> = match (model.tokenizer(), &a.prompt) {
         (Some(tok), Some(text)) => {
             let text = match chat {
-                Some(ChatFormat::ChatMl) => {
-                    format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n")
+                Some(f) => {
+                    let (pre, post) = f.wrap();
+                    format!("{pre}{text}{post}")
                 }
-                Some(ChatFormat::Llama3) => format!(
-                    "<|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|>\
-                     <|start_header_id|>assistant<|end_header_id|>\n\n"
-                ),
                 None => text.clone(),
             };
             let bos = model.info().bos_token_id;

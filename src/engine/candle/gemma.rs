@@ -282,6 +282,11 @@ impl CausalLm for Gemma3 {
     }
 }
 
+/// Gemma's turn format, for files that carry no template (the 270M GGUF does not): what Google's
+/// published template renders for one user turn.
+const GEMMA_TURNS: &str =
+    "{{ bos_token }}<start_of_turn>user\n{{ content }}<end_of_turn>\n<start_of_turn>model\n";
+
 /// A Gemma 3 model with its tokenizer.
 pub struct CandleGemma {
     pub model: Gemma3,
@@ -480,6 +485,6 @@ pub fn load(mut g: Gguf, id: &str, device: &str, dev: &Device) -> Result<CandleG
         model,
         info,
         tokenizer: meta.tokenizer,
-        chat_template: meta.chat_template,
+        chat_template: meta.chat_template.or_else(|| Some(GEMMA_TURNS.into())),
     })
 }

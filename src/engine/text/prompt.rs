@@ -17,6 +17,8 @@ pub enum ChatFormat {
     ChatMl,
     /// Llama 3's header tokens.
     Llama3,
+    /// `<start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n` (Gemma).
+    Gemma,
 }
 
 impl ChatFormat {
@@ -26,17 +28,24 @@ impl ChatFormat {
             Some(ChatFormat::ChatMl)
         } else if template.contains("<|start_header_id|>") {
             Some(ChatFormat::Llama3)
+        } else if template.contains("<start_of_turn>") {
+            Some(ChatFormat::Gemma)
         } else {
             None
         }
     }
 
-    fn wrap(self) -> (&'static str, &'static str) {
+    /// The text before and after the user's message.
+    pub fn wrap(self) -> (&'static str, &'static str) {
         match self {
             ChatFormat::ChatMl => ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
             ChatFormat::Llama3 => (
                 "<|start_header_id|>user<|end_header_id|>\n\n",
                 "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            ),
+            ChatFormat::Gemma => (
+                "<start_of_turn>user\n",
+                "<end_of_turn>\n<start_of_turn>model\n",
             ),
         }
     }
