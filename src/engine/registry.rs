@@ -39,6 +39,8 @@ pub enum ModelKind {
 pub struct RegisteredModel {
     pub id: &'static str,
     pub family: &'static str,
+    /// `general.architecture` of the file (what the loader dispatches on).
+    pub architecture: &'static str,
     pub kind: ModelKind,
     pub parameters: &'static str,
     pub quantization: &'static str,
@@ -58,6 +60,7 @@ pub const MODELS: &[RegisteredModel] = &[
     RegisteredModel {
         id: "smollm2-135m-instruct-q4_1",
         family: "SmolLM2 (llama)",
+        architecture: "llama",
         kind: ModelKind::GgufLlama,
         parameters: "135M",
         quantization: "Q4_1",
@@ -75,6 +78,7 @@ pub const MODELS: &[RegisteredModel] = &[
     RegisteredModel {
         id: "gemma-3-270m-q4_k_m",
         family: "Gemma 3 (gemma3)",
+        architecture: "gemma3",
         kind: ModelKind::GgufLlama,
         parameters: "270M",
         quantization: "Q4_K_M",
@@ -109,6 +113,7 @@ pub const MODELS: &[RegisteredModel] = &[
     RegisteredModel {
         id: "all-minilm-l6-v2",
         family: "BERT (sentence-transformers)",
+        architecture: "bert",
         kind: ModelKind::BertEncoder,
         parameters: "22.7M",
         quantization: "F32",
@@ -140,6 +145,11 @@ pub const MODELS: &[RegisteredModel] = &[
         ],
     },
 ];
+
+/// Bytes of all the model's files.
+pub fn total_size(m: &RegisteredModel) -> u64 {
+    m.files.iter().map(|f| f.size).sum()
+}
 
 /// Finds a registered model.
 pub fn lookup(id: &str) -> Option<&'static RegisteredModel> {
