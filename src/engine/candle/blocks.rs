@@ -75,7 +75,7 @@ impl QFormat {
 
     /// Whether a dedicated single-token dot product exists (else every product is `qgemm`'s).
     pub(crate) fn has_dot(self) -> bool {
-        !self.is_float() && !matches!(self, QFormat::Q2K | QFormat::Q3K)
+        !matches!(self, QFormat::Q2K | QFormat::Q3K)
     }
 
     /// Lower-case name, as in kernel names.

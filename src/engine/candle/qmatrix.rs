@@ -4,8 +4,9 @@
 //! Decode (one or a few tokens) uses a dot product per row for the formats that have one here:
 //! the activation vector is quantized once per product (Q8 blocks of 32 with a scaled sum for the
 //! 32-value formats, Q8_K super-blocks of 256 with 16 group sums for the K formats), then each
-//! row's dot product runs in integers, with AVX2 where the CPU has it and a portable fallback
-//! otherwise. Batches (prefill) and the other formats go through `qgemm`'s tiled product. Rows
+//! row's dot product runs in integers; float rows multiply the activations directly; AVX2 where
+//! the CPU has it and a portable fallback otherwise. Batches (prefill) and Q2_K/Q3_K go through
+//! `qgemm`'s tiled product. Rows
 //! are split across candle's thread pool, so these products and candle's ops share one set of
 //! threads.
 
@@ -121,6 +122,7 @@ impl QMatrix {
             return format!("{}x{act} tiled {tile} {isa}", f.name());
         }
         let act = match f {
+            f if f.is_float() => "f32",
             QFormat::Q4_1 | QFormat::Q5_1 => "q8_1",
             QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => "q8_k",
             _ => "q8_0",
@@ -148,22 +150,25 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
         }
         return;
     }
-    let k_acts = |f: QFormat| matches!(f, QFormat::Q4K | QFormat::Q5K | QFormat::Q6K);
-    let family = |k: bool| -> Vec<Acts> {
-        if !mats.iter().any(|m| k_acts(m.format) == k) {
+    // 0: Q8 blocks of 32, 1: Q8_K super-blocks, 2: floats.
+    let family_of = |f: QFormat| match f {
+        QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => 1,
+        f if f.is_float() => 2,
+        _ => 0,
+    };
+    let family = |k: usize| -> Vec<Acts> {
+        if !mats.iter().any(|m| family_of(m.format) == k) {
             return Vec::new();
         }
         x.chunks_exact(cols)
-            .map(|v| {
-                if k {
-                    Acts::Q8K(quantize_q8_k(v))
-                } else {
-                    Acts::Q8(quantize_q8_1(v))
-                }
+            .map(|v| match k {
+                1 => Acts::Q8K(quantize_q8_k(v)),
+                2 => Acts::F32(v.to_vec()),
+                _ => Acts::Q8(quantize_q8_1(v)),
             })
             .collect()
     };
-    let (q8, q8k) = (family(false), family(true));
+    let acts_by = [family(0), family(1), family(2)];
     let mut starts = Vec::with_capacity(mats.len() + 1);
     starts.push(0);
     for m in mats {
@@ -183,7 +188,7 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
                 i += 1;
             }
             let (m, r) = (mats[i], g - starts[i]);
-            let acts = if k_acts(m.format) { &q8k } else { &q8 };
+            let acts = &acts_by[family_of(m.format)];
             let w = m.row(r);
             for (b, xa) in acts.iter().enumerate() {
                 let v = dot(m.format, w, xa, simd);
@@ -204,6 +209,8 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
 pub enum Acts {
     Q8(Vec<BlockQ81>),
     Q8K(Vec<BlockQ8K>),
+    /// The activations themselves, for float weights.
+    F32(Vec<f32>),
 }
 
 /// One row's dot product with quantized activations.
@@ -257,6 +264,16 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
                 return unsafe { x86::q6_k(w, x) };
             }
             scalar::q6_k(w, x)
+        }
+        (f, Acts::F32(x)) if f.is_float() => {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: as above.
+                return unsafe { x86::float_dot(f, w, x) };
+            }
+            (0..x.len())
+                .map(|i| super::blocks::float_at(f, w, i) * x[i])
+                .sum()
         }
         _ => f32::NAN,
     }
@@ -440,6 +457,53 @@ mod x86 {
         }
         // SAFETY: AVX2 is enabled in this function.
         unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) - 8.0 * (off[0] + off[1]) }
+    }
+
+    /// A float row (F16, BF16 or F32) times f32 activations, 32 values a step on four
+    /// accumulators (one would wait on its own FMA latency).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn float_dot(f: QFormat, w: &[u8], x: &[f32]) -> f32 {
+        let width = if f == QFormat::F32 { 4 } else { 2 };
+        let n = x.len().min(w.len() / width);
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let load = |i: usize| -> __m256 {
+            // SAFETY: callers keep i + 8 <= n, inside both slices.
+            unsafe {
+                match f {
+                    QFormat::F16 => {
+                        _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * i) as *const __m128i))
+                    }
+                    QFormat::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+                        _mm256_cvtepu16_epi32(_mm_loadu_si128(wp.add(2 * i) as *const __m128i)),
+                        16,
+                    )),
+                    _ => _mm256_loadu_ps(wp.add(4 * i) as *const f32),
+                }
+            }
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8k + 8 <= n.
+                let xv = unsafe { _mm256_loadu_ps(xp.add(i + 8 * k)) };
+                *a = _mm256_fmadd_ps(load(i + 8 * k), xv, *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            let xv = unsafe { _mm256_loadu_ps(xp.add(i)) };
+            acc[0] = _mm256_fmadd_ps(load(i), xv, acc[0]);
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        // SAFETY: AVX2 is enabled in this function.
+        let mut total = unsafe { hsum(s) };
+        for (j, xv) in x.iter().enumerate().take(n).skip(i) {
+            total += super::super::blocks::float_at(f, w, j) * xv;
+        }
+        total
     }
 
     /// Q4_1 blocks times Q8_1 activations (scale x minimum folded into the stored sums), on two
@@ -743,7 +807,7 @@ mod tests {
             for bi in 0..2 {
                 let xv = &x[bi * cols..(bi + 1) * cols];
                 let (acts, xd): (Acts, Vec<f32>) = match m.format {
-                    f if f.is_float() => (Acts::Q8(Vec::new()), xv.to_vec()),
+                    f if f.is_float() => (Acts::F32(xv.to_vec()), xv.to_vec()),
                     QFormat::Q2K | QFormat::Q3K => {
                         let a = qgemm::GemmActs::quantize(xv, cols);
                         (Acts::Q8(Vec::new()), a.dequantized())
