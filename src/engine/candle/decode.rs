@@ -61,6 +61,13 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `rms_norm` of every row of `x` (rows as long as `w`) into the same row of `out`.
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+        rms_norm(xr, w, eps, or);
+    }
+}
+
 /// Rotates one head in place with the position's `cos`/`sin` row (`rope_dim / 2` values):
 /// adjacent pairs (`interleaved`, GGUF) or the two halves (Hugging Face checkpoints).
 pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {

@@ -5,7 +5,7 @@
 //! layer, queries scaled by 1/√head_dim, a GELU-gated feed-forward, tied output. This follows
 //! llama.cpp's gemma3 graph, which the reference test compares against logit by logit.
 
-use crate::engine::candle::decode::{KvStore, attend_scaled, rms_norm, rope};
+use crate::engine::candle::decode::{KvStore, attend_scaled, rms_norm, rms_norm_rows, rope};
 use crate::engine::candle::generate::{CausalLm, greedy};
 use crate::engine::candle::gguf::Gguf;
 use crate::engine::candle::qmatrix::{QFormat, QMatrix, matvec_many};
@@ -155,9 +155,7 @@ impl Gemma3 {
             } else {
                 &self.rope_local
             };
-            for (xr, hr) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
-                rms_norm(xr, &l.attn_norm, c.eps, hr);
-            }
+            rms_norm_rows(&x, &l.attn_norm, c.eps, &mut h);
             matvec_many(&[&l.wq, &l.wk, &l.wv], &h, &mut [&mut q, &mut k, &mut v]);
             if pos == 0 {
                 l.store = Some(KvStore::new(b, c.n_kv_head, hd, self.cap));
@@ -215,9 +213,7 @@ impl Gemma3 {
                 rms_norm(or, &l.post_attn_norm, c.eps, &mut tmp[..e]);
                 xr.iter_mut().zip(&tmp[..e]).for_each(|(a, b)| *a += b);
             }
-            for (xr, hr) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
-                rms_norm(xr, &l.ffn_norm, c.eps, hr);
-            }
+            rms_norm_rows(&x, &l.ffn_norm, c.eps, &mut h);
             matvec_many(&[&l.w_gate, &l.w_up], &h, &mut [&mut g, &mut u]);
             geglu(&mut g, &u);
             l.w_down.matvec(&g, &mut o);

@@ -1,7 +1,7 @@
 //! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
-use crate::engine::candle::decode::{KvStore, attend, rms_norm, rope, swiglu};
+use crate::engine::candle::decode::{KvStore, attend, rms_norm_rows, rope, swiglu};
 use crate::engine::candle::qmatrix::{QFormat, QMatrix, matvec_many};
 use crate::engine::{
     EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo, TokenObserver,
@@ -414,20 +414,19 @@ impl Llama {
         Ok(())
     }
 
-    /// Token embeddings of `ids` as floats, row after row.
-    fn embed_rows(&self, ids: &[u32]) -> candle_core::Result<Vec<f32>> {
-        let t = match &self.embed {
+    /// Token embeddings of `ids`, `(ids, n_embd)`, from whichever copy the model keeps.
+    fn embed_tensor(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        match &self.embed {
             Embedding::Dense(t) => {
                 let i = Tensor::from_vec(ids.to_vec(), ids.len(), &self.device)?;
-                t.index_select(&i, 0)?
+                t.index_select(&i, 0)
             }
-            Embedding::Rows(q) => lookup(q, ids, &self.device)?,
+            Embedding::Rows(q) => lookup(q, ids, &self.device),
             Embedding::Tied => match self.output.rows(ids, &self.device) {
-                Some(t) => t?,
+                Some(t) => t,
                 None => candle_core::bail!("tied embeddings without a readable output matrix"),
             },
-        };
-        t.flatten_all()?.to_vec1()
+        }
     }
 
     /// One decode step (a token per sequence at `pos`) in plain Rust on joulebench's kernels and
@@ -446,17 +445,14 @@ impl Llama {
             &f.cos[pos * half..(pos + 1) * half],
             &f.sin[pos * half..(pos + 1) * half],
         );
-        let mut x = self.embed_rows(ids)?;
+        let mut x: Vec<f32> = self.embed_tensor(ids)?.flatten_all()?.to_vec1()?;
         let (mut h, mut o) = (vec![0f32; b * e], vec![0f32; b * e]);
         let (mut q, mut k, mut v) = (vec![0f32; b * qd], vec![0f32; b * kvd], vec![0f32; b * kvd]);
         let mut att = vec![0f32; b * qd];
         let (mut g, mut u) = (vec![0f32; b * ff], vec![0f32; b * ff]);
         let mut scores = vec![0f32; pos + 1];
         for (li, layer) in self.layers.iter_mut().enumerate() {
-            for bi in 0..b {
-                let r = bi * e..(bi + 1) * e;
-                rms_norm(&x[r.clone()], &f.attn_norm[li], eps, &mut h[r]);
-            }
+            rms_norm_rows(&x, &f.attn_norm[li], eps, &mut h);
             let qkv = [qm(&layer.wq)?, qm(&layer.wk)?, qm(&layer.wv)?];
             matvec_many(&qkv, &h, &mut [&mut q, &mut k, &mut v]);
             let Some(store) = layer.store.as_mut() else {
@@ -486,10 +482,7 @@ impl Llama {
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }
-            for bi in 0..b {
-                let r = bi * e..(bi + 1) * e;
-                rms_norm(&x[r.clone()], &f.ffn_norm[li], eps, &mut h[r]);
-            }
+            rms_norm_rows(&x, &f.ffn_norm[li], eps, &mut h);
             matvec_many(
                 &[qm(&layer.w_gate)?, qm(&layer.w_up)?],
                 &h,
@@ -501,10 +494,7 @@ impl Llama {
                 *xv += ov;
             }
         }
-        for bi in 0..b {
-            let r = bi * e..(bi + 1) * e;
-            rms_norm(&x[r.clone()], &f.norm, eps, &mut h[r]);
-        }
+        rms_norm_rows(&x, &f.norm, eps, &mut h);
         let mut logits = vec![0f32; b * cfg.vocab];
         qm(&self.output)?.matvec(&h, &mut logits);
         if let Some(f) = self.fast.as_mut() {
@@ -576,15 +566,9 @@ impl Llama {
             None
         };
         let ids = tokens.flatten_all()?;
-        let x = match &self.embed {
-            Embedding::Dense(t) => t.index_select(&ids, 0)?,
-            Embedding::Rows(q) => lookup(q, &ids.to_vec1()?, &self.device)?,
-            Embedding::Tied => match self.output.rows(&ids.to_vec1()?, &self.device) {
-                Some(t) => t?,
-                None => candle_core::bail!("tied embeddings without a readable output matrix"),
-            },
-        };
-        let mut x = x.reshape((b, seq, cfg.n_embd))?;
+        let mut x = self
+            .embed_tensor(&ids.to_vec1()?)?
+            .reshape((b, seq, cfg.n_embd))?;
         for i in 0..self.layers.len() {
             let h = candle_nn::ops::rms_norm(&x, &self.layers[i].attn_norm, cfg.rms_eps as f32)?;
             let layer = &self.layers[i];
