@@ -1,6 +1,9 @@
 //! One benchmark per weight format and kernel: the decode product (one token; GB/s of weights
 //! read, printed next to this machine's measured read bandwidth) and the batched prefill product
-//! (64 tokens; GFLOP/s), on a 2048 x 2048 matrix quantized by candle as GGUF files are.
+//! (64 tokens; GFLOP/s), on a 2048 x 2048 matrix quantized by candle as GGUF files are. The
+//! matrix (2-16 MB) stays in the last-level cache between iterations, so decode GB/s above the
+//! measured DRAM read bandwidth means the kernel is not the limit at that size; below it, the
+//! kernel's own speed is (compare formats with each other, and with the bandwidth line).
 //!
 //! `cargo bench --bench kernels` (criterion's own output has the times; the summary lines after
 //! it give GB/s against bandwidth and GFLOP/s per format).
