@@ -189,15 +189,21 @@ pub struct RunCellArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Every registered model: id, family, size, quantization, license, source, cached or not.
+    /// Every registered model and every GGUF file or model folder in the Hugging Face cache:
+    /// id, architecture, parameters, format, size, license, source, cached or not.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list the GGUF files of this Hub repository (ORG/REPO[@REVISION]; needs the
+        /// `hub` feature and the network).
+        #[arg(long, value_name = "ORG/REPO")]
+        hub: Option<String>,
     },
-    /// Download a registered model into the cache and check its sha256.
+    /// Download a registered model (or an hf:ORG/REPO[@REV]/FILE id, asking the Hub for the
+    /// revision's current commit) into the cache and check its hash.
     Fetch {
-        /// A registered model id.
+        /// A registered model id, or an hf: id.
         id: String,
     },
     /// Write a GGUF file with seeded random weights in the tensor shapes of a known architecture
@@ -220,9 +226,9 @@ pub enum ModelsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Check the sha256 of a cached model's files.
+    /// Check the hash of a cached model's files (registered ids and hf: ids).
     Verify {
-        /// A registered model id.
+        /// A registered model id, or an hf: id.
         id: String,
     },
 }

@@ -75,6 +75,10 @@ pub struct RunMeta {
     /// `run --allow-partial`: labelled partial totals instead of unknown ones.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_partial: bool,
+    /// Models from the Hugging Face Hub, by model name: repository, revision, the commit it
+    /// resolved to when the run started, and each file's hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_sources: BTreeMap<String, crate::engine::hub::ModelSource>,
 }
 
 impl RunMeta {

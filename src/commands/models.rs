@@ -3,6 +3,7 @@
 use crate::cli::{GenerateArgs, ModelsCommand};
 use anyhow::{Context, Result, bail};
 use joulebench::engine::candle::load::{LoadOptions, load};
+use joulebench::engine::hub;
 use joulebench::engine::registry::{self, MODELS};
 use joulebench::engine::text::prompt::{ChatFormat, prompt_tokens};
 use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
@@ -15,8 +16,8 @@ fn progress(msg: &str) {
 /// Runs a `models` subcommand.
 pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
     match cmd {
-        ModelsCommand::List { json } => {
-            let rows: Vec<serde_json::Value> = MODELS
+        ModelsCommand::List { json, hub } => {
+            let mut rows: Vec<serde_json::Value> = MODELS
                 .iter()
                 .map(|m| {
                     json!({
@@ -40,11 +41,15 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                     })
                 }))
                 .collect();
+            rows.extend(hub_cache_rows());
+            if let Some(r) = hub {
+                rows.extend(hub_remote_rows(&r)?);
+            }
             if json {
                 super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
             } else {
                 let mut s = format!(
-                    "{:<28} {:<30} {:<7} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
+                    "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
                     "id", "family", "arch", "params", "MB", "quantization", "license", "cached"
                 );
                 for r in &rows {
@@ -53,7 +58,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                         .as_u64()
                         .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
                     s.push_str(&format!(
-                        "{:<28} {:<30} {:<7} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
+                        "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
                         str_of("id"),
                         str_of("family"),
                         str_of("architecture"),
@@ -65,8 +70,41 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                         str_of("source"),
                     ));
                 }
-                s.push_str(&format!("cache: {}\n", registry::cache_root().display()));
+                s.push_str(&format!(
+                    "cache: {}; Hugging Face cache: {}\n",
+                    registry::cache_root().display(),
+                    hub::cache_dir().display()
+                ));
                 super::print_stdout(&s)?;
+            }
+            Ok(0)
+        }
+        ModelsCommand::Fetch { id } if id.starts_with("hf:") => {
+            let hid = parse_hub(&id)?;
+            let (path, src) = hub::resolve(&hid, true, hub::Freshness::Latest, &mut progress)?;
+            progress(&format!(
+                "{id}: commit {} of {}, {} file(s) verified, at {}",
+                src.commit,
+                src.repo,
+                src.files.len(),
+                path.display()
+            ));
+            Ok(0)
+        }
+        ModelsCommand::Verify { id } if id.starts_with("hf:") => {
+            let hid = parse_hub(&id)?;
+            let (_, src) = hub::resolve(&hid, false, hub::Freshness::Recheck, &mut progress)?;
+            for f in &src.files {
+                progress(&format!(
+                    "{}: sha256 {} ({})",
+                    f.name,
+                    f.sha256,
+                    if f.etag.is_empty() {
+                        "no Hub hash to compare with: a copied snapshot"
+                    } else {
+                        "matches the Hub's"
+                    }
+                ));
             }
             Ok(0)
         }
@@ -136,6 +174,120 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn parse_hub(id: &str) -> Result<hub::HubId> {
+    match hub::HubId::parse(id) {
+        Some(r) => r.map_err(anyhow::Error::msg),
+        None => bail!("{id:?} is not an hf: id"),
+    }
+}
+
+/// A parameter count as people write it (135M, 1.2B).
+fn params_text(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.1}B", n as f64 / 1e9)
+    } else {
+        format!("{:.0}M", n as f64 / 1e6)
+    }
+}
+
+/// What a GGUF header says: architecture, parameters, format, license.
+fn gguf_facts(path: &std::path::Path) -> (String, String, String, String) {
+    use joulebench::engine::candle::gguf::{Gguf, file_type_name};
+    match Gguf::open(path) {
+        Ok(g) => {
+            let params: u64 = g
+                .content
+                .tensor_infos
+                .values()
+                .map(|t| t.shape.elem_count() as u64)
+                .sum();
+            let format = g
+                .get("general.file_type")
+                .and_then(|v| v.to_u32().ok())
+                .and_then(file_type_name)
+                .map(str::to_string)
+                .or_else(|| {
+                    g.content
+                        .tensor_infos
+                        .get("blk.0.attn_q.weight")
+                        .map(|t| format!("{:?}", t.ggml_dtype))
+                })
+                .unwrap_or_else(|| "unknown".into());
+            (
+                g.string("general.architecture").unwrap_or_default(),
+                params_text(params),
+                format,
+                g.string("general.license")
+                    .unwrap_or_else(|| "see repo".into()),
+            )
+        }
+        Err(e) => (
+            "unreadable".into(),
+            "-".into(),
+            "-".into(),
+            format!("{e}").chars().take(40).collect(),
+        ),
+    }
+}
+
+/// Rows for every GGUF file and model folder in the Hugging Face cache.
+fn hub_cache_rows() -> Vec<serde_json::Value> {
+    hub::cached_models()
+        .into_iter()
+        .map(|c| {
+            let (arch, params, format, license) = if c.path.is_dir() {
+                let cfg: serde_json::Value = std::fs::read_to_string(c.path.join("config.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+                (
+                    cfg["model_type"].as_str().unwrap_or("unknown").to_string(),
+                    "-".to_string(),
+                    format!(
+                        "safetensors ({})",
+                        cfg["torch_dtype"].as_str().unwrap_or("?")
+                    ),
+                    "see repo".to_string(),
+                )
+            } else {
+                gguf_facts(&c.path)
+            };
+            json!({
+                "id": c.id, "family": "Hugging Face cache", "architecture": arch,
+                "kind": if c.path.is_dir() { "hf_folder" } else { "gguf" },
+                "parameters": params, "bytes": c.bytes, "quantization": format,
+                "license": license, "source": "Hugging Face cache", "cached": true,
+                "path": c.path,
+            })
+        })
+        .collect()
+}
+
+/// Rows for the GGUF files of a Hub repository (not downloaded).
+fn hub_remote_rows(spec: &str) -> Result<Vec<serde_json::Value>> {
+    let (repo, rev) = spec.split_once('@').unwrap_or((spec, "main"));
+    let id = parse_hub(&format!("hf:{repo}@{rev}"))?;
+    let (commit, files) = hub::remote_files(&id.repo, &id.revision)?;
+    Ok(files
+        .into_iter()
+        .filter(|f| f.ends_with(".gguf"))
+        .map(|f| {
+            let rev = if id.revision == "main" {
+                String::new()
+            } else {
+                format!("@{}", id.revision)
+            };
+            json!({
+                "id": format!("hf:{}{rev}/{f}", id.repo), "family": "Hugging Face Hub",
+                "architecture": "", "kind": "gguf", "parameters": "", "bytes": null,
+                "quantization": "", "license": "see repo",
+                "source": format!("Hub {} at {}", id.repo, &commit[..commit.len().min(12)]),
+                "cached": false, "path": null,
+            })
+        })
+        .collect())
 }
 
 /// Runs `generate`.

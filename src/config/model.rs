@@ -99,7 +99,12 @@ impl RawModel {
             (None, None) if self.engine == EngineKind::Candle => {
                 return Err("a [[model]] needs exactly one of id or path".into());
             }
-            (Some(id), None) => Some(Weights::Id(id.clone())),
+            (Some(id), None) => {
+                if let Some(Err(e)) = crate::engine::hub::HubId::parse(id) {
+                    return Err(e);
+                }
+                Some(Weights::Id(id.clone()))
+            }
             (None, Some(p)) if p.is_relative() => Some(Weights::Path(base.join(p))),
             (None, Some(p)) => Some(Weights::Path(p.clone())),
             (None, None) => None,

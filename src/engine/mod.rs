@@ -4,6 +4,7 @@
 pub mod candle;
 pub mod driver;
 pub mod external;
+pub mod hub;
 pub mod registry;
 pub mod spec;
 pub mod text;
@@ -140,6 +141,10 @@ pub struct ModelInfo {
     /// (`tokenizer.ggml.add_bos_token`, as Gemma's does); counted in the prompt's length.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// Where the files came from when that is more than a path: the Hugging Face repository,
+    /// revision, resolved commit and each file's hash (`hf:` ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<hub::ModelSource>,
     pub engine: EngineConfig,
 }
 

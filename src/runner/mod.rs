@@ -15,7 +15,7 @@ use crate::record::{self, Status};
 use crate::run_dir::{self, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
 use anyhow::{Context, Result, bail};
 use child::{ChildEnd, run_child};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -49,6 +49,28 @@ pub struct RunOutcome {
     pub failed_cells: Vec<String>,
     /// The suite stopped because results could not be written (what could not, and why).
     pub write_failure: Option<String>,
+}
+
+/// Resolves every `hf:` model of the suite before any cell runs (downloading what the cache
+/// lacks), so cells never wait on the network and meta.json says which commit was measured.
+fn hub_sources(
+    suite: &Suite,
+    obs: &mut dyn RunObserver,
+) -> Result<BTreeMap<String, crate::engine::hub::ModelSource>> {
+    use crate::engine::hub::{Freshness, HubId, resolve};
+    let mut out = BTreeMap::new();
+    for m in &suite.models {
+        let Some(spec) = m.weights() else { continue };
+        let Some(id) = HubId::parse(&spec) else {
+            continue;
+        };
+        let id = id.map_err(anyhow::Error::msg)?;
+        let mut log = |s: &str| obs.phase(s);
+        let (_, src) = resolve(&id, true, Freshness::CacheFirst, &mut log)
+            .with_context(|| format!("model {}", m.name()))?;
+        out.insert(m.name(), src);
+    }
+    Ok(out)
 }
 
 /// Repetitions of each cell already recorded as done.
@@ -161,6 +183,24 @@ pub fn run(
                     &suite.hash()[..12]
                 );
             }
+            let now = hub_sources(suite, obs)?;
+            for (name, was) in &meta.model_sources {
+                if let Some(is) = now.get(name)
+                    && is.commit != was.commit
+                {
+                    bail!(
+                        "{} measured {name} at commit {} of {}; the cache now resolves {} to \
+                         {}: resume with that commit (hf:{}@{}/...) or start a new run",
+                        d.display(),
+                        was.commit,
+                        was.repo,
+                        was.revision,
+                        is.commit,
+                        was.repo,
+                        was.commit
+                    );
+                }
+            }
             if record::repair(&d.join(run_dir::RECORDS))? {
                 obs.phase("cut a torn last line from records.jsonl");
             }
@@ -216,6 +256,7 @@ pub fn run(
                     .map(|d| format!("{}/{}", d.source, d.name))
                     .collect(),
                 allow_partial: suite.allow_partial,
+                model_sources: hub_sources(suite, obs)?,
             };
             write_json(&dir.join(run_dir::META), &meta)?;
             (dir, meta)

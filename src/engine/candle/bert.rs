@@ -85,6 +85,7 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
             context_length: cfg.max_position_embeddings,
             eos_token_ids: Vec::new(),
             bos_token_id: None,
+            source: None,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

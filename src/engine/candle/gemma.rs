@@ -457,6 +457,7 @@ pub fn load(mut g: Gguf, id: &str, device: &str, dev: &Device) -> Result<CandleG
             eos
         },
         bos_token_id: meta.bos,
+        source: None,
         engine: EngineConfig {
             backend: "candle".into(),
             device: device.into(),

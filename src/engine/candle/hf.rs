@@ -208,6 +208,7 @@ pub fn load_folder(
             context_length: cfg.ctx_len,
             eos_token_ids: eos,
             bos_token_id: None,
+            source: None,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

@@ -6,6 +6,7 @@ use crate::engine::candle::llama::{
     CandleLlama, Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
 use crate::engine::candle::qmatrix::{QFormat, QMatrix};
+use crate::engine::hub;
 use crate::engine::registry::{self, ModelKind};
 use crate::engine::{EngineConfig, EngineError, InferenceBackend, ModelInfo, candle::synthetic};
 use candle_core::Device;
@@ -63,6 +64,16 @@ pub fn load(
     opts: &LoadOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn InferenceBackend>, EngineError> {
+    if let Some(id) = hub::HubId::parse(spec) {
+        let id = id.map_err(EngineError::Request)?;
+        let (path, source) =
+            hub::resolve(&id, opts.allow_fetch, hub::Freshness::CacheFirst, progress)?;
+        let inner = load(&path.display().to_string(), opts, progress)?;
+        let mut info = inner.info().clone();
+        info.id = spec.to_string();
+        info.source = Some(source);
+        return Ok(Box::new(Sourced { inner, info }));
+    }
     let dev = device(&opts.device)?;
     if let Some(m) = registry::lookup(spec)
         && m.kind == ModelKind::BertEncoder
@@ -106,6 +117,41 @@ pub fn load(
         )?));
     }
     Ok(Box::new(load_llama(spec, opts, progress)?))
+}
+
+/// A model loaded from the Hub: its info says the `hf:` id and where the files came from.
+struct Sourced {
+    inner: Box<dyn InferenceBackend>,
+    info: ModelInfo,
+}
+
+impl InferenceBackend for Sourced {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        self.inner.tokenizer()
+    }
+    fn chat_template(&self) -> Option<&str> {
+        self.inner.chat_template()
+    }
+    fn kind(&self) -> crate::engine::BackendKind {
+        self.inner.kind()
+    }
+    fn generate(
+        &mut self,
+        req: &crate::engine::GenerateRequest,
+        obs: &mut dyn crate::engine::TokenObserver,
+    ) -> Result<crate::engine::GenerateOutput, EngineError> {
+        self.inner.generate(req, obs)
+    }
+    fn embed(
+        &mut self,
+        req: &crate::engine::EmbedRequest,
+        obs: &mut dyn crate::engine::TokenObserver,
+    ) -> Result<crate::engine::EmbedOutput, EngineError> {
+        self.inner.embed(req, obs)
+    }
 }
 
 /// The opened GGUF file at `spec` (a path, or a registered id) when it is a Qwen2, Qwen3 or
@@ -176,6 +222,7 @@ pub fn load_llama(
                 context_length: cfg.ctx_len,
                 eos_token_ids: Vec::new(),
                 bos_token_id: None,
+                source: None,
                 engine: engine_config(&opts.device, &pre, &dec, "f32"),
             },
             model,
@@ -412,6 +459,7 @@ pub fn load_gguf(
             context_length: cfg.ctx_len,
             eos_token_ids: eos,
             bos_token_id: bos,
+            source: None,
             engine: engine_config(&opts.device, &pre, &dec, &quant),
         },
         model,

@@ -153,6 +153,7 @@ pub fn load(
             context_length: ctx,
             eos_token_ids: eos,
             bos_token_id: bos,
+            source: None,
             engine: EngineConfig {
                 backend: "candle".into(),
                 device: device.into(),

@@ -170,23 +170,17 @@ fn ggml_type(f: QFormat) -> u32 {
 
 /// llama.cpp's `general.file_type` number of a format name (plain K formats: their `_S` mix).
 fn file_type(s: &str) -> u32 {
-    match s.to_ascii_uppercase().as_str() {
-        "F32" => 0,
-        "F16" => 1,
-        "Q4_0" => 2,
-        "Q4_1" => 3,
-        "Q8_0" => 7,
-        "Q5_0" => 8,
-        "Q5_1" => 9,
-        "Q2_K" => 10,
-        "Q3_K" => 11,
-        "Q4_K" => 14,
-        "Q4_K_M" => 15,
-        "Q5_K" => 16,
-        "Q5_K_M" => 17,
-        "Q6_K" => 18,
-        _ => 32,
-    }
+    let up = s.to_ascii_uppercase();
+    let name = match up.as_str() {
+        "Q3_K" => "Q3_K_S",
+        "Q4_K" => "Q4_K_S",
+        "Q5_K" => "Q5_K_S",
+        other => other,
+    };
+    super::gguf::FILE_TYPES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or(32, |(k, _)| *k)
 }
 
 fn parse_format(s: &str) -> Option<(QFormat, Option<QFormat>)> {

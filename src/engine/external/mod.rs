@@ -125,6 +125,12 @@ pub fn weights_path(w: &Weights, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             _ => dir,
         });
     }
+    if let Some(id) = crate::engine::hub::HubId::parse(&spec) {
+        let id = id.map_err(anyhow::Error::msg)?;
+        let (p, _) =
+            crate::engine::hub::resolve(&id, true, crate::engine::hub::Freshness::CacheFirst, log)?;
+        return Ok(p);
+    }
     if spec.starts_with("synthetic:") {
         bail!("{spec} has no weights on disk for an external engine to load");
     }
@@ -138,6 +144,7 @@ pub fn load_tokenizer(spec: &str, log: &mut dyn FnMut(&str)) -> Result<Tokenizer
     use crate::engine::text::tokenizer;
     let w = match registry::lookup(spec) {
         Some(_) => Weights::Id(spec.to_string()),
+        None if spec.starts_with("hf:") => Weights::Id(spec.to_string()),
         None => Weights::Path(spec.into()),
     };
     let p = weights_path(&w, log)?;
@@ -209,6 +216,7 @@ pub fn external_info(id: String, backend: String, job: &Job, path: Option<PathBu
         context_length: 0,
         eos_token_ids: Vec::new(),
         bos_token_id: None,
+        source: None,
         engine: EngineConfig {
             backend,
             device: job.device.clone(),
