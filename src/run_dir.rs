@@ -76,9 +76,9 @@ pub struct RunMeta {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_partial: bool,
     /// Models from the Hugging Face Hub, by model name: repository, revision, the commit it
-    /// resolved to when the run started, and each file's hash.
+    /// resolved to when the run started, and each file's hash (`engine::hub::ModelSource`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub model_sources: BTreeMap<String, crate::engine::hub::ModelSource>,
+    pub model_sources: BTreeMap<String, serde_json::Value>,
 }
 
 impl RunMeta {

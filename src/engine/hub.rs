@@ -188,24 +188,8 @@ pub struct HubEnv {
     pub token: Option<String>,
 }
 
-fn env_nonempty(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The standard hub cache folder.
-pub fn cache_dir() -> PathBuf {
-    if let Some(p) = env_nonempty("HF_HUB_CACHE") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = env_nonempty("HF_HOME") {
-        return PathBuf::from(p).join("hub");
-    }
-    if let Some(p) = env_nonempty("XDG_CACHE_HOME") {
-        return PathBuf::from(p).join("huggingface").join("hub");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("huggingface").join("hub")
-}
+use super::cache::env_nonempty;
+pub use super::cache::hf_cache_dir as cache_dir;
 
 impl HubEnv {
     /// Reads `HF_HUB_CACHE`/`HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` (else the
@@ -491,7 +475,7 @@ fn hashes(p: &Path) -> Result<(String, String, u64), EngineError> {
 /// Where a verified blob's sha256 is remembered (by size and modification time), so a
 /// multi-gigabyte file is hashed once, not at every load.
 fn verified_marker(etag: &str) -> PathBuf {
-    crate::engine::registry::cache_root()
+    crate::engine::cache::cache_root()
         .join("hub-verified")
         .join(etag)
 }
@@ -853,7 +837,7 @@ fn hub_error(env: &HubEnv, id: &HubId, e: impl Into<HubCallError>) -> String {
 /// Download progress as lines: every 10%, with speed.
 #[cfg(feature = "hub")]
 struct Reporter<'a> {
-    t: crate::engine::registry::Transfer,
+    t: crate::engine::cache::Transfer,
     /// hf-hub reports a resumed file's offset first after each `init`.
     offset_next: bool,
     progress: &'a mut dyn FnMut(&str),
@@ -863,7 +847,7 @@ struct Reporter<'a> {
 impl<'a> Reporter<'a> {
     fn new(name: &str, progress: &'a mut dyn FnMut(&str)) -> Reporter<'a> {
         Reporter {
-            t: crate::engine::registry::Transfer::new(name, 0),
+            t: crate::engine::cache::Transfer::new(name, 0),
             offset_next: false,
             progress,
         }

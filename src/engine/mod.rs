@@ -1,6 +1,7 @@
 //! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
 //! family it drives. Models run in process through candle.
 
+pub mod cache;
 pub mod candle;
 pub mod driver;
 pub mod external;

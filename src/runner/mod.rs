@@ -56,7 +56,7 @@ pub struct RunOutcome {
 fn hub_sources(
     suite: &Suite,
     obs: &mut dyn RunObserver,
-) -> Result<BTreeMap<String, crate::engine::hub::ModelSource>> {
+) -> Result<BTreeMap<String, serde_json::Value>> {
     use crate::engine::hub::{Freshness, HubId, resolve};
     let mut out = BTreeMap::new();
     for m in &suite.models {
@@ -68,7 +68,7 @@ fn hub_sources(
         let mut log = |s: &str| obs.phase(s);
         let (_, src) = resolve(&id, true, Freshness::CacheFirst, &mut log)
             .with_context(|| format!("model {}", m.name()))?;
-        out.insert(m.name(), src);
+        out.insert(m.name(), serde_json::to_value(src)?);
     }
     Ok(out)
 }
@@ -185,19 +185,20 @@ pub fn run(
             }
             let now = hub_sources(suite, obs)?;
             for (name, was) in &meta.model_sources {
+                let commit = |v: &serde_json::Value| v["commit"].as_str().unwrap_or("").to_string();
                 if let Some(is) = now.get(name)
-                    && is.commit != was.commit
+                    && commit(is) != commit(was)
                 {
                     bail!(
                         "{} measured {name} at commit {} of {}; the cache now resolves {} to \
                          {}: resume with that commit (hf:{}@{}/...) or start a new run",
                         d.display(),
-                        was.commit,
-                        was.repo,
-                        was.revision,
-                        is.commit,
-                        was.repo,
-                        was.commit
+                        commit(was),
+                        was["repo"].as_str().unwrap_or(""),
+                        was["revision"].as_str().unwrap_or(""),
+                        commit(is),
+                        was["repo"].as_str().unwrap_or(""),
+                        commit(was)
                     );
                 }
             }
