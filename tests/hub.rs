@@ -795,3 +795,83 @@ fn a_cached_hub_model_generates_and_runs_with_its_commit_and_hash_recorded() {
     assert_eq!(row["quantization"], "Q4_1");
     assert_eq!(row["parameters"], "135M");
 }
+
+#[cfg(feature = "hub")]
+#[test]
+fn a_safetensors_folder_fetches_its_config_tokenizer_and_indexed_shards_only() {
+    let m = Mirror::start();
+    let index = serde_json::json!({ "weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors" } });
+    m.add(
+        "org/folder",
+        "config.json",
+        br#"{"model_type":"llama"}"#.to_vec(),
+        false,
+    );
+    m.add(
+        "org/folder",
+        "tokenizer.json",
+        br#"{"model":{}}"#.to_vec(),
+        false,
+    );
+    m.add(
+        "org/folder",
+        "model.safetensors.index.json",
+        index.to_string().into_bytes(),
+        false,
+    );
+    m.add(
+        "org/folder",
+        "model-00001-of-00002.safetensors",
+        blob(200_000, 10),
+        true,
+    );
+    m.add(
+        "org/folder",
+        "model-00002-of-00002.safetensors",
+        blob(100_000, 11),
+        true,
+    );
+    m.add("org/folder", "pytorch_model.bin", blob(300_000, 12), true);
+    let home = tempfile::tempdir().unwrap();
+    let out = hub_cmd(home.path(), &m.url)
+        .args(["models", "fetch", "hf:org/folder"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let snap = snapshot(home.path(), "org/folder");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
+        assert!(snap.join(f).is_file(), "{f}");
+    }
+    assert!(!snap.join("pytorch_model.bin").exists());
+    assert!(!m.log().iter().any(|l| l.contains("pytorch_model.bin")));
+
+    // An index that names a path outside the snapshot is refused.
+    let m2 = Mirror::start();
+    let evil = serde_json::json!({ "weight_map": { "a": "../../../evil.safetensors" } });
+    m2.add("org/evil", "config.json", b"{}".to_vec(), false);
+    m2.add("org/evil", "tokenizer.json", b"{}".to_vec(), false);
+    m2.add(
+        "org/evil",
+        "model.safetensors.index.json",
+        evil.to_string().into_bytes(),
+        false,
+    );
+    let out = hub_cmd(home.path(), &m2.url)
+        .args(["models", "fetch", "hf:org/evil"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("evil.safetensors"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!home.path().join("hf/evil.safetensors").exists());
+}
