@@ -1,5 +1,6 @@
-//! Qwen2 and Qwen3 GGUF files (tiny, random, written here) through candle's modules: loading,
-//! the byte-level tokenizer with the qwen2 pre-tokenizer, deterministic greedy generation.
+//! Qwen2 and Qwen3 GGUF files (tiny, random, written here) on the plain-Rust forward: loading,
+//! the byte-level tokenizer with the qwen2 pre-tokenizer, deterministic greedy generation at
+//! batch 2 (Qwen3 included).
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -121,12 +122,16 @@ fn qwen2_and_qwen3_generate_deterministically() {
         let mut a = load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {}).unwrap();
         let mut b = load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(a.info().architecture, arch);
-        assert!(a.info().engine.decode_matmul.contains("candle"));
+        assert!(
+            a.info().engine.decode_matmul.contains("f32"),
+            "{}",
+            a.info().engine.decode_matmul
+        );
         let tok = a.tokenizer().unwrap().clone();
         let ids = tokenizer::encode(&tok, "Hello, wörld 123").unwrap();
         assert_eq!(tokenizer::decode(&tok, &ids).unwrap(), "Hello, wörld 123");
         assert_eq!(tokenizer::encode(&tok, "<|endoftext|>").unwrap().len(), 1);
-        let batch = if arch == "qwen2" { 2 } else { 1 };
+        let batch = 2;
         let req = GenerateRequest {
             prompts: vec![ids.clone(); batch],
             max_new_tokens: 6,
@@ -140,15 +145,5 @@ fn qwen2_and_qwen3_generate_deterministically() {
             "{arch}: equal prompts agree"
         );
         assert_eq!(x.generated_tokens(), 6 * batch);
-        if arch == "qwen3" {
-            let two = GenerateRequest {
-                prompts: vec![ids.clone(), ids.clone()],
-                ..req
-            };
-            assert!(matches!(
-                a.generate(&two, &mut NoObserver),
-                Err(joulebench::engine::EngineError::Request(_))
-            ));
-        }
     }
 }

@@ -133,7 +133,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     );
     // 16 of 16 on this machine; a near-tie may flip on another CPU (summation order).
     assert!(agree >= 12, "only {agree} of 16 greedy tokens agree");
-    let ours = joulebench::engine::candle::gemma::reference_logits(&model, &prompt).unwrap();
+    let ours = joulebench::engine::candle::transformer::reference_logits(&model, &prompt).unwrap();
     let top = |v: &[f32]| {
         let mut i: Vec<usize> = (0..v.len()).collect();
         i.sort_by(|a, b| v[*b].total_cmp(&v[*a]));

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 /// Architectures joulebench runs from GGUF files.
 pub const SUPPORTED_ARCH: &str =
-    "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3, gemma3";
+    "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3, gemma3, phi3";
+
+/// Architectures loaded by the generic forward (`transformer.rs`) rather than `llama.rs`.
+const OTHER_ARCH: &[&str] = &["qwen2", "qwen3", "gemma3", "phi3"];
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -100,8 +103,10 @@ pub fn load(
     }
     if let Some(g) = other_gguf(spec, opts, progress)? {
         let arch = g.string("general.architecture").unwrap_or_default();
-        if arch == "gemma3" {
-            return Ok(Box::new(crate::engine::candle::gemma::load(
+        // On the CPU every architecture runs on the one plain-Rust forward; Qwen on a GPU
+        // device through candle-transformers' modules.
+        if dev.is_cpu() || !matches!(arch.as_str(), "qwen2" | "qwen3") {
+            return Ok(Box::new(crate::engine::candle::transformer::load(
                 g,
                 spec,
                 &opts.device,
@@ -154,8 +159,7 @@ impl InferenceBackend for Sourced {
     }
 }
 
-/// The opened GGUF file at `spec` (a path, or a registered id) when it is a Qwen2, Qwen3 or
-/// Gemma 3 model, which have their own loaders.
+/// The opened GGUF file at `spec` (a path, or a registered id) when it is one of [`OTHER_ARCH`].
 fn other_gguf(
     spec: &str,
     opts: &LoadOptions,
@@ -171,7 +175,7 @@ fn other_gguf(
         registry::check_size(&path, f)?;
         let g = Gguf::open(&path)?;
         let arch = g.string("general.architecture").unwrap_or_default();
-        return Ok(matches!(arch.as_str(), "qwen2" | "qwen3" | "gemma3").then_some(g));
+        return Ok(OTHER_ARCH.contains(&arch.as_str()).then_some(g));
     }
     let p = Path::new(spec);
     if spec.starts_with("synthetic:") || !p.exists() {
@@ -182,7 +186,7 @@ fn other_gguf(
     }
     let g = Gguf::open(&gguf_in(p)?)?;
     let arch = g.string("general.architecture").unwrap_or_default();
-    Ok(matches!(arch.as_str(), "qwen2" | "qwen3" | "gemma3").then_some(g))
+    Ok(OTHER_ARCH.contains(&arch.as_str()).then_some(g))
 }
 
 fn is_bert_folder(p: &Path) -> bool {
