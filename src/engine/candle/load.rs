@@ -20,6 +20,15 @@ pub const SUPPORTED_ARCH: &str =
 /// Architectures loaded by the generic forward (`transformer.rs`) rather than `llama.rs`.
 const OTHER_ARCH: &[&str] = &["qwen2", "qwen3", "gemma3", "phi3"];
 
+/// Whether the generic forward runs this file: every architecture but llama, and llama GGUF
+/// files on the CPU with the default plan (both phases on the kernels). `llama.rs` keeps the
+/// other plans (`--prefill-matmul dense|candle`), GPU devices, synthetic models and
+/// safetensors folders.
+fn generic(arch: &str, opts: &LoadOptions) -> bool {
+    OTHER_ARCH.contains(&arch)
+        || (arch == "llama" && opts.device == "cpu" && opts.matmul == MatmulPlan::default())
+}
+
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -159,7 +168,8 @@ impl InferenceBackend for Sourced {
     }
 }
 
-/// The opened GGUF file at `spec` (a path, or a registered id) when it is one of [`OTHER_ARCH`].
+/// The opened GGUF file at `spec` (a path, or a registered id) when the generic forward runs
+/// it ([`generic`]).
 fn other_gguf(
     spec: &str,
     opts: &LoadOptions,
@@ -175,7 +185,7 @@ fn other_gguf(
         registry::check_size(&path, f)?;
         let g = Gguf::open(&path)?;
         let arch = g.string("general.architecture").unwrap_or_default();
-        return Ok(OTHER_ARCH.contains(&arch.as_str()).then_some(g));
+        return Ok(generic(&arch, opts).then_some(g));
     }
     let p = Path::new(spec);
     if spec.starts_with("synthetic:") || !p.exists() {
@@ -186,7 +196,7 @@ fn other_gguf(
     }
     let g = Gguf::open(&gguf_in(p)?)?;
     let arch = g.string("general.architecture").unwrap_or_default();
-    Ok(OTHER_ARCH.contains(&arch.as_str()).then_some(g))
+    Ok(generic(&arch, opts).then_some(g))
 }
 
 fn is_bert_folder(p: &Path) -> bool {
