@@ -31,6 +31,9 @@ pub enum Command {
     },
     /// Compare two runs (or a saved baseline) for efficiency regressions; exit 1 on one.
     Compare(CompareArgs),
+    /// A/B in one job: two models of a suite measured alternately (ABBA) on this machine, judged
+    /// on paired differences; exit 1 on a regression.
+    Ab(AbArgs),
     /// Merge the run folders of a suite's shards into one run folder with one report.
     Merge(MergeArgs),
     /// Write (and with --submit, submit) a Slurm job array that runs a suite in shards, and a
@@ -185,6 +188,42 @@ pub struct RunCellArgs {
     /// Repetition numbers to run, comma separated.
     #[arg(long, value_delimiter = ',')]
     pub reps: Vec<u32>,
+    /// Stay loaded and run one repetition per `rep N` line on stdin, marking records with
+    /// this A/B variant (base or candidate).
+    #[arg(long, value_name = "VARIANT")]
+    pub serve: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// The suite file (TOML); optional with --resume (the run folder keeps its copy).
+    pub config: Option<std::path::PathBuf>,
+    /// The base variant: a model name (alias) of the suite.
+    #[arg(long, value_name = "ALIAS")]
+    pub base: String,
+    /// The candidate variant: another model name of the suite.
+    #[arg(long, value_name = "ALIAS")]
+    pub candidate: String,
+    /// Pairs of repetitions (each variant runs this many, alternating in ABBA blocks).
+    #[arg(long, default_value_t = 10)]
+    pub pairs: u32,
+    /// A regression must be worse by more than this many percent (and significant).
+    #[arg(long, value_name = "PCT", default_value_t = 2.0)]
+    pub threshold: f64,
+    /// Family-wise significance level (Holm-corrected over every cell and metric).
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Metrics to judge (repeatable); default: decode and prefill J/token, J/request, TPOT.
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CompareFormat,
+    /// Parent folder of run folders.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: std::path::PathBuf,
+    /// Finish an interrupted A/B job.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

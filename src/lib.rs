@@ -1,6 +1,7 @@
 //! joulebench: how many joules an open model spends per token, on this hardware, in this
 //! configuration. The library holds everything; the binary only translates the command line.
 
+pub mod ab;
 pub mod baseline;
 pub mod clock;
 pub mod cluster;

@@ -166,6 +166,12 @@ pub struct Record {
     /// Where it was measured (node, hardware fingerprint, shard); merged runs keep it per record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<crate::cluster::shard::HostTag>,
+    /// In an A/B job (`joulebench ab`): which variant this repetition measured (`base` or
+    /// `candidate`); its pair is `ab_pair` (the repetition number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab_variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab_pair: Option<u32>,
 }
 
 /// The steady-state window of a concurrent repetition (as ML.ENERGY defines it).

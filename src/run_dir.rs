@@ -79,6 +79,17 @@ pub struct RunMeta {
     /// resolved to when the run started, and each file's hash (`engine::hub::ModelSource`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_sources: BTreeMap<String, serde_json::Value>,
+    /// Set when this run folder is an A/B job (`joulebench ab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbSettings>,
+}
+
+/// What an A/B job compares: two model names of the suite and the pairs asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbSettings {
+    pub base: String,
+    pub candidate: String,
+    pub pairs: u32,
 }
 
 impl RunMeta {

@@ -5,24 +5,29 @@ use anyhow::{Result, bail};
 use joulebench::compare;
 use joulebench::metric::Metric;
 
-/// Runs `compare`; exit 0 pass, 1 regression, 2 nothing comparable.
-pub fn run_compare(a: CompareArgs) -> Result<u8> {
-    let metrics: Vec<Metric> = if a.metrics.is_empty() {
-        Metric::COMPARED.to_vec()
-    } else {
-        let mut v = Vec::new();
-        for name in &a.metrics {
-            let Some(m) = Metric::parse(name) else {
-                let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                bail!("unknown metric {name:?}; known: {}", known.join(", "));
-            };
-            v.push(m);
-        }
-        v
-    };
-    if !((0.0..100.0).contains(&a.threshold) && a.alpha > 0.0 && a.alpha < 1.0) {
+/// The metrics named on the command line (the compared defaults when none), after checking the
+/// threshold and level.
+pub(super) fn parse_metrics(names: &[String], threshold: f64, alpha: f64) -> Result<Vec<Metric>> {
+    if !((0.0..100.0).contains(&threshold) && alpha > 0.0 && alpha < 1.0) {
         bail!("--threshold takes a percentage in [0, 100) and --alpha a level in (0, 1)");
     }
+    if names.is_empty() {
+        return Ok(Metric::COMPARED.to_vec());
+    }
+    let mut v = Vec::new();
+    for name in names {
+        let Some(m) = Metric::parse(name) else {
+            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            bail!("unknown metric {name:?}; known: {}", known.join(", "));
+        };
+        v.push(m);
+    }
+    Ok(v)
+}
+
+/// Runs `compare`; exit 0 pass, 1 regression, 2 nothing comparable.
+pub fn run_compare(a: CompareArgs) -> Result<u8> {
+    let metrics = parse_metrics(&a.metrics, a.threshold, a.alpha)?;
     let base = compare::load_side(&a.base, &a.baselines).map_err(anyhow::Error::msg)?;
     let cand = compare::load_side(&a.cand, &a.baselines).map_err(anyhow::Error::msg)?;
     let c = compare::compare(

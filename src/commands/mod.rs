@@ -1,5 +1,6 @@
 //! Runs a parsed command line; returns the process exit code.
 
+mod ab;
 mod cluster;
 mod compare;
 mod models;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run_suite(a),
         Command::RunCell(a) => run::run_cell(a),
         Command::Compare(a) => compare::run_compare(a),
+        Command::Ab(a) => ab::run_ab(a),
         Command::Report { dir } => {
             if !dir.join("records.jsonl").exists() {
                 anyhow::bail!(

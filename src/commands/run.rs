@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+pub(super) fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&flag))
@@ -22,8 +22,8 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 }
 
 /// A bar with ETA on a terminal, plain lines otherwise (CI logs).
-struct Progress {
-    bar: Option<ProgressBar>,
+pub(super) struct Progress {
+    pub(super) bar: Option<ProgressBar>,
 }
 
 impl Progress {
@@ -123,6 +123,7 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         exe: std::env::current_exe().context("cannot find the joulebench binary")?,
         shard: a.shard,
         node_shared: a.node_shared,
+        ab: None,
     };
     let mut progress = Progress { bar: None };
     let out = joulebench::runner::run(&suite, &opts, &interrupt, &mut progress)?;
@@ -167,5 +168,14 @@ impl joulebench::runner::cell::CellObserver for StderrNotes {
 /// Runs one cell (child process of `run`).
 pub fn run_cell(a: RunCellArgs) -> Result<u8> {
     let interrupt = interrupt_flag()?;
+    if let Some(v) = &a.serve {
+        return joulebench::runner::cell::serve_cell(
+            &a.run_dir,
+            a.cell,
+            v,
+            &interrupt,
+            &mut StderrNotes,
+        );
+    }
     joulebench::runner::cell::run_cell(&a.run_dir, a.cell, &a.reps, &interrupt, &mut StderrNotes)
 }

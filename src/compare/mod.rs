@@ -200,7 +200,7 @@ fn by_cell(recs: &[Record]) -> BTreeMap<Key, Vec<&Record>> {
     m
 }
 
-fn provenance(rs: &[&Record]) -> Option<Provenance> {
+pub(crate) fn provenance(rs: &[&Record]) -> Option<Provenance> {
     if rs.iter().any(|r| {
         r.energy
             .as_ref()
@@ -238,7 +238,7 @@ pub struct CompareOptions {
 /// What a cell's energy covers: its scope, the domains whose energy it adds, and how each
 /// source was read. Two sides compare only when these agree: a total that lost its DRAM (or a
 /// GPU) reads as an improvement that is not one.
-fn coverage(rs: &[&Record]) -> Option<String> {
+pub(crate) fn coverage(rs: &[&Record]) -> Option<String> {
     let e = rs.iter().find_map(|r| r.energy.as_ref())?;
     let mut domains: Vec<String> = e
         .domains

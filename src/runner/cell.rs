@@ -374,17 +374,19 @@ pub fn run_cell(
     }
 }
 
-/// The repetition protocol: warmup, window sizing, then each repetition's passes inside one
-/// window, its figures and its record.
-fn repeat(
+/// What the warmup settled: the meters, and how many passes one repetition's window holds.
+struct Prepared {
+    meters: Meters,
+    k: usize,
+}
+
+/// Meters, warmup and window sizing: everything before the first repetition.
+fn prepare(
     ctx: &CellContext,
-    job: &Job,
     driver: &mut dyn Driver,
-    reps: &[u32],
-    interrupt: &AtomicBool,
     obs: &mut dyn CellObserver,
-) -> Result<u8> {
-    let (suite, cell) = (&ctx.suite, &ctx.cell);
+) -> Result<Prepared> {
+    let suite = &ctx.suite;
     let meters = ctx.meters(driver.estimate_scope())?;
     if let Some(line) = &meters.lost_sensor {
         obs.note(line);
@@ -408,78 +410,171 @@ fn repeat(
     } else {
         1
     };
+    Ok(Prepared { meters, k })
+}
+
+/// The repetition protocol: warmup, window sizing, then each repetition's passes inside one
+/// window, its figures and its record.
+fn repeat(
+    ctx: &CellContext,
+    job: &Job,
+    driver: &mut dyn Driver,
+    reps: &[u32],
+    interrupt: &AtomicBool,
+    obs: &mut dyn CellObserver,
+) -> Result<u8> {
+    let prep = prepare(ctx, driver, obs)?;
     for &rep in reps {
         if interrupt.load(Ordering::Relaxed) {
             return Ok(130);
         }
-        let round = Round::Repetition(rep);
-        let events = SamplerEvents {
-            meters: &meters,
-            round,
-        };
-        let busy0 = driver.in_process().then(machine_busy_ns).flatten();
-        let own0 = crate::clock::process_cpu_ns();
-        let t0 = crate::clock::monotonic_ns();
-        let mut passes: Vec<Pass> = Vec::with_capacity(k);
-        let mut first = 0;
-        for _ in 0..k {
-            let pass = driver.run(&events, first).map_err(|e| {
-                driver.explain(e.context(format!("repetition {rep} of {}", cell.id)))
-            })?;
-            first += pass.outputs.len();
-            passes.push(pass);
-        }
-        let settle = meters.sampler.mark(Mark::round(round, Phase::Settle));
-        let wall_ns = crate::clock::monotonic_ns() - t0;
-        if settle.values.iter().any(Option::is_none) {
-            // A failed read at the window's end is bridged only from reads on both sides.
-            meters.sampler.sample_now();
-        }
-        let rec = meters.sampler.snapshot();
-        let mut warnings = meters.warnings.clone();
-        warnings.extend(meters.sampler.health());
-        if driver.in_process() {
-            let own = crate::clock::process_cpu_ns().saturating_sub(own0);
-            warnings.extend(contamination(busy0, own, wall_ns));
-        }
-        let mut r = ctx.new_record(rep);
-        r.synthetic = driver.info().synthetic;
-        r.model_info = Some(driver.info().clone());
-        (r.batch, r.concurrency) = driver.shape(job);
-        r.token_counts = passes.first().map(|p| p.token_counts.clone());
-        for w in passes.iter().flat_map(|p| &p.warnings) {
-            if !warnings.contains(w) {
-                warnings.push(w.clone());
-            }
-        }
-        let outputs: Vec<Output> = passes
-            .iter_mut()
-            .flat_map(|p| p.outputs.drain(..))
-            .collect();
-        warnings.extend(meters.lost_sensor.clone());
-        warnings.extend(figures::fill(
-            &mut r,
-            &rec,
-            round,
-            &outputs,
-            ctx.idle.as_ref(),
-            suite,
-        ));
-        if meters.energy_refused {
-            figures::energy::clear(&mut r);
-        }
-        if let Some(streams) = passes.first().and_then(|p| p.streams) {
-            let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();
-            warnings.extend(concurrency::streams(
-                &mut r, &rec, round, streams, &outputs, &chunks,
-            ));
-        }
-        r.warnings = warnings;
-        ctx.save(r, &rec, obs)?;
-        driver.check()?;
+        one(ctx, job, driver, &prep, rep, None, obs)?;
     }
-    drop(meters.sampler.stop());
+    drop(prep.meters.sampler.stop());
     Ok(0)
+}
+
+/// Repetition `rep`: its passes inside one window, its figures, its record (fsynced). `ab`
+/// marks the record with its variant of an A/B job (the pair is the repetition).
+fn one(
+    ctx: &CellContext,
+    job: &Job,
+    driver: &mut dyn Driver,
+    prep: &Prepared,
+    rep: u32,
+    ab: Option<&str>,
+    obs: &mut dyn CellObserver,
+) -> Result<()> {
+    let (suite, cell) = (&ctx.suite, &ctx.cell);
+    let (meters, k) = (&prep.meters, prep.k);
+    let round = Round::Repetition(rep);
+    let events = SamplerEvents { meters, round };
+    let busy0 = driver.in_process().then(machine_busy_ns).flatten();
+    let own0 = crate::clock::process_cpu_ns();
+    let t0 = crate::clock::monotonic_ns();
+    let mut passes: Vec<Pass> = Vec::with_capacity(k);
+    let mut first = 0;
+    for _ in 0..k {
+        let pass = driver
+            .run(&events, first)
+            .map_err(|e| driver.explain(e.context(format!("repetition {rep} of {}", cell.id))))?;
+        first += pass.outputs.len();
+        passes.push(pass);
+    }
+    let settle = meters.sampler.mark(Mark::round(round, Phase::Settle));
+    let wall_ns = crate::clock::monotonic_ns() - t0;
+    if settle.values.iter().any(Option::is_none) {
+        // A failed read at the window's end is bridged only from reads on both sides.
+        meters.sampler.sample_now();
+    }
+    let rec = meters.sampler.snapshot();
+    let mut warnings = meters.warnings.clone();
+    warnings.extend(meters.sampler.health());
+    if driver.in_process() {
+        let own = crate::clock::process_cpu_ns().saturating_sub(own0);
+        warnings.extend(contamination(busy0, own, wall_ns));
+    }
+    let mut r = ctx.new_record(rep);
+    if let Some(v) = ab {
+        r.ab_variant = Some(v.to_string());
+        r.ab_pair = Some(rep);
+    }
+    r.synthetic = driver.info().synthetic;
+    r.model_info = Some(driver.info().clone());
+    (r.batch, r.concurrency) = driver.shape(job);
+    r.token_counts = passes.first().map(|p| p.token_counts.clone());
+    for w in passes.iter().flat_map(|p| &p.warnings) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
+    let outputs: Vec<Output> = passes
+        .iter_mut()
+        .flat_map(|p| p.outputs.drain(..))
+        .collect();
+    warnings.extend(meters.lost_sensor.clone());
+    warnings.extend(figures::fill(
+        &mut r,
+        &rec,
+        round,
+        &outputs,
+        ctx.idle.as_ref(),
+        suite,
+    ));
+    if meters.energy_refused {
+        figures::energy::clear(&mut r);
+    }
+    if let Some(streams) = passes.first().and_then(|p| p.streams) {
+        let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();
+        warnings.extend(concurrency::streams(
+            &mut r, &rec, round, streams, &outputs, &chunks,
+        ));
+    }
+    r.warnings = warnings;
+    ctx.save(r, &rec, obs)?;
+    driver.check()
+}
+
+/// A long-lived cell process of an A/B job (`run-cell --serve VARIANT`): loads the model, warms
+/// up, says `ready` on stdout, then runs one repetition per `rep N` line on stdin, answering
+/// `done N` once its record is fsynced; ends at `quit`, end of input, or an interrupt. The
+/// parent alternates two of these, so interleaving costs no load time.
+pub fn serve_cell(
+    run_dir: &Path,
+    index: usize,
+    variant: &str,
+    interrupt: &AtomicBool,
+    obs: &mut dyn CellObserver,
+) -> Result<u8> {
+    use std::io::{BufRead, Write};
+    die_with_parent();
+    let ctx = CellContext::load(run_dir, index)?;
+    fault_hook(obs);
+    let job = ctx.job();
+    let mut driver = crate::engine::open_driver(
+        &ctx.cell.model.engine,
+        &job,
+        ctx.cell.model.name(),
+        &mut |s| obs.note(s),
+    )?;
+    let outcome = (|| -> Result<u8> {
+        let prep = prepare(&ctx, driver.as_mut(), obs)?;
+        obs.note(&format!(
+            "A/B {variant}: loaded and warmed up once; serving repetitions"
+        ));
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")?;
+        out.flush()?;
+        for line in std::io::stdin().lock().lines() {
+            let line = line?;
+            if interrupt.load(Ordering::Relaxed) {
+                return Ok(130);
+            }
+            let cmd = line.trim();
+            if cmd == "quit" {
+                break;
+            }
+            let Some(rep) = cmd
+                .strip_prefix("rep ")
+                .and_then(|n| n.trim().parse::<u32>().ok())
+            else {
+                bail!("unknown request {cmd:?} (rep N or quit)");
+            };
+            one(&ctx, &job, driver.as_mut(), &prep, rep, Some(variant), obs)?;
+            writeln!(out, "done {rep}")?;
+            out.flush()?;
+        }
+        drop(prep.meters.sampler.stop());
+        Ok(0)
+    })();
+    driver.close();
+    match outcome {
+        Err(e) if e.downcast_ref::<OutputWriteError>().is_some() => {
+            obs.note(&format!("error: {e}"));
+            Ok(EXIT_WRITE_FAILED)
+        }
+        other => other,
+    }
 }
 
 /// A record for a cell that failed before or while running.
@@ -525,5 +620,7 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         steady: None,
         whole: None,
         host: None,
+        ab_variant: None,
+        ab_pair: None,
     }
 }

@@ -19,36 +19,17 @@ pub enum ChildEnd {
     WriteFailed(String),
 }
 
-/// Runs repetitions `reps` of `cell` in a child process of `exe` (threads, affinity and
-/// environment of its profile; stderr to its log), forwarding Ctrl-C and enforcing the timeout.
-pub fn run_child(
-    dir: &Path,
-    suite: &Suite,
-    cell: &Cell,
-    reps: &[u32],
-    exe: &Path,
-    interrupt: &AtomicBool,
-) -> Result<ChildEnd> {
-    let log = log_path(dir, &cell.id, "stderr.log");
-    let err =
-        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+/// The command of a cell process of `exe`: `run-cell` for the cell, with its profile's
+/// environment, threads and CPU affinity (the caller adds what to run and the pipes).
+pub fn cell_command(dir: &Path, cell: &Cell, exe: &Path) -> Command {
     let threads = cell.profile.thread_count();
-    let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(exe);
     cmd.arg("run-cell")
         .arg("--run-dir")
         .arg(dir)
-        .args([
-            "--cell",
-            &cell.index.to_string(),
-            "--reps",
-            &reps_arg.join(","),
-        ])
+        .args(["--cell", &cell.index.to_string()])
         .envs(&cell.profile.env)
-        .envs(crate::engine::thread_env(threads))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .envs(crate::engine::thread_env(threads));
     if let Some(cpus) = cell.profile.cpu_affinity.clone() {
         use std::os::unix::process::CommandExt;
         // SAFETY: only async-signal-safe calls (CPU_SET, sched_setaffinity) between fork and exec.
@@ -65,6 +46,28 @@ pub fn run_child(
             });
         }
     }
+    cmd
+}
+
+/// Runs repetitions `reps` of `cell` in a child process of `exe` (threads, affinity and
+/// environment of its profile; stderr to its log), forwarding Ctrl-C and enforcing the timeout.
+pub fn run_child(
+    dir: &Path,
+    suite: &Suite,
+    cell: &Cell,
+    reps: &[u32],
+    exe: &Path,
+    interrupt: &AtomicBool,
+) -> Result<ChildEnd> {
+    let log = log_path(dir, &cell.id, "stderr.log");
+    let err =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let reps_arg: Vec<String> = reps.iter().map(u32::to_string).collect();
+    let mut cmd = cell_command(dir, cell, exe);
+    cmd.args(["--reps", &reps_arg.join(",")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! (so threads, affinity and environment apply cleanly and a crash stays in its cell), records
 //! appended as they are measured, and summaries written from the records.
 
+pub mod ab;
 pub mod cell;
 pub mod child;
 pub mod figures;
@@ -40,6 +41,9 @@ pub struct RunOptions {
     pub shard: Option<crate::cluster::shard::Shard>,
     /// The node is not held exclusively: mark every record so.
     pub node_shared: bool,
+    /// An A/B job: the suite holds just the two variants and `pairs` repetitions each, run
+    /// alternately by two long-lived cell processes per (profile, workload).
+    pub ab: Option<crate::run_dir::AbSettings>,
 }
 
 /// What a run did.
@@ -71,6 +75,22 @@ fn hub_sources(
         out.insert(m.name(), serde_json::to_value(src)?);
     }
     Ok(out)
+}
+
+/// Appends the failed record of `cell`; says why when it cannot be written.
+fn record_failure(
+    dir: &Path,
+    suite: &Suite,
+    meta: &RunMeta,
+    cell: &Cell,
+    why: &str,
+) -> Option<String> {
+    let mut r = cell::failed_record(suite, cell, why.to_string());
+    r.host = Some(meta.host_tag());
+    let path = dir.join(run_dir::RECORDS);
+    record::append(&path, &r)
+        .err()
+        .map(|e| format!("cannot append to {}: {e}", path.display()))
 }
 
 /// Repetitions of each cell already recorded as done.
@@ -161,6 +181,30 @@ pub fn run(
                      (joulebench run CONFIG --shard I/N) and merge again",
                     d.display(),
                     meta.parts.len()
+                );
+            }
+            if meta.ab != opts.ab {
+                bail!(
+                    "{} {}; resume it with the command that started it{}",
+                    d.display(),
+                    match &meta.ab {
+                        Some(a) => format!(
+                            "is an A/B job ({} vs {}, {} pairs)",
+                            a.candidate, a.base, a.pairs
+                        ),
+                        None => "is an ordinary run, not an A/B job".into(),
+                    },
+                    match &meta.ab {
+                        Some(a) => format!(
+                            " (joulebench ab CONFIG --base {} --candidate {} --pairs {} \
+                             --resume {})",
+                            a.base,
+                            a.candidate,
+                            a.pairs,
+                            d.display()
+                        ),
+                        None => " (joulebench run --resume)".into(),
+                    }
                 );
             }
             let had = meta.shard.as_ref().map(|s| Shard {
@@ -258,6 +302,7 @@ pub fn run(
                     .collect(),
                 allow_partial: suite.allow_partial,
                 model_sources: hub_sources(suite, obs)?,
+                ab: opts.ab.clone(),
             };
             write_json(&dir.join(run_dir::META), &meta)?;
             (dir, meta)
@@ -302,6 +347,15 @@ pub fn run(
         ));
         idle::idle_baseline(&dir, suite, &hw, interrupt)?;
     }
+    if let Some(ab) = &opts.ab {
+        let out = ab::run_pairs(&dir, suite, &meta, ab, &todo, &opts.exe, interrupt, obs)?;
+        return Ok(RunOutcome {
+            dir,
+            interrupted: out.interrupted,
+            failed_cells: out.failed,
+            write_failure: out.write_failure,
+        });
+    }
     let mut failed = Vec::new();
     let mut write_failure: Option<String> = None;
     let mut interrupted = interrupt.load(Ordering::Relaxed);
@@ -328,11 +382,8 @@ pub fn run(
                 obs.cell_finished(cell, Some("interrupted"));
             }
             ChildEnd::Failed(why) => {
-                let mut r = cell::failed_record(suite, cell, why.clone());
-                r.host = Some(meta.host_tag());
-                let path = dir.join(run_dir::RECORDS);
-                if let Err(e) = record::append(&path, &r) {
-                    write_failure = Some(format!("cannot append to {}: {e}", path.display()));
+                if let Some(w) = record_failure(&dir, suite, &meta, cell, &why) {
+                    write_failure = Some(w);
                 }
                 failed.push(cell.id.clone());
                 obs.cell_finished(cell, Some(&why));

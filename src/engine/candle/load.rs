@@ -20,13 +20,12 @@ pub const SUPPORTED_ARCH: &str =
 /// Architectures loaded by the generic forward (`transformer.rs`) rather than `llama.rs`.
 const OTHER_ARCH: &[&str] = &["qwen2", "qwen3", "gemma3", "phi3"];
 
-/// Whether the generic forward runs this file: every architecture but llama, and llama GGUF
-/// files on the CPU with the default plan (both phases on the kernels). `llama.rs` keeps the
-/// other plans (`--prefill-matmul dense|candle`), GPU devices, synthetic models and
-/// safetensors folders.
-fn generic(arch: &str, opts: &LoadOptions) -> bool {
+/// Whether the generic forward runs this file: every architecture but llama, which stays on
+/// `llama.rs` (its prefill's kernel mix reproduces llama.cpp's greedy tokens on the default
+/// model 16 of 16; the generic forward's matches at 9 of 16 on the same prompt, a 0.23-logit
+/// near-tie at token 10, and is left for a later comparison against llama.cpp).
+fn generic(arch: &str, _opts: &LoadOptions) -> bool {
     OTHER_ARCH.contains(&arch)
-        || (arch == "llama" && opts.device == "cpu" && opts.matmul == MatmulPlan::default())
 }
 
 /// How to load.
