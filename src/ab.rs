@@ -1,16 +1,21 @@
 //! `joulebench ab`: two variants of a suite measured alternately in one job, judged on their
 //! paired differences. Repetitions run in ABBA blocks (A B B A A B B A ...), so a drift that is
 //! linear over a block cancels in it; pair `i` is repetition `i` of the base and of the
-//! candidate. Per pair the log ratio candidate/base; per (cell, metric) the ratio of geometric
-//! means with a paired t interval, a two-sided p-value, Holm's correction across every row of
-//! the job (the false-alarm rate is per job, not per row), and a verdict as `compare` gives one:
-//! regressed = beyond the threshold in the bad direction *and* significant after correction.
+//! candidate. Per pair the log ratio candidate/base; per (cell, metric) Wilcoxon's signed-rank
+//! test on them (exact, distribution-free: a shared machine's odd slow or fast repetition does
+//! not swamp it as it does a t test), the Hodges-Lehmann ratio with its interval, Holm's
+//! correction across every row of the job (the false-alarm rate is per job, not per row), and
+//! a verdict as `compare` gives one: regressed = beyond the threshold in the bad direction
+//! *and* significant after correction.
 
 use crate::compare::Verdict;
 use crate::meter::Provenance;
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::collections::BTreeMap;
+
+#[cfg(test)]
+use crate::stats::signed_rank_counts;
+pub use crate::stats::{Paired, holm, paired};
 
 /// Complete pairs below which a row is not judged.
 pub const MIN_PAIRS: usize = 5;
@@ -49,70 +54,6 @@ pub fn schedule(pairs: u32) -> Vec<(Variant, u32)> {
 /// The ABBA block a pair belongs to (1-based).
 pub fn block_of(pair: u32) -> u32 {
     pair.div_ceil(2)
-}
-
-/// Paired statistics of one (cell, metric).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Paired {
-    /// Complete pairs (both values positive and finite).
-    pub n: usize,
-    /// exp(mean log ratio): the ratio of the geometric means, candidate / base.
-    pub ratio: f64,
-    /// The t interval of that ratio at level 1 - alpha.
-    pub ci: [f64; 2],
-    /// Two-sided p-value of "no change" (mean log ratio 0).
-    pub p: f64,
-    /// Each pair's ratio, in pair order.
-    pub pair_ratios: Vec<f64>,
-}
-
-/// Paired statistics of `pairs` = (pair index, base value, candidate value).
-pub fn paired(pairs: &[(u32, f64, f64)], alpha: f64) -> Option<Paired> {
-    let mut ok: Vec<(u32, f64)> = pairs
-        .iter()
-        .filter(|(_, b, c)| b.is_finite() && c.is_finite() && *b > 0.0 && *c > 0.0)
-        .map(|&(i, b, c)| (i, (c / b).ln()))
-        .collect();
-    ok.sort_by_key(|x| x.0);
-    let n = ok.len();
-    if n < 2 {
-        return None;
-    }
-    let d: Vec<f64> = ok.iter().map(|x| x.1).collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let se = (var / n as f64).sqrt();
-    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?;
-    let q = t.inverse_cdf(1.0 - alpha / 2.0);
-    let p = if se > 0.0 {
-        2.0 * (1.0 - t.cdf((mean / se).abs()))
-    } else if mean == 0.0 {
-        1.0
-    } else {
-        0.0
-    };
-    Some(Paired {
-        n,
-        ratio: mean.exp(),
-        ci: [(mean - q * se).exp(), (mean + q * se).exp()],
-        p: p.clamp(0.0, 1.0),
-        pair_ratios: d.iter().map(|x| x.exp()).collect(),
-    })
-}
-
-/// Holm's step-down adjustment: adjusted p-values in the input's order.
-pub fn holm(p: &[f64]) -> Vec<f64> {
-    let m = p.len();
-    let mut idx: Vec<usize> = (0..m).collect();
-    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
-    let mut out = vec![1.0; m];
-    let mut running: f64 = 0.0;
-    for (rank, &i) in idx.iter().enumerate() {
-        let adj = ((m - rank) as f64 * p[i]).min(1.0);
-        running = running.max(adj);
-        out[i] = running;
-    }
-    out
 }
 
 /// The drift of one variant across the job: (max - min) / min of its per-block means, from
@@ -583,8 +524,8 @@ mod tests {
     fn a_linear_drift_cancels_in_abba_blocks() {
         // Both variants equal, the machine slowing by 1% per repetition slot.
         let order = schedule(10);
-        let mut base = vec![0.0; 11];
-        let mut cand = vec![0.0; 11];
+        let mut base = [0.0; 11];
+        let mut cand = [0.0; 11];
         for (slot, (v, p)) in order.iter().enumerate() {
             let value = 1.0 + 0.01 * slot as f64;
             match v {
@@ -600,6 +541,50 @@ mod tests {
         assert!(s.p > 0.5, "{}", s.p);
         let d = drift(&(1..=10).map(|p| (p, base[p as usize])).collect::<Vec<_>>()).unwrap();
         assert!(d > 0.1, "the base drifted {d}");
+    }
+
+    #[test]
+    fn signed_rank_statistics_match_the_tables() {
+        // n = 10: P(W <= 8) = 25/1024 (the tables' two-sided 5% critical value), and the
+        // counts up to 10 are the partitions into distinct parts: 1 1 1 2 2 3 4 5 6 8 10.
+        let c = signed_rank_counts(10);
+        let total: f64 = c.iter().sum();
+        assert_eq!(total, 1024.0);
+        assert_eq!(c[..=8].iter().sum::<f64>(), 25.0);
+        assert_eq!(c[..=10].iter().sum::<f64>(), 43.0);
+        // All ten pairs worse: the smallest two-sided p, 2/1024.
+        let pairs: Vec<(u32, f64, f64)> =
+            (1..=10).map(|p| (p, 1.0, 1.1 + 0.01 * p as f64)).collect();
+        let s = paired(&pairs, 0.05).unwrap();
+        assert!((s.p - 2.0 / 1024.0).abs() < 1e-12, "{}", s.p);
+        // The 95% interval is the 9th smallest and 9th largest of the 55 Walsh averages.
+        let d: Vec<f64> = pairs.iter().map(|(_, b, c)| (c / b).ln()).collect();
+        let mut w: Vec<f64> = Vec::new();
+        for i in 0..10 {
+            for j in i..10 {
+                w.push((d[i] + d[j]) / 2.0);
+            }
+        }
+        w.sort_by(f64::total_cmp);
+        assert!((s.ci[0] - w[8].exp()).abs() < 1e-12 && (s.ci[1] - w[46].exp()).abs() < 1e-12);
+        assert!(
+            (s.ratio - w[27].exp()).abs() < 1e-12,
+            "the median of 55 Walsh averages"
+        );
+    }
+
+    #[test]
+    fn one_wild_pair_does_not_hide_a_steady_shift() {
+        // Nine pairs 5% worse within 1%, one where the candidate's run was stalled (+60%): a
+        // t test on the mean loses it (t = 2.2, p = 0.06); the signed-rank test does not, and
+        // the estimate stays at the steady 5%.
+        let mut pairs: Vec<(u32, f64, f64)> = (1..=9)
+            .map(|p| (p, 1.0, 1.045 + 0.001 * p as f64))
+            .collect();
+        pairs.push((10, 1.0, 1.6));
+        let s = paired(&pairs, 0.05).unwrap();
+        assert!(s.p < 0.01, "{s:?}");
+        assert!(s.ratio > 1.04 && s.ratio < 1.06, "{s:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Summaries of repeated measurements: median, mean, standard deviation, coefficient of variation,
-//! a 95% confidence interval for the mean (Student t), and flagged (never dropped) outliers.
+//! a 95% confidence interval for the mean (Student t), and flagged (never dropped) outliers; and
+//! paired comparisons (Wilcoxon signed-rank, Hodges-Lehmann, Holm) for `joulebench ab`.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
@@ -135,6 +136,127 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
         outliers,
         bootstrap_ci95: None,
     })
+}
+
+/// Paired statistics of two variants' values, pair by pair (`joulebench ab`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// Complete pairs (both values positive and finite).
+    pub n: usize,
+    /// The ratio candidate / base: exp of the Hodges-Lehmann estimate of the pairs' log ratios
+    /// (the median of their Walsh averages), robust to the odd repetition a noisy machine
+    /// slows or speeds up.
+    pub ratio: f64,
+    /// Its distribution-free interval at level 1 - alpha (from the signed-rank distribution).
+    pub ci: [f64; 2],
+    /// Two-sided p-value of "no change" (Wilcoxon's signed-rank test, exact).
+    pub p: f64,
+    /// Each pair's ratio, in pair order.
+    pub pair_ratios: Vec<f64>,
+}
+
+/// How many subsets of the ranks 1..=n sum to each total: the exact null distribution of
+/// Wilcoxon's signed-rank statistic (times 2^n).
+pub fn signed_rank_counts(n: usize) -> Vec<f64> {
+    let max = n * (n + 1) / 2;
+    let mut c = vec![0f64; max + 1];
+    c[0] = 1.0;
+    for r in 1..=n {
+        for s in (r..=max).rev() {
+            c[s] += c[s - r];
+        }
+    }
+    c
+}
+
+/// Paired statistics of `pairs` = (pair index, base value, candidate value): Wilcoxon's
+/// signed-rank test on the log ratios and the Hodges-Lehmann ratio with its interval.
+pub fn paired(pairs: &[(u32, f64, f64)], alpha: f64) -> Option<Paired> {
+    let mut ok: Vec<(u32, f64)> = pairs
+        .iter()
+        .filter(|(_, b, c)| b.is_finite() && c.is_finite() && *b > 0.0 && *c > 0.0)
+        .map(|&(i, b, c)| (i, (c / b).ln()))
+        .collect();
+    ok.sort_by_key(|x| x.0);
+    let n = ok.len();
+    if !(2..=1000).contains(&n) {
+        return None;
+    }
+    let d: Vec<f64> = ok.iter().map(|x| x.1).collect();
+    let mut walsh = Vec::with_capacity(n * (n + 1) / 2);
+    for i in 0..n {
+        for j in i..n {
+            walsh.push((d[i] + d[j]) / 2.0);
+        }
+    }
+    walsh.sort_by(f64::total_cmp);
+    let m = walsh.len();
+    let hl = if m % 2 == 1 {
+        walsh[m / 2]
+    } else {
+        (walsh[m / 2 - 1] + walsh[m / 2]) / 2.0
+    };
+    // The statistic: the sum of the ranks of |d| over the positive d (zeros count half).
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| d[a].abs().total_cmp(&d[b].abs()));
+    let mut w_plus = 0.0;
+    for (rank, &i) in idx.iter().enumerate() {
+        let r = (rank + 1) as f64;
+        if d[i] > 0.0 {
+            w_plus += r;
+        } else if d[i] == 0.0 {
+            w_plus += r / 2.0;
+        }
+    }
+    let counts = signed_rank_counts(n);
+    let total: f64 = counts.iter().sum();
+    let cdf = |w: f64| -> f64 {
+        counts
+            .iter()
+            .enumerate()
+            .take_while(|(s, _)| (*s as f64) <= w + 1e-9)
+            .map(|(_, c)| c)
+            .sum::<f64>()
+            / total
+    };
+    let lower = cdf(w_plus);
+    let upper = 1.0 - cdf(w_plus - 1.0);
+    let p = (2.0 * lower.min(upper)).min(1.0);
+    // The largest c with P(W <= c) <= alpha/2 sets the interval's order statistics.
+    let mut acc = 0.0;
+    let mut c_star: Option<usize> = None;
+    for (s, &c) in counts.iter().enumerate() {
+        acc += c / total;
+        if acc <= alpha / 2.0 {
+            c_star = Some(s);
+        } else {
+            break;
+        }
+    }
+    // 0-based: the (c*+1)-th smallest and largest Walsh averages (Hollander & Wolfe).
+    let k = c_star.map_or(0, |c| c.min(m / 2));
+    Some(Paired {
+        n,
+        ratio: hl.exp(),
+        ci: [walsh[k].exp(), walsh[m - 1 - k].exp()],
+        p: p.clamp(0.0, 1.0),
+        pair_ratios: d.iter().map(|x| x.exp()).collect(),
+    })
+}
+
+/// Holm's step-down adjustment: adjusted p-values in the input's order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut idx: Vec<usize> = (0..m).collect();
+    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![1.0; m];
+    let mut running: f64 = 0.0;
+    for (rank, &i) in idx.iter().enumerate() {
+        let adj = ((m - rank) as f64 * p[i]).min(1.0);
+        running = running.max(adj);
+        out[i] = running;
+    }
+    out
 }
 
 #[cfg(test)]

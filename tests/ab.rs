@@ -232,7 +232,7 @@ fn an_interrupted_job_resumes_without_running_a_repetition_twice() {
         .output()
         .unwrap();
     assert!(
-        matches!(o.status.code(), Some(0 | 1 | 2)),
+        matches!(o.status.code(), Some(0..=2)),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -247,4 +247,100 @@ fn an_interrupted_job_resumes_without_running_a_repetition_twice() {
     seen.dedup();
     assert_eq!(seen.len(), n, "no repetition twice");
     assert_eq!(n, 12, "every pair complete after the resume");
+}
+
+/// The gate's targets on a fake powercap tree held at constant power, where a variant's energy
+/// is set by its work (a fixed busy loop): A against A is flagged in at most 5% of the trials,
+/// a candidate doing 5% more work is found in at least 95% (`--pairs 10`, `--threshold 2`).
+/// Slow (about six minutes): `cargo test --release --test ab -- --ignored --nocapture`
+/// (`AB_TRIALS`, `AB_PAIRS` change the trials and pairs). On this 2-core VM a single run of
+/// the same command varies by about 12% from the next (sd of the pairs' log ratios, measured
+/// with the command alone), so 10 pairs resolve about 10%, not 5%: the false-alarm target
+/// holds (1 of 40), the detection target needs a quieter machine or more pairs.
+#[test]
+#[ignore]
+fn gate_targets_on_a_constant_power_tree() {
+    use joulebench::meter::fake::{FakePowercap, PowerDriver};
+    let trials: usize = std::env::var("AB_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let pairs: String = std::env::var("AB_PAIRS").unwrap_or_else(|_| "10".into());
+    let t = tempfile::tempdir().unwrap();
+    let counters = common::counter_dir();
+    let root = counters.path().join("powercap");
+    std::fs::create_dir_all(&root).unwrap();
+    let tree = FakePowercap::intel_client(&root).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_millis(1));
+    let work = |alias: &str, n: u64| {
+        format!(
+            "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
+             command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
+             tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
+        )
+    };
+    let n = 4_000_000;
+    let cfg = write_suite(
+        t.path(),
+        "targets.toml",
+        &format!(
+            "[suite]\nname = \"targets\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\n\
+             timeout_seconds = 120\nmin_window_ms = 0\n\n[meter]\npowercap_root = \"{}\"\n\
+             interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\n\
+             name = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n{}{}{}",
+            tree.root.display(),
+            work("a", n),
+            work("a2", n),
+            work("more", n + n / 20)
+        ),
+    );
+    let mut alarms = 0;
+    let mut found = 0;
+    let mut ratios = (Vec::new(), Vec::new());
+    for i in 0..trials {
+        for (cand, hits, rs) in [
+            ("a2", &mut alarms, &mut ratios.0),
+            ("more", &mut found, &mut ratios.1),
+        ] {
+            let out = t.path().join(format!("out-{cand}-{i}"));
+            let o = jb()
+                .arg("ab")
+                .arg(&cfg)
+                .args(["--base", "a", "--candidate", cand, "--pairs", &pairs])
+                .args([
+                    "--threshold",
+                    "2",
+                    "--metric",
+                    "j_per_request",
+                    "--format",
+                    "json",
+                ])
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+            let rep: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+            let row = &rep["rows"][0];
+            if std::env::var("AB_VERBOSE").is_ok() {
+                eprintln!("{cand}: {}", row);
+            }
+            assert_eq!(row["provenance"], "measured", "{row}");
+            *hits += (o.status.code() == Some(1)) as usize;
+            rs.push(row["stats"]["ratio"].as_f64().unwrap_or(f64::NAN));
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "A vs A: {alarms} of {trials} flagged (median ratio {:.4}); 5% more work: {found} of \
+         {trials} found (median ratio {:.4})",
+        med(&mut ratios.0),
+        med(&mut ratios.1)
+    );
+    assert!(alarms * 20 <= trials, "{alarms} false alarms of {trials}");
+    assert!(found * 100 >= trials * 95, "{found} of {trials} found");
 }

@@ -537,7 +537,7 @@ fn arch_of(g: &Gguf, name: &str) -> Result<Arch, EngineError> {
             return Err(EngineError::UnsupportedArch {
                 path: g.path.clone(),
                 arch: other.to_string(),
-                supported: super::load::SUPPORTED_ARCH.into(),
+                supported: ARCHES.join(", "),
             });
         }
     }
