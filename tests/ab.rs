@@ -297,6 +297,7 @@ fn gate_targets_on_a_constant_power_tree() {
     let mut alarms = 0;
     let mut found = 0;
     let mut ratios = (Vec::new(), Vec::new());
+    let mut widths = Vec::new();
     for i in 0..trials {
         for (cand, hits, rs) in [
             ("a2", &mut alarms, &mut ratios.0),
@@ -328,6 +329,11 @@ fn gate_targets_on_a_constant_power_tree() {
             assert_eq!(row["provenance"], "measured", "{row}");
             *hits += (o.status.code() == Some(1)) as usize;
             rs.push(row["stats"]["ratio"].as_f64().unwrap_or(f64::NAN));
+            if cand == "a2" {
+                let ci = &row["stats"]["ci"];
+                widths
+                    .push(ci[1].as_f64().unwrap_or(f64::NAN) - ci[0].as_f64().unwrap_or(f64::NAN));
+            }
             let _ = std::fs::remove_dir_all(&out);
         }
     }
@@ -336,9 +342,10 @@ fn gate_targets_on_a_constant_power_tree() {
         v[v.len() / 2]
     };
     eprintln!(
-        "A vs A: {alarms} of {trials} flagged (median ratio {:.4}); 5% more work: {found} of \
-         {trials} found (median ratio {:.4})",
+        "A vs A: {alarms} of {trials} flagged (median ratio {:.4}, median 95% interval width \
+         {:.1}%); 5% more work: {found} of {trials} found (median ratio {:.4})",
         med(&mut ratios.0),
+        med(&mut widths) * 100.0,
         med(&mut ratios.1)
     );
     assert!(alarms * 20 <= trials, "{alarms} false alarms of {trials}");

@@ -7,6 +7,8 @@
 //! (everything else must then agree) and checked to differ with GELU; the real check of Gemma 3
 //! is against llama.cpp on the 270M file (`tests/gemma.rs`).
 
+mod common;
+
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -25,19 +27,6 @@ const KV: usize = 2;
 const FF: usize = 512;
 const LAYERS: usize = 2;
 const VOCAB: usize = 320;
-
-fn vocab() -> Vec<String> {
-    let mut v: Vec<String> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    v.sort();
-    v.push("<|endoftext|>".into());
-    while v.len() < VOCAB {
-        v.push(format!("<extra_{}>", v.len()));
-    }
-    v
-}
 
 /// Writes a random `arch` model with matrices in `dtype` (norms and biases in F32).
 fn write(path: &Path, arch: &str, dtype: GgmlDType, seed: u64) {
@@ -108,7 +97,7 @@ fn write(path: &Path, arch: &str, dtype: GgmlDType, seed: u64) {
         }
     }
     let k = |s: &str| format!("{arch}.{s}");
-    let v = vocab();
+    let v = common::byte_level_vocab(VOCAB);
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (k("attention.head_count"), Value::U32(HEADS as u32)),

@@ -2,6 +2,8 @@
 //! the byte-level tokenizer with the qwen2 pre-tokenizer, deterministic greedy generation at
 //! batch 2 (Qwen3 included).
 
+mod common;
+
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -15,18 +17,8 @@ const HEADS: usize = 4;
 const KV: usize = 2;
 const FF: usize = 64;
 
-fn byte_level_vocab() -> Vec<String> {
-    let mut v: Vec<String> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    v.sort();
-    v.push("<|endoftext|>".into());
-    v
-}
-
 fn write(path: &Path, arch: &str) {
-    let vocab = byte_level_vocab();
+    let vocab = common::byte_level_vocab(257);
     let n = vocab.len();
     let hd = H / HEADS;
     let mut rng = StdRng::seed_from_u64(3);

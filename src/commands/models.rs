@@ -197,12 +197,7 @@ fn gguf_facts(path: &std::path::Path) -> (String, String, String, String) {
     use joulebench::engine::candle::gguf::{Gguf, file_type_name};
     match Gguf::open(path) {
         Ok(g) => {
-            let params: u64 = g
-                .content
-                .tensor_infos
-                .values()
-                .map(|t| t.shape.elem_count() as u64)
-                .sum();
+            let params = g.parameters();
             let format = g
                 .get("general.file_type")
                 .and_then(|v| v.to_u32().ok())

@@ -344,14 +344,14 @@ pub fn contamination(busy0: Option<u64>, own_ns: u64, wall_ns: u64) -> Option<St
     })
 }
 
-/// Runs repetitions `reps` of cell `index` of the run in `run_dir`. Exit code 130 when
-/// interrupted between repetitions.
-pub fn run_cell(
+/// Loads cell `index` of the run in `run_dir`, opens its engine's driver, runs `body` with
+/// them and closes the driver; a result that could not be written becomes
+/// [`EXIT_WRITE_FAILED`].
+fn with_cell(
     run_dir: &Path,
     index: usize,
-    reps: &[u32],
-    interrupt: &AtomicBool,
     obs: &mut dyn CellObserver,
+    body: impl FnOnce(&CellContext, &Job, &mut dyn Driver, &mut dyn CellObserver) -> Result<u8>,
 ) -> Result<u8> {
     die_with_parent();
     let ctx = CellContext::load(run_dir, index)?;
@@ -363,7 +363,7 @@ pub fn run_cell(
         ctx.cell.model.name(),
         &mut |s| obs.note(s),
     )?;
-    let outcome = repeat(&ctx, &job, driver.as_mut(), reps, interrupt, obs);
+    let outcome = body(&ctx, &job, driver.as_mut(), obs);
     driver.close();
     match outcome {
         Err(e) if e.downcast_ref::<OutputWriteError>().is_some() => {
@@ -372,6 +372,20 @@ pub fn run_cell(
         }
         other => other,
     }
+}
+
+/// Runs repetitions `reps` of cell `index` of the run in `run_dir`. Exit code 130 when
+/// interrupted between repetitions.
+pub fn run_cell(
+    run_dir: &Path,
+    index: usize,
+    reps: &[u32],
+    interrupt: &AtomicBool,
+    obs: &mut dyn CellObserver,
+) -> Result<u8> {
+    with_cell(run_dir, index, obs, |ctx, job, driver, obs| {
+        repeat(ctx, job, driver, reps, interrupt, obs)
+    })
 }
 
 /// What the warmup settled: the meters, and how many passes one repetition's window holds.
@@ -527,18 +541,8 @@ pub fn serve_cell(
     obs: &mut dyn CellObserver,
 ) -> Result<u8> {
     use std::io::{BufRead, Write};
-    die_with_parent();
-    let ctx = CellContext::load(run_dir, index)?;
-    fault_hook(obs);
-    let job = ctx.job();
-    let mut driver = crate::engine::open_driver(
-        &ctx.cell.model.engine,
-        &job,
-        ctx.cell.model.name(),
-        &mut |s| obs.note(s),
-    )?;
-    let outcome = (|| -> Result<u8> {
-        let prep = prepare(&ctx, driver.as_mut(), obs)?;
+    with_cell(run_dir, index, obs, |ctx, job, driver, obs| {
+        let prep = prepare(ctx, driver, obs)?;
         obs.note(&format!(
             "A/B {variant}: loaded and warmed up once; serving repetitions"
         ));
@@ -560,21 +564,13 @@ pub fn serve_cell(
             else {
                 bail!("unknown request {cmd:?} (rep N or quit)");
             };
-            one(&ctx, &job, driver.as_mut(), &prep, rep, Some(variant), obs)?;
+            one(ctx, job, driver, &prep, rep, Some(variant), obs)?;
             writeln!(out, "done {rep}")?;
             out.flush()?;
         }
         drop(prep.meters.sampler.stop());
         Ok(0)
-    })();
-    driver.close();
-    match outcome {
-        Err(e) if e.downcast_ref::<OutputWriteError>().is_some() => {
-            obs.note(&format!("error: {e}"));
-            Ok(EXIT_WRITE_FAILED)
-        }
-        other => other,
-    }
+    })
 }
 
 /// A record for a cell that failed before or while running.

@@ -181,3 +181,18 @@ pub fn remove_tree(root: &Path) {
         };
     }
 }
+
+/// A byte-level BPE vocabulary: the 256 byte symbols in order, `<|endoftext|>` (id 256), then
+/// fillers up to `n` tokens.
+pub fn byte_level_vocab(n: usize) -> Vec<String> {
+    let mut v: Vec<String> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.push("<|endoftext|>".into());
+    while v.len() < n {
+        v.push(format!("<extra_{}>", v.len()));
+    }
+    v
+}

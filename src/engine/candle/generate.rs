@@ -17,6 +17,37 @@ pub trait CausalLm {
     fn step(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor>;
 }
 
+/// A causal language model with its tokenizer and chat template: the [`InferenceBackend`] of
+/// every GGUF family that runs through [`greedy`].
+pub struct TextModel<M> {
+    pub model: M,
+    pub info: crate::engine::ModelInfo,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub chat_template: Option<String>,
+}
+
+impl<M: CausalLm + Send> crate::engine::InferenceBackend for TextModel<M> {
+    fn info(&self) -> &crate::engine::ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        Some(&self.tokenizer)
+    }
+
+    fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<GenerateOutput, EngineError> {
+        greedy(&mut self.model, req, &self.info.eos_token_ids, obs)
+    }
+}
+
 /// Checks a request against the model's limits.
 fn check(req: &GenerateRequest, vocab: usize, ctx: usize) -> Result<(usize, usize), EngineError> {
     let b = req.prompts.len();

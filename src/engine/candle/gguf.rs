@@ -319,6 +319,15 @@ impl Gguf {
         Ok((dtype, rows, cols, buf))
     }
 
+    /// Every tensor's element count, summed: the model's parameters.
+    pub fn parameters(&self) -> u64 {
+        self.content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count() as u64)
+            .sum()
+    }
+
     /// Frees the vocabulary arrays of the metadata (a 262k-token vocabulary is tens of MB of small
     /// strings) once the tokenizer is built, and hands freed heap back to the system.
     pub fn drop_vocabulary(&mut self) {

@@ -1,23 +1,20 @@
-//! Qwen2 and Qwen3 GGUF files through candle-transformers' own quantized modules (candle's
-//! quantized matmul in both phases), behind the same greedy loop and events as every model.
+//! Qwen2 and Qwen3 GGUF files on GPU devices through candle-transformers' own quantized modules
+//! (candle's quantized matmul in both phases), behind the same greedy loop and events as every
+//! model. On the CPU they run on the plain-Rust forward (`transformer.rs`).
 
-use crate::engine::candle::generate::{CausalLm, greedy};
+use crate::engine::candle::generate::{CausalLm, TextModel};
 use crate::engine::candle::gguf::Gguf;
-use crate::engine::{
-    EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver,
-};
+use crate::engine::{EngineConfig, EngineError, ModelInfo};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
 use std::path::Path;
-use tokenizers::Tokenizer;
 
 enum Weights {
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
 }
 
-struct Model {
+pub struct Model {
     weights: Weights,
     vocab: usize,
     ctx: usize,
@@ -53,44 +50,7 @@ impl CausalLm for Model {
 }
 
 /// A Qwen2 or Qwen3 GGUF model.
-pub struct CandleQwen {
-    model: Model,
-    info: ModelInfo,
-    tokenizer: Tokenizer,
-    chat_template: Option<String>,
-}
-
-impl InferenceBackend for CandleQwen {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn tokenizer(&self) -> Option<&Tokenizer> {
-        Some(&self.tokenizer)
-    }
-
-    fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
-    }
-
-    fn generate(
-        &mut self,
-        req: &GenerateRequest,
-        obs: &mut dyn TokenObserver,
-    ) -> Result<GenerateOutput, EngineError> {
-        if matches!(self.model.weights, Weights::Qwen3(_))
-            && self.model.device.is_cpu()
-            && req.prompts.len() > 1
-        {
-            return Err(EngineError::Request(
-                "qwen3 on the CPU runs batch 1 only (candle-transformers' module keeps a single \
-                 sequence's cache)"
-                    .into(),
-            ));
-        }
-        greedy(&mut self.model, req, &self.info.eos_token_ids, obs)
-    }
-}
+pub type CandleQwen = TextModel<Model>;
 
 /// Loads an opened Qwen2/Qwen3 GGUF file (`arch` is `qwen2` or `qwen3`).
 pub fn load(
@@ -114,12 +74,7 @@ pub fn load(
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.to_vec().ok())
         .map_or(0, Vec::len);
-    let params: u64 = g
-        .content
-        .tensor_infos
-        .values()
-        .map(|t| t.shape.elem_count() as u64)
-        .sum();
+    let params = g.parameters();
     let family = g.string("general.basename").unwrap_or_else(|| arch.into());
     let synthetic = g.get("joulebench.synthetic").is_some();
     let Gguf {
@@ -134,7 +89,7 @@ pub fn load(
             quantized_qwen3::ModelWeights::from_gguf(content, &mut file, dev).map_err(bad)?,
         ),
     };
-    Ok(CandleQwen {
+    Ok(TextModel {
         model: Model {
             weights,
             vocab,

@@ -11,17 +11,13 @@
 //! (`tests/arch.rs`: candle-transformers' modules; `tests/gemma.rs`: llama.cpp).
 
 use crate::engine::candle::decode::{KvStore, attend_scaled, rms_norm, rms_norm_rows, rope};
-use crate::engine::candle::generate::{CausalLm, greedy};
+use crate::engine::candle::generate::{CausalLm, TextModel};
 use crate::engine::candle::gguf::Gguf;
 use crate::engine::candle::kernels::SyncPtr;
 use crate::engine::candle::qmatrix::{GEMM_MIN_TOKENS, QFormat, QMatrix, matvec_many};
-use crate::engine::{
-    EngineConfig, EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo,
-    TokenObserver,
-};
+use crate::engine::{EngineConfig, EngineError, ModelInfo};
 use candle_core::{Device, Tensor};
 use std::path::Path;
-use tokenizers::Tokenizer;
 
 /// Architectures this forward runs.
 pub const ARCHES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
@@ -456,34 +452,7 @@ const GEMMA_TURNS: &str =
     "{{ bos_token }}<start_of_turn>user\n{{ content }}<end_of_turn>\n<start_of_turn>model\n";
 
 /// A decoder with its tokenizer.
-pub struct CandleDecoder {
-    pub model: Decoder,
-    info: ModelInfo,
-    tokenizer: Tokenizer,
-    chat_template: Option<String>,
-}
-
-impl InferenceBackend for CandleDecoder {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn tokenizer(&self) -> Option<&Tokenizer> {
-        Some(&self.tokenizer)
-    }
-
-    fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
-    }
-
-    fn generate(
-        &mut self,
-        req: &GenerateRequest,
-        obs: &mut dyn TokenObserver,
-    ) -> Result<GenerateOutput, EngineError> {
-        greedy(&mut self.model, req, &self.info.eos_token_ids, obs)
-    }
-}
+pub type CandleDecoder = TextModel<Decoder>;
 
 /// The last position's logits of `prompt` on the GGUF file at `path` (the reference tests).
 pub fn reference_logits(path: &Path, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
@@ -761,12 +730,7 @@ pub fn load(
             store: None,
         });
     }
-    let params: u64 = g
-        .content
-        .tensor_infos
-        .values()
-        .map(|t| t.shape.elem_count() as u64)
-        .sum();
+    let params = g.parameters();
     let kernels = |tokens: usize| {
         let mut names: Vec<String> = Vec::new();
         for l in &layers {
@@ -829,7 +793,7 @@ pub fn load(
         len: 0,
         device: dev.clone(),
     };
-    Ok(CandleDecoder {
+    Ok(TextModel {
         model,
         info,
         tokenizer: meta.tokenizer,
