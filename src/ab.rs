@@ -280,6 +280,26 @@ pub fn analyze(
     if rep.rows.is_empty() && rep.not_comparable.is_none() {
         rep.not_comparable = Some("no repetition of either variant completed".into());
     }
+    // The exact signed-rank test cannot go below 2 / 2^n: with few pairs and many rows, Holm's
+    // correction may leave no row able to reach significance.
+    let judged: Vec<usize> = rep
+        .rows
+        .iter()
+        .filter_map(|r| r.stats.as_ref())
+        .filter(|s| s.n >= MIN_PAIRS)
+        .map(|s| s.n)
+        .collect();
+    if let Some(&n) = judged.iter().max() {
+        let floor = 2.0 / 2f64.powi(n.min(60) as i32) * judged.len() as f64;
+        if floor >= alpha {
+            rep.warnings.push(format!(
+                "with {n} pairs and {} rows no change can be significant at alpha {alpha} after \
+                 Holm's correction (the smallest corrected p is {floor:.3}): use more pairs or \
+                 fewer metrics",
+                judged.len()
+            ));
+        }
+    }
     if rep
         .rows
         .iter()

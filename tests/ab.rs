@@ -65,10 +65,10 @@ fn more_work_is_a_regression_and_the_job_runs_in_abba_order_on_two_long_lived_pr
     let t = tempfile::tempdir().unwrap();
     let cfg = suite(
         t.path(),
-        &(busy("base", 60_000) + &busy("slower", 90_000) + &busy("other", 1)),
+        &(busy("base", 60_000) + &busy("slower", 120_000) + &busy("other", 1)),
     );
     let out = t.path().join("out");
-    let o = ab(&cfg, &out, "base", "slower", 6);
+    let o = ab(&cfg, &out, "base", "slower", 8);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -77,8 +77,8 @@ fn more_work_is_a_regression_and_the_job_runs_in_abba_order_on_two_long_lived_pr
     for r in rows {
         assert_eq!(r["verdict"], "regressed", "{r}");
         let ratio = r["stats"]["ratio"].as_f64().unwrap();
-        assert!(ratio > 1.2 && ratio < 1.8, "{r}");
-        assert_eq!(r["pairs"], 6);
+        assert!(ratio > 1.3 && ratio < 2.6, "{r}");
+        assert_eq!(r["pairs"], 8);
         assert!(r["p_holm"].as_f64().unwrap() < 0.05);
         assert!(r["base_drift"].as_f64().is_some());
     }
@@ -87,13 +87,13 @@ fn more_work_is_a_regression_and_the_job_runs_in_abba_order_on_two_long_lived_pr
     // Only the two variants ran, each `pairs` times, in ABBA order.
     assert!(recs.iter().all(|r| r.model != "other"));
     let mut ok: Vec<&Record> = recs.iter().filter(|r| r.status == Status::Ok).collect();
-    assert_eq!(ok.len(), 12);
+    assert_eq!(ok.len(), 16);
     ok.sort_by(|a, b| a.unix_time_s.total_cmp(&b.unix_time_s));
     let order: Vec<(String, u32)> = ok
         .iter()
         .map(|r| (r.ab_variant.clone().unwrap(), r.ab_pair.unwrap()))
         .collect();
-    let want: Vec<(String, u32)> = joulebench::ab::schedule(6)
+    let want: Vec<(String, u32)> = joulebench::ab::schedule(8)
         .into_iter()
         .map(|(v, p)| (v.name().to_string(), p))
         .collect();
