@@ -43,6 +43,9 @@ pub struct Arch {
     /// Rotary pairs are adjacent values (llama's GGUF layout) rather than the two halves.
     pub rope_interleaved: bool,
     pub act: Act,
+    /// Queries are multiplied by 1/√head_dim before the scores (Gemma, as llama.cpp's gemma3
+    /// graph does), rather than the scores after (every other family, as llama.cpp's softmax).
+    pub scale_queries: bool,
     /// Sliding-window attention: `(window, pattern, local base)`; every `pattern`-th layer is
     /// global with the file's rotary base, the others attend within `window` positions with
     /// `local base`. A pattern of 1 puts the window on every layer with the file's base.
@@ -246,6 +249,7 @@ impl Decoder {
         let qscale = 1.0 / (hd as f32).sqrt();
         let half = c.rope_dim / 2;
         let window = a.swa.map(|(w, _, _)| w);
+        let score_scale = if a.scale_queries { 1.0 } else { qscale };
         for li in 0..self.layers.len() {
             let global = self.is_global(li);
             let (cos, sin) = if global {
@@ -292,7 +296,9 @@ impl Decoder {
                             rms_norm(&tmp[..hd], w, c.eps, head);
                         }
                         rope(&mut head[..c.rope_dim], cr, sr, a.rope_interleaved);
-                        head.iter_mut().for_each(|v| *v *= qscale);
+                        if a.scale_queries {
+                            head.iter_mut().for_each(|v| *v *= qscale);
+                        }
                     }
                     for kh in 0..c.n_kv_head {
                         let r = row * kvd + kh * hd..row * kvd + (kh + 1) * hd;
@@ -331,7 +337,7 @@ impl Decoder {
                                 &kk[lo * hd..],
                                 &vv[lo * hd..],
                                 p + 1 - lo,
-                                1.0,
+                                score_scale,
                                 &mut one,
                                 &mut scores,
                             );
@@ -487,6 +493,7 @@ fn arch_of(g: &Gguf, name: &str) -> Result<Arch, EngineError> {
         qk_norm: false,
         rope_interleaved: false,
         act: Act::Silu,
+        scale_queries: false,
         swa: None,
     };
     match name {
@@ -498,6 +505,7 @@ fn arch_of(g: &Gguf, name: &str) -> Result<Arch, EngineError> {
             a.sandwich_norms = true;
             a.qk_norm = true;
             a.act = Act::GeluTanh;
+            a.scale_queries = true;
             // llama.cpp's gemma3: every sixth layer global, the rest local with base 10,000.
             a.swa = Some((window.unwrap_or(512), 6, 10_000.0));
         }
@@ -731,6 +739,7 @@ pub fn load(
         });
     }
     let params = g.parameters();
+    let head = output.as_ref().unwrap_or(&embed);
     let kernels = |tokens: usize| {
         let mut names: Vec<String> = Vec::new();
         for l in &layers {
@@ -741,6 +750,9 @@ pub fn load(
                 }
             }
         }
+        // The output matrix sees one token per sequence in both phases.
+        let k = format!("{} (output)", head.kernel_name(1));
+        names.push(k);
         names.join(", ")
     };
     let (pre, dec) = (kernels(GEMM_MIN_TOKENS), kernels(1));
