@@ -328,6 +328,23 @@ fn hub_cmd(home: &Path, endpoint: &str) -> assert_cmd::Command {
     c
 }
 
+/// Runs `joulebench ARGS` with its own Hugging Face home against `endpoint`.
+fn hub_run(home: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
+    hub_cmd(home, endpoint).args(args).output().unwrap()
+}
+
+/// The `models list --json` row of `id`.
+fn listed(home: &Path, id: &str) -> serde_json::Value {
+    let out = hub_run(home, "http://127.0.0.1:9", &["models", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not listed: {rows}"))
+}
+
 #[cfg_attr(not(feature = "hub"), allow(dead_code))]
 fn snapshot(home: &Path, repo: &str) -> PathBuf {
     home.join("hf/hub")
@@ -348,10 +365,11 @@ fn fetch_lands_in_the_standard_cache_layout_and_is_found_offline() {
     m.add("org/repo", "model-Q4_K_M.gguf", data.clone(), true);
     m.add("org/repo", "README.md", b"# a model\n".to_vec(), false);
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/repo/model-Q4_K_M.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m.url,
+        &["models", "fetch", "hf:org/repo/model-Q4_K_M.gguf"],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains(COMMIT), "{}", stderr_of(&out));
     let repo_dir = home.path().join("hf/hub/models--org--repo");
@@ -387,17 +405,7 @@ fn fetch_lands_in_the_standard_cache_layout_and_is_found_offline() {
     assert_eq!(m.log().len(), before);
 
     // `models list` shows the cached file with its id.
-    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .args(["models", "list", "--json"])
-        .output()
-        .unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "hf:org/repo/model-Q4_K_M.gguf")
-        .unwrap_or_else(|| panic!("not listed: {rows}"));
+    let row = listed(home.path(), "hf:org/repo/model-Q4_K_M.gguf");
     assert_eq!(row["bytes"], 3_000_000);
     assert_eq!(
         row["architecture"], "unreadable",
@@ -442,10 +450,11 @@ fn a_file_that_does_not_match_its_hash_is_refused_and_deleted() {
         .lfs_sha256 = Some(claimed.clone());
     // The storage store serves by claimed hash.
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/bad/m.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m.url,
+        &["models", "fetch", "hf:org/bad/m.gguf"],
+    );
     assert!(!out.status.success());
     let err = stderr_of(&out);
     assert!(
@@ -466,10 +475,11 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     m.add("org/big", "big.gguf", data.clone(), true);
     m.state.lock().unwrap().truncate = vec![1_234_567];
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/big/big.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m.url,
+        &["models", "fetch", "hf:org/big/big.gguf"],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     let link = snapshot(home.path(), "org/big").join("big.gguf");
     assert_eq!(std::fs::read(&link).unwrap(), data);
@@ -499,10 +509,11 @@ fn an_interrupted_download_resumes_where_it_stopped() {
         &data2[..700_000],
     )
     .unwrap();
-    let out = hub_cmd(home.path(), &m2.url)
-        .args(["models", "fetch", "hf:org/big2/b.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m2.url,
+        &["models", "fetch", "hf:org/big2/b.gguf"],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
         std::fs::read(snapshot(home.path(), "org/big2").join("b.gguf")).unwrap(),
@@ -530,10 +541,11 @@ fn a_gated_repo_needs_the_token_and_the_token_is_written_nowhere() {
         .gated
         .insert("org/gated".into(), token.into());
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/gated/g.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m.url,
+        &["models", "fetch", "hf:org/gated/g.gguf"],
+    );
     assert!(!out.status.success());
     let err = stderr_of(&out);
     assert!(err.contains("401") && err.contains("HF_TOKEN"), "{err}");
@@ -573,10 +585,7 @@ fn missing_files_repos_and_revisions_say_what_exists() {
     m.add("org/ggufs", "a-Q8_0.gguf", blob(1000, 7), true);
     let home = tempfile::tempdir().unwrap();
     let run = |id: &str| {
-        let o = hub_cmd(home.path(), &m.url)
-            .args(["models", "fetch", id])
-            .output()
-            .unwrap();
+        let o = hub_run(home.path(), &m.url, &["models", "fetch", id]);
         assert!(!o.status.success(), "{id}");
         stderr_of(&o)
     };
@@ -592,10 +601,11 @@ fn missing_files_repos_and_revisions_say_what_exists() {
     let e = run("hf:org/ggufs@v9/a-Q4_0.gguf");
     assert!(e.contains("404") && e.contains("v9"), "{e}");
     // A dead endpoint: says how to work offline.
-    let o = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .args(["models", "fetch", "hf:org/ggufs/a-Q4_0.gguf"])
-        .output()
-        .unwrap();
+    let o = hub_run(
+        home.path(),
+        "http://127.0.0.1:9",
+        &["models", "fetch", "hf:org/ggufs/a-Q4_0.gguf"],
+    );
     assert!(!o.status.success());
     assert!(
         stderr_of(&o).contains("HF_HUB_OFFLINE"),
@@ -633,10 +643,7 @@ fn hostile_ids_are_refused_before_any_request() {
         "hf:org/repo@../../refs/m.gguf",
         "hf:org/repo/a\\b.gguf",
     ] {
-        let out = hub_cmd(home.path(), &m.url)
-            .args(["models", "fetch", id])
-            .output()
-            .unwrap();
+        let out = hub_run(home.path(), &m.url, &["models", "fetch", id]);
         assert!(!out.status.success(), "{id}");
         assert!(
             stderr_of(&out).contains("is not a Hugging Face id"),
@@ -671,10 +678,11 @@ fn without_the_hub_feature_a_missing_file_says_how_to_get_it() {
     let m = Mirror::start();
     m.add("org/repo", "m.gguf", blob(1000, 9), true);
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/repo/m.gguf"])
-        .output()
-        .unwrap();
+    let out = hub_run(
+        home.path(),
+        &m.url,
+        &["models", "fetch", "hf:org/repo/m.gguf"],
+    );
     assert!(!out.status.success());
     let err = stderr_of(&out);
     assert!(
@@ -722,8 +730,10 @@ fn a_cached_hub_model_generates_and_runs_with_its_commit_and_hash_recorded() {
     let sha = seed_cache(&hf, repo, "smollm2-135m-instruct-q4_1.gguf", &src);
     let id = format!("hf:{repo}/smollm2-135m-instruct-q4_1.gguf");
     // No endpoint to ask: the cache answers.
-    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .args([
+    let out = hub_run(
+        home.path(),
+        "http://127.0.0.1:9",
+        &[
             "generate",
             "--model",
             &id,
@@ -732,9 +742,8 @@ fn a_cached_hub_model_generates_and_runs_with_its_commit_and_hash_recorded() {
             "--max-new-tokens",
             "4",
             "--json",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["model"]["id"], id);
@@ -780,17 +789,7 @@ fn a_cached_hub_model_generates_and_runs_with_its_commit_and_hash_recorded() {
     }
     assert!(n >= 1);
     // Listed from the cache with what its header says.
-    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .args(["models", "list", "--json"])
-        .output()
-        .unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id)
-        .unwrap_or_else(|| panic!("not listed: {rows}"));
+    let row = listed(home.path(), &id);
     assert_eq!(row["architecture"], "llama");
     assert_eq!(row["quantization"], "Q4_1");
     assert_eq!(row["parameters"], "135M");
@@ -834,10 +833,7 @@ fn a_safetensors_folder_fetches_its_config_tokenizer_and_indexed_shards_only() {
     );
     m.add("org/folder", "pytorch_model.bin", blob(300_000, 12), true);
     let home = tempfile::tempdir().unwrap();
-    let out = hub_cmd(home.path(), &m.url)
-        .args(["models", "fetch", "hf:org/folder"])
-        .output()
-        .unwrap();
+    let out = hub_run(home.path(), &m.url, &["models", "fetch", "hf:org/folder"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let snap = snapshot(home.path(), "org/folder");
     for f in [
@@ -863,10 +859,7 @@ fn a_safetensors_folder_fetches_its_config_tokenizer_and_indexed_shards_only() {
         evil.to_string().into_bytes(),
         false,
     );
-    let out = hub_cmd(home.path(), &m2.url)
-        .args(["models", "fetch", "hf:org/evil"])
-        .output()
-        .unwrap();
+    let out = hub_run(home.path(), &m2.url, &["models", "fetch", "hf:org/evil"]);
     assert!(!out.status.success());
     assert!(
         stderr_of(&out).contains("evil.safetensors"),
