@@ -292,6 +292,10 @@ pub fn analyze(
     if let Some(&n) = judged.iter().max() {
         let floor = 2.0 / 2f64.powi(n.min(60) as i32) * judged.len() as f64;
         if floor >= alpha {
+            // Unable to reject anything, the job says nothing: inconclusive, not unchanged.
+            for r in &mut rep.rows {
+                r.verdict = Verdict::Inconclusive;
+            }
             rep.warnings.push(format!(
                 "with {n} pairs and {} rows no change can be significant at alpha {alpha} after \
                  Holm's correction (the smallest corrected p is {floor:.3}): use more pairs or \

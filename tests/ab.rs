@@ -153,7 +153,7 @@ fn a_against_itself_passes_and_thin_jobs_are_inconclusive() {
     let t = tempfile::tempdir().unwrap();
     let cfg = suite(t.path(), &busy("same", 40_000));
     let out = t.path().join("out");
-    let o = ab(&cfg, &out, "same", "same", 6);
+    let o = ab(&cfg, &out, "same", "same", 8);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -169,6 +169,17 @@ fn a_against_itself_passes_and_thin_jobs_are_inconclusive() {
     let out2 = t.path().join("out2");
     let o = ab(&cfg, &out2, "same", "same", 3);
     assert_eq!(o.status.code(), Some(2));
+    // 5 pairs and two metrics: the exact test cannot reach Holm's bound (2/32 x 2 > 0.05), so
+    // the job is inconclusive, not "unchanged", and says why.
+    let o = ab(&cfg, &t.path().join("out3"), "same", "same", 5);
+    assert_eq!(o.status.code(), Some(2));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        rep["warnings"]
+            .to_string()
+            .contains("no change can be significant"),
+        "{rep}"
+    );
     // A name the suite does not have.
     let o = ab(&cfg, &out2, "same", "nope", 6);
     assert!(!o.status.success());
