@@ -868,3 +868,47 @@ fn a_safetensors_folder_fetches_its_config_tokenizer_and_indexed_shards_only() {
     );
     assert!(!home.path().join("hf/evil.safetensors").exists());
 }
+
+#[test]
+fn a_cached_hub_bert_folder_is_an_encoder_and_embeds() {
+    let m = joulebench::engine::registry::lookup("all-minilm-l6-v2").unwrap();
+    let Ok(dir) = joulebench::engine::registry::resolve(m, true, &mut |s| eprintln!("{s}")) else {
+        eprintln!("skipped: the encoder is not cached and cannot be fetched");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let hf = home.path().join("hf");
+    let repo = "sentence-transformers/all-MiniLM-L6-v2";
+    for f in m.files {
+        seed_cache(&hf, repo, f.name, &dir.join(f.name));
+    }
+    let suite = common::write_suite(
+        home.path(),
+        "enc.toml",
+        &format!(
+            "[suite]\nname = \"enc\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\
+             cooldown_seconds = 0\nmin_window_ms = 1\n\n[[model]]\nid = \"hf:{repo}\"\nalias = \"minilm\"\n\n\
+             [[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\nname = \"e\"\nkind = \"embed\"\n\
+             prompt_tokens = 16\nbatch = 2\n"
+        ),
+    );
+    let out_dir = home.path().join("reports");
+    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let run = common::only_dir(&out_dir);
+    let recs = std::fs::read_to_string(run.join("records.jsonl")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(recs.lines().next().unwrap()).unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["kind"], "embed");
+    assert_eq!(r["model_info"]["id"], format!("hf:{repo}"));
+    assert_eq!(
+        r["model_info"]["source"]["files"].as_array().unwrap().len(),
+        3
+    );
+}

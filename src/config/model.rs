@@ -79,12 +79,21 @@ fn probe_vars() -> BTreeMap<&'static str, String> {
 
 /// True when the model is an encoder (known from the registry or its config.json).
 fn is_encoder(w: &Weights) -> bool {
-    match w {
-        Weights::Id(id) => registry::lookup(id).is_some_and(|r| r.kind == ModelKind::BertEncoder),
-        Weights::Path(p) => std::fs::read_to_string(p.join("config.json"))
+    let bert_folder = |p: &Path| {
+        std::fs::read_to_string(p.join("config.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v["model_type"] == "bert"),
+            .is_some_and(|v| v["model_type"] == "bert")
+    };
+    match w {
+        // An hf: folder already in the Hugging Face cache says what it is in its config.json.
+        Weights::Id(id) => match crate::engine::hub::HubId::parse(id) {
+            Some(Ok(h)) if h.file.is_none() => {
+                crate::engine::hub::cached_path(&h).is_some_and(|p| bert_folder(&p))
+            }
+            _ => registry::lookup(id).is_some_and(|r| r.kind == ModelKind::BertEncoder),
+        },
+        Weights::Path(p) => bert_folder(p),
     }
 }
 

@@ -297,6 +297,20 @@ fn is_commit(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Where `id` lies in the cache, if it is there (the snapshot file or folder; not verified:
+/// for questions like "is this an encoder folder" that must not hash gigabytes).
+pub fn cached_path(id: &HubId) -> Option<PathBuf> {
+    let repo_dir = cache_dir().join(id.folder());
+    let snap = repo_dir
+        .join("snapshots")
+        .join(cached_commit(&repo_dir, &id.revision)?);
+    let p = match &id.file {
+        Some(f) => snap.join(f),
+        None => snap,
+    };
+    p.exists().then_some(p)
+}
+
 /// The commit a revision points to in the cache (`refs/REV`, or the revision itself when it
 /// is a commit with a snapshot).
 fn cached_commit(repo_dir: &Path, revision: &str) -> Option<String> {
