@@ -435,26 +435,38 @@ fn cached(
     if names.iter().any(|n| !snap.join(n).is_file()) {
         return Ok(None);
     }
+    verified(env, id, commit, &names, recheck, progress).map(Some)
+}
+
+/// Checks every file of `names` in the snapshot of `commit` and says where the model is and
+/// where it came from.
+fn verified(
+    env: &HubEnv,
+    id: &HubId,
+    commit: String,
+    names: &[String],
+    recheck: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(PathBuf, ModelSource), EngineError> {
+    let repo_dir = env.cache.join(id.folder());
+    let snap = repo_dir.join("snapshots").join(&commit);
     let files = names
         .iter()
         .map(|n| verify(&repo_dir, &snap, n, recheck, progress))
         .collect::<Result<Vec<_>, _>>()?;
     let path = match &id.file {
         Some(f) => snap.join(f),
-        None => snap.clone(),
+        None => snap,
     };
-    Ok(Some((path, source(env, id, commit, files))))
-}
-
-fn source(env: &HubEnv, id: &HubId, commit: String, files: Vec<SourceFile>) -> ModelSource {
-    ModelSource {
+    let source = ModelSource {
         kind: "hub".into(),
         repo: id.repo.clone(),
         revision: id.revision.clone(),
         commit,
         endpoint: env.recorded_endpoint(),
         files,
-    }
+    };
+    Ok((path, source))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -719,15 +731,7 @@ fn download(
         }
         get(n, progress)?;
     }
-    let files = names
-        .iter()
-        .map(|n| verify(&repo_dir, &snap, n, false, progress))
-        .collect::<Result<Vec<_>, _>>()?;
-    let path = match &id.file {
-        Some(f) => snap.join(f),
-        None => snap.clone(),
-    };
-    Ok((path, source(env, id, commit, files)))
+    verified(env, id, commit, &names, false, progress)
 }
 
 /// The files of a repository at a revision, and the commit it points to (`models list --hub`).

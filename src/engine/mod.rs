@@ -124,6 +124,21 @@ pub struct EngineConfig {
     pub weights_dtype: String,
 }
 
+impl EngineConfig {
+    /// The in-process engine on `device` at the configured threads, with the kernel per phase
+    /// and the weights' format.
+    pub fn candle(device: &str, prefill: &str, decode: &str, dtype: &str) -> EngineConfig {
+        EngineConfig {
+            backend: "candle".into(),
+            device: device.into(),
+            threads: threads(),
+            prefill_matmul: prefill.into(),
+            decode_matmul: decode.into(),
+            weights_dtype: dtype.into(),
+        }
+    }
+}
+
 /// What model is loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {

@@ -86,14 +86,7 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
             eos_token_ids: Vec::new(),
             bos_token_id: None,
             source: None,
-            engine: EngineConfig {
-                backend: "candle".into(),
-                device: device.into(),
-                threads: crate::engine::threads(),
-                prefill_matmul: "dense f32 (candle gemm)".into(),
-                decode_matmul: "n/a (encoder)".into(),
-                weights_dtype: "f32".into(),
-            },
+            engine: EngineConfig::candle(device, "dense f32 (candle gemm)", "n/a (encoder)", "f32"),
         },
         device: dev.clone(),
     })

@@ -236,7 +236,7 @@ pub fn load_llama(
                 eos_token_ids: Vec::new(),
                 bos_token_id: None,
                 source: None,
-                engine: engine_config(&opts.device, &pre, &dec, "f32"),
+                engine: EngineConfig::candle(&opts.device, &pre, &dec, "f32"),
             },
             model,
             tokenizer: None,
@@ -308,17 +308,6 @@ fn head_plan(plan: MatmulPlan) -> MatmulPlan {
     MatmulPlan {
         prefill: q,
         decode: q,
-    }
-}
-
-fn engine_config(device: &str, prefill: &str, decode: &str, dtype: &str) -> EngineConfig {
-    EngineConfig {
-        backend: "candle".into(),
-        device: device.into(),
-        threads: crate::engine::threads(),
-        prefill_matmul: prefill.into(),
-        decode_matmul: decode.into(),
-        weights_dtype: dtype.into(),
     }
 }
 
@@ -473,7 +462,7 @@ pub fn load_gguf(
             eos_token_ids: eos,
             bos_token_id: bos,
             source: None,
-            engine: engine_config(&opts.device, &pre, &dec, &quant),
+            engine: EngineConfig::candle(&opts.device, &pre, &dec, &quant),
         },
         model,
         tokenizer: Some(tok),

@@ -778,14 +778,7 @@ pub fn load(
         eos_token_ids: eos,
         bos_token_id: meta.bos,
         source: None,
-        engine: EngineConfig {
-            backend: "candle".into(),
-            device: device.into(),
-            threads: crate::engine::threads(),
-            prefill_matmul: pre,
-            decode_matmul: dec,
-            weights_dtype: meta.quantization.clone(),
-        },
+        engine: EngineConfig::candle(device, &pre, &dec, &meta.quantization),
     };
     let chat_template = match meta.chat_template {
         Some(t) => Some(t),
