@@ -4,7 +4,7 @@
 use half::f16;
 
 /// Below this many weights a matvec runs on the calling thread: waking the pool costs more.
-pub(crate) const PARALLEL_MIN_WEIGHTS: usize = 600_000;
+pub(crate) const PARALLEL_MIN_WEIGHTS: usize = 100_000;
 
 pub use super::blocks::QK;
 
