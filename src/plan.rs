@@ -45,6 +45,17 @@ pub fn plan(s: &Suite) -> Plan {
                     skipped.push((id, why.to_string()));
                     continue;
                 }
+                if w.arrivals().is_some()
+                    && !matches!(m.engine, crate::engine::spec::EngineSpec::Openai(_))
+                {
+                    skipped.push((
+                        id,
+                        "an open loop (request_rate) needs a server engine (engine = \"openai\"): \
+                         this engine runs one request or static batch at a time"
+                            .to_string(),
+                    ));
+                    continue;
+                }
                 cells.push(Cell {
                     index: cells.len(),
                     id,
@@ -101,7 +112,9 @@ pub fn render(s: &Suite, p: &Plan) -> String {
             w.prompt_tokens,
             w.new_tokens,
             w.batch,
-            if w.concurrency > 1 || w.requests.is_some() {
+            if let Some(a) = w.arrivals() {
+                format!(", {} request(s) at {}", w.request_count(), a.describe())
+            } else if w.concurrency > 1 || w.requests.is_some() {
                 format!(
                     ", {} stream(s), {} request(s)",
                     w.concurrency,
@@ -164,5 +177,35 @@ prompt_tokens = 8
         assert_eq!(p.skipped.len(), 4);
         assert!(p.cells.iter().enumerate().all(|(i, c)| c.index == i));
         assert!(render(&s, &p).contains("expected duration"));
+    }
+
+    #[test]
+    fn open_loops_run_only_on_server_engines() {
+        let text = r#"
+[suite]
+name = "t"
+[[model]]
+id = "synthetic:llama-tiny"
+[[model]]
+engine = "openai"
+alias = "srv"
+model = "m"
+base_url = "http://127.0.0.1:9/v1"
+[[profile]]
+name = "a"
+[[workload]]
+name = "poisson"
+prompt_tokens = 8
+new_tokens = 2
+request_rate = 4
+duration_s = 5
+"#;
+        let s = Suite::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let p = plan(&s);
+        assert_eq!(p.cells.len(), 1);
+        assert_eq!(p.cells[0].workload.request_count(), 20);
+        assert!(p.skipped[0].0.starts_with("synthetic_llama-tiny"));
+        assert!(p.skipped[0].1.contains("server engine"));
+        assert!(render(&s, &p).contains("20 request(s) at 4 req/s (Poisson)"));
     }
 }

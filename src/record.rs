@@ -172,6 +172,59 @@ pub struct Record {
     pub ab_variant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ab_pair: Option<u32>,
+    /// Percentiles over the repetition's requests (TTFT, TPOT and E2E one value per request;
+    /// ITL every gap), as serving benchmarks report them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyQuantiles>,
+    /// An open loop's schedule and what it achieved (server engines with `request_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<ArrivalFigures>,
+}
+
+/// p50/p90/p95/p99 of one latency figure, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Quantiles {
+    /// The quantiles of `v` (None when empty).
+    pub fn of(v: &[f64]) -> Option<Quantiles> {
+        use crate::stats::quantile;
+        (!v.is_empty()).then(|| Quantiles {
+            p50: quantile(v, 0.5),
+            p90: quantile(v, 0.9),
+            p95: quantile(v, 0.95),
+            p99: quantile(v, 0.99),
+        })
+    }
+}
+
+/// Latency percentiles of a repetition (absent figures had no samples).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyQuantiles {
+    /// Requests the figures come from.
+    pub requests: usize,
+    pub ttft_s: Option<Quantiles>,
+    pub tpot_s: Option<Quantiles>,
+    pub itl_s: Option<Quantiles>,
+    pub e2e_s: Option<Quantiles>,
+}
+
+/// An open loop's settings next to what the repetition achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArrivalFigures {
+    #[serde(flatten)]
+    pub settings: crate::config::arrival::Arrivals,
+    /// Requests completed per second over the repetition (first send to last end).
+    pub achieved_requests_per_s: Option<f64>,
+    /// Generated tokens per second over the repetition.
+    pub achieved_output_tokens_per_s: Option<f64>,
+    /// Requests sent more than 5 ms after they were due (every stream busy).
+    pub late_requests: usize,
 }
 
 /// The steady-state window of a concurrent repetition (as ML.ENERGY defines it).

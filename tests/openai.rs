@@ -55,6 +55,10 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
     Some(v)
 }
 
+/// When each `paced` request reached the fake server.
+static ARRIVALS: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
 const SECRET: &str = "sk-test-7f3a9c-never-written";
 
 const SSE: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
@@ -112,6 +116,22 @@ fn serve(mut s: TcpStream) {
             }
             let usage = serde_json::json!({"choices": [],
                 "usage": {"prompt_tokens": 16, "completion_tokens": k}});
+            w(&format!("data: {usage}\n\n"));
+            w("data: [DONE]\n\n");
+        }
+        m if m.starts_with("paced") => {
+            // Notes when each request arrived, then streams with usage.
+            ARRIVALS
+                .lock()
+                .unwrap()
+                .push((m.to_string(), std::time::Instant::now()));
+            w(SSE);
+            for i in 0..n {
+                pause();
+                w(&format!("data: {}\n\n", chunk_json(&format!(" t{i}"))));
+            }
+            let usage = serde_json::json!({"choices": [],
+                "usage": {"prompt_tokens": 16, "completion_tokens": n}});
             w(&format!("data: {usage}\n\n"));
             w("data: [DONE]\n\n");
         }
@@ -601,5 +621,145 @@ fn per_token_figures_use_every_request_of_the_repetition() {
         assert!((e.tokens_per_j.unwrap() * e.request_j / 25.0 - 1.0).abs() < 1e-9);
         let whole = r.whole.as_ref().unwrap();
         assert_eq!(whole.generated_tokens, 100);
+    }
+}
+
+fn open_loop_suite(dir: &Path, port: u16, model: &str, workload: &str) -> String {
+    format!(
+        "[suite]\nname = \"open\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\
+         timeout_seconds = 60\n\n[meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n\
+         [[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\nname = \"open\"\n\
+         prompt_tokens = 16\nnew_tokens = 8\n{workload}\n{}",
+        dir.join("none").display(),
+        openai_model(port, model, "")
+    )
+}
+
+/// An open loop sends each request when the seeded schedule says, not when a stream frees up:
+/// the server sees them at the schedule's offsets (never early), the record states the schedule
+/// and what it achieved, and latency percentiles cover every request.
+#[test]
+fn open_loop_requests_leave_on_the_seeded_schedule() {
+    use joulebench::config::arrival::{Arrivals, Process};
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let n = 30;
+    let body = open_loop_suite(
+        t.path(),
+        port,
+        "paced",
+        &format!("requests = {n}\nrequest_rate = 40\nmax_concurrency = 8\nseed = 3"),
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    let a = r.arrival.as_ref().expect("arrival figures");
+    let settings = Arrivals {
+        request_rate_per_s: 40.0,
+        process: Process::Poisson,
+        burstiness: 1.0,
+        max_concurrency: 8,
+        seed: 3,
+    };
+    assert_eq!(a.settings, settings);
+    assert_eq!(a.late_requests, 0, "{r:?}");
+    assert_eq!(r.concurrency, Some(8));
+    // The measured repetition is the last pass the server saw (warmups come first).
+    let seen: Vec<std::time::Instant> = ARRIVALS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| m == "paced")
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(seen.len() % n, 0);
+    let pass = (seen.len() / n - 1) as u64;
+    let want = settings.schedule(n, pass);
+    let mut got: Vec<u64> = seen[seen.len() - n..]
+        .iter()
+        .map(|i| i.duration_since(seen[seen.len() - n]).as_nanos() as u64)
+        .collect();
+    got.sort_unstable();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        // Never before its time; late by no more than scheduling noise.
+        assert!(
+            *g + 2_000_000 >= *w && *g < *w + 250_000_000,
+            "request {i}: arrived at {g} ns, due at {w} ns"
+        );
+    }
+    let whole = r.whole.as_ref().unwrap();
+    assert!(whole.duration_s >= *want.last().unwrap() as f64 / 1e9);
+    let achieved = a.achieved_requests_per_s.unwrap();
+    assert!((achieved - n as f64 / whole.duration_s).abs() < 1e-9);
+    let l = r.latency.as_ref().expect("latency percentiles");
+    assert_eq!(l.requests, n);
+    for q in [l.ttft_s, l.tpot_s, l.itl_s, l.e2e_s] {
+        let q = q.unwrap();
+        assert!(
+            q.p50 <= q.p90 && q.p90 <= q.p95 && q.p95 <= q.p99 && q.p50 > 0.0,
+            "{q:?}"
+        );
+    }
+    assert_eq!(r.energy_per_token_joules, whole.j_per_generated_token);
+}
+
+/// A rate one stream cannot keep up with: requests leave late, and the record and its warning
+/// say the offered rate was not achieved.
+#[test]
+fn an_open_loop_short_of_streams_says_its_rate_was_not_achieved() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let body = open_loop_suite(
+        t.path(),
+        port,
+        "paced-one-stream",
+        "requests = 8\nrequest_rate = 500\narrival = \"gamma\"\nburstiness = 0.5\nmax_concurrency = 1",
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let r = &recs[0];
+    let a = r.arrival.as_ref().unwrap();
+    // Each request takes 8 tokens x 3 ms; at 500/s most are due long before a stream frees up.
+    assert!(a.late_requests >= 4, "{a:?}");
+    assert!(a.achieved_requests_per_s.unwrap() < 250.0, "{a:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("offered rate was not achieved")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn open_loop_settings_are_checked_with_the_line() {
+    let t = tempfile::tempdir().unwrap();
+    for (workload, says) in [
+        (
+            "requests = 4\nburstiness = 2.0",
+            "give a finite request_rate",
+        ),
+        (
+            "requests = 4\nrequest_rate = 2\nburstiness = 2.0",
+            "arrival = \"gamma\"",
+        ),
+        (
+            "requests = 4\nrequest_rate = 2\nconcurrency = 2",
+            "max_concurrency",
+        ),
+        ("requests = 4\nrequest_rate = 2\nduration_s = 3", "not both"),
+        ("request_rate = -3", "request_rate"),
+        ("request_rate = 2\nmax_concurrency = 0", "max_concurrency 0"),
+    ] {
+        let cfg = t.path().join("s.toml");
+        std::fs::write(&cfg, open_loop_suite(t.path(), 1, "paced", workload)).unwrap();
+        let o = jb().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{workload}: accepted");
+        assert!(
+            err.contains(says) && err.contains("s.toml"),
+            "{workload}: {err}"
+        );
     }
 }

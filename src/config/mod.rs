@@ -1,6 +1,7 @@
 //! The TOML suite file: models × hardware profiles × workloads, with validation errors that name
 //! the file, line and column and say what is allowed.
 
+pub mod arrival;
 pub mod limits;
 mod model;
 
@@ -131,14 +132,120 @@ pub struct Workload {
     /// static batch.
     #[serde(default = "one_usize")]
     pub concurrency: usize,
-    /// Requests per repetition (default: `concurrency`).
+    /// Requests per repetition (default: `concurrency`, or `request_rate` x `duration_s`).
     pub requests: Option<usize>,
+    /// Open loop (server engines): requests per second sent on a seeded schedule, whether or
+    /// not earlier ones have finished; `"inf"` (the default) is the closed loop above.
+    #[serde(default)]
+    pub request_rate: Option<arrival::RequestRate>,
+    /// Inter-arrival distribution of an open loop: `poisson` (default) or `gamma`.
+    #[serde(default)]
+    pub arrival: Option<arrival::Process>,
+    /// Gamma shape of an open loop's gaps (1 = Poisson; < 1 bursty).
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// Requests in flight at most in an open loop (default: every request may be).
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// An open loop's length: `request_rate` x `duration_s` requests (instead of `requests`).
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Seed of the arrival schedule (each repetition draws its own gaps from it).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
+
+/// Streams an open loop uses at most when `max_concurrency` is not given.
+pub const DEFAULT_OPEN_LOOP_STREAMS: usize = 256;
 
 impl Workload {
     /// Requests per repetition.
     pub fn request_count(&self) -> usize {
+        if let (Some(arrival::RequestRate::PerSecond(r)), Some(d), None) =
+            (self.request_rate, self.duration_s, self.requests)
+        {
+            return ((r * d).round() as usize).clamp(1, limits::MAX_REQUESTS);
+        }
         self.requests.unwrap_or(self.concurrency).max(1)
+    }
+
+    /// The open-loop schedule's settings (None: a closed loop).
+    pub fn arrivals(&self) -> Option<arrival::Arrivals> {
+        let Some(arrival::RequestRate::PerSecond(rate)) = self.request_rate else {
+            return None;
+        };
+        let process = self.arrival.unwrap_or(arrival::Process::Poisson);
+        Some(arrival::Arrivals {
+            request_rate_per_s: rate,
+            process,
+            burstiness: match process {
+                arrival::Process::Poisson => 1.0,
+                arrival::Process::Gamma => self.burstiness.unwrap_or(1.0),
+            },
+            max_concurrency: self
+                .max_concurrency
+                .unwrap_or(DEFAULT_OPEN_LOOP_STREAMS)
+                .min(self.request_count())
+                .max(1),
+            seed: self.seed.unwrap_or(0),
+        })
+    }
+
+    /// What is wrong with the open-loop settings, if anything.
+    fn arrival_problem(&self) -> Option<String> {
+        let open = matches!(self.request_rate, Some(arrival::RequestRate::PerSecond(_)));
+        let given = |b: bool, name: &str| (b && !open).then(|| name.to_string());
+        let stray = [
+            given(self.arrival.is_some(), "arrival"),
+            given(self.burstiness.is_some(), "burstiness"),
+            given(self.max_concurrency.is_some(), "max_concurrency"),
+            given(self.duration_s.is_some(), "duration_s"),
+        ];
+        if let Some(name) = stray.into_iter().flatten().next() {
+            return Some(format!(
+                "{name} shapes an open loop: give a finite request_rate (requests per second) too"
+            ));
+        }
+        if !open {
+            return None;
+        }
+        if self.concurrency > 1 {
+            return Some(
+                "an open loop (request_rate) sets its streams with max_concurrency, not                  concurrency"
+                    .into(),
+            );
+        }
+        if let Some(b) = self.burstiness {
+            if !(b.is_finite() && (0.01..=100.0).contains(&b)) {
+                return Some(format!(
+                    "burstiness {b}: give a gamma shape from 0.01 to 100"
+                ));
+            }
+            if self.arrival != Some(arrival::Process::Gamma) {
+                return Some(
+                    "burstiness is the shape of gamma arrivals: add arrival = \"gamma\"".into(),
+                );
+            }
+        }
+        if let Some(d) = self.duration_s {
+            if !(d.is_finite() && d > 0.0 && d <= 86_400.0) {
+                return Some(format!(
+                    "duration_s {d}: give seconds above 0, at most a day"
+                ));
+            }
+            if self.requests.is_some() {
+                return Some("give requests or duration_s, not both".into());
+            }
+        }
+        if let Some(m) = self.max_concurrency
+            && !(1..=limits::MAX_CONCURRENCY).contains(&m)
+        {
+            return Some(format!(
+                "max_concurrency {m}: give 1 to {}",
+                limits::MAX_CONCURRENCY
+            ));
+        }
+        None
     }
 }
 
@@ -437,6 +544,9 @@ impl Suite {
                         wl.concurrency
                     ),
                 ));
+            }
+            if let Some(why) = wl.arrival_problem() {
+                return Err(at(w.span(), why));
             }
             if wl.kind == WorkloadKind::Generate && wl.new_tokens == 0 {
                 return Err(at(

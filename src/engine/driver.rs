@@ -91,10 +91,14 @@ impl Output {
 }
 
 /// Parallel streams of a pass (servers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Streams {
     pub concurrency: usize,
     pub requests: usize,
+    /// An open loop's schedule settings (None: closed loop).
+    pub arrivals: Option<crate::config::arrival::Arrivals>,
+    /// Open loop: requests sent later than due because every stream was busy.
+    pub late: usize,
 }
 
 /// Everything one pass produced.
@@ -120,6 +124,8 @@ pub struct Job {
     pub concurrency: usize,
     /// Requests per repetition (servers; at least `concurrency`).
     pub requests: usize,
+    /// Open loop (servers): when requests are sent (None: closed loop over `concurrency`).
+    pub arrivals: Option<crate::config::arrival::Arrivals>,
     pub ignore_eos: bool,
     pub chat_template: bool,
     /// An embedding workload (else generation).

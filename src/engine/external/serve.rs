@@ -30,6 +30,8 @@ pub struct ServeDriver {
     server: Option<ManagedServer>,
     /// Requests sent so far (each starts its prompt at a different place).
     seq: usize,
+    /// Passes run so far (each open-loop pass draws its own schedule).
+    passes: u64,
     info: ModelInfo,
 }
 
@@ -111,6 +113,7 @@ impl ServeDriver {
             tok,
             server,
             seq: 0,
+            passes: 0,
         })
     }
 
@@ -136,6 +139,11 @@ impl ServeDriver {
         }
         Ok((reqs, prompts))
     }
+}
+
+/// Parallel streams a job's passes use: its open loop's cap, else its concurrency.
+fn streams_of(job: &Job) -> usize {
+    job.arrivals.map_or(job.concurrency, |a| a.max_concurrency)
 }
 
 /// What the outcomes say about how their prompt lengths are known.
@@ -173,18 +181,24 @@ impl Driver for ServeDriver {
     }
 
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {
-        (1, Some(job.concurrency))
+        (1, Some(streams_of(job)))
     }
 
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
         let (reqs, prompts) = self.requests()?;
+        let arrivals = self.job.arrivals;
+        let schedule = arrivals.map(|a| a.schedule(reqs.len(), self.passes));
+        self.passes += 1;
+        let concurrency = streams_of(&self.job);
         let pass = StreamPass {
             agent: &self.agent,
             reqs,
-            concurrency: self.job.concurrency,
+            concurrency,
+            schedule,
             first,
         };
-        let outs = run_pass(&pass, events)?;
+        let done = run_pass(&pass, events)?;
+        let outs = done.outcomes;
         let mut outputs = Vec::with_capacity(outs.len());
         let mut chunks = Vec::new();
         for (o, p) in outs.iter().zip(&prompts) {
@@ -195,20 +209,38 @@ impl Driver for ServeDriver {
         let (token_counts, warn) = token_count_source(&outs);
         let mut warnings: Vec<String> = warn.into_iter().collect();
         warnings.extend(prompt_warnings(&outs, &prompts));
-        if self.job.concurrency > 1 {
+        if let Some(a) = arrivals {
+            warnings.push(format!(
+                "open loop: {}; requests overlap, so per-request and per-phase energy is \
+                 apportioned, and J/token is the whole repetition's",
+                a.describe()
+            ));
+            if done.late > 0 {
+                warnings.push(format!(
+                    "{} of {} requests left more than 5 ms after they were due (all {} streams \
+                     busy): the offered rate was not achieved; raise max_concurrency or lower \
+                     request_rate",
+                    done.late,
+                    outs.len(),
+                    concurrency
+                ));
+            }
+        } else if concurrency > 1 {
             warnings.push(format!(
                 "{} streams overlapped: each stretch of energy between two events is shared \
                  equally by the requests in flight (per-request and per-phase figures are \
                  apportioned); steady-state J/token needs no apportioning",
-                self.job.concurrency
+                concurrency
             ));
         }
         Ok(Pass {
             outputs,
             chunks,
             streams: Some(Streams {
-                concurrency: self.job.concurrency,
+                concurrency,
                 requests: self.job.requests,
+                arrivals,
+                late: done.late,
             }),
             token_counts,
             warnings,

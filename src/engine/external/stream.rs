@@ -122,13 +122,31 @@ pub struct StreamPass<'a> {
     /// One request per index of the pass.
     pub reqs: Vec<StreamRequest>,
     pub concurrency: usize,
+    /// Open loop: when each request is due, ns after the pass starts (None: closed loop, every
+    /// stream sending its next request when the last one ends).
+    pub schedule: Option<Vec<u64>>,
     /// The number of the pass's first request in the events.
     pub first: usize,
 }
 
+/// How late a request may leave and still count as sent on schedule.
+const LATE_NS: u64 = 5_000_000;
+
+/// What a pass's requests gave back.
+pub struct PassOutcome {
+    /// One per request, in request order.
+    pub outcomes: Vec<StreamOutcome>,
+    /// Open loop: requests that left more than 5 ms after they were due (every stream busy).
+    pub late: usize,
+}
+
 /// Runs the pass's requests over its streams, reporting every start, first chunk and end (request
-/// `first + i`), and the steady state (all streams running until the first one is done).
-pub fn run_pass(p: &StreamPass, events: &dyn RunEvents) -> Result<Vec<StreamOutcome>> {
+/// `first + i`), and in a closed loop the steady state (all streams running until the first one
+/// is done). An open loop sends each request when it is due, or when a stream frees up.
+pub fn run_pass(p: &StreamPass, events: &dyn RunEvents) -> Result<PassOutcome> {
+    let late = AtomicUsize::new(0);
+    let open = p.schedule.is_some();
+    let t0 = crate::clock::monotonic_ns();
     let next = AtomicUsize::new(0);
     let running = AtomicUsize::new(0);
     let steady_end = AtomicBool::new(false);
@@ -144,10 +162,18 @@ pub fn run_pass(p: &StreamPass, events: &dyn RunEvents) -> Result<Vec<StreamOutc
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= requests || abort.load(Ordering::SeqCst) {
-                        if !steady_end.swap(true, Ordering::SeqCst) {
+                        if !open && !steady_end.swap(true, Ordering::SeqCst) {
                             events.steady(false);
                         }
                         return;
+                    }
+                    if let Some(due) = p.schedule.as_ref().map(|s| t0 + s[i]) {
+                        let now = crate::clock::monotonic_ns();
+                        if now < due {
+                            std::thread::sleep(std::time::Duration::from_nanos(due - now));
+                        } else if now - due > LATE_NS {
+                            late.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                     let mut on_start = |_t: u64| {
                         events.request(p.first + i, Boundary::Start);
@@ -155,7 +181,7 @@ pub fn run_pass(p: &StreamPass, events: &dyn RunEvents) -> Result<Vec<StreamOutc
                     let mut on_chunk = |c: usize, _t: u64| {
                         if c == 0 {
                             events.request(p.first + i, Boundary::FirstToken);
-                            if !seen_first {
+                            if !open && !seen_first {
                                 seen_first = true;
                                 if running.fetch_add(1, Ordering::SeqCst) + 1 == p.concurrency {
                                     events.steady(true);
@@ -194,12 +220,15 @@ pub fn run_pass(p: &StreamPass, events: &dyn RunEvents) -> Result<Vec<StreamOutc
     if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         bail!(e);
     }
-    Ok(results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect())
+    Ok(PassOutcome {
+        outcomes: results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+            .collect(),
+        late: late.into_inner(),
+    })
 }
 
 #[cfg(test)]

@@ -22,13 +22,24 @@ pub fn streams(
     r.concurrency = Some(streams.concurrency);
     r.requests = Some(requests);
     let total_generated: usize = outputs.iter().map(Output::generated_tokens).sum();
-    let warnings = concurrency_figures(r, rec, round, requests, chunks);
+    let open = streams.arrivals.is_some();
+    let warnings = concurrency_figures(r, rec, round, requests, chunks, open);
     if let Some(wh) = r.whole.as_mut() {
         wh.generated_tokens = total_generated;
         wh.j_per_generated_token =
             (total_generated > 0).then(|| wh.energy_j / total_generated as f64);
     }
-    if streams.concurrency > 1
+    if let Some(a) = streams.arrivals {
+        // An open loop has no steady window of a fixed batch: the whole repetition counts.
+        let dur = r.whole.as_ref().map(|w| w.duration_s).filter(|d| *d > 0.0);
+        r.arrival = Some(crate::record::ArrivalFigures {
+            settings: a,
+            achieved_requests_per_s: dur.map(|d| outputs.len() as f64 / d),
+            achieved_output_tokens_per_s: dur.map(|d| total_generated as f64 / d),
+            late_requests: streams.late,
+        });
+        r.energy_per_token_joules = r.whole.as_ref().and_then(|w| w.j_per_generated_token);
+    } else if streams.concurrency > 1
         && let Some(s) = &r.steady
     {
         r.energy_per_token_joules = s.j_per_token;
@@ -49,13 +60,15 @@ pub fn window_total_j(rec: &Recording, a: usize, b: usize) -> Option<f64> {
 
 /// Figures of a concurrent repetition: the steady state (between its steady-start and
 /// steady-end marks) and the whole repetition (first request start to last end). `tokens` holds
-/// (arrival time, tokens) of every content chunk of every request.
+/// (arrival time, tokens) of every content chunk of every request. An open loop (`open`) has
+/// no steady window: how many requests are in flight follows the arrivals.
 fn concurrency_figures(
     r: &mut Record,
     rec: &Recording,
     round: Round,
     requests: usize,
     tokens: &[(u64, f64)],
+    open: bool,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     let starts: Vec<usize> = (0..requests)
@@ -78,6 +91,9 @@ fn concurrency_figures(
             generated_tokens: generated,
             j_per_generated_token: (generated > 0).then(|| e / generated as f64),
         });
+    }
+    if open {
+        return warnings;
     }
     let (Some(s), Some(z)) = (
         rec.mark_index(Mark::round(round, Phase::SteadyStart)),

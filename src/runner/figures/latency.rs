@@ -2,7 +2,7 @@
 //! prefill and decode tokens/s), as vLLM defines them.
 
 use crate::engine::driver::Output;
-use crate::record::Record;
+use crate::record::{Quantiles, Record};
 use crate::stats::quantile;
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -48,6 +48,15 @@ pub fn fill(r: &mut Record, outputs: &[Output]) {
     r.tpot_s = mean(&tpot);
     r.prefill_tokens_per_s = mean(&pre_tps);
     r.decode_tokens_per_s = mean(&dec_tps);
+    if !ttft.is_empty() {
+        r.latency = Some(crate::record::LatencyQuantiles {
+            requests: ttft.len(),
+            ttft_s: Quantiles::of(&ttft),
+            tpot_s: Quantiles::of(&tpot),
+            itl_s: Quantiles::of(&itl),
+            e2e_s: Quantiles::of(&e2e),
+        });
+    }
     r.itls_ms = itl.iter().map(|s| (s * 1e3) as f32).collect();
     if !itl.is_empty() {
         r.itl_p50_s = Some(quantile(&itl, 0.5));
