@@ -72,8 +72,22 @@ pub fn plan(s: &Suite) -> Plan {
 /// A rough duration estimate in seconds (model load, warmup, repetitions, idle, cooldown).
 pub fn estimate_seconds(s: &Suite, p: &Plan) -> f64 {
     let per_gen = |w: &Workload| {
-        let t = (w.prompt_tokens * w.batch) as f64 / 300.0 + (w.new_tokens * w.batch) as f64 / 80.0;
-        t.max(s.min_window_ms / 1e3)
+        // Varied requests: the caps (dataset) or the workload's numbers stand in for the draws.
+        let prompt = if w.dataset.is_some() {
+            256
+        } else {
+            w.prompt_tokens.max(1)
+        };
+        let t = (prompt * w.batch) as f64 / 300.0 + (w.new_tokens * w.batch) as f64 / 80.0;
+        let n = if w.varied() {
+            w.request_count() as f64
+        } else {
+            1.0
+        };
+        let paced = w
+            .arrivals()
+            .map_or(0.0, |a| w.request_count() as f64 / a.request_rate_per_s);
+        (t * n).max(paced).max(s.min_window_ms / 1e3)
     };
     s.idle_seconds
         + p.cells
@@ -109,8 +123,16 @@ pub fn render(s: &Suite, p: &Plan) -> String {
                 .map_or("default".to_string(), |t| t.to_string()),
             w.name,
             w.kind,
-            w.prompt_tokens,
-            w.new_tokens,
+            match (&w.dataset, w.lengths.and_then(|l| l.prompt)) {
+                (Some(d), _) => format!("dataset {d}"),
+                (None, Some(dist)) => dist.to_string(),
+                _ => w.prompt_tokens.to_string(),
+            },
+            match (&w.dataset, w.lengths.and_then(|l| l.output)) {
+                (Some(_), _) => format!("reply length capped at {}", w.new_tokens),
+                (None, Some(dist)) => dist.to_string(),
+                _ => w.new_tokens.to_string(),
+            },
             w.batch,
             if let Some(a) = w.arrivals() {
                 format!(", {} request(s) at {}", w.request_count(), a.describe())

@@ -179,6 +179,13 @@ pub struct Record {
     /// An open loop's schedule and what it achieved (server engines with `request_rate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrival: Option<ArrivalFigures>,
+    /// Dataset workloads: how the requests were drawn (conversations read, usable, left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<crate::engine::text::dataset::DatasetFigures>,
+    /// Requests of different lengths (a dataset or `lengths`): [prompt, generated] tokens of
+    /// each request of the repetition, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_tokens: Vec<[usize; 2]>,
 }
 
 /// p50/p90/p95/p99 of one latency figure, seconds.

@@ -763,3 +763,27 @@ fn open_loop_settings_are_checked_with_the_line() {
         );
     }
 }
+
+/// `lengths` over a server: each request asks for its own drawn number of new tokens (the fake
+/// server streams exactly `max_tokens`), and the record keeps them in order.
+#[test]
+fn drawn_output_lengths_reach_the_server_per_request() {
+    use joulebench::config::lengths::{Dist, Lengths};
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let body = open_loop_suite(
+        t.path(),
+        port,
+        "paced-lengths",
+        "requests = 6\nconcurrency = 2\nseed = 5\nlengths = { prompt = \"uniform(8, 40)\", output = \"uniform(2, 12)\" }",
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let want = Lengths {
+        prompt: Some(Dist::Uniform(8.0, 40.0)),
+        output: Some(Dist::Uniform(2.0, 12.0)),
+    }
+    .draw(6, 16, 8, 5);
+    let got: Vec<usize> = recs[0].request_tokens.iter().map(|x| x[1]).collect();
+    assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
+}

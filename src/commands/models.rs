@@ -109,9 +109,19 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
         ModelsCommand::Fetch { id } => {
-            let m = registry::lookup(&id).with_context(|| {
-                format!("unknown model {id:?}; known ids: {}", registry::known_ids())
-            })?;
+            let m = registry::lookup(&id)
+                .or_else(|| registry::dataset(&id))
+                .with_context(|| {
+                    format!(
+                        "unknown model {id:?}; known ids: {} (datasets: {})",
+                        registry::known_ids(),
+                        registry::DATASETS
+                            .iter()
+                            .map(|d| d.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
             if registry::is_cached(m) {
                 progress(&format!(
                     "{id} is already cached in {}",
@@ -155,9 +165,19 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
         ModelsCommand::Verify { id } => {
-            let m = registry::lookup(&id).with_context(|| {
-                format!("unknown model {id:?}; known ids: {}", registry::known_ids())
-            })?;
+            let m = registry::lookup(&id)
+                .or_else(|| registry::dataset(&id))
+                .with_context(|| {
+                    format!(
+                        "unknown model {id:?}; known ids: {} (datasets: {})",
+                        registry::known_ids(),
+                        registry::DATASETS
+                            .iter()
+                            .map(|d| d.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
             let dir = registry::resolve(m, false, &mut progress)?;
             for f in m.files {
                 let p = dir.join(f.name);

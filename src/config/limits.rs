@@ -92,7 +92,7 @@ pub(super) fn profile(p: &Profile) -> Result<(), String> {
 
 /// A `[[workload]]`'s numbers.
 pub(super) fn workload(w: &Workload) -> Result<(), String> {
-    count("prompt_tokens", w.prompt_tokens, 1, MAX_TOKENS)?;
+    count("prompt_tokens", w.prompt_tokens, 0, MAX_TOKENS)?;
     count("new_tokens", w.new_tokens, 0, MAX_TOKENS)?;
     count("batch", w.batch, 1, MAX_BATCH)?;
     count("concurrency", w.concurrency, 1, MAX_CONCURRENCY)?;

@@ -2,6 +2,7 @@
 //! the file, line and column and say what is allowed.
 
 pub mod arrival;
+pub mod lengths;
 pub mod limits;
 mod model;
 
@@ -119,6 +120,8 @@ pub struct Workload {
     pub name: String,
     #[serde(default = "generate")]
     pub kind: WorkloadKind,
+    /// Prompt tokens of every request (may be left out with `dataset` or `lengths.prompt`).
+    #[serde(default)]
     pub prompt_tokens: usize,
     #[serde(default)]
     pub new_tokens: usize,
@@ -150,9 +153,17 @@ pub struct Workload {
     /// An open loop's length: `request_rate` x `duration_s` requests (instead of `requests`).
     #[serde(default)]
     pub duration_s: Option<f64>,
-    /// Seed of the arrival schedule (each repetition draws its own gaps from it).
+    /// Seed of the arrival schedule (each repetition draws its own gaps from it), of the
+    /// dataset draw and of `lengths`.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Prompts and output lengths from a dataset: `sharegpt` (ShareGPT V3, fetched and cached
+    /// like a model) or a path to a ShareGPT-format .json file (relative to the suite).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Per-request lengths drawn from distributions.
+    #[serde(default)]
+    pub lengths: Option<lengths::Lengths>,
 }
 
 /// Streams an open loop uses at most when `max_concurrency` is not given.
@@ -189,6 +200,61 @@ impl Workload {
                 .max(1),
             seed: self.seed.unwrap_or(0),
         })
+    }
+
+    /// (prompt, output) tokens of each request when `lengths` draws them (seeded).
+    pub fn drawn_lengths(&self) -> Option<Vec<(usize, usize)>> {
+        self.lengths.map(|l| {
+            l.draw(
+                self.request_count(),
+                self.prompt_tokens,
+                self.new_tokens,
+                self.seed.unwrap_or(0),
+            )
+        })
+    }
+
+    /// Whether requests differ in length (a dataset or `lengths`).
+    pub fn varied(&self) -> bool {
+        self.dataset.is_some() || self.lengths.is_some()
+    }
+
+    /// What is wrong with the dataset and length settings, if anything.
+    fn length_problem(&self) -> Option<String> {
+        if let Some(d) = &self.dataset {
+            let registered = crate::engine::registry::dataset(d).is_some();
+            if !registered && !d.ends_with(".json") {
+                return Some(format!(
+                    "dataset {d:?}: use sharegpt or a path to a ShareGPT-format .json file"
+                ));
+            }
+            if self
+                .lengths
+                .is_some_and(|l| l.prompt.is_some() || l.output.is_some())
+            {
+                return Some("give dataset or lengths, not both".into());
+            }
+        }
+        if self.varied() {
+            if self.kind == WorkloadKind::Embed {
+                return Some("dataset and lengths are for generate workloads".into());
+            }
+            if self.batch > 1 {
+                return Some(
+                    "requests of different lengths cannot share a static batch: leave batch at 1 \
+                     (servers batch them themselves; use concurrency or request_rate)"
+                        .into(),
+                );
+            }
+        }
+        let prompt_from_elsewhere =
+            self.dataset.is_some() || self.lengths.is_some_and(|l| l.prompt.is_some());
+        if self.prompt_tokens == 0 && !prompt_from_elsewhere {
+            return Some(
+                "prompt_tokens must be at least 1 (or give dataset or lengths.prompt)".into(),
+            );
+        }
+        None
     }
 
     /// What is wrong with the open-loop settings, if anything.
@@ -522,11 +588,11 @@ impl Suite {
             let wl = w.get_ref().clone();
             name_ok("workload", &wl.name, w.span())?;
             limits::workload(&wl).map_err(|e| at(w.span(), e))?;
-            if wl.prompt_tokens == 0 || wl.batch == 0 {
-                return Err(at(
-                    w.span(),
-                    "prompt_tokens and batch must be at least 1".into(),
-                ));
+            if wl.batch == 0 {
+                return Err(at(w.span(), "batch must be at least 1".into()));
+            }
+            if let Some(why) = wl.length_problem() {
+                return Err(at(w.span(), why));
             }
             if wl.concurrency == 0 || wl.requests == Some(0) {
                 return Err(at(
@@ -548,10 +614,13 @@ impl Suite {
             if let Some(why) = wl.arrival_problem() {
                 return Err(at(w.span(), why));
             }
-            if wl.kind == WorkloadKind::Generate && wl.new_tokens == 0 {
+            if wl.kind == WorkloadKind::Generate
+                && wl.new_tokens == 0
+                && wl.lengths.is_none_or(|l| l.output.is_none())
+            {
                 return Err(at(
                     w.span(),
-                    "a generate workload needs new_tokens >= 1".into(),
+                    "a generate workload needs new_tokens >= 1 (or lengths.output)".into(),
                 ));
             }
             workloads.push(wl);

