@@ -186,6 +186,29 @@ pub struct Record {
     /// each request of the repetition, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_tokens: Vec<[usize; 2]>,
+    /// Server cells: averages of the server's /metrics over the steady window (an open loop:
+    /// the whole repetition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::engine::external::metrics::Telemetry>,
+    /// Server cells: whether the repetition measured what it set out to (ML.ENERGY's checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<Stability>,
+}
+
+/// Whether a served repetition is stable: a steady window at least `min_steady_s` long, an
+/// achieved batch at least 0.85 of the target, and a positive J/token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stability {
+    pub stable: bool,
+    /// Why not, one line each.
+    pub reasons: Vec<String>,
+    /// Requests running at once, on average over the window.
+    pub achieved_batch: Option<f64>,
+    /// `server telemetry` (the server's running requests) or `requests in flight` (the client's
+    /// view, which cannot see a server queueing requests it holds).
+    pub achieved_batch_source: Option<String>,
+    /// The concurrency asked for (closed loop; an open loop has none).
+    pub target_batch: Option<usize>,
 }
 
 /// p50/p90/p95/p99 of one latency figure, seconds.

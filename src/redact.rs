@@ -187,6 +187,19 @@ fn value_after(s: &str, mut i: usize, is_scheme: bool) -> Option<(usize, usize)>
     (end > start && &s[start..end] != REDACTED).then_some((start, end))
 }
 
+/// `url` without the `user:password@` of its authority, for records.
+pub fn url_without_credentials(url: &str) -> String {
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[s + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..s + 3], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +243,17 @@ mod tests {
         assert_eq!(t.matches(REDACTED).count(), 2);
         register("ab");
         assert_eq!(text("abc"), "abc");
+    }
+
+    #[test]
+    fn urls_lose_only_their_credentials() {
+        let f = url_without_credentials;
+        assert_eq!(
+            f("https://user:secret@mirror.example/hub"),
+            "https://mirror.example/hub"
+        );
+        assert_eq!(f("http://h:8080/a@b/metrics"), "http://h:8080/a@b/metrics");
+        assert_eq!(f("http://u@h"), "http://h");
+        assert_eq!(f("not a url"), "not a url");
     }
 }

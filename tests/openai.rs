@@ -42,6 +42,9 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
             .trim()
             .eq_ignore_ascii_case(&format!("authorization: bearer {SECRET}"));
     }
+    if first.starts_with("GET /metrics") {
+        return Some(serde_json::json!({"model": "METRICS"}));
+    }
     if first.starts_with("GET") {
         return Some(serde_json::json!({"model": "GET"}));
     }
@@ -54,6 +57,13 @@ fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
     v["_headers"] = raw_headers.into();
     Some(v)
 }
+
+/// Requests the fake batching server is generating for, and holding in its queue.
+static INFLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One telemetry test at a time (the fake server's gauges are process-wide).
+static TELEMETRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// When each `paced` request reached the fake server.
 static ARRIVALS: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
@@ -116,6 +126,39 @@ fn serve(mut s: TcpStream) {
             }
             let usage = serde_json::json!({"choices": [],
                 "usage": {"prompt_tokens": 16, "completion_tokens": k}});
+            w(&format!("data: {usage}\n\n"));
+            w("data: [DONE]\n\n");
+        }
+        "METRICS" => {
+            let body = format!(
+                "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\n\
+                 llamacpp:requests_deferred {}\nllamacpp:kv_cache_usage_ratio 0.125\n",
+                INFLIGHT.load(std::sync::atomic::Ordering::SeqCst),
+                WAITING.load(std::sync::atomic::Ordering::SeqCst)
+            );
+            w(&format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        "batching" | "serial" => {
+            // A batching server: every token takes 2 ms per request in the batch. `serial`
+            // runs one request at a time and holds the others in its queue.
+            use std::sync::atomic::Ordering::SeqCst;
+            WAITING.fetch_add(1, SeqCst);
+            let _one =
+                (model == "serial").then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()));
+            WAITING.fetch_sub(1, SeqCst);
+            INFLIGHT.fetch_add(1, SeqCst);
+            w(SSE);
+            for i in 0..n {
+                let k = INFLIGHT.load(SeqCst).max(1) as u64;
+                std::thread::sleep(Duration::from_millis(2 * k));
+                w(&format!("data: {}\n\n", chunk_json(&format!(" t{i}"))));
+            }
+            INFLIGHT.fetch_sub(1, SeqCst);
+            let usage = serde_json::json!({"choices": [],
+                "usage": {"prompt_tokens": 16, "completion_tokens": n}});
             w(&format!("data: {usage}\n\n"));
             w("data: [DONE]\n\n");
         }
@@ -786,4 +829,70 @@ fn drawn_output_lengths_reach_the_server_per_request() {
     .draw(6, 16, 8, 5);
     let got: Vec<usize> = recs[0].request_tokens.iter().map(|x| x[1]).collect();
     assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
+}
+
+fn batching_suite(dir: &Path, port: u16, model: &str, min_steady_s: f64) -> String {
+    format!(
+        "[suite]\nname = \"batching\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\
+         timeout_seconds = 60\nmin_steady_s = {min_steady_s}\n\n[meter]\npowercap_root = \"{}\"\n\
+         interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\nname = \"c4\"\n\
+         prompt_tokens = 16\nnew_tokens = 20\nconcurrency = 4\nrequests = 16\n{}",
+        dir.join("none").display(),
+        openai_model(port, model, "")
+    )
+}
+
+/// A batching server's /metrics is scraped during the steady window: the record has its
+/// averages (4 running, the achieved batch) and the repetition is stable.
+#[test]
+fn server_telemetry_gives_the_achieved_batch_of_a_stable_repetition() {
+    let _one = TELEMETRY.lock().unwrap_or_else(|e| e.into_inner());
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let (_, recs, code) = run_suite(t.path(), &batching_suite(t.path(), port, "batching", 0.05));
+    assert_eq!(code, 0, "{recs:?}");
+    let r = &recs[0];
+    let tel = r.telemetry.as_ref().expect("telemetry");
+    assert!(tel.samples >= 1 && tel.url.ends_with("/metrics"), "{tel:?}");
+    let running = tel.running_avg.unwrap();
+    assert!(running > 3.0 && running <= 4.0, "{tel:?}");
+    assert_eq!(tel.kv_cache_avg, Some(0.125));
+    let st = r.stability.as_ref().unwrap();
+    assert!(st.stable, "{st:?}");
+    assert_eq!(st.achieved_batch, Some(running));
+    assert_eq!(
+        st.achieved_batch_source.as_deref(),
+        Some("server telemetry")
+    );
+    assert_eq!(st.target_batch, Some(4));
+}
+
+/// A server that runs one request at a time behind four open streams: the client sees four in
+/// flight, the server's gauges say 1, so the repetition is flagged; a steady window shorter than
+/// min_steady_s is flagged too.
+#[test]
+fn a_serialising_server_and_a_short_window_are_flagged_unstable() {
+    let _one = TELEMETRY.lock().unwrap_or_else(|e| e.into_inner());
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let (_, recs, code) = run_suite(t.path(), &batching_suite(t.path(), port, "serial", 60.0));
+    assert_eq!(code, 0, "{recs:?}");
+    let r = &recs[0];
+    let st = r.stability.as_ref().unwrap();
+    assert!(!st.stable);
+    assert!(
+        st.reasons.iter().any(|x| x.contains("achieved batch")),
+        "{st:?}"
+    );
+    assert!(
+        st.reasons.iter().any(|x| x.contains("min_steady_s")),
+        "{st:?}"
+    );
+    assert!(st.achieved_batch.unwrap() < 1.5, "{st:?}");
+    assert!(r.telemetry.as_ref().unwrap().waiting_avg.unwrap() > 1.0);
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("UNSTABLE")),
+        "{:?}",
+        r.warnings
+    );
 }

@@ -61,6 +61,7 @@ pub(super) fn suite(raw: &RawSuite) -> Result<(), (std::ops::Range<usize>, Strin
         (&s.idle_seconds, "idle_seconds", WEEK_S, false),
         (&s.cooldown_seconds, "cooldown_seconds", WEEK_S, false),
         (&s.min_window_ms, "min_window_ms", WEEK_S * 1e3, false),
+        (&s.min_steady_s, "min_steady_s", WEEK_S, false),
         (&s.timeout_seconds, "timeout_seconds", WEEK_S, true),
     ] {
         in_range(what, *v.get_ref(), 0.0, hi, open, "").map_err(|e| (v.span(), e))?;

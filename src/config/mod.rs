@@ -41,6 +41,9 @@ pub struct SuiteSection {
     pub min_window_ms: Spanned<f64>,
     #[serde(default = "timeout")]
     pub timeout_seconds: Spanned<f64>,
+    /// A server cell whose steady window is shorter is flagged unstable.
+    #[serde(default = "min_steady")]
+    pub min_steady_s: Spanned<f64>,
 }
 
 /// Meter sources: `"auto"`, `"rapl,nvml"` or `["rapl", "nvml"]`.
@@ -351,6 +354,8 @@ pub struct Suite {
     pub cooldown_seconds: f64,
     pub min_window_ms: f64,
     pub timeout_seconds: f64,
+    /// Server cells with a shorter steady window are flagged unstable.
+    pub min_steady_s: f64,
     pub meter: MeterChoice,
     pub interval_ms: f64,
     pub strict: bool,
@@ -381,6 +386,9 @@ fn five_f() -> Spanned<f64> {
 }
 fn zero_f() -> Spanned<f64> {
     Spanned::new(0..0, 0.0)
+}
+fn min_steady() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
 }
 fn min_window() -> Spanned<f64> {
     Spanned::new(0..0, 200.0)
@@ -453,6 +461,7 @@ impl Suite {
             (&raw.suite.idle_seconds, "idle_seconds", 0.0),
             (&raw.suite.cooldown_seconds, "cooldown_seconds", 0.0),
             (&raw.suite.min_window_ms, "min_window_ms", 0.0),
+            (&raw.suite.min_steady_s, "min_steady_s", 0.0),
         ] {
             if !v.get_ref().is_finite() || *v.get_ref() < min {
                 return Err(at(v.span(), format!("{what} must be a number >= {min}")));
@@ -647,6 +656,7 @@ impl Suite {
             idle_seconds: *raw.suite.idle_seconds.get_ref(),
             cooldown_seconds: *raw.suite.cooldown_seconds.get_ref(),
             min_window_ms: *raw.suite.min_window_ms.get_ref(),
+            min_steady_s: *raw.suite.min_steady_s.get_ref(),
             timeout_seconds: *raw.suite.timeout_seconds.get_ref(),
             meter,
             interval_ms: iv,

@@ -69,6 +69,7 @@ pub(super) struct RawModel {
     tokenizer: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
+    metrics_url: Option<String>,
     command: Option<Vec<String>>,
     tokens_regex: Option<String>,
 }
@@ -148,6 +149,7 @@ impl RawModel {
             ("request_timeout_s", self.request_timeout_s.is_some()),
             ("tokenizer", self.tokenizer.is_some()),
             ("allow_insecure_http", self.allow_insecure_http),
+            ("metrics_url", self.metrics_url.is_some()),
         ];
         let command_only = [
             ("command", self.command.is_some()),
@@ -224,6 +226,9 @@ impl RawModel {
         if let Some(r) = &self.ready_url {
             scheme_host(&expand(r, &probe_vars())?)?;
         }
+        if let Some(m) = &self.metrics_url {
+            scheme_host(&expand(m, &probe_vars())?)?;
+        }
         for (what, v) in [
             ("ready_timeout_s", self.ready_timeout_s),
             ("request_timeout_s", self.request_timeout_s),
@@ -244,6 +249,7 @@ impl RawModel {
             request_timeout_s: self.request_timeout_s,
             tokenizer: self.tokenizer.clone(),
             allow_insecure_http: self.allow_insecure_http,
+            metrics_url: self.metrics_url.clone(),
         })
     }
 }

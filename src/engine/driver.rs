@@ -91,7 +91,7 @@ impl Output {
 }
 
 /// Parallel streams of a pass (servers).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Streams {
     pub concurrency: usize,
     pub requests: usize,
@@ -99,6 +99,8 @@ pub struct Streams {
     pub arrivals: Option<crate::config::arrival::Arrivals>,
     /// Open loop: requests sent later than due because every stream was busy.
     pub late: usize,
+    /// The server's /metrics URL and what was scraped from it during the pass.
+    pub telemetry: Option<(String, Vec<crate::engine::external::metrics::Sample>)>,
 }
 
 /// Everything one pass produced.

@@ -235,11 +235,7 @@ impl HubEnv {
         if self.endpoint == DEFAULT_ENDPOINT {
             return None;
         }
-        let e = &self.endpoint;
-        Some(match (e.find("://"), e.find('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}{}", &e[..s + 3], &e[at + 1..]),
-            _ => e.clone(),
-        })
+        Some(crate::redact::url_without_credentials(&self.endpoint))
     }
 }
 

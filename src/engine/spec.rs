@@ -81,6 +81,10 @@ pub struct OpenaiSpec {
     pub tokenizer: Option<String>,
     /// Allow an API key over plain HTTP to a host other than this machine.
     pub allow_insecure_http: bool,
+    /// The server's Prometheus endpoint (default: `/metrics` at the base URL's root, used when
+    /// it answers with gauges joulebench knows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
 }
 
 /// A command run once per repetition (no shell).

@@ -541,10 +541,16 @@ fn one(
     if meters.energy_refused {
         figures::energy::clear(&mut r);
     }
-    if let Some(streams) = passes.first().and_then(|p| p.streams) {
+    if let Some(streams) = passes.first().and_then(|p| p.streams.clone()) {
         let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();
         warnings.extend(concurrency::streams(
-            &mut r, &rec, round, streams, &outputs, &chunks,
+            &mut r,
+            &rec,
+            round,
+            streams,
+            &outputs,
+            &chunks,
+            suite.min_steady_s,
         ));
     }
     r.warnings = warnings;
@@ -628,6 +634,8 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         arrival: None,
         dataset: None,
         request_tokens: Vec::new(),
+        telemetry: None,
+        stability: None,
         itls_ms: Vec::new(),
         prefill_tokens_per_s: None,
         decode_tokens_per_s: None,

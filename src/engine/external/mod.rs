@@ -3,6 +3,7 @@
 //! say about an engine joulebench cannot see inside.
 
 pub mod command;
+pub mod metrics;
 pub mod openai;
 pub mod serve;
 pub mod server;

@@ -5,6 +5,7 @@
 
 use crate::engine::ModelInfo;
 use crate::engine::driver::{Driver, Job, Output, Pass, RunEvents, Streams};
+use crate::engine::external::metrics;
 use crate::engine::external::openai::{self, StreamOutcome, StreamRequest};
 use crate::engine::external::server::{ManagedServer, free_port};
 use crate::engine::external::stream::{StreamPass, run_pass, to_output, token_count_source};
@@ -36,6 +37,8 @@ pub struct ServeDriver {
     /// Requests of different lengths (a dataset or `lengths`), one per request of a pass.
     shapes: Option<Vec<Shape>>,
     dataset: Option<DatasetFigures>,
+    /// The server's /metrics, scraped during every pass (None: it has none joulebench reads).
+    metrics_url: Option<String>,
     info: ModelInfo,
 }
 
@@ -100,6 +103,7 @@ impl ServeDriver {
             ));
             server = Some(s);
         }
+        let metrics_url = metrics_endpoint(spec, &base, &v, log)?;
         let backend = match &spec.launch {
             Some(l) => format!(
                 "openai-compatible server at {}, started by joulebench: {}",
@@ -122,6 +126,7 @@ impl ServeDriver {
             passes: 0,
             shapes,
             dataset,
+            metrics_url,
         })
     }
 
@@ -169,6 +174,37 @@ impl ServeDriver {
 /// The context a dataset's prompt and reply must fit in on a server (whose own limit
 /// joulebench cannot see): 2,048 tokens, as serving benchmarks filter ShareGPT.
 pub const SERVER_CONTEXT: usize = 2048;
+
+/// How often a pass scrapes the server's /metrics.
+const SCRAPE_EVERY: Duration = Duration::from_millis(200);
+
+/// The /metrics URL to scrape: the entry's `metrics_url` (which must answer with known
+/// gauges), else `/metrics` at the base URL's root when it does.
+fn metrics_endpoint(
+    spec: &OpenaiSpec,
+    base: &str,
+    v: &std::collections::BTreeMap<&'static str, String>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<String>> {
+    let probe = openai::agent(Duration::from_secs(2));
+    if let Some(m) = &spec.metrics_url {
+        let url = expand(m, v).map_err(|e| anyhow::anyhow!(e))?;
+        metrics::scrape(&probe, &url).map_err(|e| {
+            anyhow::anyhow!("metrics_url {url} gives no telemetry joulebench reads: {e}")
+        })?;
+        return Ok(Some(url));
+    }
+    let root = base.trim_end_matches('/');
+    let root = root.strip_suffix("/v1").unwrap_or(root);
+    let url = format!("{root}/metrics");
+    match metrics::scrape(&probe, &url) {
+        Ok(_) => {
+            log(&format!("server telemetry from {url}"));
+            Ok(Some(url))
+        }
+        Err(_) => Ok(None),
+    }
+}
 
 /// Parallel streams a job's passes use: its open loop's cap, else its concurrency.
 fn streams_of(job: &Job) -> usize {
@@ -230,7 +266,16 @@ impl Driver for ServeDriver {
             schedule,
             first,
         };
-        let done = run_pass(&pass, events)?;
+        let scraper = self.metrics_url.as_ref().map(|u| {
+            metrics::Scraper::start(
+                openai::agent(Duration::from_secs(2)),
+                u.clone(),
+                SCRAPE_EVERY,
+            )
+        });
+        let done = run_pass(&pass, events);
+        let telemetry = scraper.map(|s| s.finish());
+        let done = done?;
         let outs = done.outcomes;
         let mut outputs = Vec::with_capacity(outs.len());
         let mut chunks = Vec::new();
@@ -274,6 +319,7 @@ impl Driver for ServeDriver {
                 requests: self.job.requests,
                 arrivals,
                 late: done.late,
+                telemetry: self.metrics_url.clone().zip(telemetry),
             }),
             token_counts,
             warnings,

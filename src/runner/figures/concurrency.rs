@@ -17,13 +17,14 @@ pub fn streams(
     streams: Streams,
     outputs: &[Output],
     chunks: &[(u64, f64)],
+    min_steady_s: f64,
 ) -> Vec<String> {
     let requests = streams.requests;
     r.concurrency = Some(streams.concurrency);
     r.requests = Some(requests);
     let total_generated: usize = outputs.iter().map(Output::generated_tokens).sum();
     let open = streams.arrivals.is_some();
-    let warnings = concurrency_figures(r, rec, round, requests, chunks, open);
+    let mut warnings = concurrency_figures(r, rec, round, requests, chunks, open);
     if let Some(wh) = r.whole.as_mut() {
         wh.generated_tokens = total_generated;
         wh.j_per_generated_token =
@@ -44,7 +45,113 @@ pub fn streams(
     {
         r.energy_per_token_joules = s.j_per_token;
     }
+    let window = match (open, steady_marks(rec, round)) {
+        (false, Some(w)) => Some(w),
+        (false, None) => None,
+        (true, _) => whole_marks(rec, round, requests),
+    };
+    if let (Some((url, samples)), Some((a, z))) = (&streams.telemetry, window) {
+        r.telemetry = crate::engine::external::metrics::summarize(url, samples, a, z);
+    }
+    let st = stability(r, rec, round, requests, &streams, window, min_steady_s);
+    if !st.stable {
+        warnings.push(format!("UNSTABLE: {}", st.reasons.join("; ")));
+    }
+    r.stability = Some(st);
     warnings
+}
+
+/// The steady window's start and end times (ns).
+fn steady_marks(rec: &Recording, round: Round) -> Option<(u64, u64)> {
+    let s = rec.mark_index(Mark::round(round, Phase::SteadyStart))?;
+    let z = rec.mark_index(Mark::round(round, Phase::SteadyEnd))?;
+    let (a, b) = (rec.marks[s].t_ns, rec.marks[z].t_ns);
+    (b > a).then_some((a, b))
+}
+
+/// Each request's (start, end) times (ns), for those with both marks.
+fn request_spans(rec: &Recording, round: Round, requests: usize) -> Vec<(u64, u64)> {
+    (0..requests)
+        .filter_map(|i| {
+            let s = rec.mark_index(Mark::request(round, i, Phase::Start))?;
+            let e = rec.mark_index(Mark::request(round, i, Phase::End))?;
+            Some((rec.marks[s].t_ns, rec.marks[e].t_ns))
+        })
+        .collect()
+}
+
+/// First request sent to last response ended (ns).
+fn whole_marks(rec: &Recording, round: Round, requests: usize) -> Option<(u64, u64)> {
+    let spans = request_spans(rec, round, requests);
+    let a = spans.iter().map(|s| s.0).min()?;
+    let z = spans.iter().map(|s| s.1).max()?;
+    (z > a).then_some((a, z))
+}
+
+/// The fraction of an achieved batch below which a repetition is unstable (ML.ENERGY's).
+pub const MIN_BATCH_FRACTION: f64 = 0.85;
+
+/// The stability checks of a served repetition over its window.
+fn stability(
+    r: &Record,
+    rec: &Recording,
+    round: Round,
+    requests: usize,
+    streams: &Streams,
+    window: Option<(u64, u64)>,
+    min_steady_s: f64,
+) -> crate::record::Stability {
+    let mut reasons = Vec::new();
+    let open = streams.arrivals.is_some();
+    let target = (!open).then_some(streams.concurrency);
+    let (mut achieved, mut source) = (None, None);
+    match window {
+        None if !open => {
+            reasons.push("no steady window (every stream was never running at once)".into())
+        }
+        None => reasons.push("no complete request to measure".into()),
+        Some((a, z)) => {
+            let secs = (z - a) as f64 / 1e9;
+            if !open && secs < min_steady_s {
+                reasons.push(format!(
+                    "steady window {secs:.3} s is shorter than min_steady_s = {min_steady_s} s \
+                     (give the workload more requests or longer outputs)"
+                ));
+            }
+            if let Some(run) = r.telemetry.as_ref().and_then(|t| t.running_avg) {
+                achieved = Some(run);
+                source = Some("server telemetry".to_string());
+            } else {
+                let busy: u64 = request_spans(rec, round, requests)
+                    .iter()
+                    .map(|&(s, e)| e.min(z).saturating_sub(s.max(a)))
+                    .sum();
+                achieved = Some(busy as f64 / (z - a) as f64);
+                source = Some("requests in flight".to_string());
+            }
+        }
+    }
+    if let (Some(t), Some(b)) = (target, achieved)
+        && b < MIN_BATCH_FRACTION * t as f64
+    {
+        reasons.push(format!(
+            "achieved batch {b:.2} ({}) is below {MIN_BATCH_FRACTION} of the target {t}",
+            source.as_deref().unwrap_or("")
+        ));
+    }
+    match r.energy_per_token_joules {
+        Some(j) if j > 0.0 => {}
+        Some(j) => reasons.push(format!("J/token {j} is not positive")),
+        None if r.energy.is_some() => reasons.push("no J/token".into()),
+        None => {}
+    }
+    crate::record::Stability {
+        stable: reasons.is_empty(),
+        reasons,
+        achieved_batch: achieved,
+        achieved_batch_source: source,
+        target_batch: target,
+    }
 }
 
 /// CPU + GPU joules between marks `a` and `b` (what records total), if measurable.
