@@ -5,8 +5,16 @@
 # does. About 5 minutes on 2 cores the first time; cached in ~/.cache/joulebench next to
 # llama-bench (scripts/bench-llamacpp.sh shares the build folder). Prints the binary's path.
 #
-# Usage: scripts/llama-server.sh            (configs/engines.toml runs it with --parallel N --metrics)
+# Usage: scripts/llama-server.sh                 builds if needed, prints the binary's path
+#        scripts/llama-server.sh --serve ARGS     then runs it with ARGS in place of this script
+#                                                 (same PID, so joulebench can stop it);
+#                                                 configs/engines.toml passes --parallel N --metrics
 set -euo pipefail
+SERVE=0
+if [ "${1:-}" = "--serve" ]; then
+    SERVE=1
+    shift
+fi
 VERSION=0.3.36
 CACHE=${JOULEBENCH_CACHE:-$HOME/.cache/joulebench}
 SRC="$CACHE/llama-cpp-src"
@@ -29,5 +37,8 @@ if [ ! -x "$BIN" ]; then
   "$CMAKE" -S "$LCPP" -B "$LCPP/build" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS=$NOAMX" "-DCMAKE_CXX_FLAGS=$NOAMX" >&2
   "$CMAKE" --build "$LCPP/build" -j"$(nproc)" --target llama-server >&2
+fi
+if [ $SERVE = 1 ]; then
+    exec "$BIN" "$@"
 fi
 echo "$BIN"

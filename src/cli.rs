@@ -34,6 +34,9 @@ pub enum Command {
     /// A/B in one job: two models of a suite measured alternately (ABBA) on this machine, judged
     /// on paired differences; exit 1 on a regression.
     Ab(AbArgs),
+    /// Per model, the configuration with the least energy per output token that meets latency
+    /// deadlines, and the time-energy frontier; exit 1 when some model has none that meets them.
+    Frontier(FrontierArgs),
     /// Merge the run folders of a suite's shards into one run folder with one report.
     Merge(MergeArgs),
     /// Write (and with --submit, submit) a Slurm job array that runs a suite in shards, and a
@@ -150,6 +153,29 @@ pub struct CompareArgs {
     /// Where saved baselines live.
     #[arg(long, value_name = "DIR", default_value = joulebench::baseline::DEFAULT_DIR)]
     pub baselines: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FrontierArgs {
+    /// The run folder.
+    pub dir: std::path::PathBuf,
+    /// Deadline on the 90th percentile inter-token latency (default: the suite's `[slo]`).
+    #[arg(long, value_name = "MS")]
+    pub itl_p90_ms: Option<f64>,
+    /// Deadline on the 90th percentile time to first token.
+    #[arg(long, value_name = "MS")]
+    pub ttft_p90_ms: Option<f64>,
+    /// Deadline on the median time per output token.
+    #[arg(long, value_name = "MS")]
+    pub tpot_p50_ms: Option<f64>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CompareFormat,
+    /// Write the answer here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Where the chart goes (default: the run folder's charts/frontier.svg).
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<std::path::PathBuf>,
 }
 
 /// Output formats of `compare`.

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod fingerprint;
+pub mod frontier;
 pub mod measure;
 pub mod meter;
 pub mod metric;

@@ -1,19 +1,26 @@
 //! A real peer, not a mock: llama.cpp's OpenAI-compatible server (PyPI
 //! `llama-cpp-python[server]==0.3.36`, installed by scripts/llama-cpp-server.sh into joulebench's
-//! cache; the first install builds llama.cpp, about 4 minutes) runs the shipped
-//! configs/engines.toml next to the candle engine, at 1 and 4 concurrent streams.
+//! cache; the first install builds llama.cpp, about 4 minutes) and llama.cpp's own C++
+//! `llama-server` (scripts/llama-server.sh) run the shipped configs/engines.toml next to the
+//! candle engine, at 1 and 4 concurrent streams.
 
 mod common;
 
 use joulebench::record::{Status, read_all};
 use std::path::Path;
 
+/// Python and C++ llama.cpp servers running now.
 fn llama_servers() -> usize {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", "llama_cpp.server --model"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    ["llama_cpp.server --model", "llama-server -m"]
+        .iter()
+        .map(|pat| {
+            let out = std::process::Command::new("pgrep")
+                .args(["-f", pat])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        })
+        .sum()
 }
 
 #[test]
@@ -27,6 +34,14 @@ fn candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
         inst.status.success(),
         "installing llama-cpp-python failed:\n{}",
         String::from_utf8_lossy(&inst.stderr)
+    );
+    let build = std::process::Command::new(root.join("scripts/llama-server.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "building llama-server failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
     );
     let before = llama_servers();
     let out = tempfile::tempdir().unwrap();
@@ -100,6 +115,35 @@ fn candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
             }
         }
     }
+    // llama-server batches: at c4 its steady window produces more tokens per second than at
+    // c1, its /metrics says four requests were running, and usage gives exact counts.
+    let steady = |c: usize| -> Vec<f64> {
+        recs.iter()
+            .filter(|r| {
+                r.model == "smollm2-135m.llama-server" && r.workload.ends_with(&format!("-c{c}"))
+            })
+            .map(|r| {
+                assert_eq!(r.token_counts.as_deref(), Some("server usage"));
+                assert_eq!(r.generated_tokens, 32);
+                let t = r.telemetry.as_ref().expect("llama-server telemetry");
+                let st = r.stability.as_ref().unwrap();
+                assert_eq!(st.achieved_batch, t.running_avg);
+                assert!(t.running_avg.unwrap() > 0.85 * c as f64, "c{c}: {t:?}");
+                r.steady.as_ref().expect("steady window").tokens_per_s
+            })
+            .collect()
+    };
+    let (c1, c4) = (steady(1), steady(4));
+    assert_eq!((c1.len(), c4.len()), (3, 3));
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    let (m1, m4) = (med(c1), med(c4));
+    assert!(
+        m4 > m1,
+        "llama-server c4 {m4:.1} tok/s is not above c1 {m1:.1}"
+    );
     // Both engines in every chart.
     for chart in [
         "energy-per-token.svg",

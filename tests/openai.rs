@@ -896,3 +896,89 @@ fn a_serialising_server_and_a_short_window_are_flagged_unstable() {
         r.warnings
     );
 }
+
+/// `joulebench frontier` on a run of one batching server at 1, 2 and 4 streams: the deadline
+/// (between the c1 and c4 ITL p90) rejects c4 for its ITL, the choice is the cheapest of the
+/// rest, as the library computes it from the same records, and the chart is written.
+#[test]
+fn the_frontier_picks_the_cheapest_configuration_under_the_deadline() {
+    let _one = TELEMETRY.lock().unwrap_or_else(|e| e.into_inner());
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let mut body = format!(
+        "[suite]\nname = \"grid\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\
+         timeout_seconds = 60\nmin_steady_s = 0\n\n[slo]\nttft_p90_ms = 60000\n\n\
+         [meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n{}",
+        t.path().join("none").display(),
+        openai_model(port, "batching", "")
+    );
+    for c in [1, 2, 4] {
+        body.push_str(&format!(
+            "\n[[workload]]\nname = \"c{c}\"\nprompt_tokens = 16\nnew_tokens = 20\nconcurrency = {c}\nrequests = {}\n",
+            4 * c
+        ));
+    }
+    let (run, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let itl90 = |w: &str| {
+        recs.iter()
+            .find(|r| r.workload == w)
+            .and_then(|r| r.latency.as_ref()?.itl_s)
+            .unwrap()
+            .p90
+            * 1e3
+    };
+    let (c1, c4) = (itl90("c1"), itl90("c4"));
+    assert!(
+        c4 > c1 * 1.5,
+        "batching slows tokens: c1 {c1} ms, c4 {c4} ms"
+    );
+    let deadline = (c1 + c4) / 2.0;
+    let o = jb()
+        .arg("frontier")
+        .arg(&run)
+        .arg("--itl-p90-ms")
+        .arg(format!("{deadline}"))
+        .arg("--format")
+        .arg("json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The suite's [slo] fills in the deadline the flags leave out.
+    assert_eq!(v["slo"]["ttft_p90_ms"], 60000.0);
+    let slo = joulebench::frontier::Slo {
+        itl_p90_ms: Some(deadline),
+        ttft_p90_ms: Some(60000.0),
+        tpot_p50_ms: None,
+    };
+    let want = joulebench::frontier::analyze(&joulebench::frontier::points(&recs), &slo);
+    let best = v["models"][0]["best"]["cell"].as_str().unwrap();
+    assert_eq!(best, want[0].best.as_ref().unwrap().cell);
+    assert!(!best.ends_with("c4"));
+    let rejected = v["models"][0]["rejected"].as_array().unwrap();
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r[0].as_str().unwrap().ends_with("c4")
+                && r[1].as_str().unwrap().contains("itl_p90")),
+        "{rejected:?}"
+    );
+    let svg = std::fs::read_to_string(run.join("charts/frontier.svg")).unwrap();
+    assert!(svg.contains("deadline"));
+    // Nobody meets an impossible deadline: exit 1 and the table says so.
+    let o = jb()
+        .arg("frontier")
+        .arg(&run)
+        .arg("--itl-p90-ms")
+        .arg("0.001")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("none meets the deadlines"));
+}

@@ -3,6 +3,7 @@
 mod ab;
 mod cluster;
 mod compare;
+mod frontier;
 mod models;
 mod run;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::RunCell(a) => run::run_cell(a),
         Command::Compare(a) => compare::run_compare(a),
         Command::Ab(a) => ab::run_ab(a),
+        Command::Frontier(a) => frontier::run_frontier(a),
         Command::Report { dir } => {
             if !dir.join("records.jsonl").exists() {
                 anyhow::bail!(

@@ -5,6 +5,7 @@ pub mod arrival;
 pub mod lengths;
 pub mod limits;
 mod model;
+pub mod slo;
 
 pub use model::{EngineKind, ModelEntry};
 
@@ -339,6 +340,9 @@ struct RawSuite {
     #[serde(default, rename = "workload")]
     workloads: Vec<Spanned<Workload>>,
     carbon: Option<Spanned<Carbon>>,
+    /// Latency deadlines `joulebench frontier` and the report judge configurations by.
+    #[serde(default)]
+    slo: Option<Spanned<slo::Slo>>,
 }
 
 /// A validated suite.
@@ -356,6 +360,8 @@ pub struct Suite {
     pub timeout_seconds: f64,
     /// Server cells with a shorter steady window are flagged unstable.
     pub min_steady_s: f64,
+    /// `[slo]`: latency deadlines for `frontier` and the report.
+    pub slo: Option<slo::Slo>,
     pub meter: MeterChoice,
     pub interval_ms: f64,
     pub strict: bool,
@@ -634,6 +640,11 @@ impl Suite {
             }
             workloads.push(wl);
         }
+        if let Some(s) = &raw.slo {
+            s.get_ref()
+                .check()
+                .map_err(|e| at(s.span(), format!("[slo] {e}")))?;
+        }
         let carbon = match raw.carbon {
             Some(c)
                 if c.get_ref().grams_co2e_per_kwh.is_nan()
@@ -657,6 +668,7 @@ impl Suite {
             cooldown_seconds: *raw.suite.cooldown_seconds.get_ref(),
             min_window_ms: *raw.suite.min_window_ms.get_ref(),
             min_steady_s: *raw.suite.min_steady_s.get_ref(),
+            slo: raw.slo.as_ref().map(|s| *s.get_ref()),
             timeout_seconds: *raw.suite.timeout_seconds.get_ref(),
             meter,
             interval_ms: iv,

@@ -45,8 +45,26 @@ pub fn charts_for(
             out.extend(cross_cell_charts(cells, records, &suffix, &title));
         }
     }
+    if let Some(slo) = suite_slo(dir) {
+        let points = crate::frontier::points(records);
+        let choices = crate::frontier::analyze(&points, &slo);
+        out.push((
+            "frontier.svg".into(),
+            format!(
+                "Least energy per output token meeting {} (circled), and the time-energy frontier",
+                slo.describe()
+            ),
+            Ok(crate::frontier::chart_svg(&points, &choices, &slo)),
+        ));
+    }
     out.extend(timelines(dir, doc, records, idle));
     out
+}
+
+/// The `[slo]` of the run folder's suite copy, if it has one.
+fn suite_slo(dir: &Path) -> Option<crate::frontier::Slo> {
+    let text = std::fs::read_to_string(dir.join(crate::run_dir::CONFIG)).ok()?;
+    crate::frontier::Slo::from_suite_text(&text).ok().flatten()
 }
 
 fn cross_cell_charts(
@@ -150,11 +168,13 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
             failed.push(e.to_string());
         }
     }
-    put(
-        &mut failed,
-        &dir.join("report.md"),
-        report_md(&doc, meta.as_ref(), idle.as_ref()).as_bytes(),
-    );
+    let mut md = report_md(&doc, meta.as_ref(), idle.as_ref());
+    if let Some(slo) = suite_slo(dir) {
+        let choices = crate::frontier::analyze(&crate::frontier::points(&records), &slo);
+        md.push('\n');
+        md.push_str(&crate::frontier::markdown(&choices, &slo));
+    }
+    put(&mut failed, &dir.join("report.md"), md.as_bytes());
     match serde_json::to_string_pretty(&doc) {
         Ok(j) => put(
             &mut failed,
