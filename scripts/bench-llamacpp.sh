@@ -15,29 +15,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 THREADS=${2:-2}
 FORMATS=${3:-"Q4_0 Q8_0 Q4_K_M Q5_K_M Q6_K F16"}
-VERSION=0.3.36
 CACHE=${JOULEBENCH_CACHE:-$HOME/.cache/joulebench}
-SRC="$CACHE/llama-cpp-src"
-LCPP="$SRC/llama_cpp_python-$VERSION/vendor/llama.cpp"
-BINDIR="$LCPP/build/bin"
-if [ ! -x "$BINDIR/llama-bench" ] || [ ! -x "$BINDIR/llama-quantize" ]; then
-  mkdir -p "$SRC"
-  if [ ! -d "$LCPP" ]; then
-    python3 -m pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$SRC" >&2
-    tar -xzf "$SRC/llama_cpp_python-$VERSION.tar.gz" -C "$SRC"
-  fi
-  CMAKE=$(command -v cmake || true)
-  if [ -z "$CMAKE" ]; then
-    python3 -m venv "$CACHE/cmake-venv" >&2
-    "$CACHE/cmake-venv/bin/pip" install --quiet cmake >&2
-    CMAKE="$CACHE/cmake-venv/bin/cmake"
-  fi
-  NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  echo "building llama-bench and llama-quantize in $LCPP/build (about 5 minutes on 2 cores)" >&2
-  "$CMAKE" -S "$LCPP" -B "$LCPP/build" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS=$NOAMX" "-DCMAKE_CXX_FLAGS=$NOAMX" >&2
-  "$CMAKE" --build "$LCPP/build" -j"$(nproc)" --target llama-bench llama-quantize >&2
-fi
+BINDIR=$(scripts/llama-cpp-build.sh llama-bench llama-quantize)
 cargo build --release >&2
 BIN=target/release/joulebench
 $BIN models fetch smollm2-135m-instruct-q4_1 >&2

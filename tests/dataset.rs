@@ -9,32 +9,12 @@ use common::jb;
 use joulebench::config::lengths::{Dist, Lengths};
 use joulebench::engine::registry;
 use joulebench::engine::text::dataset::{self, read_sharegpt};
-use joulebench::record::{Record, Status, read_all};
+use joulebench::record::{Record, Status};
 use std::path::{Path, PathBuf};
 
 fn run(dir: &Path, body: &str) -> (i32, Vec<Record>, String) {
-    let cfg = dir.join("s.toml");
-    std::fs::write(&cfg, body).unwrap();
-    let out = dir.join("out");
-    let o = jb()
-        .arg("run")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let run = std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a run folder");
-    let recs = read_all(&run.join("records.jsonl")).unwrap().0;
-    (
-        o.status.code().unwrap_or(-1),
-        recs,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let r = common::run_suite_text(dir, body);
+    (r.code, r.records, r.stderr)
 }
 
 fn header(dir: &Path, model: &str) -> String {

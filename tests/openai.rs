@@ -323,24 +323,8 @@ fn every_failure_is_a_clear_error_within_the_timeout() {
 }
 
 fn run_suite(dir: &Path, body: &str) -> (PathBuf, Vec<Record>, i32) {
-    let cfg = dir.join("s.toml");
-    std::fs::write(&cfg, body).unwrap();
-    let out = dir.join("out");
-    let o = jb()
-        .arg("run")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let run = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let recs = read_all(&run.join("records.jsonl")).unwrap().0;
-    (run, recs, o.status.code().unwrap_or(-1))
+    let r = common::run_suite_text(dir, body);
+    (r.run, r.records, r.code)
 }
 
 fn header(dir: &Path) -> String {

@@ -109,19 +109,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
         ModelsCommand::Fetch { id } => {
-            let m = registry::lookup(&id)
-                .or_else(|| registry::dataset(&id))
-                .with_context(|| {
-                    format!(
-                        "unknown model {id:?}; known ids: {} (datasets: {})",
-                        registry::known_ids(),
-                        registry::DATASETS
-                            .iter()
-                            .map(|d| d.id)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
+            let m = registered(&id)?;
             if registry::is_cached(m) {
                 progress(&format!(
                     "{id} is already cached in {}",
@@ -165,19 +153,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
         ModelsCommand::Verify { id } => {
-            let m = registry::lookup(&id)
-                .or_else(|| registry::dataset(&id))
-                .with_context(|| {
-                    format!(
-                        "unknown model {id:?}; known ids: {} (datasets: {})",
-                        registry::known_ids(),
-                        registry::DATASETS
-                            .iter()
-                            .map(|d| d.id)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
+            let m = registered(&id)?;
             let dir = registry::resolve(m, false, &mut progress)?;
             for f in m.files {
                 let p = dir.join(f.name);
@@ -194,6 +170,23 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A registered model or dataset by id.
+fn registered(id: &str) -> Result<&'static registry::RegisteredModel> {
+    registry::lookup(id)
+        .or_else(|| registry::dataset(id))
+        .with_context(|| {
+            format!(
+                "unknown model {id:?}; known ids: {} (datasets: {})",
+                registry::known_ids(),
+                registry::DATASETS
+                    .iter()
+                    .map(|d| d.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 fn parse_hub(id: &str) -> Result<hub::HubId> {

@@ -121,7 +121,7 @@ fn exponential(rng: &mut StdRng) -> f64 {
 }
 
 /// A standard normal draw (Box-Muller).
-fn normal(rng: &mut StdRng) -> f64 {
+pub(crate) fn normal(rng: &mut StdRng) -> f64 {
     let u1 = 1.0 - rng.random::<f64>();
     let u2 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

@@ -74,6 +74,38 @@ pub fn only_dir(out: &Path) -> PathBuf {
     v[0].clone()
 }
 
+/// A finished suite: its run folder, records, exit code and standard error.
+pub struct SuiteRun {
+    pub run: PathBuf,
+    pub records: Vec<joulebench::record::Record>,
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// Writes `body` as `dir/s.toml` and runs it into `dir/out`.
+pub fn run_suite_text(dir: &Path, body: &str) -> SuiteRun {
+    let cfg = dir.join("s.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = dir.join("out");
+    let o = jb()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let run = only_dir(&out);
+    let records = joulebench::record::read_all(&run.join("records.jsonl"))
+        .unwrap()
+        .0;
+    SuiteRun {
+        run,
+        records,
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
 /// Copies a folder tree (fixtures into a temp dir).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("destination");

@@ -173,21 +173,39 @@ pub struct DatasetFigures {
     pub output_cap: usize,
 }
 
-/// Draws `n` requests (seeded) from the usable conversations: prompt and reply of at least
-/// [`MIN_TOKENS`] tokens, prompt + capped reply within `context`. Conversations are tokenized
-/// only until `n` are found. Fails when fewer than `n` pass.
-#[allow(clippy::too_many_arguments)]
+/// How requests are drawn from a dataset for one model.
+#[derive(Clone, Copy)]
+pub struct Draw<'a> {
+    pub tok: &'a Tokenizer,
+    /// The chat template prompts are counted through (None: raw text).
+    pub chat: Option<ChatFormat>,
+    /// A start-of-sequence token every prompt begins with.
+    pub bos: Option<u32>,
+    /// Requests to draw.
+    pub n: usize,
+    /// New tokens are the reply's length capped at this.
+    pub output_cap: usize,
+    /// Prompt + output must fit in this many tokens.
+    pub context: usize,
+}
+
+/// Draws `d.n` requests (seeded) from the usable conversations: prompt and reply of at least
+/// [`MIN_TOKENS`] tokens, prompt + capped reply within `d.context`. Conversations are tokenized
+/// only until enough are found. Fails when fewer pass.
 pub fn sample(
     read: &DatasetRead,
     name: &str,
-    tok: &Tokenizer,
-    chat: Option<ChatFormat>,
-    bos: Option<u32>,
-    n: usize,
-    output_cap: usize,
-    context: usize,
+    d: &Draw,
     seed: u64,
 ) -> Result<(Vec<Sampled>, DatasetFigures), EngineError> {
+    let Draw {
+        tok,
+        chat,
+        bos,
+        n,
+        output_cap,
+        context,
+    } = *d;
     let mut order: Vec<usize> = (0..read.usable.len()).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     let (mut out, mut filtered) = (Vec::with_capacity(n), 0);
@@ -252,15 +270,9 @@ pub struct DatasetJob {
 impl DatasetJob {
     /// Reads the dataset (fetching a registered one into the cache if needed; its size and
     /// sha256 are checked as a model's are) and draws `n` requests from it.
-    #[allow(clippy::too_many_arguments)]
     pub fn draw(
         &self,
-        tok: &Tokenizer,
-        chat: Option<ChatFormat>,
-        bos: Option<u32>,
-        n: usize,
-        output_cap: usize,
-        context: usize,
+        d: &Draw,
         log: &mut dyn FnMut(&str),
     ) -> Result<(Vec<Sampled>, DatasetFigures), EngineError> {
         use crate::engine::registry;
@@ -289,9 +301,7 @@ impl DatasetJob {
                 read.usable.len()
             ));
         }
-        let (s, mut f) = sample(
-            &read, &self.name, tok, chat, bos, n, output_cap, context, self.seed,
-        )?;
+        let (s, mut f) = sample(&read, &self.name, d, self.seed)?;
         f.sha256 = sha;
         Ok((s, f))
     }
@@ -344,7 +354,15 @@ pub fn shapes_for(
                 job.workload
             ))
         })?;
-        let (s, f) = d.draw(tok, chat, bos, job.requests, job.new_tokens, context, log)?;
+        let draw = Draw {
+            tok,
+            chat,
+            bos,
+            n: job.requests,
+            output_cap: job.new_tokens,
+            context,
+        };
+        let (s, f) = d.draw(&draw, log)?;
         return Ok((Some(s.into_iter().map(Shape::Text).collect()), Some(f)));
     }
     Ok((
