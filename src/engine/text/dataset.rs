@@ -387,16 +387,27 @@ mod tests {
         serde_json::json!({"id": "x", "conversations": turns}).to_string()
     }
 
-    fn file(n: usize) -> String {
-        let mut parts = Vec::new();
+    /// A file of `n` conversations, and the byte offset where each record ends.
+    fn file_with_ends(n: usize) -> (String, Vec<usize>) {
+        let mut text = String::from("[\n  ");
+        let mut ends = Vec::new();
         for i in 0..n {
-            parts.push(match i % 3 {
+            if i > 0 {
+                text.push_str(",\n  ");
+            }
+            text.push_str(&match i % 3 {
                 0 => conv(&[("human", &format!("question {i}")), ("gpt", "an answer")]),
                 1 => conv(&[("gpt", "hello"), ("human", "hi")]),
                 _ => conv(&[("human", "alone")]),
             });
+            ends.push(text.len());
         }
-        format!("[\n  {}\n]\n", parts.join(",\n  "))
+        text.push_str("\n]\n");
+        (text, ends)
+    }
+
+    fn file(n: usize) -> String {
+        file_with_ends(n).0
     }
 
     #[test]
@@ -414,8 +425,7 @@ mod tests {
     /// cut; never an error, never a partial record.
     #[test]
     fn a_file_cut_anywhere_gives_the_complete_records_before_the_cut() {
-        let f = file(9);
-        let ends: Vec<usize> = f.match_indices("]}").map(|(i, _)| i + 2).collect();
+        let (f, ends) = file_with_ends(9);
         for cut in 1..f.len() - 2 {
             let r = parse_sharegpt(&f.as_bytes()[..cut]).unwrap_or_else(|e| panic!("{cut}: {e}"));
             let complete = ends.iter().filter(|&&e| e <= cut).count();
