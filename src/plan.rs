@@ -34,7 +34,8 @@ pub fn plan(s: &Suite) -> Plan {
     for m in &s.models {
         let enc = m.engine.is_encoder();
         for p in &s.profiles {
-            for w in &s.workloads {
+            for w in s.workloads.iter().flat_map(crate::config::load_points) {
+                let w = &w;
                 let id = format!("{}__{}__{}", safe(&m.name()), safe(&p.name), safe(&w.name));
                 if enc != (w.kind == WorkloadKind::Embed) {
                     let why = if enc {
@@ -45,13 +46,13 @@ pub fn plan(s: &Suite) -> Plan {
                     skipped.push((id, why.to_string()));
                     continue;
                 }
-                if w.arrivals().is_some()
+                if (w.arrivals().is_some() || w.load_point.is_some())
                     && !matches!(m.engine, crate::engine::spec::EngineSpec::Openai(_))
                 {
                     skipped.push((
                         id,
-                        "an open loop (request_rate) needs a server engine (engine = \"openai\"): \
-                         this engine runs one request or static batch at a time"
+                        "an open loop (request_rate, load) needs a server engine (engine = \
+                         \"openai\"): this engine runs one request or static batch at a time"
                             .to_string(),
                     ));
                     continue;
@@ -221,13 +222,33 @@ prompt_tokens = 8
 new_tokens = 2
 request_rate = 4
 duration_s = 5
+[[workload]]
+name = "curve"
+prompt_tokens = 8
+new_tokens = 2
+max_concurrency = 2
+requests = 6
+load = [0.5, 1.0]
 "#;
         let s = Suite::parse(std::path::Path::new("t.toml"), text).unwrap();
         let p = plan(&s);
-        assert_eq!(p.cells.len(), 1);
+        // The load curve runs as saturation, its two fractions, then active idle.
+        let names: Vec<&str> = p.cells.iter().map(|c| c.workload.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "poisson",
+                "curve-saturation",
+                "curve-load0.5",
+                "curve-load1",
+                "curve-active-idle"
+            ]
+        );
+        assert_eq!(p.cells[1].workload.concurrency, 2);
         assert_eq!(p.cells[0].workload.request_count(), 20);
+        assert_eq!(p.skipped.len(), 5);
         assert!(p.skipped[0].0.starts_with("synthetic_llama-tiny"));
-        assert!(p.skipped[0].1.contains("server engine"));
+        assert!(p.skipped.iter().all(|s| s.1.contains("server engine")));
         assert!(render(&s, &p).contains("20 request(s) at 4 req/s (Poisson)"));
     }
 }

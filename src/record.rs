@@ -193,6 +193,9 @@ pub struct Record {
     /// Server cells: whether the repetition measured what it set out to (ML.ENERGY's checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stability: Option<Stability>,
+    /// A load curve's point (saturation, a fraction of it, or active idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::config::LoadFigures>,
 }
 
 /// Whether a served repetition is stable: a steady window at least `min_steady_s` long, an

@@ -778,6 +778,16 @@ fn open_loop_settings_are_checked_with_the_line() {
         ("requests = 4\nrequest_rate = 2\nduration_s = 3", "not both"),
         ("request_rate = -3", "request_rate"),
         ("request_rate = 2\nmax_concurrency = 0", "max_concurrency 0"),
+        (
+            "load = [0.5]\nrequest_rate = 2\nrequests = 4",
+            "leave out request_rate",
+        ),
+        ("load = [0.0]\nrequests = 4", "fractions must be above 0"),
+        ("load = [0.5]", "requests or duration_s"),
+        (
+            "load = [0.5]\nrequests = 4\nload_point = \"saturation\"",
+            "set by the plan",
+        ),
     ] {
         let cfg = t.path().join("s.toml");
         std::fs::write(&cfg, open_loop_suite(t.path(), 1, "paced", workload)).unwrap();
@@ -965,4 +975,52 @@ fn the_frontier_picks_the_cheapest_configuration_under_the_deadline() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("none meets the deadlines"));
+}
+
+/// A load curve on a batching server: the saturation closed loop runs first, each fraction is
+/// an open loop at that share of the throughput it achieved, and the active-idle point has
+/// energy and power but no request; the report draws the curve.
+#[test]
+fn a_load_curve_offers_fractions_of_the_measured_saturation() {
+    let _one = TELEMETRY.lock().unwrap_or_else(|e| e.into_inner());
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[suite]\nname = \"load\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\
+         timeout_seconds = 60\nmin_steady_s = 0\n\n[meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n\
+         [[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\nname = \"curve\"\nprompt_tokens = 16\n\
+         new_tokens = 20\nmax_concurrency = 4\nduration_s = 1\nseed = 2\nload = [0.25, 0.5]\n{}",
+        t.path().join("none").display(),
+        openai_model(port, "batching", "")
+    );
+    let (run, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0, "{recs:?}");
+    let by = |w: &str| {
+        recs.iter()
+            .find(|r| r.workload == w)
+            .unwrap_or_else(|| panic!("{w}: {recs:?}"))
+    };
+    let sat = by("curve-saturation");
+    assert_eq!((sat.concurrency, sat.requests), (Some(4), Some(16)));
+    let whole = sat.whole.as_ref().unwrap();
+    let sat_rate = whole.requests as f64 / whole.duration_s;
+    for f in [0.25, 0.5] {
+        let r = by(&format!("curve-load{f}"));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        let l = r.load.as_ref().unwrap();
+        assert_eq!(l.curve, "curve");
+        assert!((l.saturation_requests_per_s.unwrap() - sat_rate).abs() < 1e-9);
+        let a = r.arrival.as_ref().unwrap();
+        assert!((a.settings.request_rate_per_s - f * sat_rate).abs() < 1e-9);
+        assert_eq!(a.settings.max_concurrency, 4.min(r.requests.unwrap()));
+        // duration_s = 1: rate x 1 s requests.
+        assert_eq!(r.requests, Some(((f * sat_rate).round() as usize).max(1)));
+    }
+    let idle = by("curve-active-idle");
+    assert_eq!(idle.status, Status::Ok, "{idle:?}");
+    assert_eq!(idle.generated_tokens, 0);
+    assert!(idle.avg_power_watts.unwrap() > 0.0);
+    assert!(idle.e2e_s.unwrap() >= 1.0);
+    let svg = std::fs::read_to_string(run.join("charts/load-curve.svg")).unwrap();
+    assert!(svg.contains("offered load"));
 }

@@ -3,6 +3,8 @@
 
 pub mod arrival;
 pub mod lengths;
+pub mod load;
+pub use load::{LoadFigures, LoadPoint};
 pub mod limits;
 mod model;
 pub mod slo;
@@ -168,6 +170,66 @@ pub struct Workload {
     /// Per-request lengths drawn from distributions.
     #[serde(default)]
     pub lengths: Option<lengths::Lengths>,
+    /// A load curve (server engines): the saturation throughput is measured first (a closed
+    /// loop at `max_concurrency`, else `concurrency`), then open loops at these fractions of
+    /// it, then the server loaded and idle (`duration_s`, else 10 s).
+    #[serde(default)]
+    pub load: Option<Vec<f64>>,
+    /// Which point of a load curve this workload is (set by the plan, never in a suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_point: Option<LoadPoint>,
+}
+
+/// The idle window of a load curve without `duration_s`.
+pub const ACTIVE_IDLE_S: f64 = 10.0;
+
+/// The workloads a load-curve workload runs as: saturation, each fraction, active idle.
+pub fn load_points(w: &Workload) -> Vec<Workload> {
+    let Some(fractions) = &w.load else {
+        return vec![w.clone()];
+    };
+    let streams = w.max_concurrency.unwrap_or(w.concurrency);
+    let sat_name = format!("{}-saturation", w.name);
+    let mut out = vec![Workload {
+        name: sat_name.clone(),
+        concurrency: streams,
+        requests: Some(w.requests.unwrap_or(4 * streams).max(streams)),
+        max_concurrency: None,
+        duration_s: None,
+        arrival: None,
+        burstiness: None,
+        load: None,
+        load_point: Some(LoadPoint::Saturation),
+        ..w.clone()
+    }];
+    for &f in fractions {
+        out.push(Workload {
+            name: format!("{}-load{f}", w.name),
+            concurrency: 1,
+            max_concurrency: Some(streams),
+            load: None,
+            load_point: Some(LoadPoint::Fraction {
+                fraction: f,
+                saturation: sat_name.clone(),
+            }),
+            ..w.clone()
+        });
+    }
+    out.push(Workload {
+        name: format!("{}-active-idle", w.name),
+        concurrency: 1,
+        requests: None,
+        max_concurrency: None,
+        arrival: None,
+        burstiness: None,
+        load: None,
+        load_point: Some(LoadPoint::ActiveIdle {
+            seconds: w.duration_s.unwrap_or(ACTIVE_IDLE_S),
+        }),
+        duration_s: None,
+        ..w.clone()
+    });
+    out
 }
 
 /// Streams an open loop uses at most when `max_concurrency` is not given.
@@ -261,9 +323,37 @@ impl Workload {
         None
     }
 
+    /// What is wrong with the load-curve settings, if anything.
+    fn load_problem(&self) -> Option<String> {
+        if self.load_point.is_some() {
+            return Some("load_point is set by the plan: give load = [fractions] instead".into());
+        }
+        let l = self.load.as_ref()?;
+        if l.is_empty() || l.len() > 20 {
+            return Some("load: give 1 to 20 fractions of the saturation throughput".into());
+        }
+        if let Some(f) = l
+            .iter()
+            .find(|f| !(f.is_finite() && **f > 0.0 && **f <= 2.0))
+        {
+            return Some(format!("load {f}: fractions must be above 0, at most 2"));
+        }
+        if self.request_rate.is_some() {
+            return Some("a load curve sets its own request rates: leave out request_rate".into());
+        }
+        if self.requests.is_none() && self.duration_s.is_none() {
+            return Some("a load curve needs requests or duration_s per point".into());
+        }
+        if self.kind == WorkloadKind::Embed {
+            return Some("load curves are for generate workloads on servers".into());
+        }
+        None
+    }
+
     /// What is wrong with the open-loop settings, if anything.
     fn arrival_problem(&self) -> Option<String> {
-        let open = matches!(self.request_rate, Some(arrival::RequestRate::PerSecond(_)));
+        let open = matches!(self.request_rate, Some(arrival::RequestRate::PerSecond(_)))
+            || self.load.is_some();
         let given = |b: bool, name: &str| (b && !open).then(|| name.to_string());
         let stray = [
             given(self.arrival.is_some(), "arrival"),
@@ -279,9 +369,9 @@ impl Workload {
         if !open {
             return None;
         }
-        if self.concurrency > 1 {
+        if self.concurrency > 1 && self.load.is_none() {
             return Some(
-                "an open loop (request_rate) sets its streams with max_concurrency, not                  concurrency"
+                "an open loop (request_rate) sets its streams with max_concurrency, not concurrency"
                     .into(),
             );
         }
@@ -625,6 +715,9 @@ impl Suite {
                         wl.concurrency
                     ),
                 ));
+            }
+            if let Some(why) = wl.load_problem() {
+                return Err(at(w.span(), why));
             }
             if let Some(why) = wl.arrival_problem() {
                 return Err(at(w.span(), why));

@@ -132,6 +132,10 @@ pub struct Job {
     pub lengths: Option<Vec<(usize, usize)>>,
     /// Prompts and output lengths from a dataset.
     pub dataset: Option<crate::engine::text::dataset::DatasetJob>,
+    /// A load curve's active-idle point: the server loaded, no requests, for this long.
+    pub active_idle_s: Option<f64>,
+    /// Which load-curve point this is, for the record.
+    pub load: Option<crate::config::load::LoadFigures>,
     pub ignore_eos: bool,
     pub chat_template: bool,
     /// An embedding workload (else generation).

@@ -45,6 +45,13 @@ pub fn charts_for(
             out.extend(cross_cell_charts(cells, records, &suffix, &title));
         }
     }
+    if records.iter().any(|r| r.load.is_some()) {
+        out.push((
+            "load-curve.svg".into(),
+            "Power and energy per request against offered load (the load curve)".into(),
+            charts::load_curve(records),
+        ));
+    }
     if let Some(slo) = suite_slo(dir) {
         let points = crate::frontier::points(records);
         let choices = crate::frontier::analyze(&points, &slo);

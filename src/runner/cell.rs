@@ -150,10 +150,11 @@ impl CellContext {
         })
     }
 
-    /// The cell's workload as its engine sees it.
-    pub fn job(&self) -> Job {
+    /// The cell's workload as its engine sees it. A load-curve point reads the throughput its
+    /// saturation cell achieved in this run (an error when that cell has none).
+    pub fn job(&self) -> Result<Job> {
         let (w, p) = (&self.cell.workload, &self.cell.profile);
-        Job {
+        let mut job = Job {
             cell_id: self.cell.id.clone(),
             workload: w.name.clone(),
             prompt_tokens: w.prompt_tokens,
@@ -190,6 +191,90 @@ impl CellContext {
                 .parent()
                 .unwrap_or(Path::new("."))
                 .to_path_buf(),
+            active_idle_s: None,
+            load: None,
+        };
+        if let Some(point) = &w.load_point {
+            let curve = w
+                .name
+                .rsplit_once('-')
+                .map_or(w.name.clone(), |(a, _)| a.to_string());
+            let curve = curve.strip_suffix("-active").unwrap_or(&curve).to_string();
+            let mut fig = crate::config::LoadFigures {
+                curve,
+                point: point.clone(),
+                saturation_requests_per_s: None,
+                offered_requests_per_s: None,
+            };
+            match point {
+                crate::config::LoadPoint::Saturation => {}
+                crate::config::LoadPoint::ActiveIdle { seconds } => {
+                    job.active_idle_s = Some(*seconds);
+                    job.requests = 1;
+                }
+                crate::config::LoadPoint::Fraction {
+                    fraction,
+                    saturation,
+                } => {
+                    let sat = self.saturation_rate(saturation)?;
+                    let rate = sat * fraction;
+                    let requests = match (w.requests, w.duration_s) {
+                        (Some(n), _) => n,
+                        (None, Some(d)) => ((rate * d).round() as usize)
+                            .clamp(1, crate::config::limits::MAX_REQUESTS),
+                        (None, None) => 1,
+                    };
+                    let process = w
+                        .arrival
+                        .unwrap_or(crate::config::arrival::Process::Poisson);
+                    job.requests = requests;
+                    job.concurrency = 1;
+                    job.arrivals = Some(crate::config::arrival::Arrivals {
+                        request_rate_per_s: rate,
+                        process,
+                        burstiness: match process {
+                            crate::config::arrival::Process::Poisson => 1.0,
+                            crate::config::arrival::Process::Gamma => w.burstiness.unwrap_or(1.0),
+                        },
+                        max_concurrency: w.max_concurrency.unwrap_or(1).min(requests).max(1),
+                        seed: w.seed.unwrap_or(0),
+                    });
+                    fig.saturation_requests_per_s = Some(sat);
+                    fig.offered_requests_per_s = Some(rate);
+                }
+            }
+            job.load = Some(fig);
+        }
+        Ok(job)
+    }
+
+    /// Requests per second the saturation cell `workload` of the same model and profile
+    /// completed in this run (median over its repetitions).
+    fn saturation_rate(&self, workload: &str) -> Result<f64> {
+        let path = self.run_dir.join(crate::run_dir::RECORDS);
+        let (recs, _) = crate::record::read_all(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut rates: Vec<f64> = recs
+            .iter()
+            .filter(|r| {
+                r.status == crate::record::Status::Ok
+                    && r.model == self.cell.model.name()
+                    && r.profile == self.cell.profile.name
+                    && r.workload == workload
+            })
+            .filter_map(|r| {
+                let w = r.whole.as_ref()?;
+                (w.duration_s > 0.0).then(|| w.requests as f64 / w.duration_s)
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        match rates.get(rates.len() / 2) {
+            Some(&r) if r > 0.0 => Ok(r),
+            _ => anyhow::bail!(
+                "load curve: the saturation cell {workload} has no completed repetition in {} \
+                 (it runs first; its failure is recorded there)",
+                path.display()
+            ),
         }
     }
 
@@ -372,7 +457,7 @@ fn with_cell(
     die_with_parent();
     let ctx = CellContext::load(run_dir, index)?;
     fault_hook(obs);
-    let job = ctx.job();
+    let job = ctx.job()?;
     let mut driver = crate::engine::open_driver(
         &ctx.cell.model.engine,
         &job,
@@ -512,6 +597,7 @@ fn one(
     r.synthetic = driver.info().synthetic;
     r.model_info = Some(driver.info().clone());
     r.dataset = driver.dataset().cloned();
+    r.load = job.load.clone();
     (r.batch, r.concurrency) = driver.shape(job);
     r.token_counts = passes.first().map(|p| p.token_counts.clone());
     for w in passes.iter().flat_map(|p| &p.warnings) {
@@ -636,6 +722,7 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         request_tokens: Vec::new(),
         telemetry: None,
         stability: None,
+        load: None,
         itls_ms: Vec::new(),
         prefill_tokens_per_s: None,
         decode_tokens_per_s: None,

@@ -4,7 +4,7 @@
 //! never skips a prefill; stopped when the driver closes.
 
 use crate::engine::ModelInfo;
-use crate::engine::driver::{Driver, Job, Output, Pass, RunEvents, Streams};
+use crate::engine::driver::{Boundary, Driver, Job, Output, Pass, RunEvents, Streams};
 use crate::engine::external::metrics;
 use crate::engine::external::openai::{self, StreamOutcome, StreamRequest};
 use crate::engine::external::server::{ManagedServer, free_port};
@@ -175,6 +175,29 @@ impl ServeDriver {
 /// joulebench cannot see): 2,048 tokens, as serving benchmarks filter ShareGPT.
 pub const SERVER_CONTEXT: usize = 2048;
 
+/// A load curve's active-idle pass: the server loaded, no request, for `secs`; one opaque
+/// output spans the window, so the record has its energy and power and no tokens.
+fn active_idle(events: &dyn RunEvents, first: usize, secs: f64) -> Pass {
+    events.request(first, Boundary::Start);
+    let start_ns = crate::clock::monotonic_ns();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let end_ns = crate::clock::monotonic_ns();
+    events.request(first, Boundary::End);
+    Pass {
+        outputs: vec![Output::Opaque {
+            start_ns,
+            end_ns,
+            tokens: None,
+        }],
+        chunks: Vec::new(),
+        streams: None,
+        token_counts: "none (active idle: no requests)".into(),
+        warnings: vec![format!(
+            "active idle: the server loaded and waiting, no requests, for {secs} s"
+        )],
+    }
+}
+
 /// How often a pass scrapes the server's /metrics.
 const SCRAPE_EVERY: Duration = Duration::from_millis(200);
 
@@ -254,6 +277,9 @@ impl Driver for ServeDriver {
     }
 
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        if let Some(secs) = self.job.active_idle_s {
+            return Ok(active_idle(events, first, secs));
+        }
         let (reqs, prompts) = self.requests()?;
         let arrivals = self.job.arrivals;
         let schedule = arrivals.map(|a| a.schedule(reqs.len(), self.passes));

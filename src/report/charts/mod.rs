@@ -10,7 +10,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::collections::BTreeMap;
 
+mod load;
 mod timeline;
+pub use load::load_curve;
 pub use timeline::{TraceRow, decimate, power_timeline, read_trace};
 
 const W: u32 = 960;
