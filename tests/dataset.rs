@@ -170,14 +170,6 @@ fn dataset_settings_are_checked_with_the_line() {
             "{}[[workload]]\nname = \"w\"\n{workload}\n",
             header(t.path(), "synthetic:llama-tiny")
         );
-        let cfg = t.path().join("s.toml");
-        std::fs::write(&cfg, body).unwrap();
-        let o = jb().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{workload}: accepted");
-        assert!(
-            err.contains(says) && err.contains("s.toml"),
-            "{workload}: {err}"
-        );
+        common::assert_suite_refused(t.path(), &body, says);
     }
 }

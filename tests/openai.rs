@@ -789,14 +789,10 @@ fn open_loop_settings_are_checked_with_the_line() {
             "set by the plan",
         ),
     ] {
-        let cfg = t.path().join("s.toml");
-        std::fs::write(&cfg, open_loop_suite(t.path(), 1, "paced", workload)).unwrap();
-        let o = jb().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{workload}: accepted");
-        assert!(
-            err.contains(says) && err.contains("s.toml"),
-            "{workload}: {err}"
+        common::assert_suite_refused(
+            t.path(),
+            &open_loop_suite(t.path(), 1, "paced", workload),
+            says,
         );
     }
 }

@@ -106,6 +106,20 @@ pub fn run_suite_text(dir: &Path, body: &str) -> SuiteRun {
     }
 }
 
+/// Writes `body` as `dir/s.toml` and checks that `run --dry-run` refuses it with an error that
+/// names the file and says `says`.
+pub fn assert_suite_refused(dir: &Path, body: &str, says: &str) {
+    let cfg = dir.join("s.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let o = jb().arg("run").arg(&cfg).arg("--dry-run").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "accepted:\n{body}");
+    assert!(
+        err.contains(says) && err.contains("s.toml"),
+        "{says:?} not in: {err}"
+    );
+}
+
 /// Copies a folder tree (fixtures into a temp dir).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("destination");
