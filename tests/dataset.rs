@@ -5,7 +5,6 @@
 
 mod common;
 
-use common::jb;
 use joulebench::config::lengths::{Dist, Lengths};
 use joulebench::engine::registry;
 use joulebench::engine::text::dataset::{self, read_sharegpt};
