@@ -353,6 +353,20 @@ fn snapshot(home: &Path, repo: &str) -> PathBuf {
         .join(COMMIT)
 }
 
+/// Runs `suite` with the Hub unreachable (only the cache can serve it): the run folder.
+fn run_offline(home: &Path, suite: &Path) -> PathBuf {
+    let out_dir = home.join("reports");
+    let out = hub_cmd(home, "http://127.0.0.1:9")
+        .arg("run")
+        .arg(suite)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    common::only_dir(&out_dir)
+}
+
 fn stderr_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -766,16 +780,7 @@ fn a_cached_hub_model_generates_and_runs_with_its_commit_and_hash_recorded() {
              prompt_tokens = 8\nnew_tokens = 4\n"
         ),
     );
-    let out_dir = home.path().join("reports");
-    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .arg("run")
-        .arg(&suite)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let run = common::only_dir(&out_dir);
+    let run = run_offline(home.path(), &suite);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["model_sources"]["smol"]["commit"], COMMIT);
@@ -892,16 +897,7 @@ fn a_cached_hub_bert_folder_is_an_encoder_and_embeds() {
              prompt_tokens = 16\nbatch = 2\n"
         ),
     );
-    let out_dir = home.path().join("reports");
-    let out = hub_cmd(home.path(), "http://127.0.0.1:9")
-        .arg("run")
-        .arg(&suite)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let run = common::only_dir(&out_dir);
+    let run = run_offline(home.path(), &suite);
     let recs = std::fs::read_to_string(run.join("records.jsonl")).unwrap();
     let r: serde_json::Value = serde_json::from_str(recs.lines().next().unwrap()).unwrap();
     assert_eq!(r["status"], "ok", "{r}");
