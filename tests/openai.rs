@@ -677,11 +677,30 @@ fn open_loop_requests_leave_on_the_seeded_schedule() {
         "paced",
         &format!("requests = {n}\nrequest_rate = 40\nmax_concurrency = 8\nseed = 3"),
     );
-    let (_, recs, code) = run_suite(t.path(), &body);
+    let (run, recs, code) = run_suite(t.path(), &body);
     assert_eq!(code, 0, "{recs:?}");
     let r = &recs[0];
     assert_eq!(r.status, Status::Ok, "{r:?}");
     let a = r.arrival.as_ref().expect("arrival figures");
+    // The serving table shows the offered and achieved rates and the percentiles.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| ") && l.contains("40.00/s Poisson"))
+        .unwrap_or_else(|| panic!("no open-loop serving row in\n{md}"));
+    let cols: Vec<&str> = row.split(" | ").collect();
+    let achieved: f64 = cols[2].parse().unwrap();
+    assert!(
+        (achieved - a.achieved_requests_per_s.unwrap()).abs() < 0.006,
+        "{row}"
+    );
+    assert_eq!(cols[3], "0", "{row}");
+    let ttft = r.latency.as_ref().unwrap().ttft_s.unwrap();
+    assert_eq!(
+        cols[4],
+        format!("{:.1} / {:.1}", ttft.p50 * 1e3, ttft.p99 * 1e3),
+        "{row}"
+    );
     let settings = Arrivals {
         request_rate_per_s: 40.0,
         process: Process::Poisson,
@@ -865,8 +884,24 @@ fn a_serialising_server_and_a_short_window_are_flagged_unstable() {
     let _one = TELEMETRY.lock().unwrap_or_else(|e| e.into_inner());
     let port = fake_server();
     let t = tempfile::tempdir().unwrap();
-    let (_, recs, code) = run_suite(t.path(), &batching_suite(t.path(), port, "serial", 60.0));
+    let (run, recs, code) = run_suite(t.path(), &batching_suite(t.path(), port, "serial", 60.0));
     assert_eq!(code, 0, "{recs:?}");
+    // The report's serving table says so too, in both formats.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| ") && l.contains("UNSTABLE (1 of 1)"))
+        .unwrap_or_else(|| panic!("no unstable serving row in\n{md}"));
+    assert!(
+        row.contains("closed loop, 4 streams") && row.contains("achieved batch"),
+        "{row}"
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("Serving: load, latency percentiles"),
+        "{html}"
+    );
+    assert!(html.contains("UNSTABLE (1 of 1)"));
     let r = &recs[0];
     let st = r.stability.as_ref().unwrap();
     assert!(!st.stable);

@@ -55,6 +55,7 @@ pub fn render(
     doc: &SummaryDoc,
     meta: Option<&RunMeta>,
     idle: Option<&IdleBaseline>,
+    tables: &[super::Table],
     charts: &[Chart],
 ) -> String {
     let mut h = String::new();
@@ -141,6 +142,9 @@ pub fn render(
     h.push_str("</table>\n");
     if let Some(t) = super::concurrency_table(doc) {
         h.push_str(&table_html(&t));
+    }
+    for t in tables {
+        h.push_str(&table_html(t));
     }
     h.push_str("<h2>Charts</h2>\n");
     for ch in charts {

@@ -6,6 +6,7 @@ pub mod html;
 pub mod markdown;
 #[cfg(feature = "png")]
 pub mod png;
+pub mod serving;
 pub mod summary;
 
 pub use markdown::{
@@ -176,6 +177,10 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
         }
     }
     let mut md = report_md(&doc, meta.as_ref(), idle.as_ref());
+    let extra: Vec<Table> = serving::serving_table(&doc, &records).into_iter().collect();
+    for t in &extra {
+        md.push_str(&table_md(t));
+    }
     if let Some(slo) = suite_slo(dir) {
         let choices = crate::frontier::analyze(&crate::frontier::points(&records), &slo);
         md.push('\n');
@@ -224,7 +229,7 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     put(
         &mut failed,
         &dir.join("report.html"),
-        html::render(&doc_html, meta.as_ref(), idle.as_ref(), &embedded).as_bytes(),
+        html::render(&doc_html, meta.as_ref(), idle.as_ref(), &extra, &embedded).as_bytes(),
     );
     if !failed.is_empty() {
         anyhow::bail!(
