@@ -48,10 +48,13 @@ fn report_is_well_formed_escaped_and_rebuildable() {
             },
         )
         .expect("report.html is well-formed XML");
-        assert!(
-            !html.contains("<script"),
+        // One script only, the page's own table sorter (no config string reached the page).
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
             "a config string reached the page unescaped"
         );
+        assert!(html.contains("<script>\n//<![CDATA[") && !html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("tiny &amp; co"));
         assert!(
@@ -69,9 +72,10 @@ fn report_is_well_formed_escaped_and_rebuildable() {
             assert!(!svg.contains("<script"));
             svgs += 1;
         }
-        // Four suite-wide charts and one timeline per cell (2 models x 2 profiles).
-        assert_eq!(svgs, 4 + 4);
-        assert_eq!(html.matches("<svg").count(), 8, "every chart is inline");
+        // Seven suite-wide charts (energy, phase shares, energy against size, heatmap, latency
+        // against energy, ITL, scaling) and one timeline per cell (2 models x 2 profiles).
+        assert_eq!(svgs, 7 + 4);
+        assert_eq!(html.matches("<svg").count(), 11, "every chart is inline");
     };
     check(&d);
     // `joulebench report` rebuilds everything from records and traces.

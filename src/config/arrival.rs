@@ -103,14 +103,21 @@ impl Arrivals {
 
     /// One line for plans and summaries.
     pub fn describe(&self) -> String {
-        let process = match self.process {
+        let rate = format!("{:.4}", self.request_rate_per_s);
+        let rate = rate.trim_end_matches('0').trim_end_matches('.');
+        format!(
+            "{rate} req/s ({}), at most {} in flight",
+            self.process_text(),
+            self.max_concurrency
+        )
+    }
+
+    /// `Poisson` or `gamma, burstiness B`.
+    pub fn process_text(&self) -> String {
+        match self.process {
             Process::Poisson => "Poisson".to_string(),
             Process::Gamma => format!("gamma, burstiness {}", self.burstiness),
-        };
-        format!(
-            "{} req/s ({process}), at most {} in flight",
-            self.request_rate_per_s, self.max_concurrency
-        )
+        }
     }
 }
 

@@ -47,8 +47,14 @@ const MD_COLUMNS: &[Metric] = &[
 ];
 
 /// report.md: the figures a reader compares, with how they were obtained.
-pub fn report_md(doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBaseline>) -> String {
+pub fn report_md(
+    doc: &SummaryDoc,
+    meta: Option<&RunMeta>,
+    idle: Option<&IdleBaseline>,
+    headline: &super::headline::Headline,
+) -> String {
     let mut s = format!("# joulebench: {}\n\n", md_escape(&doc.suite));
+    s.push_str(&super::headline::markdown(headline));
     if doc.interrupted {
         s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
     }

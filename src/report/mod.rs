@@ -2,6 +2,7 @@
 //! HTML) and one place that writes the files.
 
 pub mod charts;
+pub mod headline;
 pub mod html;
 pub mod markdown;
 #[cfg(feature = "png")]
@@ -17,7 +18,7 @@ pub use summary::{CellSummary, SummaryDoc, summarize, summary_csv};
 
 use crate::record::Status;
 use crate::record::{self, Record};
-use crate::run_dir::{IdleBaseline, RUN_SCHEMA_VERSION, RunMeta, read_json};
+use crate::run_dir::{IdleBaseline, RunMeta, read_json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -36,14 +37,18 @@ pub fn charts_for(
             m
         });
     let mut out = Vec::new();
+    // One style for the whole run: a model keeps its colour in every chart.
+    let style = charts::style::Style::new(&doc.cells);
     if groups.len() <= 1 {
-        out.extend(cross_cell_charts(&doc.cells, records, "", ""));
+        out.extend(cross_cell_charts(&doc.cells, records, &style, "", ""));
     } else {
         // Cells measured on different hardware are never drawn against each other.
         for (i, (hw, cells)) in groups.iter().enumerate() {
             let suffix = format!("-hw{}", i + 1);
             let title = format!(" (on {})", hw.unwrap_or("unknown hardware"));
-            out.extend(cross_cell_charts(cells, records, &suffix, &title));
+            let mut style = style.clone();
+            style.provenance = charts::style::Style::new(cells).provenance;
+            out.extend(cross_cell_charts(cells, records, &style, &suffix, &title));
         }
     }
     if records.iter().any(|r| r.load.is_some()) {
@@ -78,38 +83,54 @@ fn suite_slo(dir: &Path) -> Option<crate::frontier::Slo> {
 fn cross_cell_charts(
     cells: &[CellSummary],
     records: &[Record],
+    style: &charts::style::Style,
     suffix: &str,
     title: &str,
 ) -> Vec<(String, String, anyhow::Result<String>)> {
-    let doc = SummaryDoc {
-        schema_version: RUN_SCHEMA_VERSION,
-        suite: String::new(),
-        interrupted: false,
-        cells: cells.to_vec(),
-        warnings: Vec::new(),
-    };
-    let out = vec![
+    let mut out = vec![
         (
             "energy-per-token.svg".to_string(),
-            "Energy per token by cell".to_string(),
-            charts::energy_per_token(&doc.cells),
+            "Energy per token, grouped by model: prefill and decode per cell".to_string(),
+            charts::energy_per_token(cells, style),
         ),
         (
-            "latency-vs-energy.svg".into(),
-            "Latency against energy per token, with the Pareto frontier".into(),
-            charts::latency_energy(&doc.cells),
+            "phase-share.svg".into(),
+            "The share of each request's energy spent in prefill and in decode".into(),
+            charts::phase_share(cells, style),
+        ),
+        (
+            "energy-vs-size.svg".into(),
+            "Decode energy per token against model size and format".into(),
+            charts::energy_vs_size(cells, records, style),
+        ),
+    ];
+    let models: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.model.as_str()).collect();
+    let profiles: std::collections::BTreeSet<&str> =
+        cells.iter().map(|c| c.profile.as_str()).collect();
+    if models.len() > 1 || profiles.len() > 1 {
+        out.push((
+            "heatmap.svg".into(),
+            "Energy per token, model x profile, one panel per workload".into(),
+            charts::heatmap(cells, style),
+        ));
+    }
+    out.extend([
+        (
+            "latency-vs-energy.svg".to_string(),
+            "Latency against energy per token, with the Pareto frontier".to_string(),
+            charts::latency_energy(cells, style),
         ),
         (
             "itl-cdf.svg".into(),
             "Inter-token latency distribution".into(),
-            charts::itl_cdf(&doc.cells, records),
+            charts::itl_cdf(cells, records, style),
         ),
         (
             "scaling.svg".into(),
             "Tokens per joule and per second against threads (or batch)".into(),
-            charts::scaling(&doc.cells, records),
+            charts::scaling(cells, records, style),
         ),
-    ];
+    ]);
     out.into_iter()
         .map(|(f, t, svg)| (f.replace(".svg", &format!("{suffix}.svg")), t + title, svg))
         .collect()
@@ -176,7 +197,8 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
             failed.push(e.to_string());
         }
     }
-    let mut md = report_md(&doc, meta.as_ref(), idle.as_ref());
+    let head = headline::headline(&doc, &records);
+    let mut md = report_md(&doc, meta.as_ref(), idle.as_ref(), &head);
     let extra: Vec<Table> = serving::serving_table(&doc, &records).into_iter().collect();
     for t in &extra {
         md.push_str(&table_md(t));
@@ -206,6 +228,7 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     }
     let mut embedded = Vec::new();
     let mut chart_warnings = Vec::new();
+    let link_timelines = doc.cells.len() > html::INLINE_TIMELINES;
     for (file, title, svg) in charts_for(dir, &doc, &records, idle.as_ref()) {
         match svg {
             Ok(svg) => {
@@ -219,7 +242,12 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
                     ),
                     Err(e) => chart_warnings.push(format!("{file}: no PNG: {e}")),
                 }
-                embedded.push(html::Chart { title, svg });
+                let inline = !(link_timelines && file.starts_with("timeline-"));
+                embedded.push(html::Chart {
+                    title,
+                    file,
+                    svg: inline.then_some(svg),
+                });
             }
             Err(e) => chart_warnings.push(format!("chart {file} not drawn: {e}")),
         }
@@ -229,7 +257,15 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     put(
         &mut failed,
         &dir.join("report.html"),
-        html::render(&doc_html, meta.as_ref(), idle.as_ref(), &extra, &embedded).as_bytes(),
+        html::render(
+            &doc_html,
+            meta.as_ref(),
+            idle.as_ref(),
+            &head,
+            &extra,
+            &embedded,
+        )
+        .as_bytes(),
     );
     if !failed.is_empty() {
         anyhow::bail!(

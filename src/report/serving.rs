@@ -3,7 +3,7 @@
 
 use super::markdown::Table;
 use super::summary::SummaryDoc;
-use crate::config::arrival::Process;
+use crate::config::LoadPoint;
 use crate::record::{Quantiles, Record, Status};
 use crate::stats::median;
 
@@ -48,24 +48,22 @@ pub fn serving_table(doc: &SummaryDoc, records: &[Record]) -> Option<Table> {
         if !served {
             continue;
         }
+        let idle = rs.iter().any(|r| {
+            r.load
+                .as_ref()
+                .is_some_and(|l| matches!(l.point, LoadPoint::ActiveIdle { .. }))
+        });
         let offered = match rs.iter().find_map(|r| r.arrival.as_ref()) {
             Some(a) => format!(
                 "{:.2}/s {}",
                 a.settings.request_rate_per_s,
-                match a.settings.process {
-                    Process::Poisson => "Poisson".to_string(),
-                    Process::Gamma => format!("gamma, burstiness {}", a.settings.burstiness),
-                }
+                a.settings.process_text()
             ),
-            None if rs.iter().any(|r| {
-                r.load
-                    .as_ref()
-                    .is_some_and(|l| l.offered_requests_per_s == Some(0.0))
-            }) =>
-            {
-                "none (active idle)".into()
-            }
-            None => format!("closed loop, {} streams", c.concurrency.unwrap_or(1)),
+            None if idle => "none (active idle)".into(),
+            None => match c.concurrency.unwrap_or(1) {
+                1 => "closed loop, 1 stream".to_string(),
+                n => format!("closed loop, {n} streams"),
+            },
         };
         let achieved = med(&rs, |r| {
             r.arrival

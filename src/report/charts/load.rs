@@ -1,7 +1,8 @@
 //! The load curve: average power against offered load (active idle at 0, the saturation
 //! closed loop at 1), each point labelled with its energy per request, per model and profile.
 
-use super::{W, err, gray};
+use super::style::tick;
+use super::{W, err, series as palette};
 use crate::config::LoadPoint;
 use crate::record::{Record, Status};
 use anyhow::Result;
@@ -97,12 +98,14 @@ pub fn load_curve(records: &[Record]) -> Result<String> {
             .map_err(err)?;
         chart
             .configure_mesh()
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc("offered load (fraction of the saturation throughput)")
             .y_desc("average power (W)")
             .draw()
             .map_err(err)?;
         for (i, (name, pts)) in curves.iter().enumerate() {
-            let c = gray(i);
+            let c = palette(i);
             chart
                 .draw_series(LineSeries::new(
                     pts.iter().map(|p| (p.0, p.1)),

@@ -1,35 +1,38 @@
-//! Charts drawn with plotters into SVG strings (pure: data in, SVG out). Shapes and shades of
-//! gray tell series apart, so the charts survive grayscale printing; long names go in legends.
+//! Charts drawn with plotters into SVG strings (pure: data in, SVG out). One colour per model
+//! (Okabe-Ito) across every chart, one marker per profile, dashes for estimated energy, the
+//! provenance under every title; long names go in legends.
 
 use super::CellSummary;
 use crate::meter::Provenance;
 use crate::metric::Metric;
 use crate::record::{Record, Status};
 use anyhow::{Result, anyhow};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::collections::BTreeMap;
 
+mod axis;
+mod energy;
+mod heatmap;
 mod load;
+pub mod style;
 mod timeline;
+use axis::{Axis, label};
+pub use energy::{TOP_N, energy_per_token, energy_vs_size, phase_share, top_cells};
+pub use heatmap::heatmap;
 pub use load::load_curve;
+use style::{INK, MUTED, Style, header, marker};
 pub use timeline::{TraceRow, decimate, power_timeline, read_trace};
 
 const W: u32 = 960;
-const GRAYS: [RGBColor; 5] = [
-    RGBColor(0, 0, 0),
-    RGBColor(110, 110, 110),
-    RGBColor(170, 170, 170),
-    RGBColor(60, 60, 60),
-    RGBColor(140, 140, 140),
-];
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("chart: {e:?}")
 }
 
-fn gray(i: usize) -> RGBColor {
-    GRAYS[i % GRAYS.len()]
+/// A series colour by index (charts with no model to colour by: load points, trace domains).
+fn series(i: usize) -> RGBColor {
+    style::PALETTE[i % style::PALETTE.len()]
 }
 
 /// A short, stable name for a cell in charts.
@@ -45,43 +48,6 @@ pub fn cell_label(c: &CellSummary) -> String {
         s.push_str(" [synthetic]");
     }
     s
-}
-
-/// Draws a marker of shape `i` (circle, triangle, square, cross, diamond) at `p`.
-fn marker<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    p: (i32, i32),
-    i: usize,
-    color: RGBColor,
-) -> Result<()> {
-    let st = ShapeStyle::from(&color).filled();
-    let (x, y) = p;
-    match i % 5 {
-        0 => area.draw(&Circle::new(p, 4, st)).map_err(err)?,
-        1 => area
-            .draw(&Polygon::new(
-                vec![(x, y - 5), (x - 5, y + 4), (x + 5, y + 4)],
-                st,
-            ))
-            .map_err(err)?,
-        2 => area
-            .draw(&Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], st))
-            .map_err(err)?,
-        3 => {
-            let s2 = ShapeStyle::from(&color).stroke_width(2);
-            area.draw(&PathElement::new(vec![(x - 4, y - 4), (x + 4, y + 4)], s2))
-                .map_err(err)?;
-            area.draw(&PathElement::new(vec![(x - 4, y + 4), (x + 4, y - 4)], s2))
-                .map_err(err)?;
-        }
-        _ => area
-            .draw(&Polygon::new(
-                vec![(x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y)],
-                st,
-            ))
-            .map_err(err)?,
-    }
-    Ok(())
 }
 
 /// A small chart that says why there is nothing to draw.
@@ -107,134 +73,83 @@ fn metric(c: &CellSummary, m: Metric) -> Option<(f64, Option<[f64; 2]>)> {
     })
 }
 
-/// Chart 1, energy per token by cell: prefill and decode bars (mJ/token) with 95% interval whiskers.
-pub fn energy_per_token(cells: &[CellSummary]) -> Result<String> {
-    let cells: Vec<&CellSummary> = cells
-        .iter()
-        .filter(|c| c.metric(Metric::JPerPrefillToken).is_some())
-        .collect();
-    let n = cells.len().max(1);
-    let h = 130 + 44 * n as u32;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let max = cells
-            .iter()
-            .flat_map(|c| {
-                [Metric::JPerPrefillToken, Metric::JPerDecodeToken]
-                    .iter()
-                    .filter_map(|m| {
-                        metric(c, *m).map(|(v, ci)| ci.map_or(v, |x| x[1].max(v)) * 1e3)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .fold(0.0f64, f64::max)
-            .max(1e-9)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Energy per token (median, 95% interval)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .margin_left(370)
-            .margin_bottom(30)
-            .x_label_area_size(40)
-            .build_cartesian_2d(0f64..max, 0f64..n as f64)
+/// A polyline in pixels, dashed for estimated energy.
+fn line<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    pts: Vec<(i32, i32)>,
+    colour: RGBColor,
+    dashed: bool,
+) -> Result<()> {
+    let st = ShapeStyle::from(&colour).stroke_width(2);
+    if dashed {
+        area.draw(&DashedPathElement::new(pts, 7, 4, st))
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .disable_y_axis()
-            .x_desc("energy per token (mJ)")
-            .draw()
-            .map_err(err)?;
-        for (i, c) in cells.iter().enumerate() {
-            let y = n as f64 - i as f64 - 1.0;
-            for (k, m) in [Metric::JPerPrefillToken, Metric::JPerDecodeToken]
-                .iter()
-                .enumerate()
-            {
-                let Some((v, ci)) = metric(c, *m) else {
-                    continue;
-                };
-                let (y0, y1) = (y + 0.12 + 0.38 * k as f64, y + 0.46 + 0.38 * k as f64);
-                let fill = if k == 0 {
-                    RGBColor(90, 90, 90)
-                } else {
-                    RGBColor(200, 200, 200)
-                };
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(0.0, y0), (v * 1e3, y1)],
-                        fill.filled(),
-                    )))
-                    .map_err(err)?;
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(0.0, y0), (v * 1e3, y1)],
-                        BLACK.stroke_width(1),
-                    )))
-                    .map_err(err)?;
-                if let Some([a, b]) = ci {
-                    let ym = (y0 + y1) / 2.0;
-                    chart
-                        .draw_series(std::iter::once(PathElement::new(
-                            vec![(a * 1e3, ym), (b * 1e3, ym)],
-                            BLACK.stroke_width(2),
-                        )))
-                        .map_err(err)?;
-                }
-            }
-            let (px, py) = chart.backend_coord(&(0.0, y + 0.5));
-            root.draw(&Text::new(
-                cell_label(c),
-                (px - 8, py),
-                ("sans-serif", 12)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Right, VPos::Center)),
-            ))
-            .map_err(err)?;
-        }
-        let ly = h as i32 - 22;
-        for (k, (name, fill)) in [
-            ("prefill, per prompt token", RGBColor(90, 90, 90)),
-            ("decode, per generated token", RGBColor(200, 200, 200)),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let x = 380 + 240 * k as i32;
-            root.draw(&Rectangle::new([(x, ly), (x + 14, ly + 12)], fill.filled()))
-                .map_err(err)?;
-            root.draw(&Rectangle::new(
-                [(x, ly), (x + 14, ly + 12)],
-                BLACK.stroke_width(1),
-            ))
-            .map_err(err)?;
-            root.draw(&Text::new(
-                name.to_string(),
-                (x + 20, ly + 1),
-                ("sans-serif", 12),
-            ))
-            .map_err(err)?;
-        }
-        root.draw(&Text::new(
-            "[E] = ESTIMATED (no sensor)",
-            (860 - 60, ly + 1),
-            ("sans-serif", 12),
-        ))
-        .map_err(err)?;
-        root.present().map_err(err)?;
+    } else {
+        area.draw(&PathElement::new(pts, st)).map_err(err)?;
     }
-    Ok(svg)
+    Ok(())
 }
 
-/// Chart 2, latency against energy: one point per cell, the Pareto frontier (lower is better
-/// on both) drawn and labelled.
-pub fn latency_energy(cells: &[CellSummary]) -> Result<String> {
+/// The legend of models (colour) and profiles (marker), wrapped in rows from pixel row `y`;
+/// returns the row after it.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    style: &Style,
+    models: &[&String],
+    profiles: &[&String],
+    y: i32,
+) -> Result<i32> {
+    let mut y = y;
+    let text = |s: &str| {
+        if s.chars().count() > 40 {
+            s.chars().take(39).collect::<String>() + "…"
+        } else {
+            s.to_string()
+        }
+    };
+    for (k, m) in models.iter().enumerate() {
+        if k > 0 && k % 3 == 0 {
+            y += 18;
+        }
+        let x = 14 + 310 * (k % 3) as i32;
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 12, y + 12)],
+            style.colour(m).filled(),
+        ))
+        .map_err(err)?;
+        area.draw(&Text::new(
+            text(m),
+            (x + 18, y),
+            ("sans-serif", 12).into_font().color(&INK),
+        ))
+        .map_err(err)?;
+    }
+    if !profiles.is_empty() {
+        y += 20;
+        for (k, p) in profiles.iter().enumerate() {
+            if k > 0 && k % 4 == 0 {
+                y += 18;
+            }
+            let x = 14 + 232 * (k % 4) as i32;
+            marker(area, (x + 6, y + 6), style.marker(p), INK)?;
+            area.draw(&Text::new(
+                text(p),
+                (x + 16, y),
+                ("sans-serif", 12).into_font().color(&INK),
+            ))
+            .map_err(err)?;
+        }
+    }
+    Ok(y + 20)
+}
+
+fn rows_for(n: usize, per_row: usize) -> i32 {
+    n.div_ceil(per_row) as i32
+}
+
+/// Latency against energy: one point per cell (colour: model, marker: profile), the Pareto
+/// frontier (lower is better on both) drawn; cells numbered when there are few enough.
+pub fn latency_energy(cells: &[CellSummary], style: &Style) -> Result<String> {
     let pts: Vec<(usize, f64, f64)> = cells
         .iter()
         .enumerate()
@@ -244,50 +159,64 @@ pub fn latency_energy(cells: &[CellSummary]) -> Result<String> {
                 .0
                 * 1e3;
             let y = c.energy_per_token_joules? * 1e3;
-            // Log axes: only positive, finite values can be placed.
             (x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()).then_some((i, x, y))
         })
         .collect();
     if pts.is_empty() {
         return no_data("Latency vs energy per token: no cell has both figures");
     }
-    let h = 460 + 18 * cells.len() as u32;
+    let numbered = pts.len() <= 20;
+    let models: Vec<&String> = style
+        .models()
+        .iter()
+        .filter(|m| pts.iter().any(|p| &cells[p.0].model == *m))
+        .collect();
+    let profiles: Vec<&String> = style
+        .profiles()
+        .iter()
+        .filter(|m| pts.iter().any(|p| &cells[p.0].profile == *m))
+        .collect();
+    let (top, bottom) = (64, 420);
+    let legend_h = 18 * (rows_for(models.len(), 3) + rows_for(profiles.len(), 4)) + 40;
+    let list_h = if numbered { 18 * pts.len() as i32 } else { 0 };
+    let h = (bottom + 60 + legend_h + list_h) as u32;
+    let x = Axis::fit(
+        &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
+        110,
+        W as i32 - 40,
+        false,
+        None,
+    );
+    let y = Axis::fit(
+        &pts.iter().map(|p| p.2).collect::<Vec<_>>(),
+        bottom,
+        top,
+        false,
+        None,
+    );
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (plot, legend) = root.split_vertically(440);
-        let xmin = pts
-            .iter()
-            .map(|p| p.1)
-            .fold(f64::INFINITY, f64::min)
-            .max(1e-6);
-        let ymin = pts
-            .iter()
-            .map(|p| p.2)
-            .fold(f64::INFINITY, f64::min)
-            .max(1e-9);
-        let xmax = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(xmin * 1.01);
-        let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max).max(ymin * 1.01);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                "Latency vs energy per token (Pareto frontier: nothing is better on both)",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(
-                (xmin / 1.5..xmax * 1.5).log_scale(),
-                (ymin / 1.5..ymax * 1.5).log_scale(),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("TPOT (ms/token; E2E ms for embeddings), log scale")
-            .y_desc("energy per generated token, whole request (mJ), log scale")
-            .draw()
-            .map_err(err)?;
+        header(
+            &root,
+            "Latency against energy per token (line: Pareto frontier, nothing better on both)",
+            style,
+        )?;
+        x.draw_x(
+            &root,
+            bottom,
+            top,
+            "time per output token (ms; E2E for embeddings)",
+            label,
+        )?;
+        y.draw_y(
+            &root,
+            110,
+            W as i32 - 40,
+            "energy per generated token (mJ)",
+            label,
+        )?;
         let mut sorted = pts.clone();
         sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)));
         let mut front: Vec<(f64, f64)> = Vec::new();
@@ -297,66 +226,76 @@ pub fn latency_energy(cells: &[CellSummary]) -> Result<String> {
             }
         }
         if front.len() > 1 {
-            chart
-                .draw_series(LineSeries::new(front.clone(), BLACK.stroke_width(1)))
-                .map_err(err)?;
-        }
-        // Numbers beside the points, moved down where they would overlap an earlier one.
-        let mut taken: Vec<(i32, i32)> = Vec::new();
-        for (i, x, y) in &pts {
-            let p = chart.backend_coord(&(*x, *y));
-            marker(&plot, p, *i, gray(*i))?;
-            let mut at = (p.0 + 7, p.1 - 14);
-            while taken
-                .iter()
-                .any(|t| (t.0 - at.0).abs() < 18 && (t.1 - at.1).abs() < 13)
-            {
-                at.1 += 13;
-            }
-            taken.push(at);
-            plot.draw(&Text::new(format!("{}", i + 1), at, ("sans-serif", 12)))
-                .map_err(err)?;
-        }
-        if let Some(l) = front.first() {
-            let p = chart.backend_coord(l);
-            plot.draw(&Text::new(
-                "Pareto frontier",
-                (p.0 + 10, p.1 + 8),
-                ("sans-serif", 12),
+            let px: Vec<(i32, i32)> = front.iter().map(|(a, b)| (x.px(*a), y.px(*b))).collect();
+            root.draw(&PathElement::new(
+                px,
+                ShapeStyle::from(&MUTED).stroke_width(1),
             ))
             .map_err(err)?;
         }
-        for (i, c) in cells.iter().enumerate() {
-            let y = 4 + 18 * i as i32;
-            marker(&legend, (80, y + 6), i, gray(i))?;
-            legend
-                .draw(&Text::new(
-                    format!("{}: {}", i + 1, cell_label(c)),
-                    (92, y),
-                    ("sans-serif", 12),
+        let mut taken: Vec<(i32, i32)> = Vec::new();
+        for (i, vx, vy) in &pts {
+            let c = &cells[*i];
+            let p = (x.px(*vx), y.px(*vy));
+            marker(&root, p, style.marker(&c.profile), style.colour(&c.model))?;
+            if c.provenance == Some(Provenance::Estimated) {
+                root.draw(&Circle::new(p, 7, ShapeStyle::from(&MUTED).stroke_width(1)))
+                    .map_err(err)?;
+            }
+            if numbered {
+                let mut at = (p.0 + 8, p.1 - 15);
+                while taken
+                    .iter()
+                    .any(|t| (t.0 - at.0).abs() < 18 && (t.1 - at.1).abs() < 13)
+                {
+                    at.1 += 13;
+                }
+                taken.push(at);
+                root.draw(&Text::new(
+                    format!("{}", i + 1),
+                    at,
+                    ("sans-serif", 12).into_font().color(&INK),
                 ))
                 .map_err(err)?;
+            }
+        }
+        let mut ly = legend(&root, style, &models, &profiles, bottom + 60)?;
+        if numbered {
+            for (i, _, _) in &pts {
+                root.draw(&Text::new(
+                    format!("{}: {}", i + 1, cell_label(&cells[*i])),
+                    (14, ly),
+                    ("sans-serif", 12).into_font().color(&INK),
+                ))
+                .map_err(err)?;
+                ly += 18;
+            }
         }
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
-/// Chart 4, inter-token latency distribution: the CDF of every cell's ITLs.
-pub fn itl_cdf(cells: &[CellSummary], records: &[Record]) -> Result<String> {
+/// Curves drawn at most in the ITL chart (the cells with the lowest energy per token).
+const MAX_CURVES: usize = 12;
+
+/// Inter-token latency distribution: the CDF of every cell's ITLs (colour: model, marker:
+/// profile); past 12 cells, the 12 most efficient.
+pub fn itl_cdf(cells: &[CellSummary], records: &[Record], style: &Style) -> Result<String> {
     let mut curves: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
     for (i, c) in cells.iter().enumerate() {
         let mut v: Vec<f64> = records
             .iter()
             .filter(|r| r.cell_index == c.cell_index && r.status == Status::Ok)
             .flat_map(|r| r.itls_ms.iter().map(|x| *x as f64))
+            .filter(|x| x.is_finite())
             .collect();
         if v.is_empty() {
             continue;
         }
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let step = (n / 400).max(1);
+        let step = (n / 300).max(1);
         let mut pts: Vec<(f64, f64)> = (0..n)
             .step_by(step)
             .map(|k| (v[k], (k + 1) as f64 / n as f64))
@@ -364,74 +303,80 @@ pub fn itl_cdf(cells: &[CellSummary], records: &[Record]) -> Result<String> {
         pts.push((v[n - 1], 1.0));
         curves.push((i, pts));
     }
-    let xmax = curves
+    if curves.is_empty() {
+        return no_data("Inter-token latency: no cell generated more than one token");
+    }
+    let mut note = String::new();
+    if curves.len() > MAX_CURVES {
+        let key = |i: usize| cells[i].energy_per_token_joules.unwrap_or(f64::INFINITY);
+        curves.sort_by(|a, b| key(a.0).total_cmp(&key(b.0)));
+        note = format!(
+            " (the {MAX_CURVES} most efficient of {} cells)",
+            curves.len()
+        );
+        curves.truncate(MAX_CURVES);
+        curves.sort_by_key(|c| c.0);
+    }
+    let (top, bottom) = (64, 400);
+    let h = (bottom + 70 + 18 * curves.len() as i32) as u32;
+    let all: Vec<f64> = curves
         .iter()
         .flat_map(|c| c.1.iter().map(|p| p.0))
-        .fold(0.0, f64::max)
-        .max(1e-6)
-        * 1.05;
-    let h = 440 + 18 * curves.len() as u32;
+        .collect();
+    let x = Axis::fit(&all, 90, W as i32 - 40, true, None);
+    let y = Axis::fit(&[0.0, 1.0], bottom, top, true, Some(false));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (plot, legend) = root.split_vertically(420);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                "Inter-token latency (cumulative distribution)",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..xmax, 0f64..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("inter-token latency (ms)")
-            .y_desc("fraction of tokens")
-            .draw()
-            .map_err(err)?;
+        header(
+            &root,
+            &format!("Inter-token latency, cumulative distribution{note}"),
+            style,
+        )?;
+        x.draw_x(&root, bottom, top, "inter-token latency (ms)", label)?;
+        y.draw_y(&root, 90, W as i32 - 40, "fraction of tokens (0-1)", label)?;
         for (k, (i, pts)) in curves.iter().enumerate() {
-            chart
-                .draw_series(LineSeries::new(pts.clone(), gray(k).stroke_width(2)))
-                .map_err(err)?;
-            // Markers along the curve tell the lines apart in gray.
-            for p in pts.iter().step_by((pts.len() / 6).max(1)) {
-                marker(&plot, chart.backend_coord(p), k, gray(k))?;
+            let c = &cells[*i];
+            let colour = style.colour(&c.model);
+            let px: Vec<(i32, i32)> = pts.iter().map(|(a, b)| (x.px(*a), y.px(*b))).collect();
+            line(&root, px.clone(), colour, false)?;
+            for p in px.iter().step_by((px.len() / 6).max(1)) {
+                marker(&root, *p, style.marker(&c.profile), colour)?;
             }
-            marker(&legend, (80, 10 + 18 * k as i32), k, gray(k))?;
-            legend
-                .draw(&Text::new(
-                    cell_label(&cells[*i]),
-                    (92, 4 + 18 * k as i32),
-                    ("sans-serif", 12),
-                ))
-                .map_err(err)?;
+            let ly = bottom + 60 + 18 * k as i32;
+            marker(&root, (20, ly + 6), style.marker(&c.profile), colour)?;
+            root.draw(&Text::new(
+                cell_label(c),
+                (32, ly),
+                ("sans-serif", 12).into_font().color(&INK),
+            ))
+            .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
-/// Chart 5, scaling: tokens per joule and tokens per second against threads (or batch), per
-/// model and workload.
-pub fn scaling(cells: &[CellSummary], records: &[Record]) -> Result<String> {
-    let threads_of = |c: &CellSummary| -> f64 {
+/// Scaling: tokens per joule and tokens per second against threads (or batch), one line per
+/// model and workload (colour: model; dashed: estimated energy), integer x axis.
+pub fn scaling(cells: &[CellSummary], records: &[Record], style: &Style) -> Result<String> {
+    let first = |c: &CellSummary| {
         records
             .iter()
-            .find(|r| r.cell_index == c.cell_index)
-            .and_then(|r| r.model_info.as_ref().map(|m| m.engine.threads as f64))
-            .unwrap_or(0.0)
+            .find(|r| r.cell_index == c.cell_index && r.status == Status::Ok)
     };
-    let batch_of = |c: &CellSummary| -> f64 {
-        records
-            .iter()
-            .find(|r| r.cell_index == c.cell_index)
-            .map_or(1.0, |r| r.batch as f64)
+    let threads_of = |c: &CellSummary| -> Option<f64> {
+        first(c).and_then(|r| r.model_info.as_ref().map(|m| m.engine.threads as f64))
     };
+    let batch_of = |c: &CellSummary| -> f64 { first(c).map_or(1.0, |r| r.batch as f64) };
     let by_threads = {
-        let mut t: Vec<f64> = cells.iter().map(threads_of).collect();
+        let mut t: Vec<u64> = cells
+            .iter()
+            .filter_map(threads_of)
+            .map(|t| t as u64)
+            .collect();
+        t.sort_unstable();
         t.dedup();
         t.len() > 1
     };
@@ -439,73 +384,112 @@ pub fn scaling(cells: &[CellSummary], records: &[Record]) -> Result<String> {
         if by_threads {
             threads_of(c)
         } else {
-            batch_of(c)
+            Some(batch_of(c))
         }
     };
-    let mut groups: BTreeMap<String, Vec<&CellSummary>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, String), Vec<&CellSummary>> = BTreeMap::new();
     for c in cells {
+        let mi = style
+            .models()
+            .iter()
+            .position(|m| m == &c.model)
+            .unwrap_or(0);
         groups
-            .entry(format!("{} · {}", c.model, c.workload))
+            .entry((mi, format!("{} · {}", c.model, c.workload)))
             .or_default()
             .push(c);
     }
-    let h = 430 + 18 * groups.len() as u32;
+    let workloads: Vec<&str> = {
+        let mut w: Vec<&str> = Vec::new();
+        for c in cells {
+            if !w.contains(&c.workload.as_str()) {
+                w.push(&c.workload);
+            }
+        }
+        w
+    };
+    let shown: Vec<_> = groups.iter().take(24).collect();
+    let (top, bottom) = (70, 400);
+    let h = (bottom + 70 + 18 * shown.len() as i32) as u32;
+    let xlab = if by_threads {
+        "threads"
+    } else {
+        "batch size (sequences)"
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (plots, legend) = root.split_vertically(410);
-        let panels = plots.split_evenly((1, 2));
-        let xlab = if by_threads { "threads" } else { "batch size" };
-        for (pi, (metric_name, title)) in [
-            (Metric::TokensPerJ, "tokens per joule"),
-            (Metric::DecodeTokensPerS, "tokens per second"),
+        let more = if groups.len() > shown.len() {
+            format!(" (the first {} of {} lines)", shown.len(), groups.len())
+        } else {
+            String::new()
+        };
+        header(
+            &root,
+            &format!("Tokens per joule and per second against {xlab}{more}"),
+            style,
+        )?;
+        for (pi, (m, title, unit)) in [
+            (Metric::TokensPerJ, "tokens per joule", "tokens/J"),
+            (Metric::DecodeTokensPerS, "tokens per second", "tokens/s"),
         ]
         .iter()
         .enumerate()
         {
             let val = |c: &CellSummary| {
-                metric(c, *metric_name)
+                metric(c, *m)
                     .or_else(|| metric(c, Metric::PrefillTokensPerS))
                     .map(|m| m.0)
             };
-            let xmax = cells.iter().map(xs).fold(1.0, f64::max) * 1.2;
-            let ymax = cells.iter().filter_map(val).fold(0.0, f64::max).max(1e-9) * 1.2;
-            let mut chart = ChartBuilder::on(&panels[pi])
-                .caption(*title, ("sans-serif", 16))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc(xlab)
-                .y_desc(title.to_string())
-                .draw()
-                .map_err(err)?;
-            for (k, cs) in groups.values().enumerate() {
+            let (x0, x1) = (90 + 470 * pi as i32, 440 + 470 * pi as i32);
+            let xvals: Vec<f64> = cells.iter().filter_map(xs).collect();
+            let x = Axis::integers(&xvals, x0, x1);
+            let yvals: Vec<f64> = cells.iter().filter_map(val).collect();
+            let y = Axis::fit(&yvals, bottom, top + 20, true, None);
+            root.draw(&Text::new(
+                title.to_string(),
+                (x0, top - 2),
+                ("sans-serif", 13).into_font().color(&INK),
+            ))
+            .map_err(err)?;
+            x.draw_x(&root, bottom, top + 20, xlab, style::int_tick)?;
+            y.draw_y(&root, x0, x1, unit, label)?;
+            for ((_, _), cs) in &shown {
                 let mut pts: Vec<(f64, f64)> =
-                    cs.iter().filter_map(|c| Some((xs(c), val(c)?))).collect();
+                    cs.iter().filter_map(|c| Some((xs(c)?, val(c)?))).collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), gray(k).stroke_width(2)))
-                    .map_err(err)?;
-                for p in &pts {
-                    // backend_coord is in whole-image pixels: draw on the unshifted root.
-                    marker(&root, chart.backend_coord(p), k, gray(k))?;
+                let colour = style.colour(&cs[0].model);
+                let est = *m == Metric::TokensPerJ
+                    && cs
+                        .iter()
+                        .any(|c| c.provenance == Some(Provenance::Estimated));
+                let px: Vec<(i32, i32)> = pts.iter().map(|(a, b)| (x.px(*a), y.px(*b))).collect();
+                if px.len() > 1 {
+                    line(&root, px.clone(), colour, est)?;
+                }
+                let wi = workloads
+                    .iter()
+                    .position(|w| *w == cs[0].workload)
+                    .unwrap_or(0);
+                for p in &px {
+                    marker(&root, *p, wi, colour)?;
                 }
             }
         }
-        for (k, name) in groups.keys().enumerate() {
-            marker(&legend, (80, 10 + 18 * k as i32), k, gray(k))?;
-            legend
-                .draw(&Text::new(
-                    name.clone(),
-                    (92, 4 + 18 * k as i32),
-                    ("sans-serif", 12),
-                ))
-                .map_err(err)?;
+        for (k, ((_, name), cs)) in shown.iter().enumerate() {
+            let ly = bottom + 60 + 18 * k as i32;
+            let wi = workloads
+                .iter()
+                .position(|w| *w == cs[0].workload)
+                .unwrap_or(0);
+            marker(&root, (20, ly + 6), wi, style.colour(&cs[0].model))?;
+            root.draw(&Text::new(
+                name.clone(),
+                (32, ly),
+                ("sans-serif", 12).into_font().color(&INK),
+            ))
+            .map_err(err)?;
         }
         root.present().map_err(err)?;
     }

@@ -1,7 +1,8 @@
 //! The power timeline of one repetition from its trace file: every domain's power over time,
 //! with prefill and decode shaded between the repetition's marks.
 
-use super::{W, err, gray};
+use super::style::tick;
+use super::{W, err, series as palette};
 use crate::meter::mark::{Mark, Phase, Round};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
@@ -136,6 +137,8 @@ pub fn power_timeline(
             .map_err(err)?;
         chart
             .configure_mesh()
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc("time from request start (s)")
             .y_desc("power (W)")
             .draw()
@@ -168,11 +171,11 @@ pub fn power_timeline(
         for (i, (name, pts)) in series.iter().enumerate() {
             let pts = decimate(pts, t0 - a, t1 - a, 800);
             chart
-                .draw_series(LineSeries::new(pts, gray(i).stroke_width(2)))
+                .draw_series(LineSeries::new(pts, palette(i).stroke_width(2)))
                 .map_err(err)?
                 .label(name.clone())
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], gray(i).stroke_width(2))
+                    PathElement::new(vec![(x, y), (x + 18, y)], palette(i).stroke_width(2))
                 });
         }
         if let Some(w) = idle_w {

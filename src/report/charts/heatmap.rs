@@ -1,0 +1,232 @@
+//! Energy per token as a heatmap, model x profile, one panel per workload (small multiples):
+//! the chart that stays readable at a thousand cells. One colour scale (viridis, logarithmic
+//! when the values span more than a decade) for every panel, so panels compare.
+
+use super::super::CellSummary;
+use super::axis::Axis;
+use super::style::{INK, MUTED, Style, header, tick};
+use super::{W, err};
+use anyhow::Result;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Panels drawn at most (workloads); rows and columns per panel at most.
+pub const MAX_PANELS: usize = 12;
+pub const MAX_SIDE: usize = 24;
+
+/// Viridis at `t` in 0..1 (0 dark purple, 1 yellow), from five anchors.
+pub fn viridis(t: f64) -> RGBColor {
+    const A: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let f = t * 4.0;
+    let i = (f.floor() as usize).min(3);
+    let u = f - i as f64;
+    let (a, b) = (A[i], A[i + 1]);
+    let m = |x: f64, y: f64| (x + (y - x) * u).round() as u8;
+    RGBColor(m(a.0, b.0), m(a.1, b.1), m(a.2, b.2))
+}
+
+fn first_seen(cells: &[&CellSummary], f: fn(&CellSummary) -> &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in cells {
+        let s = f(c);
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
+/// The heatmap (None-like chart when no cell has energy per token).
+pub fn heatmap(all: &[CellSummary], style: &Style) -> Result<String> {
+    let cells: Vec<&CellSummary> = all
+        .iter()
+        .filter(|c| {
+            c.energy_per_token_joules
+                .is_some_and(|v| v > 0.0 && v.is_finite())
+        })
+        .collect();
+    if cells.is_empty() {
+        return super::no_data("Energy per token heatmap: no cell has energy per token");
+    }
+    let mut workloads = first_seen(&cells, |c| &c.workload);
+    let mut models: Vec<String> = style
+        .models()
+        .iter()
+        .filter(|m| cells.iter().any(|c| &c.model == *m))
+        .cloned()
+        .collect();
+    let mut profiles: Vec<String> = style
+        .profiles()
+        .iter()
+        .filter(|p| cells.iter().any(|c| &c.profile == *p))
+        .cloned()
+        .collect();
+    let mut dropped = Vec::new();
+    if workloads.len() > MAX_PANELS {
+        dropped.push(format!("{} more workloads", workloads.len() - MAX_PANELS));
+        workloads.truncate(MAX_PANELS);
+    }
+    if models.len() > MAX_SIDE {
+        dropped.push(format!("{} more models", models.len() - MAX_SIDE));
+        models.truncate(MAX_SIDE);
+    }
+    if profiles.len() > MAX_SIDE {
+        dropped.push(format!("{} more profiles", profiles.len() - MAX_SIDE));
+        profiles.truncate(MAX_SIDE);
+    }
+    let vals: Vec<f64> = cells
+        .iter()
+        .filter_map(|c| c.energy_per_token_joules.map(|v| v * 1e3))
+        .collect();
+    // The colour scale: an axis from 0 (low, yellow) to 1000 (high, purple).
+    let scale = Axis::fit(&vals, 0, 1000, false, None);
+    let colour_of = |v: f64| viridis(1.0 - scale.px(v) as f64 / 1000.0);
+    let cols = if workloads.len() > 1 { 2 } else { 1 };
+    let panel_w = (W as i32 - 20) / cols;
+    let label_w = 150;
+    let cell_w = ((panel_w - label_w - 10) / profiles.len().max(1) as i32).clamp(12, 80);
+    let cell_h = 20;
+    let panel_h = 56 + cell_h * models.len() as i32 + 16;
+    let rows = workloads.len().div_ceil(cols as usize) as i32;
+    let top = 64;
+    let h = (top + rows * panel_h + 80) as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut title =
+            "Energy per generated token (mJ), model x profile, per workload".to_string();
+        if !dropped.is_empty() {
+            title.push_str(&format!(" (not drawn: {})", dropped.join(", ")));
+        }
+        header(&root, &title, style)?;
+        for (wi, w) in workloads.iter().enumerate() {
+            let px = 10 + (wi as i32 % cols) * panel_w;
+            let py = top + (wi as i32 / cols) * panel_h;
+            root.draw(&Text::new(
+                short(w, 50),
+                (px, py),
+                ("sans-serif", 13)
+                    .into_font()
+                    .style(FontStyle::Bold)
+                    .color(&INK),
+            ))
+            .map_err(err)?;
+            let gx = px + label_w;
+            let gy = py + 52;
+            for (pi, p) in profiles.iter().enumerate() {
+                let cx = gx + pi as i32 * cell_w + cell_w / 2;
+                root.draw(&Text::new(
+                    short(p, 14),
+                    (cx, gy - 4),
+                    ("sans-serif", 10)
+                        .into_font()
+                        .color(&MUTED)
+                        .transform(FontTransform::Rotate270)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(err)?;
+            }
+            for (mi, m) in models.iter().enumerate() {
+                let cy = gy + mi as i32 * cell_h;
+                root.draw(&Text::new(
+                    short(m, 22),
+                    (gx - 6, cy + cell_h / 2),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&style.colour(m))
+                        .pos(Pos::new(HPos::Right, VPos::Center)),
+                ))
+                .map_err(err)?;
+                for (pi, p) in profiles.iter().enumerate() {
+                    let cx = gx + pi as i32 * cell_w;
+                    let cell = cells
+                        .iter()
+                        .find(|c| &c.workload == w && &c.model == m && &c.profile == p);
+                    let r = [(cx, cy), (cx + cell_w - 1, cy + cell_h - 1)];
+                    match cell.and_then(|c| c.energy_per_token_joules) {
+                        Some(v) => {
+                            let fill = colour_of(v * 1e3);
+                            root.draw(&Rectangle::new(r, fill.filled())).map_err(err)?;
+                            if cell_w >= 34 {
+                                let light = (fill.0 as u32 + fill.1 as u32 + fill.2 as u32) > 380;
+                                root.draw(&Text::new(
+                                    tick(v * 1e3),
+                                    (cx + cell_w / 2, cy + cell_h / 2),
+                                    ("sans-serif", 10)
+                                        .into_font()
+                                        .color(if light { &BLACK } else { &WHITE })
+                                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                                ))
+                                .map_err(err)?;
+                            }
+                        }
+                        None => {
+                            root.draw(&Rectangle::new(r, RGBColor(240, 240, 240).filled()))
+                                .map_err(err)?;
+                        }
+                    }
+                }
+            }
+        }
+        // The colour bar.
+        let by = h as i32 - 60;
+        let (bx0, bx1) = (150, W as i32 - 150);
+        for i in 0..200 {
+            let x = bx0 + (bx1 - bx0) * i / 200;
+            let x2 = bx0 + (bx1 - bx0) * (i + 1) / 200;
+            root.draw(&Rectangle::new(
+                [(x, by), (x2, by + 12)],
+                viridis(1.0 - i as f64 / 200.0).filled(),
+            ))
+            .map_err(err)?;
+        }
+        let bar = Axis {
+            p0: bx0,
+            p1: bx1,
+            ..scale
+        };
+        bar.draw_x(
+            &root,
+            by + 12,
+            by,
+            "energy per generated token (mJ); gray: not run",
+            tick,
+        )?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::viridis;
+
+    #[test]
+    fn viridis_runs_from_purple_to_yellow() {
+        assert_eq!(viridis(0.0), plotters::style::RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), plotters::style::RGBColor(253, 231, 37));
+        assert_eq!(viridis(f64::NAN), viridis(0.0));
+        let mid = viridis(0.5);
+        assert_eq!((mid.0, mid.1, mid.2), (33, 145, 140));
+    }
+}

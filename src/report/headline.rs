@@ -1,0 +1,327 @@
+//! The answer first: per workload the most efficient cell (and whether it is a clear winner),
+//! the spread between the best and the worst, models ranked, and the warnings that change
+//! what a reader may conclude. Pure: summaries and records in, plain text lines out.
+
+use super::summary::{CellSummary, SummaryDoc};
+use crate::meter::Provenance;
+use crate::record::{Record, Status};
+use crate::stats::{median, summarize_bootstrap};
+use std::collections::BTreeMap;
+
+/// One workload's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Best {
+    pub workload: String,
+    pub cell: String,
+    pub model: String,
+    /// Energy per generated token (J), median over repetitions, and its 95% interval.
+    pub j_per_token: f64,
+    pub ci95: Option<[f64; 2]>,
+    /// The runner-up, when its interval overlaps the best one's (no clear winner).
+    pub tied_with: Option<String>,
+    /// The least efficient cell of the workload and how many times the best it spends.
+    pub worst: Option<(String, f64)>,
+    pub cells: usize,
+    pub estimated: bool,
+}
+
+/// The headline of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Headline {
+    pub best: Vec<Best>,
+    /// Models from the least to the most energy per token (median over their cells, relative
+    /// to the best model): (model, median J/token, times the best).
+    pub models: Vec<(String, f64, f64)>,
+    /// Warnings that change conclusions, most serious first.
+    pub warnings: Vec<String>,
+}
+
+fn seed(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn unstable(c: &CellSummary) -> bool {
+    c.warnings.iter().any(|w| w.starts_with("UNSTABLE"))
+}
+
+/// Builds the headline from the summaries and the records they came from.
+pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
+    let mut per_cell: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.status == Status::Ok) {
+        if let Some(v) = r
+            .energy_per_token_joules
+            .filter(|v| v.is_finite() && *v > 0.0)
+        {
+            per_cell.entry(r.cell_index).or_default().push(v);
+        }
+    }
+    let hardware: std::collections::BTreeSet<Option<&str>> =
+        doc.cells.iter().map(|c| c.hardware.as_deref()).collect();
+    let mixed = hardware.len() > 1;
+    // Cells that answer: finished repetitions, a positive J/token, stable.
+    let usable: Vec<&CellSummary> = doc
+        .cells
+        .iter()
+        .filter(|c| {
+            c.repetitions_ok > 0
+                && c.energy_per_token_joules
+                    .is_some_and(|v| v > 0.0 && v.is_finite())
+                && !unstable(c)
+        })
+        .collect();
+    let mut groups: BTreeMap<(usize, String), Vec<&CellSummary>> = BTreeMap::new();
+    for c in &usable {
+        let mut key = c.workload.clone();
+        if mixed {
+            key.push_str(&format!(
+                " on {}",
+                c.hardware.as_deref().unwrap_or("unknown hardware")
+            ));
+        }
+        let first = doc
+            .cells
+            .iter()
+            .position(|d| d.workload == c.workload)
+            .unwrap_or(0);
+        groups.entry((first, key)).or_default().push(c);
+    }
+    let ci = |c: &CellSummary| {
+        per_cell
+            .get(&c.cell_index)
+            .and_then(|v| summarize_bootstrap(v, seed(&c.cell)))
+            .and_then(|s| s.bootstrap_ci95)
+    };
+    let mut best = Vec::new();
+    for ((_, workload), mut cs) in groups {
+        let v = |c: &CellSummary| c.energy_per_token_joules.unwrap_or(f64::INFINITY);
+        cs.sort_by(|a, b| v(a).total_cmp(&v(b)).then(a.cell_index.cmp(&b.cell_index)));
+        let b = cs[0];
+        let b_ci = ci(b);
+        let tied_with = cs.get(1).and_then(|r| {
+            let (Some([_, bh]), Some([rl, _])) = (b_ci, ci(r)) else {
+                return None;
+            };
+            (rl <= bh).then(|| r.cell.clone())
+        });
+        let worst = (cs.len() > 1).then(|| {
+            let w = cs[cs.len() - 1];
+            (w.cell.clone(), v(w) / v(b))
+        });
+        best.push(Best {
+            workload,
+            cell: b.cell.clone(),
+            model: b.model.clone(),
+            j_per_token: v(b),
+            ci95: b_ci,
+            tied_with,
+            worst,
+            cells: cs.len(),
+            estimated: b.provenance == Some(Provenance::Estimated),
+        });
+    }
+    let mut by_model: Vec<(String, f64)> = Vec::new();
+    for c in &usable {
+        if !by_model.iter().any(|(m, _)| m == &c.model) {
+            let v: Vec<f64> = usable
+                .iter()
+                .filter(|d| d.model == c.model)
+                .filter_map(|d| d.energy_per_token_joules)
+                .collect();
+            by_model.push((c.model.clone(), median(&v)));
+        }
+    }
+    by_model.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let top = by_model.first().map_or(1.0, |m| m.1);
+    let models = if by_model.len() > 1 && !mixed {
+        by_model.into_iter().map(|(m, v)| (m, v, v / top)).collect()
+    } else {
+        Vec::new()
+    };
+    Headline {
+        best,
+        models,
+        warnings: warnings(doc),
+    }
+}
+
+/// What a reader must know before drawing a conclusion.
+fn warnings(doc: &SummaryDoc) -> Vec<String> {
+    let n = doc.cells.len();
+    let mut w = Vec::new();
+    if doc.interrupted {
+        w.push("The run was interrupted: only the repetitions that finished are counted.".into());
+    }
+    let est = doc
+        .cells
+        .iter()
+        .filter(|c| c.provenance == Some(Provenance::Estimated))
+        .count();
+    if est == n && n > 0 {
+        w.push(
+            "Every energy figure is ESTIMATED (no sensor: a CPU-time model). Compare them with \
+             each other only, never with measured figures."
+                .into(),
+        );
+    } else if est > 0 {
+        w.push(format!(
+            "{est} of {n} cells have ESTIMATED energy (no sensor) next to measured ones: do not \
+             rank those against each other."
+        ));
+    }
+    let failed: Vec<&str> = doc
+        .cells
+        .iter()
+        .filter(|c| c.repetitions_ok == 0)
+        .map(|c| c.cell.as_str())
+        .collect();
+    if !failed.is_empty() {
+        w.push(format!(
+            "{} of {n} cells have no finished repetition (failed): {}.",
+            failed.len(),
+            list(&failed)
+        ));
+    }
+    let partial: Vec<&str> = doc
+        .cells
+        .iter()
+        .filter(|c| c.repetitions_ok > 0 && !c.failures.is_empty())
+        .map(|c| c.cell.as_str())
+        .collect();
+    if !partial.is_empty() {
+        w.push(format!(
+            "{} cells lost repetitions to failures: {}.",
+            partial.len(),
+            list(&partial)
+        ));
+    }
+    let unst: Vec<&str> = doc
+        .cells
+        .iter()
+        .filter(|c| unstable(c))
+        .map(|c| c.cell.as_str())
+        .collect();
+    if !unst.is_empty() {
+        w.push(format!(
+            "{} cells are UNSTABLE (short steady window or batch not reached) and are left out \
+             of the answers above: {}.",
+            unst.len(),
+            list(&unst)
+        ));
+    }
+    let synth = doc.cells.iter().filter(|c| c.synthetic).count();
+    if synth > 0 {
+        w.push(format!(
+            "{synth} of {n} cells ran synthetic models (random weights in real shapes): their \
+             energy is the shape's, not a real model's output quality."
+        ));
+    }
+    let hardware: std::collections::BTreeSet<Option<&str>> =
+        doc.cells.iter().map(|c| c.hardware.as_deref()).collect();
+    if hardware.len() > 1 {
+        w.push(format!(
+            "Cells ran on {} different machines: answers are given per machine.",
+            hardware.len()
+        ));
+    }
+    for x in &doc.warnings {
+        if x.contains("MISSING") || x.contains("different hardware") || x.contains("shared") {
+            w.push(x.clone());
+        }
+    }
+    w
+}
+
+fn list(v: &[&str]) -> String {
+    if v.len() <= 5 {
+        v.join(", ")
+    } else {
+        format!("{} and {} more", v[..5].join(", "), v.len() - 5)
+    }
+}
+
+/// `1.23 mJ/token` style text for a J value.
+pub fn mj(v: f64) -> String {
+    format!("{} mJ/token", super::charts::style::tick(v * 1e3))
+}
+
+impl Best {
+    /// The answer as one sentence.
+    pub fn sentence(&self) -> String {
+        let mut s = format!(
+            "{}: {} at {}",
+            self.workload,
+            self.cell,
+            mj(self.j_per_token)
+        );
+        if let Some([a, b]) = self.ci95 {
+            s.push_str(&format!(
+                " (95% interval {}-{})",
+                super::charts::style::tick(a * 1e3),
+                super::charts::style::tick(b * 1e3)
+            ));
+        }
+        if self.estimated {
+            s.push_str(", ESTIMATED");
+        }
+        match &self.worst {
+            Some((w, r)) => s.push_str(&format!(
+                "; the least efficient of {} cells, {w}, spends {r:.2}x as much",
+                self.cells
+            )),
+            None => s.push_str(" (the only cell)"),
+        }
+        if let Some(t) = &self.tied_with {
+            s.push_str(&format!(". Not a clear winner: {t}'s interval overlaps it"));
+        }
+        s.push('.');
+        s
+    }
+}
+
+/// The headline as Markdown (escaped), for the top of report.md.
+pub fn markdown(h: &Headline) -> String {
+    use super::markdown::md_escape;
+    let mut s = String::from("## Headline\n\n");
+    if h.best.is_empty() {
+        s.push_str("No cell has a usable energy per token (see the warnings).\n");
+    }
+    for b in &h.best {
+        s.push_str(&format!("- {}\n", md_escape(&b.sentence())));
+    }
+    if !h.models.is_empty() {
+        let ranked: Vec<String> = h
+            .models
+            .iter()
+            .map(|(m, v, r)| format!("{m} {} ({r:.2}x)", mj(*v)))
+            .collect();
+        s.push_str(&format!(
+            "\nModels, least energy per token first: {}.\n",
+            md_escape(&ranked.join("; "))
+        ));
+    }
+    if !h.warnings.is_empty() {
+        s.push_str("\n**Before drawing conclusions:**\n\n");
+        for w in &h.warnings {
+            s.push_str(&format!("- {}\n", md_escape(w)));
+        }
+    }
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_stay_short() {
+        assert_eq!(list(&["a", "b"]), "a, b");
+        assert_eq!(
+            list(&["a", "b", "c", "d", "e", "f", "g"]),
+            "a, b, c, d, e and 2 more"
+        );
+        assert_eq!(mj(0.00125), "1.25 mJ/token");
+    }
+}
