@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Print the plan (cells in order, expected duration) and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: time the cells from these earlier run folders' records (the same cell
+    /// ids); a resumed folder's own records count too. Repeat for several folders.
+    #[arg(long, value_name = "RUN_DIR", requires = "dry_run")]
+    pub estimate_from: Vec<std::path::PathBuf>,
     /// Run only shard I of N (0-based): the cells whose plan index is I modulo N.
     #[arg(long, value_name = "I/N", value_parser = joulebench::cluster::shard::Shard::parse)]
     pub shard: Option<joulebench::cluster::shard::Shard>,

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod estimate;
 pub mod fingerprint;
 pub mod frontier;
 pub mod measure;

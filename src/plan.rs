@@ -70,35 +70,6 @@ pub fn plan(s: &Suite) -> Plan {
     Plan { cells, skipped }
 }
 
-/// A rough duration estimate in seconds (model load, warmup, repetitions, idle, cooldown).
-pub fn estimate_seconds(s: &Suite, p: &Plan) -> f64 {
-    let per_gen = |w: &Workload| {
-        // Varied requests: the caps (dataset) or the workload's numbers stand in for the draws.
-        let prompt = if w.dataset.is_some() {
-            256
-        } else {
-            w.prompt_tokens.max(1)
-        };
-        let t = (prompt * w.batch) as f64 / 300.0 + (w.new_tokens * w.batch) as f64 / 80.0;
-        let n = if w.varied() {
-            w.request_count() as f64
-        } else {
-            1.0
-        };
-        let paced = w
-            .arrivals()
-            .map_or(0.0, |a| w.request_count() as f64 / a.request_rate_per_s);
-        (t * n).max(paced).max(s.min_window_ms / 1e3)
-    };
-    s.idle_seconds
-        + p.cells
-            .iter()
-            .map(|c| {
-                2.0 + (s.warmup + s.repetitions) as f64 * per_gen(&c.workload) + s.cooldown_seconds
-            })
-            .sum::<f64>()
-}
-
 /// The plan as text, for `--dry-run`.
 pub fn render(s: &Suite, p: &Plan) -> String {
     let mut out = format!(
@@ -151,11 +122,6 @@ pub fn render(s: &Suite, p: &Plan) -> String {
     for (id, why) in &p.skipped {
         let _ = writeln!(out, "  skipped {id}: {why}");
     }
-    let _ = writeln!(
-        out,
-        "expected duration: about {:.0} s (rough)",
-        estimate_seconds(s, p)
-    );
     out
 }
 
@@ -199,7 +165,7 @@ prompt_tokens = 8
         );
         assert_eq!(p.skipped.len(), 4);
         assert!(p.cells.iter().enumerate().all(|(i, c)| c.index == i));
-        assert!(render(&s, &p).contains("expected duration"));
+        assert!(render(&s, &p).contains("4 cell(s)"));
     }
 
     #[test]

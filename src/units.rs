@@ -96,3 +96,34 @@ mod tests {
         assert_eq!(Seconds::from_nanos(1_500_000_000), Seconds(1.5));
     }
 }
+
+/// A duration for people: `0.4 s`, `52 s`, `14 min 3 s`, `2 h 05 min`.
+pub fn human_seconds(s: f64) -> String {
+    if !s.is_finite() || s < 0.0 {
+        return "unknown".into();
+    }
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        let m = (s / 60.0).floor();
+        format!("{m:.0} min {:.0} s", s - m * 60.0)
+    } else {
+        let h = (s / 3600.0).floor();
+        format!("{h:.0} h {:02.0} min", (s - h * 3600.0) / 60.0)
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    #[test]
+    fn durations_read_naturally() {
+        use super::human_seconds as h;
+        assert_eq!(h(0.44), "0.4 s");
+        assert_eq!(h(52.2), "52 s");
+        assert_eq!(h(843.0), "14 min 3 s");
+        assert_eq!(h(7500.0), "2 h 05 min");
+        assert_eq!(h(f64::NAN), "unknown");
+    }
+}

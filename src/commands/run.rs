@@ -107,7 +107,30 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         if let Some(s) = a.shard {
             p.cells.retain(|c| s.owns(c.index));
         }
-        super::print_text(&render(&suite, &p))?;
+        let dirs: Vec<&std::path::Path> = a.estimate_from.iter().map(|d| d.as_path()).collect();
+        let history = joulebench::estimate::History::read(&dirs, a.resume.as_deref());
+        let file_size = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+        let e = joulebench::estimate::estimate(&suite, &p, &history, &file_size);
+        let mut text = render(&suite, &p);
+        let mut from = Vec::new();
+        if e.from_records > 0 {
+            from.push(format!(
+                "{} cell(s) timed from earlier records",
+                e.from_records
+            ));
+        }
+        if e.from_size > 0 {
+            from.push(format!("{} from model size and tokens", e.from_size));
+        }
+        if e.done > 0 {
+            from.push(format!("{} already done", e.done));
+        }
+        text.push_str(&format!(
+            "expected duration: about {} ({})\n",
+            joulebench::units::human_seconds(e.seconds),
+            from.join(", ")
+        ));
+        super::print_text(&text)?;
         return Ok(0);
     }
     if let (Some(s), Ok(f)) = (a.shard, std::env::var("JOULEBENCH_SHARD_FAULT")) {

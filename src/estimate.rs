@@ -1,0 +1,281 @@
+//! How long a plan will take, for `run --dry-run`: from earlier runs' records of the same cells
+//! when a run folder is given (the time they took), else from each model's size and the
+//! workload's tokens (weights streamed once per decode step, two operations per parameter and
+//! prompt token), with the load and start-up cost of its engine.
+
+use crate::config::Suite;
+use crate::engine::spec::{EngineSpec, Weights};
+use crate::plan::{Cell, Plan};
+use crate::record::Record;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bytes per second one thread streams weights at during decode (a desktop or server core).
+const STREAM_BPS: f64 = 6.0e9;
+/// Multiply-adds per second per thread during prefill (two operations per parameter).
+const FLOPS_PER_THREAD: f64 = 3.0e10;
+/// Bytes per second a model file loads at (page cache or a local disk).
+const LOAD_BPS: f64 = 1.5e9;
+/// Starting a cell's child process and its meters.
+const CELL_START_S: f64 = 0.05;
+/// Starting a managed server and waiting for it to answer.
+const SERVER_START_S: f64 = 5.0;
+
+/// What the plan knows of a model's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModelSize {
+    pub bytes: Option<u64>,
+    pub parameters: Option<u64>,
+}
+
+/// "135M", "1.7B", "270m" -> parameters.
+fn parse_parameters(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1e3),
+        'm' | 'M' => (&s[..s.len() - 1], 1e6),
+        'b' | 'B' | 'g' | 'G' => (&s[..s.len() - 1], 1e9),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then_some((v * mul) as u64)
+}
+
+/// The size of a model entry's weights: synthetic shapes and registered ids from what
+/// joulebench knows, files from `file_size` (the command layer reads the disk, not the plan).
+pub fn model_size(engine: &EngineSpec, file_size: &dyn Fn(&Path) -> Option<u64>) -> ModelSize {
+    let Some(w) = engine.weights() else {
+        return ModelSize::default();
+    };
+    match w {
+        Weights::Id(id) => {
+            if let Some(name) = id.strip_prefix("synthetic:") {
+                let Some((c, quantized)) = crate::engine::candle::synthetic::config(name) else {
+                    return ModelSize::default();
+                };
+                let kv = c.n_embd * c.n_kv_head / c.n_head.max(1);
+                let per_layer = 2 * c.n_embd * c.n_embd + 2 * c.n_embd * kv + 3 * c.n_embd * c.n_ff;
+                let p = (c.n_layer * per_layer + c.vocab * c.n_embd) as u64;
+                // Quantized synthetic models are Q4_1 (5 bits a weight); the tiny one is f32.
+                let bytes = if quantized { p * 5 / 8 } else { p * 4 };
+                return ModelSize {
+                    bytes: Some(bytes),
+                    parameters: Some(p),
+                };
+            }
+            match crate::engine::registry::lookup(id) {
+                Some(r) => ModelSize {
+                    bytes: Some(r.files.iter().map(|f| f.size).sum()),
+                    parameters: parse_parameters(r.parameters),
+                },
+                None => ModelSize::default(),
+            }
+        }
+        Weights::Path(p) => ModelSize {
+            bytes: file_size(p),
+            parameters: None,
+        },
+    }
+}
+
+/// Seconds of one generation of `w` on `threads` threads for a model of `size`.
+fn generation_s(size: ModelSize, threads: usize, prompt: usize, new: usize, batch: usize) -> f64 {
+    let t = threads.max(1) as f64;
+    // Memory-bound decode gains less than compute-bound prefill from more threads.
+    let stream = STREAM_BPS * (1.0 + 0.6 * (t - 1.0).min(3.0));
+    let params = size
+        .parameters
+        .or(size.bytes.map(|b| b * 2))
+        .map(|p| p as f64);
+    match (size.bytes, params) {
+        (Some(bytes), Some(p)) => {
+            let prefill = (prompt * batch) as f64 * 2.0 * p / (FLOPS_PER_THREAD * t);
+            let step = bytes as f64 / stream
+                + (batch.max(1) - 1) as f64 * 2.0 * p / (FLOPS_PER_THREAD * t);
+            prefill + new as f64 * step
+        }
+        // Nothing known of the model: a small model's speed on a few cores.
+        _ => (prompt * batch) as f64 / 300.0 + (new * batch) as f64 / 80.0,
+    }
+}
+
+/// Where the estimate of each cell came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estimate {
+    pub seconds: f64,
+    /// Cells timed from earlier records.
+    pub from_records: usize,
+    /// Cells estimated from model size and tokens.
+    pub from_size: usize,
+    /// Cells with every repetition already recorded in the resumed folder (0 s).
+    pub done: usize,
+}
+
+/// Timings of cells in earlier run folders.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Per cell id: seconds per repetition and seconds the cell took before its repetitions
+    /// (start, load, warmup), medians.
+    cells: BTreeMap<String, (f64, Option<f64>)>,
+    /// Per cell id in a resumed folder: repetitions already recorded.
+    recorded: BTreeMap<String, usize>,
+}
+
+impl History {
+    /// Reads the records of `dirs` (unreadable folders are skipped: an estimate never fails a
+    /// dry run); `resumed` is the folder a resume continues, whose finished cells cost nothing.
+    pub fn read(dirs: &[&Path], resumed: Option<&Path>) -> History {
+        let mut h = History::default();
+        for d in dirs.iter().copied().chain(resumed) {
+            let Ok((records, _)) = crate::record::read_all(&d.join("records.jsonl")) else {
+                continue;
+            };
+            h.learn(&records);
+        }
+        if let Some(d) = resumed
+            && let Ok((records, _)) = crate::record::read_all(&d.join("records.jsonl"))
+        {
+            for r in records.iter().filter(|r| r.repetition.is_some()) {
+                *h.recorded.entry(r.cell.clone()).or_default() += 1;
+            }
+        }
+        h
+    }
+
+    /// Learns per-cell timings from one run's records (in the order they were written).
+    pub fn learn(&mut self, records: &[Record]) {
+        let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        for r in records.iter().filter(|r| r.repetition.is_some()) {
+            if !by.contains_key(r.cell.as_str()) {
+                order.push(&r.cell);
+            }
+            by.entry(&r.cell).or_default().push(r.unix_time_s);
+        }
+        let mut prev_end: Option<f64> = None;
+        for id in order {
+            let mut t = by[id].clone();
+            t.sort_by(f64::total_cmp);
+            let diffs: Vec<f64> = t
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|d| *d >= 0.0)
+                .collect();
+            let rep = if diffs.is_empty() {
+                None
+            } else {
+                Some(crate::stats::median(&diffs))
+            };
+            if let Some(rep) = rep {
+                // Before the first repetition ended: start, load, warmups and that repetition.
+                let before = prev_end.map(|p| (t[0] - p - rep).max(0.0));
+                self.cells.insert(id.to_string(), (rep, before));
+            }
+            prev_end = t.last().copied();
+        }
+    }
+
+    /// Seconds for `cell` by earlier records, if any recorded it.
+    fn cell_seconds(&self, cell: &Cell, repetitions: usize) -> Option<f64> {
+        let (rep, before) = self.cells.get(&cell.id)?;
+        let median_before = {
+            let v: Vec<f64> = self.cells.values().filter_map(|c| c.1).collect();
+            (!v.is_empty()).then(|| crate::stats::median(&v))
+        };
+        Some(before.or(median_before).unwrap_or(0.0) + repetitions as f64 * rep)
+    }
+}
+
+/// The estimate of `p` (suite `s`), each cell from `history` where it has the cell, else from
+/// its model's size.
+pub fn estimate(
+    s: &Suite,
+    p: &Plan,
+    history: &History,
+    file_size: &dyn Fn(&Path) -> Option<u64>,
+) -> Estimate {
+    let mut e = Estimate {
+        seconds: s.idle_seconds,
+        ..Estimate::default()
+    };
+    for c in &p.cells {
+        let done = history.recorded.get(&c.id).copied().unwrap_or(0);
+        let left = (s.repetitions as usize).saturating_sub(done);
+        if left == 0 {
+            e.done += 1;
+            continue;
+        }
+        if let Some(t) = history.cell_seconds(c, left) {
+            e.seconds += t + s.cooldown_seconds;
+            e.from_records += 1;
+            continue;
+        }
+        e.from_size += 1;
+        let w = &c.workload;
+        let size = model_size(&c.model.engine, file_size);
+        let threads = c.profile.threads.unwrap_or(1) as usize;
+        let prompt = if w.dataset.is_some() {
+            256
+        } else {
+            w.prompt_tokens.max(1)
+        };
+        let one = generation_s(size, threads, prompt, w.new_tokens, w.batch);
+        let n = if w.varied() || w.requests.is_some() {
+            w.request_count() as f64
+        } else {
+            1.0
+        };
+        // Parallel streams share the machine: a batching server gains a little per stream.
+        let streams = w.concurrency.max(1) as f64;
+        let mut rep = one * n / streams * (1.0 + 0.25 * (streams - 1.0));
+        if let Some(a) = w.arrivals() {
+            rep = rep.max(w.request_count() as f64 / a.request_rate_per_s);
+        }
+        let rep = rep.max(s.min_window_ms / 1e3);
+        let external = !matches!(c.model.engine, EngineSpec::Candle(_));
+        let start = if external {
+            SERVER_START_S
+        } else {
+            CELL_START_S
+        } + size.bytes.map_or(0.5, |b| b as f64 / LOAD_BPS);
+        e.seconds += start + (s.warmup as usize + left) as f64 * rep + s.cooldown_seconds;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_parse() {
+        assert_eq!(parse_parameters("135M"), Some(135_000_000));
+        assert_eq!(parse_parameters("1.7B"), Some(1_700_000_000));
+        assert_eq!(parse_parameters("x"), None);
+    }
+
+    #[test]
+    fn sizes_of_synthetic_and_registered_models_and_their_cost() {
+        let none = |_: &Path| None;
+        let spec = |id: &str| {
+            EngineSpec::Candle(crate::engine::spec::CandleSpec {
+                weights: Weights::Id(id.into()),
+                seed: None,
+                encoder: false,
+            })
+        };
+        let tiny = model_size(&spec("synthetic:llama-tiny"), &none);
+        let p = tiny.parameters.unwrap();
+        assert!((3_000_000..6_000_000).contains(&p), "{p}");
+        assert_eq!(tiny.bytes, Some(p * 4));
+        let smol = model_size(&spec(crate::engine::registry::DEFAULT_MODEL), &none);
+        assert_eq!(smol.parameters, Some(135_000_000));
+        assert!(smol.bytes.unwrap() > 50_000_000);
+        // The same request costs more on the bigger model, less on more threads.
+        let g = |m, t| generation_s(m, t, 64, 64, 1);
+        assert!(g(smol, 1) > 3.0 * g(tiny, 1));
+        assert!(g(smol, 2) < g(smol, 1));
+        // Nothing known: the fallback rates.
+        assert!((g(ModelSize::default(), 1) - (64.0 / 300.0 + 64.0 / 80.0)).abs() < 1e-12);
+    }
+}
