@@ -114,9 +114,9 @@ pub struct Estimate {
 /// Timings of cells in earlier run folders.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// Per cell id: seconds per repetition and seconds the cell took before its repetitions
-    /// (start, load, warmup), medians.
-    cells: BTreeMap<String, (f64, Option<f64>)>,
+    /// Per cell id: seconds between its repetitions (median) and from the previous cell's last
+    /// repetition to its first (start, load, warmups and one repetition).
+    cells: BTreeMap<String, (Option<f64>, Option<f64>)>,
     /// Per cell id in a resumed folder: repetitions already recorded.
     recorded: BTreeMap<String, usize>,
 }
@@ -142,47 +142,50 @@ impl History {
         h
     }
 
-    /// Learns per-cell timings from one run's records (in the order they were written).
+    /// Learns per-cell timings from one run's records; the shards of a merged run are read
+    /// apart (each ran its cells one after another).
     pub fn learn(&mut self, records: &[Record]) {
-        let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        let mut order: Vec<&str> = Vec::new();
+        let mut runs: BTreeMap<Option<&str>, Vec<&Record>> = BTreeMap::new();
         for r in records.iter().filter(|r| r.repetition.is_some()) {
-            if !by.contains_key(r.cell.as_str()) {
-                order.push(&r.cell);
-            }
-            by.entry(&r.cell).or_default().push(r.unix_time_s);
+            let shard = r.host.as_ref().and_then(|h| h.shard.as_deref());
+            runs.entry(shard).or_default().push(r);
         }
-        let mut prev_end: Option<f64> = None;
-        for id in order {
-            let mut t = by[id].clone();
-            t.sort_by(f64::total_cmp);
-            let diffs: Vec<f64> = t
-                .windows(2)
-                .map(|w| w[1] - w[0])
-                .filter(|d| *d >= 0.0)
-                .collect();
-            let rep = if diffs.is_empty() {
-                None
-            } else {
-                Some(crate::stats::median(&diffs))
-            };
-            if let Some(rep) = rep {
-                // Before the first repetition ended: start, load, warmups and that repetition.
-                let before = prev_end.map(|p| (t[0] - p - rep).max(0.0));
-                self.cells.insert(id.to_string(), (rep, before));
+        for mut rs in runs.into_values() {
+            rs.sort_by(|a, b| a.unix_time_s.total_cmp(&b.unix_time_s));
+            let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            let mut order: Vec<&str> = Vec::new();
+            for r in &rs {
+                if !by.contains_key(r.cell.as_str()) {
+                    order.push(&r.cell);
+                }
+                by.entry(&r.cell).or_default().push(r.unix_time_s);
             }
-            prev_end = t.last().copied();
+            let mut prev_end: Option<f64> = None;
+            for id in order {
+                let t = &by[id];
+                let diffs: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+                let rep = (!diffs.is_empty()).then(|| crate::stats::median(&diffs));
+                // From the previous cell's last record to this one's first: start, load,
+                // warmups and the first repetition.
+                let first = prev_end.map(|p| (t[0] - p).max(0.0));
+                self.cells.insert(id.to_string(), (rep, first));
+                prev_end = t.last().copied();
+            }
         }
     }
 
-    /// Seconds for `cell` by earlier records, if any recorded it.
+    /// Seconds for `cell`'s remaining `repetitions` by earlier records, if any recorded it.
     fn cell_seconds(&self, cell: &Cell, repetitions: usize) -> Option<f64> {
-        let (rep, before) = self.cells.get(&cell.id)?;
-        let median_before = {
+        let (rep, first) = *self.cells.get(&cell.id)?;
+        let first = first.or_else(|| {
             let v: Vec<f64> = self.cells.values().filter_map(|c| c.1).collect();
             (!v.is_empty()).then(|| crate::stats::median(&v))
-        };
-        Some(before.or(median_before).unwrap_or(0.0) + repetitions as f64 * rep)
+        });
+        match (first, rep) {
+            (Some(f), rep) => Some(f + repetitions.saturating_sub(1) as f64 * rep.unwrap_or(f)),
+            (None, Some(r)) => Some(repetitions as f64 * r),
+            (None, None) => None,
+        }
     }
 }
 

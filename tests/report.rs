@@ -1,6 +1,10 @@
-//! Charts and the HTML report: well-formed XML, escaped strings, rebuilt from records on demand.
+//! Charts and the HTML report: well-formed XML, escaped strings, rebuilt from records on demand;
+//! the headline's answers.
+#![recursion_limit = "256"]
 
 mod common;
+#[path = "common/fake_run.rs"]
+mod fake_run;
 
 use std::path::Path;
 
@@ -128,4 +132,63 @@ fn png_charts_with_the_feature() {
         }
     }
     assert_eq!(pngs, 5);
+}
+
+/// The headline names the most efficient cell per workload and the spread to the least
+/// efficient, ranks the models, and puts first the warnings that change conclusions.
+#[test]
+fn the_headline_answers_first_and_warns() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("run");
+    fake_run::build(
+        &dir,
+        &fake_run::FakeRun {
+            models: 2,
+            profiles: 2,
+            workloads: 2,
+            reps: 5,
+            samples_per_cell: 0,
+            provenance: "estimated",
+        },
+    );
+    common::jb().arg("report").arg(&dir).assert().success();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let head = &md[md.find("## Headline").expect("a headline")..md.find("| cell |").unwrap()];
+    // The fake run's energy grows with the model index and falls with the profile's threads:
+    // model0 on p1 is the most efficient cell of each workload.
+    for w in ["w0", "w1"] {
+        let line = head
+            .lines()
+            .find(|l| l.starts_with(&format!("- {w}: ")))
+            .unwrap_or_else(|| panic!("no answer for {w} in\n{head}"));
+        assert!(
+            line.contains(&format!("model0\\_\\_p1\\_\\_{w}"))
+                || line.contains(&format!("model0__p1__{w}")),
+            "{line}"
+        );
+        assert!(
+            line.contains("ESTIMATED") && line.contains("of 4 cells"),
+            "{line}"
+        );
+        // Worst: model1 on p0, 1.6 x 1.5 / 1.25 = 1.92 times the best (jitter 1.5%).
+        let x: f64 = line
+            .split("spends ")
+            .nth(1)
+            .and_then(|r| r.split('x').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!((x - 1.92).abs() < 0.08, "{line}");
+    }
+    assert!(
+        head.contains("Models, least energy per token first: model0"),
+        "{head}"
+    );
+    assert!(head.contains("Every energy figure is ESTIMATED"), "{head}");
+    assert!(head.contains("synthetic models"), "{head}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let h = html.find("<section id=\"headline\">").unwrap();
+    assert!(
+        h < html.find("<h2 id=\"summary\">").unwrap(),
+        "the headline comes first"
+    );
 }

@@ -71,7 +71,9 @@ pub fn charts_for(
         ));
     }
     out.extend(timelines(dir, doc, records, idle));
-    out
+    out.into_iter()
+        .map(|(f, t, svg)| (f, t, svg.map(charts::style::dashes)))
+        .collect()
 }
 
 /// The `[slo]` of the run folder's suite copy, if it has one.

@@ -363,7 +363,7 @@ pub fn energy_vs_size(all: &[CellSummary], records: &[Record], style: &Style) ->
             let at = (x.px(*p as f64), y.px(*e));
             let fi = formats.iter().position(|f| f == q).unwrap_or(0);
             marker(&root, at, fi, style.colour(&c.model))?;
-            if c.provenance == Some(Provenance::Estimated) {
+            if style.mixed && c.provenance == Some(Provenance::Estimated) {
                 root.draw(&Circle::new(
                     at,
                     7,

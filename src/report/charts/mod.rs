@@ -7,7 +7,6 @@ use crate::meter::Provenance;
 use crate::metric::Metric;
 use crate::record::{Record, Status};
 use anyhow::{Result, anyhow};
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 
@@ -80,13 +79,8 @@ fn line<DB: DrawingBackend>(
     colour: RGBColor,
     dashed: bool,
 ) -> Result<()> {
-    let st = ShapeStyle::from(&colour).stroke_width(2);
-    if dashed {
-        area.draw(&DashedPathElement::new(pts, 7, 4, st))
-            .map_err(err)?;
-    } else {
-        area.draw(&PathElement::new(pts, st)).map_err(err)?;
-    }
+    area.draw(&PathElement::new(pts, style::stroke(colour, 2, dashed)))
+        .map_err(err)?;
     Ok(())
 }
 
@@ -238,7 +232,7 @@ pub fn latency_energy(cells: &[CellSummary], style: &Style) -> Result<String> {
             let c = &cells[*i];
             let p = (x.px(*vx), y.px(*vy));
             marker(&root, p, style.marker(&c.profile), style.colour(&c.model))?;
-            if c.provenance == Some(Provenance::Estimated) {
+            if style.mixed && c.provenance == Some(Provenance::Estimated) {
                 root.draw(&Circle::new(p, 7, ShapeStyle::from(&MUTED).stroke_width(1)))
                     .map_err(err)?;
             }

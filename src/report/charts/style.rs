@@ -5,7 +5,6 @@
 use super::super::CellSummary;
 use crate::meter::Provenance;
 use anyhow::Result;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 /// Okabe and Ito's palette (2008) without its yellow, which vanishes on white, and with black
@@ -33,6 +32,8 @@ pub struct Style {
     pub provenance: String,
     /// Any cell's energy estimated (no sensor): charts say so on themselves.
     pub estimated: bool,
+    /// Estimated and measured cells side by side: estimated points are ringed as well.
+    pub mixed: bool,
 }
 
 impl Style {
@@ -78,6 +79,7 @@ impl Style {
             profiles,
             provenance,
             estimated: est > 0,
+            mixed: est > 0 && measured > 0,
         }
     }
 
@@ -208,14 +210,32 @@ pub fn outline<DB: DrawingBackend>(
     dashed: bool,
 ) -> Result<()> {
     let pts = vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)];
-    let st = ShapeStyle::from(&color).stroke_width(1);
-    if dashed {
-        area.draw(&DashedPathElement::new(pts, 4, 3, st))
-            .map_err(super::err)?;
-    } else {
-        area.draw(&PathElement::new(pts, st)).map_err(super::err)?;
-    }
+    area.draw(&PathElement::new(pts, stroke(color, 1, dashed)))
+        .map_err(super::err)?;
     Ok(())
+}
+
+/// The opacity that marks a stroke to be dashed: plotters draws dashes as one element per
+/// dash (thousands per chart); `dashes` turns the marked strokes into one SVG dash pattern.
+const DASH_ALPHA: f64 = 0.999;
+
+/// A stroke of `width`, marked for `dashes` when `dashed`.
+pub fn stroke(color: RGBColor, width: u32, dashed: bool) -> ShapeStyle {
+    if dashed {
+        ShapeStyle::from(&color.mix(DASH_ALPHA)).stroke_width(width)
+    } else {
+        ShapeStyle::from(&color).stroke_width(width)
+    }
+}
+
+/// Turns the strokes `stroke` marked into dashed ones (`stroke-dasharray`, which resvg's PNGs
+/// draw too).
+pub fn dashes(svg: String) -> String {
+    let mark = format!("opacity=\"{DASH_ALPHA}\"");
+    if !svg.contains(&mark) {
+        return svg;
+    }
+    svg.replace(&mark, "opacity=\"1\" stroke-dasharray=\"5 3\"")
 }
 
 /// The title and, under it, the provenance caption (red-free emphasis for ESTIMATED).
@@ -269,6 +289,21 @@ mod tests {
         assert_eq!(int_tick(2.0), "2");
         assert_eq!(int_tick(0.5), "");
         assert!(spans_decade(0.1, 2.0) && !spans_decade(1.0, 9.0) && !spans_decade(0.0, 5.0));
+    }
+
+    #[test]
+    fn marked_strokes_become_one_dash_pattern() {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (50, 50)).into_drawing_area();
+            outline(&root, [(5, 5), (40, 40)], PALETTE[0], true).unwrap();
+            outline(&root, [(10, 10), (20, 20)], PALETTE[1], false).unwrap();
+            root.present().unwrap();
+        }
+        let svg = dashes(svg);
+        assert_eq!(svg.matches("stroke-dasharray=\"5 3\"").count(), 1, "{svg}");
+        assert!(!svg.contains("0.999"));
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
     }
 
     #[test]
