@@ -163,7 +163,7 @@ fn timelines(
         let trace = dir.join("traces").join(format!("{}.csv", c.cell));
         let svg = charts::read_trace(&trace).and_then(|rows| {
             charts::power_timeline(
-                &charts::cell_label(c),
+                &charts::cell_label_flagged(c),
                 &rows,
                 rep,
                 idle.and_then(|i| i.total_w),

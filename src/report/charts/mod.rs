@@ -34,17 +34,25 @@ fn series(i: usize) -> RGBColor {
     style::PALETTE[i % style::PALETTE.len()]
 }
 
-/// A short, stable name for a cell in charts.
+/// A short, stable name for a cell in charts and tables. Flags (estimated energy, synthetic
+/// models) are said once, in the caption or a column, not repeated per row.
 pub fn cell_label(c: &CellSummary) -> String {
-    let mut s = format!("{} · {} · {}", c.model, c.profile, c.workload);
+    let s = format!("{} · {} · {}", c.model, c.profile, c.workload);
     if s.chars().count() > 56 {
-        s = s.chars().take(55).collect::<String>() + "…";
+        s.chars().take(55).collect::<String>() + "…"
+    } else {
+        s
     }
+}
+
+/// `cell_label` with its flags, for a chart of one cell (a timeline has no other caption).
+pub fn cell_label_flagged(c: &CellSummary) -> String {
+    let mut s = cell_label(c);
     if c.provenance == Some(Provenance::Estimated) {
-        s.push_str(" [E]");
+        s.push_str(", ESTIMATED energy");
     }
     if c.synthetic {
-        s.push_str(" [synthetic]");
+        s.push_str(", synthetic model");
     }
     s
 }
