@@ -46,15 +46,16 @@ const MD_COLUMNS: &[Metric] = &[
     Metric::AvgPowerW,
 ];
 
-/// report.md: the figures a reader compares, with how they were obtained.
+/// report.md: the headline (already rendered), then the figures a reader compares, with how
+/// they were obtained.
 pub fn report_md(
     doc: &SummaryDoc,
     meta: Option<&RunMeta>,
     idle: Option<&IdleBaseline>,
-    headline: &super::headline::Headline,
+    headline_md: &str,
 ) -> String {
     let mut s = format!("# joulebench: {}\n\n", md_escape(&doc.suite));
-    s.push_str(&super::headline::markdown(headline));
+    s.push_str(headline_md);
     if doc.interrupted {
         s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
     }

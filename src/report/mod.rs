@@ -200,7 +200,12 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
         }
     }
     let head = headline::headline(&doc, &records);
-    let mut md = report_md(&doc, meta.as_ref(), idle.as_ref(), &head);
+    let mut md = report_md(
+        &doc,
+        meta.as_ref(),
+        idle.as_ref(),
+        &headline::markdown(&head),
+    );
     let extra: Vec<Table> = serving::serving_table(&doc, &records).into_iter().collect();
     for t in &extra {
         md.push_str(&table_md(t));

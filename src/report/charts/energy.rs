@@ -4,7 +4,7 @@
 
 use super::super::CellSummary;
 use super::axis::{Axis, label};
-use super::style::{INK, MUTED, Style, header, marker, outline, tint};
+use super::style::{INK, MUTED, Style, header, marker, outline, short, tint};
 use super::{W, err, metric};
 use crate::meter::Provenance;
 use crate::metric::Metric;
@@ -50,12 +50,43 @@ fn by_model<'a>(cells: &[&'a CellSummary], style: &Style) -> Vec<(String, Vec<&'
         .collect()
 }
 
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() > n {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    } else {
-        s.to_string()
-    }
+/// A model's heading above its rows, in its colour.
+fn group_heading<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    model: &str,
+    colour: RGBColor,
+    y: i32,
+) -> Result<()> {
+    root.draw(&Text::new(
+        short(model, 60),
+        (14, y + 4),
+        ("sans-serif", 13)
+            .into_font()
+            .style(FontStyle::Bold)
+            .color(&colour),
+    ))
+    .map_err(err)?;
+    Ok(())
+}
+
+/// A cell's row label (profile and workload; the model is its group's heading), right-aligned
+/// left of `left` and centred on `y`.
+fn row_label<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    c: &CellSummary,
+    left: i32,
+    y: i32,
+) -> Result<()> {
+    root.draw(&Text::new(
+        short(&format!("{} · {}", c.profile, c.workload), 44),
+        (left - 8, y),
+        ("sans-serif", 12)
+            .into_font()
+            .color(&INK)
+            .pos(Pos::new(HPos::Right, VPos::Center)),
+    ))
+    .map_err(err)?;
+    Ok(())
 }
 
 /// Energy per token by cell, grouped by model: prefill (solid) and decode (tinted) bars per
@@ -108,27 +139,11 @@ pub fn energy_per_token(all: &[CellSummary], style: &Style) -> Result<String> {
         let mut y = top;
         for (model, g) in &groups {
             let colour = style.colour(model);
-            root.draw(&Text::new(
-                short(model, 60),
-                (14, y + 4),
-                ("sans-serif", 13)
-                    .into_font()
-                    .style(FontStyle::Bold)
-                    .color(&colour),
-            ))
-            .map_err(err)?;
+            group_heading(&root, model, colour, y)?;
             y += group_h;
             for c in g {
                 let est = c.provenance == Some(Provenance::Estimated);
-                root.draw(&Text::new(
-                    short(&format!("{} · {}", c.profile, c.workload), 44),
-                    (left - 8, y + row_h / 2 - 2),
-                    ("sans-serif", 12)
-                        .into_font()
-                        .color(&INK)
-                        .pos(Pos::new(HPos::Right, VPos::Center)),
-                ))
-                .map_err(err)?;
+                row_label(&root, c, left, y + row_h / 2 - 2)?;
                 for (k, m) in phases.iter().enumerate() {
                     let Some((v, ci)) = metric(c, *m) else {
                         continue;
@@ -236,28 +251,12 @@ pub fn phase_share(all: &[CellSummary], style: &Style) -> Result<String> {
         let mut y = top;
         for (model, g) in &groups {
             let colour = style.colour(model);
-            root.draw(&Text::new(
-                short(model, 60),
-                (14, y + 4),
-                ("sans-serif", 13)
-                    .into_font()
-                    .style(FontStyle::Bold)
-                    .color(&colour),
-            ))
-            .map_err(err)?;
+            group_heading(&root, model, colour, y)?;
             y += group_h;
             for c in g {
                 let est = c.provenance == Some(Provenance::Estimated);
                 let s = share(c);
-                root.draw(&Text::new(
-                    short(&format!("{} · {}", c.profile, c.workload), 44),
-                    (left - 8, y + row_h / 2 - 2),
-                    ("sans-serif", 12)
-                        .into_font()
-                        .color(&INK)
-                        .pos(Pos::new(HPos::Right, VPos::Center)),
-                ))
-                .map_err(err)?;
+                row_label(&root, c, left, y + row_h / 2 - 2)?;
                 let xm = x.px(s * 100.0);
                 let (y0, y1) = (y + 2, y + row_h - 3);
                 root.draw(&Rectangle::new([(left, y0), (xm, y1)], colour.filled()))

@@ -4,7 +4,7 @@
 
 use super::super::CellSummary;
 use super::axis::Axis;
-use super::style::{INK, MUTED, Style, header, tick};
+use super::style::{INK, MUTED, Style, header, short, tick};
 use super::{W, err};
 use anyhow::Result;
 use plotters::prelude::*;
@@ -45,14 +45,6 @@ fn first_seen(cells: &[&CellSummary], f: fn(&CellSummary) -> &str) -> Vec<String
         }
     }
     out
-}
-
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() > n {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    } else {
-        s.to_string()
-    }
 }
 
 /// The heatmap (None-like chart when no cell has energy per token).

@@ -37,12 +37,7 @@ fn series(i: usize) -> RGBColor {
 /// A short, stable name for a cell in charts and tables. Flags (estimated energy, synthetic
 /// models) are said once, in the caption or a column, not repeated per row.
 pub fn cell_label(c: &CellSummary) -> String {
-    let s = format!("{} · {} · {}", c.model, c.profile, c.workload);
-    if s.chars().count() > 56 {
-        s.chars().take(55).collect::<String>() + "…"
-    } else {
-        s
-    }
+    style::short(&format!("{} · {} · {}", c.model, c.profile, c.workload), 56)
 }
 
 /// `cell_label` with its flags, for a chart of one cell (a timeline has no other caption).
@@ -102,13 +97,7 @@ fn legend<DB: DrawingBackend>(
     y: i32,
 ) -> Result<i32> {
     let mut y = y;
-    let text = |s: &str| {
-        if s.chars().count() > 40 {
-            s.chars().take(39).collect::<String>() + "…"
-        } else {
-            s.to_string()
-        }
-    };
+    let text = |s: &str| style::short(s, 40);
     for (k, m) in models.iter().enumerate() {
         if k > 0 && k % 3 == 0 {
             y += 18;

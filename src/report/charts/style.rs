@@ -105,6 +105,15 @@ impl Style {
     }
 }
 
+/// `s` cut to `n` characters with an ellipsis (names in legends and row labels).
+pub fn short(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        s.chars().take(n.saturating_sub(1)).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
 /// A lighter tint of `c` (`t` of the way to white): the decode bar beside a prefill bar.
 pub fn tint(c: RGBColor, t: f64) -> RGBColor {
     let m = |x: u8| (x as f64 + (255.0 - x as f64) * t).round() as u8;
