@@ -34,6 +34,16 @@ pub struct Headline {
     pub models: Vec<(String, f64, f64)>,
     /// Warnings that change conclusions, most serious first.
     pub warnings: Vec<String>,
+    /// With several workloads: the least and the most energy per token over every usable cell.
+    pub overall: Option<Overall>,
+}
+
+/// The extremes over every usable cell: (cell, J/token) each, and how many cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overall {
+    pub least: (String, f64),
+    pub most: (String, f64),
+    pub cells: usize,
 }
 
 fn seed(s: &str) -> u64 {
@@ -139,10 +149,23 @@ pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
     } else {
         Vec::new()
     };
+    let overall = if best.len() > 1 && !mixed {
+        let v = |c: &&CellSummary| c.energy_per_token_joules.unwrap_or(f64::INFINITY);
+        let lo = usable.iter().min_by(|a, b| v(a).total_cmp(&v(b)));
+        let hi = usable.iter().max_by(|a, b| v(a).total_cmp(&v(b)));
+        lo.zip(hi).map(|(l, h)| Overall {
+            least: (l.cell.clone(), v(l)),
+            most: (h.cell.clone(), v(h)),
+            cells: usable.len(),
+        })
+    } else {
+        None
+    };
     Headline {
         best,
         models,
         warnings: warnings(doc),
+        overall,
     }
 }
 
@@ -246,6 +269,24 @@ pub fn mj(v: f64) -> String {
     format!("{} mJ/token", super::charts::style::tick(v * 1e3))
 }
 
+impl Headline {
+    /// The line across workloads, when there are several.
+    pub fn overall_sentence(&self) -> Option<String> {
+        let Overall {
+            least: (lc, lv),
+            most: (hc, hv),
+            cells: n,
+        } = self.overall.as_ref()?;
+        Some(format!(
+            "Across all {n} cells (different workloads: prompts and lengths differ, compare with \
+             care): the least energy per token is {lc} at {}, the most {hc} at {} ({:.2}x).",
+            mj(*lv),
+            mj(*hv),
+            hv / lv
+        ))
+    }
+}
+
 impl Best {
     /// The answer as one sentence.
     pub fn sentence(&self) -> String {
@@ -289,6 +330,9 @@ pub fn markdown(h: &Headline) -> String {
     }
     for b in &h.best {
         s.push_str(&format!("- {}\n", md_escape(&b.sentence())));
+    }
+    if let Some(o) = h.overall_sentence() {
+        s.push_str(&format!("\n{}\n", md_escape(&o)));
     }
     if !h.models.is_empty() {
         let ranked: Vec<String> = h

@@ -410,6 +410,9 @@ fn headline_html(h: &mut String, doc: &SummaryDoc, hl: &super::headline::Headlin
         }
         h.push_str("</ul>\n");
     }
+    if let Some(o) = hl.overall_sentence() {
+        let _ = writeln!(h, "<p>{}</p>", esc(&o));
+    }
     if !hl.models.is_empty() {
         let ranked: Vec<String> = hl
             .models
