@@ -119,6 +119,8 @@ pub struct History {
     cells: BTreeMap<String, (Option<f64>, Option<f64>)>,
     /// Per cell id in a resumed folder: repetitions already recorded.
     recorded: BTreeMap<String, usize>,
+    /// Folders whose records could not be read, with why (their cells fall back to size).
+    pub unreadable: Vec<String>,
 }
 
 impl History {
@@ -127,10 +129,14 @@ impl History {
     pub fn read(dirs: &[&Path], resumed: Option<&Path>) -> History {
         let mut h = History::default();
         for d in dirs.iter().copied().chain(resumed) {
-            let Ok((records, _)) = crate::record::read_all(&d.join("records.jsonl")) else {
-                continue;
-            };
-            h.learn(&records);
+            let path = d.join("records.jsonl");
+            match crate::record::read_all(&path) {
+                Ok((records, _)) if !records.is_empty() => h.learn(&records),
+                Ok(_) => h
+                    .unreadable
+                    .push(format!("{} (no records)", path.display())),
+                Err(e) => h.unreadable.push(format!("{}: {e}", path.display())),
+            }
         }
         if let Some(d) = resumed
             && let Ok((records, _)) = crate::record::read_all(&d.join("records.jsonl"))

@@ -94,6 +94,22 @@ fn estimates_come_from_model_size_then_from_earlier_records() {
         (by_records - took).abs() < 0.35 * took,
         "record-based {by_records:.1} s against {took:.1} s"
     );
+    // A folder without records: said on stderr, and the estimate falls back to model size.
+    let o = jb()
+        .arg("run")
+        .arg(&s)
+        .arg("--dry-run")
+        .arg("--estimate-from")
+        .arg(t.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nowhere") && err.contains("estimated from model size"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("24 from model size and tokens"));
     // Resuming a finished run: nothing left but the idle baseline.
     let (left, line) = expected(&["--resume".as_ref(), run.as_os_str()]);
     assert!(line.contains("24 already done"), "{line}");

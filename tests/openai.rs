@@ -728,9 +728,11 @@ fn open_loop_requests_leave_on_the_seeded_schedule() {
         .collect();
     got.sort_unstable();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        // Never before its time; late by no more than scheduling noise.
+        // Never before its time; late by no more than scheduling noise. Offsets are taken at
+        // the server from the first request's arrival, whose own delay (accept, a busy test
+        // machine) shifts every other offset: 10 ms of that is allowed on the early side.
         assert!(
-            *g + 2_000_000 >= *w && *g < *w + 250_000_000,
+            *g + 10_000_000 >= *w && *g < *w + 250_000_000,
             "request {i}: arrived at {g} ns, due at {w} ns"
         );
     }

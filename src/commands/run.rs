@@ -109,6 +109,11 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
         }
         let dirs: Vec<&std::path::Path> = a.estimate_from.iter().map(|d| d.as_path()).collect();
         let history = joulebench::estimate::History::read(&dirs, a.resume.as_deref());
+        for u in &history.unreadable {
+            eprintln!(
+                "[joulebench] note: no timings from {u}; those cells are estimated from model size"
+            );
+        }
         let file_size = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
         let e = joulebench::estimate::estimate(&suite, &p, &history, &file_size);
         let mut text = render(&suite, &p);
