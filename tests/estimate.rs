@@ -78,9 +78,10 @@ fn estimates_come_from_model_size_then_from_earlier_records() {
         .success();
     let took = start.elapsed().as_secs_f64();
     let run = only_dir(&out);
-    // Model size and tokens: the right order of magnitude (tiny cells, not seconds each).
+    // Model size and tokens: the right order of magnitude (tiny cells, not seconds each; a
+    // busy test machine may run slower than the rates assume).
     assert!(
-        by_size > took / 3.0 && by_size < took * 3.0,
+        by_size > took / 4.0 && by_size < took * 4.0,
         "size-based {by_size:.1} s against {took:.1} s"
     );
     // From the run's own records: close to what it took.
