@@ -199,7 +199,15 @@ fn assert_right_or_unknown(recs: &[Record], watts: f64) {
             e.avg_power_w,
             e.uncertainty_j
         );
-        assert!(close(e.avg_power_w, watts, 0.05), "{} W", e.avg_power_w);
+        // Average power by the same rule: 5%, or the stated uncertainty over the window (the
+        // fixture's driver thread lags a little on a loaded test machine).
+        let power_slack = (0.05 * watts).max(e.uncertainty_j / busy);
+        assert!(
+            (e.avg_power_w - watts).abs() <= power_slack,
+            "{} W (uncertainty {} J over {busy} s)",
+            e.avg_power_w,
+            e.uncertainty_j
+        );
     }
 }
 
