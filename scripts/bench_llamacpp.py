@@ -29,7 +29,9 @@ def llama_bench(exe, path, threads):
 
 def joulebench(exe, path, threads, prefill=None):
     args = [exe, "generate", "--model", path, "--prompt-tokens", str(PROMPT), "--max-new-tokens",
-            str(NEW), "--ignore-eos", "--threads", str(threads), "--json", "--offline"]
+            str(NEW), "--ignore-eos", "--threads", str(threads), "--json", "--offline",
+            # As llama-bench is run here: one warm-up generation, then one measured.
+            "--warmup", "1"]
     if prefill:
         args += ["--prefill-matmul", prefill]
     out, rss = timed(args)

@@ -339,6 +339,15 @@ pub struct GenerateArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Unmeasured generations of the same request first (page cache, allocator, caches warm).
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warmup: u32,
+    /// Measured generations of the same request; speeds are their medians (each run's figures
+    /// are listed in the JSON).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// How linear layers run while prefilling: dense (dequantized f32 copy, more memory),
     /// simd (joulebench's kernels on the file's blocks) or candle (candle's quantized matmul).
     #[arg(long, value_name = "WAY", value_parser = parse_matmul)]

@@ -532,3 +532,34 @@ fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
         Err(EngineError::Request(_))
     ));
 }
+
+/// `generate --warmup N --repeat M`: M measured runs listed, the reported speeds are their
+/// medians, and repeating a request gives the same tokens (each run starts from a fresh cache).
+#[test]
+fn generate_repeats_report_medians_of_identical_runs() {
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = common::jb()
+            .args(["generate", "--model", "synthetic:llama-tiny", "--prompt-tokens", "12"])
+            .args(["--max-new-tokens", "6", "--ignore-eos", "--threads", "1", "--json"])
+            .args(extra)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let one = run(&[]);
+    let many = run(&["--warmup", "1", "--repeat", "3"]);
+    assert_eq!(one["tokens"], many["tokens"]);
+    assert_eq!(one["runs"].as_array().unwrap().len(), 1);
+    let runs = many["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(many["warmup"], 1);
+    for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
+        let mut v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
+        v.sort_by(f64::total_cmp);
+        assert_eq!(many[key].as_f64().unwrap(), v[1], "{key}");
+        assert!(v[0] > 0.0, "{key}");
+    }
+}

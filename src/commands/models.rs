@@ -355,14 +355,38 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         max_new_tokens: a.max_new_tokens as usize,
         ignore_eos: a.ignore_eos,
     };
-    let out = model.generate(&req, &mut NoObserver)?;
+    for _ in 0..a.warmup {
+        model.generate(&req, &mut NoObserver)?;
+    }
+    let mut runs = Vec::with_capacity(a.repeat as usize);
+    let mut out = model.generate(&req, &mut NoObserver)?;
+    for i in 0..a.repeat {
+        if i > 0 {
+            out = model.generate(&req, &mut NoObserver)?;
+        }
+        let prefill_s = (out.first_token_ns - out.start_ns) as f64 / 1e9;
+        let decode_s = (out.end_ns - out.first_token_ns) as f64 / 1e9;
+        let decode_tokens = (out.steps - 1) * req.prompts.len();
+        runs.push((
+            prefill_s,
+            out.prompt_tokens as f64 / prefill_s,
+            if decode_s > 0.0 {
+                decode_tokens as f64 / decode_s
+            } else {
+                0.0
+            },
+        ));
+    }
+    let median = |k: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(k).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     let text = model
         .tokenizer()
         .map(|t| tokenizer::decode(t, &out.generated[0]))
         .transpose()?;
-    let prefill_s = (out.first_token_ns - out.start_ns) as f64 / 1e9;
-    let decode_s = (out.end_ns - out.first_token_ns) as f64 / 1e9;
-    let decode_tokens = (out.steps - 1) * req.prompts.len();
+    let prefill_s = median(|r| r.0);
     let v = json!({
         "model": model.info(),
         "load_s": load_s,
@@ -372,8 +396,12 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         "tokens": out.generated,
         "text": text,
         "ttft_s": prefill_s,
-        "prefill_tokens_per_s": out.prompt_tokens as f64 / prefill_s,
-        "decode_tokens_per_s": if decode_s > 0.0 { decode_tokens as f64 / decode_s } else { 0.0 },
+        "prefill_tokens_per_s": median(|r| r.1),
+        "decode_tokens_per_s": median(|r| r.2),
+        "warmup": a.warmup,
+        "runs": runs.iter().map(|r| json!({
+            "ttft_s": r.0, "prefill_tokens_per_s": r.1, "decode_tokens_per_s": r.2,
+        })).collect::<Vec<_>>(),
         "peak_rss_bytes": joulebench::engine::peak_rss_bytes(),
     });
     if a.json {

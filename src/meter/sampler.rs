@@ -54,7 +54,7 @@ impl State {
 
     fn push_sample(&mut self, t: u64, max: usize, force: bool) {
         self.ticks += 1;
-        if !force && self.ticks % self.stride != 0 {
+        if !force && !self.ticks.is_multiple_of(self.stride) {
             return;
         }
         if self.times.len() >= max {

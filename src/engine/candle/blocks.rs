@@ -311,25 +311,86 @@ pub(crate) fn dequantize_into(f: QFormat, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// Whether the AVX2/FMA/F16C kernels run on this CPU.
-pub(crate) fn simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        has_avx2()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// The instruction sets the kernels choose between, best last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// AVX2 plus AVX-512 F/BW/VL and VNNI (`vpdpbusd`, used on 256-bit registers).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Its name in records and kernel labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2() -> bool {
+/// The best instruction set this CPU has, capped by `JOULEBENCH_ISA` (`scalar`, `avx2`,
+/// `avx512-vnni`) when it is set: an unknown value or one the CPU lacks falls back to what the
+/// CPU has, with a note on stderr.
+pub fn isa() -> Isa {
     use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let found = detected_isa();
+        match std::env::var("JOULEBENCH_ISA") {
+            Ok(v) => match [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+                .into_iter()
+                .find(|i| i.name() == v.trim())
+            {
+                Some(i) if i <= found => i,
+                Some(i) => {
+                    eprintln!(
+                        "JOULEBENCH_ISA={}: this CPU lacks it; using {}",
+                        i.name(),
+                        found.name()
+                    );
+                    found
+                }
+                None => {
+                    eprintln!(
+                        "JOULEBENCH_ISA={v:?} is not one of scalar, avx2, avx512-vnni; using {}",
+                        found.name()
+                    );
+                    found
+                }
+            },
+            Err(_) => found,
+        }
     })
+}
+
+fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let vnni = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        match (avx2, vnni) {
+            (true, true) => Isa::Avx512Vnni,
+            (true, false) => Isa::Avx2,
+            _ => Isa::Scalar,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Isa::Scalar
+    }
+}
+
+/// Whether the AVX2/FMA/F16C kernels run on this CPU.
+pub(crate) fn simd() -> bool {
+    isa() >= Isa::Avx2
 }

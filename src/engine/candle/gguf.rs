@@ -46,13 +46,13 @@ pub fn plausible(path: &Path, d: Dims, prefix: &str) -> Result<(), EngineError> 
     }
     let heads = d.heads.unwrap_or(1);
     let kv = d.kv_heads.unwrap_or(heads);
-    if heads % kv != 0 {
+    if !heads.is_multiple_of(kv) {
         return bad(format!(
             "{prefix}: {heads} attention heads cannot share {kv} key/value heads"
         ));
     }
     let hidden = d.hidden.unwrap_or(heads);
-    if d.head_size.is_none() && hidden % heads != 0 {
+    if d.head_size.is_none() && !hidden.is_multiple_of(heads) {
         return bad(format!(
             "{prefix}: hidden size {hidden} is not a multiple of {heads} heads"
         ));

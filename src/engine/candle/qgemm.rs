@@ -16,7 +16,7 @@
 // The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
 #![allow(clippy::needless_range_loop)]
 
-use super::blocks::{QFormat, float_at, unpack_block};
+use super::blocks::{Isa, QFormat, float_at, unpack_block};
 use super::kernels::SyncPtr;
 
 /// Tokens per interleaved block (one 256-bit register of i32 lanes).
@@ -44,6 +44,12 @@ impl GemmActs {
     /// Quantizes `x` (tokens x cols, row-major; cols a multiple of 32); tokens are padded with
     /// zeros to a multiple of 8.
     pub fn quantize(x: &[f32], cols: usize) -> GemmActs {
+        GemmActs::quantize_for(x, cols, true)
+    }
+
+    /// [`GemmActs::quantize`], with the absolute values only when `signed` (the AVX2 and
+    /// portable tiles of Q8_0 weights use them).
+    fn quantize_for(x: &[f32], cols: usize, signed: bool) -> GemmActs {
         let tokens = x.len() / cols;
         let groups = cols / 32;
         let blocks = tokens.div_ceil(TB);
@@ -51,32 +57,34 @@ impl GemmActs {
             tokens,
             groups,
             il: vec![0; blocks * TB * cols],
-            ail: vec![0; blocks * TB * cols],
+            ail: vec![0; if signed { blocks * TB * cols } else { 0 }],
             dxv: vec![0.0; blocks * groups * TB],
             sxv: vec![0.0; blocks * groups * 2 * TB],
         };
-        let mut q = [0i8; 32];
+        let (mut d, mut qrow, mut s16) = (vec![0f32; groups], vec![0i8; cols], vec![0; 2 * groups]);
         for t in 0..tokens {
             let (tb, lane) = (t / TB, t % TB);
+            super::kernels::quantize_row_q8(
+                &x[t * cols..(t + 1) * cols],
+                32,
+                &mut d,
+                &mut qrow,
+                &mut s16,
+            );
             for g in 0..groups {
-                let v = &x[t * cols + 32 * g..t * cols + 32 * g + 32];
-                let amax = v.iter().fold(0f32, |m, &f| m.max(f.abs()));
-                let d = amax / 127.0;
-                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-                for (q, &f) in q.iter_mut().zip(v) {
-                    *q = (f * id).round().clamp(-127.0, 127.0) as i8;
-                }
-                a.dxv[(tb * groups + g) * TB + lane] = d;
+                let q = &qrow[32 * g..32 * g + 32];
+                a.dxv[(tb * groups + g) * TB + lane] = d[g];
                 for h in 0..2 {
-                    let s: i32 = q[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum();
-                    a.sxv[((tb * groups + g) * 2 + h) * TB + lane] = d * s as f32;
+                    a.sxv[((tb * groups + g) * 2 + h) * TB + lane] = d[g] * s16[2 * g + h] as f32;
                 }
                 let base = (tb * groups + g) * 8 * 32;
                 for c in 0..8 {
                     let at = base + c * 32 + lane * 4;
                     a.il[at..at + 4].copy_from_slice(&q[4 * c..4 * c + 4]);
-                    for k in 0..4 {
-                        a.ail[at + k] = q[4 * c + k].unsigned_abs();
+                    if signed {
+                        for k in 0..4 {
+                            a.ail[at + k] = q[4 * c + k].unsigned_abs();
+                        }
                     }
                 }
             }
@@ -125,9 +133,33 @@ impl Scratch {
         }
     }
 
+    /// Row `i`'s signed codes (Q8_0) as unsigned ones: `q + 128`, with the offset `-128 dl`
+    /// that takes it back out (the VNNI tile multiplies unsigned codes by signed activations).
+    fn unsigned(&mut self, i: usize, cols: usize) {
+        for q in &mut self.q[i * cols..(i + 1) * cols] {
+            *q ^= 0x80;
+        }
+        let h = i * cols / 16..(i + 1) * cols / 16;
+        for (m, d) in self.ml[h.clone()].iter_mut().zip(&self.dl[h]) {
+            *m = -128.0 * d;
+        }
+    }
+
     fn unpack(&mut self, f: QFormat, row: &[u8], i: usize, cols: usize) {
         let (bv, bb) = f.block();
         let (h0, n) = (i * cols / 16, bv / 16);
+        #[cfg(target_arch = "x86_64")]
+        if bv == 32 && super::blocks::simd() && row.len() == cols / 32 * bb {
+            let (q, dl, ml) = (
+                &mut self.q[i * cols..(i + 1) * cols],
+                &mut self.dl[h0..h0 + cols / 16],
+                &mut self.ml[h0..h0 + cols / 16],
+            );
+            // SAFETY: AVX2/F16C were detected; the row holds cols / 32 blocks and the
+            // scratch row cols codes and cols / 16 scales and offsets.
+            unsafe { x86::unpack_row32(f, row, q, dl, ml) };
+            return;
+        }
         for (k, b) in row.chunks_exact(bb).enumerate() {
             let q = &mut self.q[i * cols + k * bv..i * cols + (k + 1) * bv];
             let dl = &mut self.dl[h0 + k * n..h0 + (k + 1) * n];
@@ -164,17 +196,31 @@ fn kind(f: QFormat) -> Kind {
 
 /// `y[t * rows + r] = Σ_c W[r][c] x[t][c]` for `rows` x `cols` weights in `bytes` (format `f`).
 pub fn gemm(f: QFormat, bytes: &[u8], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    debug_assert!(y.len() >= x.len() / cols * rows);
+    gemm_on(super::blocks::isa(), f, bytes, rows, cols, x, y)
+}
+
+/// [`gemm`] on a given instruction set (at most the CPU's: the tests compare them).
+pub(crate) fn gemm_on(
+    isa: Isa,
+    f: QFormat,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let tokens = x.len() / cols;
-    debug_assert!(y.len() >= tokens * rows);
     let row_bytes = cols / f.block().0 * f.block().1;
     let row = |r: usize| &bytes[r * row_bytes..(r + 1) * row_bytes];
-    let simd = super::blocks::simd();
+    let simd = isa >= Isa::Avx2;
+    let vnni = isa >= Isa::Avx512Vnni;
     let out = SyncPtr(y.as_mut_ptr());
     let float = f.is_float();
     let tr = if float { FR } else { TR };
     let tiles = rows.div_ceil(tr);
-    let acts = (!float).then(|| GemmActs::quantize(x, cols));
     let kd = kind(f);
+    let acts = (!float).then(|| GemmActs::quantize_for(x, cols, kd.signed && !vnni));
     let work = |range: std::ops::Range<usize>| {
         let out = &out;
         // SAFETY (all writes below): each (token, row) is written by exactly one work item.
@@ -182,23 +228,36 @@ pub fn gemm(f: QFormat, bytes: &[u8], rows: usize, cols: usize, x: &[f32], y: &m
         match &acts {
             Some(a) => {
                 let mut s = Scratch::new(cols);
-                let mut res = [[0f32; TB]; TR];
+                let mut res = [[[0f32; TB]; TR]; 2];
+                let blocks = tokens.div_ceil(TB);
                 for tile in range {
                     let r0 = tile * TR;
                     let nr = TR.min(rows - r0);
                     for i in 0..nr {
                         s.unpack(f, row(r0 + i), i, cols);
+                        if vnni && kd.signed {
+                            s.unsigned(i, cols);
+                        }
                     }
-                    for tb in 0..tokens.div_ceil(TB) {
-                        int_tile(&s, a, cols, nr, tb, kd, simd, &mut res);
-                        for (i, rr) in res.iter().enumerate().take(nr) {
-                            for (lane, v) in rr.iter().enumerate() {
-                                let t = tb * TB + lane;
-                                if t < tokens {
-                                    put(t, r0 + i, *v);
+                    let mut tb = 0;
+                    while tb < blocks {
+                        let nb = if vnni && tb + 1 < blocks { 2 } else { 1 };
+                        if vnni {
+                            vnni_tile(&s, a, cols, nr, tb, nb, kd.shared, &mut res);
+                        } else {
+                            int_tile(&s, a, cols, nr, tb, kd, simd, &mut res[0]);
+                        }
+                        for (k, rb) in res.iter().enumerate().take(nb) {
+                            for (i, rr) in rb.iter().enumerate().take(nr) {
+                                for (lane, v) in rr.iter().enumerate() {
+                                    let t = (tb + k) * TB + lane;
+                                    if t < tokens {
+                                        put(t, r0 + i, *v);
+                                    }
                                 }
                             }
                         }
+                        tb += nb;
                     }
                 }
             }
@@ -268,6 +327,64 @@ fn int_tile(
     }
     let _ = simd;
     scalar_int_tile(s, a, cols, nr, tb, kd.signed, res);
+}
+
+/// Rows `0..nr` of the scratch times `nb` (1 or 2) token blocks from `tb`, on AVX-512 VNNI:
+/// `res[k][r][lane]`, offsets included.
+#[allow(clippy::too_many_arguments)]
+fn vnni_tile(
+    s: &Scratch,
+    a: &GemmActs,
+    cols: usize,
+    nr: usize,
+    tb: usize,
+    nb: usize,
+    shared: bool,
+    res: &mut [[[f32; TB]; TR]; 2],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! go {
+            ($r:literal, $n:literal) => {
+                // SAFETY: the caller chose this tile only where AVX-512 VNNI was detected; the
+                // tile's rows and token blocks exist.
+                unsafe {
+                    if shared {
+                        x86::vnni_tile::<$r, $n, true>(s, a, cols, tb, res)
+                    } else {
+                        x86::vnni_tile::<$r, $n, false>(s, a, cols, tb, res)
+                    }
+                }
+            };
+        }
+        macro_rules! go16 {
+            ($r:literal) => {
+                // SAFETY: as above; blocks tb and tb + 1 exist.
+                unsafe {
+                    if shared {
+                        x86::vnni_tile16::<$r, true>(s, a, cols, tb, res)
+                    } else {
+                        x86::vnni_tile16::<$r, false>(s, a, cols, tb, res)
+                    }
+                }
+            };
+        }
+        match (nr, nb) {
+            (4, 2) => go16!(4),
+            (4, _) => go!(4, 1),
+            (3, 2) => go16!(3),
+            (3, _) => go!(3, 1),
+            (2, 2) => go16!(2),
+            (2, _) => go!(2, 1),
+            (_, 2) => go16!(1),
+            _ => go!(1, 1),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (s, a, cols, nr, tb, nb, shared, res);
+        unreachable!("VNNI is an x86 instruction set");
+    }
 }
 
 /// The portable tile: exact integer sums per 16 values, then float scaling.
@@ -452,6 +569,239 @@ mod x86 {
         }
     }
 
+    /// R rows of unsigned codes times NB blocks of 8 tokens with `vpdpbusd` (4 products summed
+    /// into each 32-bit lane, no 16-bit saturation, so every code width takes one path); `SH`:
+    /// both halves of a group share a scale. Offsets (`ml`) included.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn vnni_tile<const R: usize, const NB: usize, const SH: bool>(
+        s: &Scratch,
+        a: &GemmActs,
+        cols: usize,
+        tb: usize,
+        res: &mut [[[f32; TB]; TR]; 2],
+    ) {
+        let groups = cols / 32;
+        let mut acc = [[_mm256_setzero_ps(); NB]; R];
+        let (q, dl, ml) = (s.q.as_ptr(), s.dl.as_ptr(), s.ml.as_ptr());
+        for g in 0..groups {
+            // SAFETY: blocks tb..tb + NB of the interleaved activations hold `groups` groups of
+            // 8 x 32 bytes, 8 scales per group and 16 sums per group; rows r < R of the scratch
+            // hold `cols` codes and `cols / 16` scales and offsets.
+            unsafe {
+                let mut dx = [_mm256_setzero_ps(); NB];
+                for n in 0..NB {
+                    dx[n] = _mm256_loadu_ps(a.dxv.as_ptr().add(((tb + n) * groups + g) * TB));
+                }
+                let mut isum = [[_mm256_setzero_si256(); NB]; R];
+                for h in 0..2 {
+                    for c in 4 * h..4 * h + 4 {
+                        let mut x = [_mm256_setzero_si256(); NB];
+                        for n in 0..NB {
+                            let xi = ((tb + n) * groups + g) * 8 * 32 + c * 32;
+                            x[n] = _mm256_loadu_si256(a.il.as_ptr().add(xi) as *const __m256i);
+                        }
+                        for r in 0..R {
+                            let wp = q.add(r * cols + 32 * g + 4 * c) as *const i32;
+                            let w = _mm256_set1_epi32(wp.read_unaligned());
+                            for n in 0..NB {
+                                isum[r][n] = _mm256_dpbusd_epi32(isum[r][n], w, x[n]);
+                            }
+                        }
+                    }
+                    if !SH || h == 1 {
+                        for r in 0..R {
+                            let l = _mm256_broadcast_ss(
+                                &*dl.add(r * cols / 16 + 2 * g + if SH { 0 } else { h }),
+                            );
+                            for n in 0..NB {
+                                let sc = _mm256_mul_ps(dx[n], l);
+                                let v = _mm256_cvtepi32_ps(isum[r][n]);
+                                acc[r][n] = _mm256_fmadd_ps(v, sc, acc[r][n]);
+                                isum[r][n] = _mm256_setzero_si256();
+                            }
+                        }
+                    }
+                    for n in 0..NB {
+                        let at = (((tb + n) * groups + g) * 2 + h) * TB;
+                        let sx = _mm256_loadu_ps(a.sxv.as_ptr().add(at));
+                        for r in 0..R {
+                            let m = _mm256_broadcast_ss(&*ml.add(r * cols / 16 + 2 * g + h));
+                            acc[r][n] = _mm256_fmadd_ps(m, sx, acc[r][n]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for n in 0..NB {
+                // SAFETY: res rows hold 8 lanes.
+                unsafe { _mm256_storeu_ps(res[n][r].as_mut_ptr(), acc[r][n]) };
+            }
+        }
+    }
+
+    /// [`unpack_block`](super::unpack_block) of a whole row of a 32-value format (Q4_0, Q4_1,
+    /// Q5_0, Q5_1, Q8_0): the same codes, scales and offsets, 32 codes in a few instructions.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn unpack_row32(
+        f: QFormat,
+        row: &[u8],
+        q: &mut [u8],
+        dl: &mut [f32],
+        ml: &mut [f32],
+    ) {
+        let bb = f.block().1;
+        let nib = _mm_set1_epi8(0x0F);
+        // Bit j of a 32-bit word to byte j: byte j takes word byte j / 8, then tests bit j % 8.
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let f16 = |b: *const u8| -> f32 {
+            // SAFETY: the caller passes the address of a block's f16 field.
+            unsafe {
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                    (b as *const u16).read_unaligned() as i32,
+                )))
+            }
+        };
+        for k in 0..row.len() / bb {
+            // SAFETY: block k is inside the row; codes 32 k..32 k + 32 and scales 2 k, 2 k + 1
+            // are inside the scratch row (the caller's lengths).
+            unsafe {
+                let b = row.as_ptr().add(k * bb);
+                let qp = q.as_mut_ptr().add(32 * k);
+                let d = f16(b);
+                let (m, codes) = match f {
+                    QFormat::Q8_0 => {
+                        let v = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                        _mm256_storeu_si256(qp as *mut __m256i, v);
+                        (0.0, None)
+                    }
+                    QFormat::Q4_0 => (-8.0 * d, Some(2)),
+                    QFormat::Q4_1 => (f16(b.add(2)), Some(4)),
+                    QFormat::Q5_0 => (-16.0 * d, Some(6)),
+                    _ => (f16(b.add(2)), Some(8)),
+                };
+                if let Some(at) = codes {
+                    let v = _mm_loadu_si128(b.add(at) as *const __m128i);
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+                    let mut c = _mm256_set_m128i(hi, lo);
+                    if matches!(f, QFormat::Q5_0 | QFormat::Q5_1) {
+                        let h = (b.add(at - 4) as *const i32).read_unaligned();
+                        let hb = _mm256_shuffle_epi8(_mm256_set1_epi32(h), spread);
+                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
+                        c = _mm256_or_si256(c, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+                    }
+                    _mm256_storeu_si256(qp as *mut __m256i, c);
+                }
+                *dl.get_unchecked_mut(2 * k) = d;
+                *dl.get_unchecked_mut(2 * k + 1) = d;
+                *ml.get_unchecked_mut(2 * k) = m;
+                *ml.get_unchecked_mut(2 * k + 1) = m;
+            }
+        }
+    }
+
+    /// Two 256-bit halves as one 512-bit register (low, high).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn cat(lo: *const u8, hi: *const u8) -> __m512i {
+        // SAFETY: the caller passes 32 readable bytes at each address.
+        unsafe {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256(lo as *const __m256i)),
+                _mm256_loadu_si256(hi as *const __m256i),
+                1,
+            )
+        }
+    }
+
+    /// [`vnni_tile`] on two token blocks at once in 512-bit registers (16 tokens x 4 bytes):
+    /// half the instructions and registers of two 256-bit tiles, so R rows' sums stay in
+    /// registers.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn vnni_tile16<const R: usize, const SH: bool>(
+        s: &Scratch,
+        a: &GemmActs,
+        cols: usize,
+        tb: usize,
+        res: &mut [[[f32; TB]; TR]; 2],
+    ) {
+        let groups = cols / 32;
+        let mut acc = [_mm512_setzero_ps(); R];
+        let (q, dl, ml) = (s.q.as_ptr(), s.dl.as_ptr(), s.ml.as_ptr());
+        let (il, dxv, sxv) = (
+            a.il.as_ptr() as *const u8,
+            a.dxv.as_ptr() as *const u8,
+            a.sxv.as_ptr() as *const u8,
+        );
+        for g in 0..groups {
+            let (b0, b1) = (tb * groups + g, (tb + 1) * groups + g);
+            // SAFETY: blocks tb and tb + 1 of the activations hold group g (8 x 32 code bytes,
+            // 8 scales, 16 sums each); rows r < R of the scratch hold `cols` codes and `cols /
+            // 16` scales and offsets.
+            unsafe {
+                let dx = _mm512_castsi512_ps(cat(dxv.add(4 * b0 * TB), dxv.add(4 * b1 * TB)));
+                let mut isum = [_mm512_setzero_si512(); R];
+                for h in 0..2 {
+                    for c in 4 * h..4 * h + 4 {
+                        let x = cat(il.add(b0 * 256 + c * 32), il.add(b1 * 256 + c * 32));
+                        for r in 0..R {
+                            let wp = q.add(r * cols + 32 * g + 4 * c) as *const i32;
+                            let w = _mm512_set1_epi32(wp.read_unaligned());
+                            isum[r] = _mm512_dpbusd_epi32(isum[r], w, x);
+                        }
+                    }
+                    if !SH || h == 1 {
+                        for r in 0..R {
+                            let l = _mm512_set1_ps(
+                                *dl.add(r * cols / 16 + 2 * g + if SH { 0 } else { h }),
+                            );
+                            let v = _mm512_cvtepi32_ps(isum[r]);
+                            acc[r] = _mm512_fmadd_ps(v, _mm512_mul_ps(dx, l), acc[r]);
+                            isum[r] = _mm512_setzero_si512();
+                        }
+                    }
+                }
+                let sx = |h: usize| {
+                    _mm512_castsi512_ps(cat(
+                        sxv.add(4 * (b0 * 2 + h) * TB),
+                        sxv.add(4 * (b1 * 2 + h) * TB),
+                    ))
+                };
+                if SH {
+                    // One offset per 32 values: the halves' sums add first.
+                    let sx = _mm512_add_ps(sx(0), sx(1));
+                    for r in 0..R {
+                        let m = _mm512_set1_ps(*ml.add(r * cols / 16 + 2 * g));
+                        acc[r] = _mm512_fmadd_ps(m, sx, acc[r]);
+                    }
+                } else {
+                    for h in 0..2 {
+                        let sx = sx(h);
+                        for r in 0..R {
+                            let m = _mm512_set1_ps(*ml.add(r * cols / 16 + 2 * g + h));
+                            acc[r] = _mm512_fmadd_ps(m, sx, acc[r]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            // SAFETY: res rows hold 8 lanes each.
+            unsafe {
+                _mm256_storeu_ps(res[0][r].as_mut_ptr(), _mm512_castps512_ps256(acc[r]));
+                _mm256_storeu_ps(
+                    res[1][r].as_mut_ptr(),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)),
+                );
+            }
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load8(f: QFormat, b: *const u8, i: usize) -> __m256 {
@@ -526,6 +876,14 @@ mod tests {
         (q.data().unwrap().to_vec(), deq)
     }
 
+    /// Every instruction set this CPU runs, the portable one first.
+    fn isas() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|&i| i <= crate::engine::candle::blocks::isa())
+            .collect()
+    }
+
     /// Every format, odd row and token counts (tile remainders): the SIMD tile equals the
     /// portable one up to float rounding, and both equal candle's dequantized weights times the
     /// quantized activations (dequantized).
@@ -547,27 +905,69 @@ mod tests {
             GgmlDType::F32,
         ] {
             let f = QFormat::of(dtype).unwrap();
-            let (rows, cols, tokens) = (7, 512, 7);
-            let (b, deq) = bytes(dtype, rows, cols, 11);
-            let x = random(tokens * cols, 12);
-            let mut y = vec![0f32; tokens * rows];
-            gemm(f, &b, rows, cols, &x, &mut y);
-            let xd: Vec<f32> = if f.is_float() {
-                x.clone()
-            } else {
-                GemmActs::quantize(&x, cols).dequantized()
-            };
-            for t in 0..tokens {
-                for r in 0..rows {
-                    let want: f32 = (0..cols)
-                        .map(|c| deq[r * cols + c] * xd[t * cols + c])
-                        .sum();
-                    let got = y[t * rows + r];
-                    assert!(
-                        (got - want).abs() < 2e-3 * (1.0 + want.abs()),
-                        "{dtype:?} token {t} row {r}: {got} vs {want}"
-                    );
+            // 7 rows: a tile of 4 and one of 3; 7 and 21 tokens: one partial token block, and
+            // two pairs of blocks (the VNNI tile's) with a partial one after them.
+            for (rows, cols, tokens) in [(7, 512, 7), (7, 256, 21)] {
+                let (b, deq) = bytes(dtype, rows, cols, 11);
+                let x = random(tokens * cols, 12);
+                let xd: Vec<f32> = if f.is_float() {
+                    x.clone()
+                } else {
+                    GemmActs::quantize(&x, cols).dequantized()
+                };
+                for isa in isas() {
+                    let mut y = vec![0f32; tokens * rows];
+                    gemm_on(isa, f, &b, rows, cols, &x, &mut y);
+                    for t in 0..tokens {
+                        for r in 0..rows {
+                            let want: f32 = (0..cols)
+                                .map(|c| deq[r * cols + c] * xd[t * cols + c])
+                                .sum();
+                            let got = y[t * rows + r];
+                            assert!(
+                                (got - want).abs() < 2e-3 * (1.0 + want.abs()),
+                                "{dtype:?} {isa:?} token {t} row {r}: {got} vs {want}"
+                            );
+                        }
+                    }
                 }
+            }
+        }
+    }
+
+    /// The AVX2 row unpack gives the portable block unpack's codes, scales and offsets, bit
+    /// for bit, on random bytes (every code and high-bit pattern).
+    #[test]
+    fn simd_row_unpack_equals_the_block_unpack() {
+        if !crate::engine::candle::blocks::simd() {
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(9);
+        for f in [
+            QFormat::Q4_0,
+            QFormat::Q4_1,
+            QFormat::Q5_0,
+            QFormat::Q5_1,
+            QFormat::Q8_0,
+        ] {
+            let (cols, bb) = (256, f.block().1);
+            let mut row: Vec<u8> = (0..cols / 32 * bb).map(|_| rng.random()).collect();
+            for k in 0..cols / 32 {
+                // Finite scales: 0x3c00 is 1.0 in f16, plus a random low mantissa.
+                for at in [0, 2] {
+                    row[k * bb + at] = rng.random();
+                    row[k * bb + at + 1] = 0x3c;
+                }
+            }
+            let (mut q, mut dl, mut ml) = (vec![0u8; cols], vec![0f32; 16], vec![0f32; 16]);
+            // SAFETY: AVX2/F16C checked above; the lengths are those of one row.
+            unsafe { x86::unpack_row32(f, &row, &mut q, &mut dl, &mut ml) };
+            for k in 0..cols / 32 {
+                let (mut q2, mut dl2, mut ml2) = ([0u8; 32], [0f32; 2], [0f32; 2]);
+                unpack_block(f, &row[k * bb..(k + 1) * bb], &mut q2, &mut dl2, &mut ml2);
+                assert_eq!(&q[32 * k..32 * k + 32], &q2, "{f:?} block {k}");
+                assert_eq!(&dl[2 * k..2 * k + 2], &dl2, "{f:?} block {k}");
+                assert_eq!(&ml[2 * k..2 * k + 2], &ml2, "{f:?} block {k}");
             }
         }
     }
@@ -648,12 +1048,41 @@ mod speed {
             let b = q.data().unwrap().to_vec();
             let f = QFormat::of(dtype).unwrap();
             let mut y = vec![0f32; tokens * rows];
-            let t = std::time::Instant::now();
-            for _ in 0..20 {
-                gemm(f, &b, rows, cols, &x, &mut y);
+            if dtype == GgmlDType::Q4_0 {
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    std::hint::black_box(GemmActs::quantize(&x, cols));
+                }
+                let s = t.elapsed().as_secs_f64() / 20.0;
+                eprintln!("quantize activations: {:.3} ms", s * 1e3);
             }
-            let s = t.elapsed().as_secs_f64() / 20.0;
-            eprintln!("{dtype:?}: {:.1} GMAC/s", macs / s / 1e9);
+            if !f.is_float() {
+                let mut sc = Scratch::new(cols);
+                let rb = cols / f.block().0 * f.block().1;
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    for r in 0..rows {
+                        sc.unpack(f, &b[r * rb..(r + 1) * rb], r % TR, cols);
+                    }
+                }
+                let s = t.elapsed().as_secs_f64() / 20.0;
+                eprintln!(
+                    "{dtype:?} unpack: {:.2} ms per product ({:.2} ns a value, one thread)",
+                    s * 1e3,
+                    s * 1e9 / (rows * cols) as f64
+                );
+            }
+            for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                if isa > crate::engine::candle::blocks::isa() {
+                    continue;
+                }
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    gemm_on(isa, f, &b, rows, cols, &x, &mut y);
+                }
+                let s = t.elapsed().as_secs_f64() / 20.0;
+                eprintln!("{dtype:?} {}: {:.1} GMAC/s", isa.name(), macs / s / 1e9);
+            }
         }
     }
 }

@@ -28,20 +28,19 @@ pub struct BlockQ8K {
 
 /// Quantizes one activation vector to Q8_K super-blocks.
 pub fn quantize_q8_k(x: &[f32]) -> Vec<BlockQ8K> {
-    x.chunks_exact(QK_K)
-        .map(|v| {
-            let amax = v.iter().fold(0f32, |a, &b| a.max(b.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let n = x.len() / QK_K * QK_K;
+    let (mut d, mut q, mut s16) = (vec![0f32; n / QK_K], vec![0i8; n], vec![0i32; n / 16]);
+    super::kernels::quantize_row_q8(&x[..n], QK_K, &mut d, &mut q, &mut s16);
+    (0..n / QK_K)
+        .map(|b| {
             let mut qs = [0i8; QK_K];
-            for (q, &f) in qs.iter_mut().zip(v) {
-                *q = (f * id).round().clamp(-127.0, 127.0) as i8;
-            }
+            qs.copy_from_slice(&q[QK_K * b..QK_K * (b + 1)]);
             let mut bsums = [0i16; 16];
             for (g, s) in bsums.iter_mut().enumerate() {
-                *s = qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i16).sum();
+                // |sum of 16 codes| <= 16 x 127: fits in i16.
+                *s = s16[16 * b + g] as i16;
             }
-            BlockQ8K { d, qs, bsums }
+            BlockQ8K { d: d[b], qs, bsums }
         })
         .collect()
 }
@@ -64,7 +63,7 @@ impl QMatrix {
         bytes: Vec<u8>,
     ) -> Result<Self, String> {
         let (bv, bb) = format.block();
-        if cols % bv != 0 {
+        if !cols.is_multiple_of(bv) {
             return Err(format!(
                 "{format:?} row length {cols} is not a multiple of {bv}"
             ));
@@ -118,7 +117,12 @@ impl QMatrix {
         let f = self.format;
         if tokens >= GEMM_MIN_TOKENS || !f.has_dot() {
             let act = if f.is_float() { "f32" } else { "q8" };
-            let tile = if f.is_float() { "2x4" } else { "4x8" };
+            let vnni = !f.is_float() && super::blocks::isa() >= super::blocks::Isa::Avx512Vnni;
+            let (tile, isa) = match (f.is_float(), vnni) {
+                (true, _) => ("2x4", isa),
+                (false, true) => ("4x16", "avx512-vnni"),
+                (false, false) => ("4x8", isa),
+            };
             return format!("{}x{act} tiled {tile} {isa}", f.name());
         }
         let act = match f {
@@ -224,16 +228,14 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
 /// four-row kernel on this CPU (None: take the rows one at a time).
 fn dot4(f: QFormat, w: [&[u8]; 4], x: &Acts, simd: bool) -> Option<[f32; 4]> {
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        if let Acts::Q8(x) = x {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return match f {
-                QFormat::Q4_0 => Some(unsafe { x86::rows4::<0>(w, x) }),
-                QFormat::Q4_1 => Some(unsafe { x86::rows4::<1>(w, x) }),
-                QFormat::Q8_0 => Some(unsafe { x86::rows4::<2>(w, x) }),
-                _ => None,
-            };
-        }
+    if simd && let Acts::Q8(x) = x {
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
+        return match f {
+            QFormat::Q4_0 => Some(unsafe { x86::rows4::<0>(w, x) }),
+            QFormat::Q4_1 => Some(unsafe { x86::rows4::<1>(w, x) }),
+            QFormat::Q8_0 => Some(unsafe { x86::rows4::<2>(w, x) }),
+            _ => None,
+        };
     }
     let _ = (f, w, x, simd);
     None

@@ -223,7 +223,7 @@ impl Tensor {
 /// The format a matrix of row length `cols` gets: the wanted one, or llama.cpp's fallback when
 /// the rows cannot hold whole 256-value super-blocks.
 fn fit(f: QFormat, cols: usize) -> QFormat {
-    if cols % f.block().0 == 0 {
+    if cols.is_multiple_of(f.block().0) {
         return f;
     }
     match f {

@@ -607,11 +607,11 @@ pub fn load(
         ctx: u(&g, "context_length").unwrap_or(4096),
         arch,
     };
-    if cfg.head_dim % 2 != 0
+    if !cfg.head_dim.is_multiple_of(2)
         || cfg.head_dim == 0
         || cfg.n_kv_head == 0
-        || cfg.n_head % cfg.n_kv_head != 0
-        || cfg.rope_dim % 2 != 0
+        || !cfg.n_head.is_multiple_of(cfg.n_kv_head)
+        || !cfg.rope_dim.is_multiple_of(2)
         || cfg.rope_dim > cfg.head_dim
         || cfg.vocab == 0
         || cfg.n_ff == 0
