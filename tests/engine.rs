@@ -539,8 +539,21 @@ fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
 fn generate_repeats_report_medians_of_identical_runs() {
     let run = |extra: &[&str]| -> serde_json::Value {
         let out = common::jb()
-            .args(["generate", "--model", "synthetic:llama-tiny", "--prompt-tokens", "12"])
-            .args(["--max-new-tokens", "6", "--ignore-eos", "--threads", "1", "--json"])
+            .args([
+                "generate",
+                "--model",
+                "synthetic:llama-tiny",
+                "--prompt-tokens",
+                "12",
+            ])
+            .args([
+                "--max-new-tokens",
+                "6",
+                "--ignore-eos",
+                "--threads",
+                "1",
+                "--json",
+            ])
             .args(extra)
             .assert()
             .success()
