@@ -52,7 +52,8 @@ impl GemmActs {
     fn quantize_for(x: &[f32], cols: usize, signed: bool) -> GemmActs {
         let tokens = x.len() / cols;
         let groups = cols / 32;
-        let blocks = tokens.div_ceil(TB);
+        // An even number of blocks (zero tokens after the last): the VNNI tile takes two at once.
+        let blocks = tokens.div_ceil(2 * TB) * 2;
         let mut a = GemmActs {
             tokens,
             groups,
@@ -241,9 +242,9 @@ pub(crate) fn gemm_on(
                     }
                     let mut tb = 0;
                     while tb < blocks {
-                        let nb = if vnni && tb + 1 < blocks { 2 } else { 1 };
+                        let nb = if vnni { 2 } else { 1 };
                         if vnni {
-                            vnni_tile(&s, a, cols, nr, tb, nb, kd.shared, &mut res);
+                            vnni_tile(&s, a, cols, nr, tb, kd.shared, &mut res);
                         } else {
                             int_tile(&s, a, cols, nr, tb, kd, simd, &mut res[0]);
                         }
@@ -329,7 +330,7 @@ fn int_tile(
     scalar_int_tile(s, a, cols, nr, tb, kd.signed, res);
 }
 
-/// Rows `0..nr` of the scratch times `nb` (1 or 2) token blocks from `tb`, on AVX-512 VNNI:
+/// Rows `0..nr` of the scratch times token blocks `tb` and `tb + 1`, on AVX-512 VNNI:
 /// `res[k][r][lane]`, offsets included.
 #[allow(clippy::too_many_arguments)]
 fn vnni_tile(
@@ -338,28 +339,15 @@ fn vnni_tile(
     cols: usize,
     nr: usize,
     tb: usize,
-    nb: usize,
     shared: bool,
     res: &mut [[[f32; TB]; TR]; 2],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! go {
-            ($r:literal, $n:literal) => {
-                // SAFETY: the caller chose this tile only where AVX-512 VNNI was detected; the
-                // tile's rows and token blocks exist.
-                unsafe {
-                    if shared {
-                        x86::vnni_tile::<$r, $n, true>(s, a, cols, tb, res)
-                    } else {
-                        x86::vnni_tile::<$r, $n, false>(s, a, cols, tb, res)
-                    }
-                }
-            };
-        }
-        macro_rules! go16 {
             ($r:literal) => {
-                // SAFETY: as above; blocks tb and tb + 1 exist.
+                // SAFETY: the caller chose this tile only where AVX-512 VNNI was detected; the
+                // tile's rows exist, and blocks tb and tb + 1 (activations hold an even number).
                 unsafe {
                     if shared {
                         x86::vnni_tile16::<$r, true>(s, a, cols, tb, res)
@@ -369,20 +357,16 @@ fn vnni_tile(
                 }
             };
         }
-        match (nr, nb) {
-            (4, 2) => go16!(4),
-            (4, _) => go!(4, 1),
-            (3, 2) => go16!(3),
-            (3, _) => go!(3, 1),
-            (2, 2) => go16!(2),
-            (2, _) => go!(2, 1),
-            (_, 2) => go16!(1),
-            _ => go!(1, 1),
+        match nr {
+            4 => go!(4),
+            3 => go!(3),
+            2 => go!(2),
+            _ => go!(1),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (s, a, cols, nr, tb, nb, shared, res);
+        let _ = (s, a, cols, nr, tb, shared, res);
         unreachable!("VNNI is an x86 instruction set");
     }
 }
@@ -569,77 +553,6 @@ mod x86 {
         }
     }
 
-    /// R rows of unsigned codes times NB blocks of 8 tokens with `vpdpbusd` (4 products summed
-    /// into each 32-bit lane, no 16-bit saturation, so every code width takes one path); `SH`:
-    /// both halves of a group share a scale. Offsets (`ml`) included.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn vnni_tile<const R: usize, const NB: usize, const SH: bool>(
-        s: &Scratch,
-        a: &GemmActs,
-        cols: usize,
-        tb: usize,
-        res: &mut [[[f32; TB]; TR]; 2],
-    ) {
-        let groups = cols / 32;
-        let mut acc = [[_mm256_setzero_ps(); NB]; R];
-        let (q, dl, ml) = (s.q.as_ptr(), s.dl.as_ptr(), s.ml.as_ptr());
-        for g in 0..groups {
-            // SAFETY: blocks tb..tb + NB of the interleaved activations hold `groups` groups of
-            // 8 x 32 bytes, 8 scales per group and 16 sums per group; rows r < R of the scratch
-            // hold `cols` codes and `cols / 16` scales and offsets.
-            unsafe {
-                let mut dx = [_mm256_setzero_ps(); NB];
-                for n in 0..NB {
-                    dx[n] = _mm256_loadu_ps(a.dxv.as_ptr().add(((tb + n) * groups + g) * TB));
-                }
-                let mut isum = [[_mm256_setzero_si256(); NB]; R];
-                for h in 0..2 {
-                    for c in 4 * h..4 * h + 4 {
-                        let mut x = [_mm256_setzero_si256(); NB];
-                        for n in 0..NB {
-                            let xi = ((tb + n) * groups + g) * 8 * 32 + c * 32;
-                            x[n] = _mm256_loadu_si256(a.il.as_ptr().add(xi) as *const __m256i);
-                        }
-                        for r in 0..R {
-                            let wp = q.add(r * cols + 32 * g + 4 * c) as *const i32;
-                            let w = _mm256_set1_epi32(wp.read_unaligned());
-                            for n in 0..NB {
-                                isum[r][n] = _mm256_dpbusd_epi32(isum[r][n], w, x[n]);
-                            }
-                        }
-                    }
-                    if !SH || h == 1 {
-                        for r in 0..R {
-                            let l = _mm256_broadcast_ss(
-                                &*dl.add(r * cols / 16 + 2 * g + if SH { 0 } else { h }),
-                            );
-                            for n in 0..NB {
-                                let sc = _mm256_mul_ps(dx[n], l);
-                                let v = _mm256_cvtepi32_ps(isum[r][n]);
-                                acc[r][n] = _mm256_fmadd_ps(v, sc, acc[r][n]);
-                                isum[r][n] = _mm256_setzero_si256();
-                            }
-                        }
-                    }
-                    for n in 0..NB {
-                        let at = (((tb + n) * groups + g) * 2 + h) * TB;
-                        let sx = _mm256_loadu_ps(a.sxv.as_ptr().add(at));
-                        for r in 0..R {
-                            let m = _mm256_broadcast_ss(&*ml.add(r * cols / 16 + 2 * g + h));
-                            acc[r][n] = _mm256_fmadd_ps(m, sx, acc[r][n]);
-                        }
-                    }
-                }
-            }
-        }
-        for r in 0..R {
-            for n in 0..NB {
-                // SAFETY: res rows hold 8 lanes.
-                unsafe { _mm256_storeu_ps(res[n][r].as_mut_ptr(), acc[r][n]) };
-            }
-        }
-    }
-
     /// [`unpack_block`](super::unpack_block) of a whole row of a 32-value format (Q4_0, Q4_1,
     /// Q5_0, Q5_1, Q8_0): the same codes, scales and offsets, 32 codes in a few instructions.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -719,9 +632,10 @@ mod x86 {
         }
     }
 
-    /// [`vnni_tile`] on two token blocks at once in 512-bit registers (16 tokens x 4 bytes):
-    /// half the instructions and registers of two 256-bit tiles, so R rows' sums stay in
-    /// registers.
+    /// R rows of unsigned codes times two blocks of 8 tokens with `vpdpbusd` on 512-bit
+    /// registers (16 tokens x 4 bytes; 4 products summed into each 32-bit lane, no 16-bit
+    /// saturation, so every code width takes one path; R rows' sums stay in registers). `SH`:
+    /// both halves of a group share a scale. Offsets (`ml`) included.
     #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn vnni_tile16<const R: usize, const SH: bool>(
         s: &Scratch,
