@@ -32,8 +32,9 @@ fn smollm() -> CandleLlama {
     load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {}).unwrap()
 }
 
-/// Greedy tokens after "The history of energy measurement" (ids 504 1463 282 1439 7585),
-/// generated at 1 thread; identical at 2 threads and in candle's reference implementation.
+/// Greedy tokens after "The history of energy measurement" (ids 504 1463 282 1439 7585) from
+/// llama.rs on joulebench's kernels (the path of the dense and candle plans) and from candle's
+/// reference implementation; llama.cpp's are checked per format in tests/llama_ref.rs.
 const EXPECTED: [u32; 16] = [
     284, 7585, 1835, 314, 253, 4013, 12342, 282, 2092, 28, 4665, 28, 284, 4665, 30, 657,
 ];
@@ -73,36 +74,47 @@ fn smollm2_tokenizer_known_ids_and_round_trip() {
     assert_eq!(tokenizer::decode(tok, &ids).unwrap(), chat);
 }
 
+/// `generate` on the default path (the plain-Rust forward on joulebench's kernels) at 1 and 2
+/// threads: the same 16 greedy tokens (rows split over threads, never a sum), the same as the
+/// library's generation; llama.cpp's tokens are checked per format in tests/llama_ref.rs.
 #[test]
-fn sixteen_greedy_tokens_at_one_thread_match_the_stored_sequence() {
+fn sixteen_greedy_tokens_at_one_and_two_threads_are_the_same() {
     let p = model_path();
-    let out = common::jb()
-        .args([
-            "generate",
-            "--offline",
-            "--threads",
-            "1",
-            "--max-new-tokens",
-            "16",
-            "--ignore-eos",
-        ])
-        .args([
-            "--prompt",
-            "The history of energy measurement",
-            "--json",
-            "--model",
-        ])
-        .arg(&p)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let got: Vec<u32> = serde_json::from_value(v["tokens"][0].clone()).unwrap();
-    assert_expected(&got);
-    assert_eq!(v["model"]["engine"]["threads"], 1);
-    assert_eq!(v["generated_tokens"], 16);
+    let cli = |threads: &str| -> serde_json::Value {
+        let out = common::jb()
+            .args(["generate", "--offline", "--threads", threads])
+            .args(["--max-new-tokens", "16", "--ignore-eos", "--json"])
+            .args(["--prompt", "The history of energy measurement", "--model"])
+            .arg(&p)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let (one, two) = (cli("1"), cli("2"));
+    let got: Vec<u32> = serde_json::from_value(one["tokens"][0].clone()).unwrap();
+    assert_eq!(got.len(), 16);
+    assert_eq!(one["tokens"], two["tokens"]);
+    assert_eq!(one["model"]["engine"]["threads"], 1);
+    assert_eq!(two["model"]["engine"]["threads"], 2);
+    assert_eq!(one["generated_tokens"], 16);
+    let mut m = joulebench::engine::candle::load::load(
+        p.to_str().unwrap(),
+        &LoadOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let req = GenerateRequest {
+        prompts: vec![vec![504, 1463, 282, 1439, 7585]],
+        max_new_tokens: 16,
+        ignore_eos: true,
+    };
+    assert_eq!(m.generate(&req, &mut NoObserver).unwrap().generated[0], got);
+    // llama.rs (which serves the dense and candle plans) on the same kernels: the stored sequence.
+    let out = smollm().generate(&req, &mut NoObserver).unwrap();
+    assert_expected(&out.generated[0]);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! (llama-cpp-python 0.3.36, the build scripts/llama-cpp-server.sh installs) on the same file:
 //! SentencePiece tokenization of tricky strings, the last position's logits, and greedy tokens.
 
+mod common;
+
 use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry;
 use joulebench::engine::text::{prompt, tokenizer};
@@ -12,19 +14,6 @@ fn gemma_file() -> PathBuf {
     let m = registry::lookup("gemma-3-270m-q4_k_m").expect("registered");
     let dir = registry::resolve(m, true, &mut |s| eprintln!("{s}")).expect("fetched");
     dir.join(m.files[0].name)
-}
-
-fn llama_cpp_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(root.join("scripts/llama-cpp-server.sh"))
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "installing llama-cpp-python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 const STRINGS: &[&str] = &[
@@ -79,7 +68,7 @@ print(json.dumps({"tokens": toks, "prompt": ids, "logits": last, "greedy": out})
 #[test]
 fn gemma3_matches_llama_cpp_on_the_same_file() {
     let model = gemma_file();
-    let py = llama_cpp_python();
+    let py = common::llama_cpp_python();
     let want = reference(&py, &model);
     let mut m = load(
         model.to_str().unwrap(),

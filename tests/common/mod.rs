@@ -242,3 +242,19 @@ pub fn byte_level_vocab(n: usize) -> Vec<String> {
     }
     v
 }
+
+/// The python of the virtual environment holding llama-cpp-python 0.3.36 (llama.cpp's own code,
+/// the reference the engine is checked against), installed by scripts/llama-cpp-server.sh on
+/// first use.
+pub fn llama_cpp_python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("scripts/llama-cpp-server.sh"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "installing llama-cpp-python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

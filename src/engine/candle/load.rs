@@ -17,15 +17,18 @@ use std::path::{Path, PathBuf};
 pub const SUPPORTED_ARCH: &str =
     "llama (SmolLM2, Llama 2/3, Mistral, TinyLlama), qwen2, qwen3, gemma3, phi3";
 
-/// Architectures loaded by the generic forward (`transformer.rs`) rather than `llama.rs`.
+/// Architectures loaded by the generic forward (`transformer.rs`) whatever the plan.
 const OTHER_ARCH: &[&str] = &["qwen2", "qwen3", "gemma3", "phi3"];
 
-/// Whether the generic forward runs this file: every architecture but llama, which stays on
-/// `llama.rs` (its prefill's kernel mix reproduces llama.cpp's greedy tokens on the default
-/// model 16 of 16; the generic forward's matches at 9 of 16 on the same prompt, a 0.23-logit
-/// near-tie at token 10, and is left for a later comparison against llama.cpp).
-fn generic(arch: &str, _opts: &LoadOptions) -> bool {
+/// Whether the generic forward runs this file: every architecture but llama always, and llama
+/// on the CPU with the default plan (both phases on joulebench's kernels, prefill included, with
+/// no tensor library between the layers). llama.rs serves the plans only it has (a dense f32 or
+/// candle-quantized phase), GPU devices, safetensors folders and `synthetic:` models. Both agree
+/// with llama.cpp wherever the model is decisive (tests/llama_ref.rs, every format); where the
+/// top two logits are within a few tenths, 8-bit activations let either pick either.
+fn generic(arch: &str, opts: &LoadOptions) -> bool {
     OTHER_ARCH.contains(&arch)
+        || (arch == "llama" && opts.device == "cpu" && opts.matmul == MatmulPlan::default())
 }
 
 /// How to load.
