@@ -74,24 +74,39 @@ fn smollm2_tokenizer_known_ids_and_round_trip() {
     assert_eq!(tokenizer::decode(tok, &ids).unwrap(), chat);
 }
 
+/// `joulebench generate ARGS --json`, which must succeed, as JSON.
+fn generate_json(args: &[&str]) -> serde_json::Value {
+    let out = common::jb()
+        .arg("generate")
+        .args(args)
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
 /// `generate` on the default path (the plain-Rust forward on joulebench's kernels) at 1 and 2
 /// threads: the same 16 greedy tokens (rows split over threads, never a sum), the same as the
 /// library's generation; llama.cpp's tokens are checked per format in tests/llama_ref.rs.
 #[test]
 fn sixteen_greedy_tokens_at_one_and_two_threads_are_the_same() {
     let p = model_path();
-    let cli = |threads: &str| -> serde_json::Value {
-        let out = common::jb()
-            .args(["generate", "--offline", "--threads", threads])
-            .args(["--max-new-tokens", "16", "--ignore-eos", "--json"])
-            .args(["--prompt", "The history of energy measurement", "--model"])
-            .arg(&p)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        serde_json::from_slice(&out).unwrap()
+    let cli = |threads: &str| {
+        generate_json(&[
+            "--offline",
+            "--threads",
+            threads,
+            "--max-new-tokens",
+            "16",
+            "--ignore-eos",
+            "--prompt",
+            "The history of energy measurement",
+            "--model",
+            p.to_str().unwrap(),
+        ])
     };
     let (one, two) = (cli("1"), cli("2"));
     let got: Vec<u32> = serde_json::from_value(one["tokens"][0].clone()).unwrap();
@@ -549,30 +564,19 @@ fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
 /// medians, and repeating a request gives the same tokens (each run starts from a fresh cache).
 #[test]
 fn generate_repeats_report_medians_of_identical_runs() {
-    let run = |extra: &[&str]| -> serde_json::Value {
-        let out = common::jb()
-            .args([
-                "generate",
-                "--model",
-                "synthetic:llama-tiny",
-                "--prompt-tokens",
-                "12",
-            ])
-            .args([
-                "--max-new-tokens",
-                "6",
-                "--ignore-eos",
-                "--threads",
-                "1",
-                "--json",
-            ])
-            .args(extra)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        serde_json::from_slice(&out).unwrap()
+    let run = |extra: &[&str]| {
+        let base = [
+            "--model",
+            "synthetic:llama-tiny",
+            "--prompt-tokens",
+            "12",
+            "--max-new-tokens",
+            "6",
+            "--ignore-eos",
+            "--threads",
+            "1",
+        ];
+        generate_json(&[&base[..], extra].concat())
     };
     let one = run(&[]);
     let many = run(&["--warmup", "1", "--repeat", "3"]);

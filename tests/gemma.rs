@@ -8,6 +8,7 @@ use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry;
 use joulebench::engine::text::{prompt, tokenizer};
 use joulebench::engine::{GenerateRequest, NoObserver};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 fn gemma_file() -> PathBuf {
@@ -50,19 +51,13 @@ for _ in range(16):
     llm.eval([t])
 print(json.dumps({"tokens": toks, "prompt": ids, "logits": last, "greedy": out}))
 "#;
-    let out = std::process::Command::new(py)
-        .args(["-c", code])
-        .arg(model)
-        .arg(serde_json::to_string(STRINGS).unwrap())
-        .arg(PROMPT)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "llama.cpp reference failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let strings = serde_json::to_string(STRINGS).unwrap();
+    let out = common::run_reference(
+        py,
+        code,
+        &[model.as_os_str(), OsStr::new(&strings), OsStr::new(PROMPT)],
     );
-    serde_json::from_slice(&out.stdout).expect("json")
+    serde_json::from_slice(&out).expect("json")
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod common;
 use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::registry::{self, DEFAULT_MODEL};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// "The history of energy measurement" in SmolLM2's vocabulary.
@@ -82,18 +83,19 @@ for name, path in files:
     del llm
 open(f"{out_dir}/reference.json", "w").write(json.dumps(res))
 "#;
-    let out = std::process::Command::new(py)
-        .args(["-c", code])
-        .arg(src)
-        .arg(dir)
-        .arg(serde_json::to_string(FORMATS).unwrap())
-        .arg(serde_json::to_string(&PROMPT).unwrap())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "llama.cpp reference failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (formats, prompt) = (
+        serde_json::to_string(FORMATS).unwrap(),
+        serde_json::to_string(&PROMPT).unwrap(),
+    );
+    common::run_reference(
+        py,
+        code,
+        &[
+            src.as_os_str(),
+            dir.as_os_str(),
+            OsStr::new(&formats),
+            OsStr::new(&prompt),
+        ],
     );
     // llama.cpp's quantizer logs to stdout: the answer goes to a file.
     let text = std::fs::read(dir.join("reference.json")).expect("reference.json written");

@@ -258,3 +258,19 @@ pub fn llama_cpp_python() -> PathBuf {
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// Runs `code` with llama-cpp-python's python and `args`; its stdout, or a failure that shows
+/// its stderr.
+pub fn run_reference(py: &Path, code: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = std::process::Command::new(py)
+        .args(["-c", code])
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "llama.cpp reference failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
