@@ -234,6 +234,8 @@ fn dot4(f: QFormat, w: [&[u8]; 4], x: &Acts, simd: bool) -> Option<[f32; 4]> {
             QFormat::Q4_0 => Some(unsafe { x86::rows4::<0>(w, x) }),
             QFormat::Q4_1 => Some(unsafe { x86::rows4::<1>(w, x) }),
             QFormat::Q8_0 => Some(unsafe { x86::rows4::<2>(w, x) }),
+            QFormat::Q5_0 => Some(unsafe { x86::rows4::<3>(w, x) }),
+            QFormat::Q5_1 => Some(unsafe { x86::rows4::<4>(w, x) }),
             _ => None,
         };
     }
@@ -245,7 +247,10 @@ fn dot4(f: QFormat, w: [&[u8]; 4], x: &Acts, simd: bool) -> Option<[f32; 4]> {
 fn has_dot4(f: QFormat, simd: bool) -> bool {
     cfg!(target_arch = "x86_64")
         && simd
-        && matches!(f, QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q8_0)
+        && matches!(
+            f,
+            QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0
+        )
 }
 
 /// Activations quantized for one format family.
@@ -518,18 +523,29 @@ mod x86 {
         unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) - 8.0 * (off[0] + off[1]) }
     }
 
-    /// Four rows of one block-32 format (`F`: 0 Q4_0, 1 Q4_1, 2 Q8_0) times the same Q8
-    /// activations: each activation block is loaded once for the four rows, and the four sums
-    /// are reduced together at the end (short rows spend as much on the reduction as on blocks).
+    /// Four rows of one block-32 format (`F`: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1) times the
+    /// same Q8 activations: each activation block is loaded once for the four rows, and the four
+    /// sums are reduced together at the end (short rows spend as much on the reduction as on
+    /// blocks).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn rows4<const F: u8>(w: [&[u8]; 4], x: &[BlockQ81]) -> [f32; 4] {
         let bb = match F {
             0 => 18,
             1 => 20,
+            3 => 22,
+            4 => 24,
             _ => 34,
         };
         let mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
+        // Q5 high bits: bit k of the 32-bit field to byte k (as in `q5`).
+        let high = _mm256_set1_epi8(0x10);
+        let shuf = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let bit = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+        let all = _mm256_set1_epi8(-1);
         let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / bb));
         let wp = w.map(|r| r.as_ptr());
         let xp = x.as_ptr();
@@ -560,6 +576,33 @@ mod x86 {
                         let d = _mm_cvtss_f32(dm);
                         let o = if F == 0 {
                             -8.0 * d * xb.ds
+                        } else {
+                            _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s
+                        };
+                        (p, d, o)
+                    }
+                    3 | 4 => {
+                        let at = if F == 3 { 2 } else { 4 };
+                        // SAFETY: the f16 scale (and minimum), the 4 high-bit bytes at `at` and
+                        // the 16 nibble bytes after them.
+                        let (dm, h, q4) = unsafe {
+                            (
+                                _mm_cvtph_ps(_mm_cvtsi32_si128((b as *const i32).read_unaligned())),
+                                (b.add(at) as *const i32).read_unaligned(),
+                                _mm_loadu_si128(b.add(at + 4) as *const __m128i),
+                            )
+                        };
+                        let lo =
+                            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
+                        let hbits = _mm256_cmpeq_epi8(
+                            _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf), bit),
+                            all,
+                        );
+                        let q5 = _mm256_or_si256(lo, _mm256_and_si256(hbits, high));
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q5, q8), ones);
+                        let d = _mm_cvtss_f32(dm);
+                        let o = if F == 3 {
+                            -16.0 * d * xb.ds
                         } else {
                             _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s
                         };
