@@ -561,50 +561,43 @@ mod x86 {
                 let b = unsafe { wp[r].add(bb * i) };
                 ahead(b, bb);
                 let (p, d, o) = match F {
-                    0 | 1 => {
-                        let at = if F == 0 { 2 } else { 4 };
-                        // SAFETY: the f16 scale (and minimum) and 16 nibble bytes of the block.
+                    0 | 1 | 3 | 4 => {
+                        // Where the 16 nibble bytes start (Q5: after 4 high-bit bytes).
+                        let at = match F {
+                            0 => 2,
+                            1 => 4,
+                            3 => 6,
+                            _ => 8,
+                        };
+                        // SAFETY: the f16 scale (and minimum), the high-bit bytes before `at`
+                        // (Q5) and the 16 nibble bytes at `at`, all inside the block.
                         let (dm, q4) = unsafe {
                             (
                                 _mm_cvtph_ps(_mm_cvtsi32_si128((b as *const i32).read_unaligned())),
                                 _mm_loadu_si128(b.add(at) as *const __m128i),
                             )
                         };
-                        let q4 =
+                        let mut q =
                             _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4, q8), ones);
+                        if F >= 3 {
+                            // SAFETY: the 4 high-bit bytes just before the nibbles.
+                            let h = unsafe { (b.add(at - 4) as *const i32).read_unaligned() };
+                            let hbits = _mm256_cmpeq_epi8(
+                                _mm256_or_si256(
+                                    _mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf),
+                                    bit,
+                                ),
+                                all,
+                            );
+                            q = _mm256_or_si256(q, _mm256_and_si256(hbits, high));
+                        }
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, q8), ones);
                         let d = _mm_cvtss_f32(dm);
-                        let o = if F == 0 {
-                            -8.0 * d * xb.ds
-                        } else {
-                            _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s
-                        };
-                        (p, d, o)
-                    }
-                    3 | 4 => {
-                        let at = if F == 3 { 2 } else { 4 };
-                        // SAFETY: the f16 scale (and minimum), the 4 high-bit bytes at `at` and
-                        // the 16 nibble bytes after them.
-                        let (dm, h, q4) = unsafe {
-                            (
-                                _mm_cvtph_ps(_mm_cvtsi32_si128((b as *const i32).read_unaligned())),
-                                (b.add(at) as *const i32).read_unaligned(),
-                                _mm_loadu_si128(b.add(at + 4) as *const __m128i),
-                            )
-                        };
-                        let lo =
-                            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
-                        let hbits = _mm256_cmpeq_epi8(
-                            _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf), bit),
-                            all,
-                        );
-                        let q5 = _mm256_or_si256(lo, _mm256_and_si256(hbits, high));
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q5, q8), ones);
-                        let d = _mm_cvtss_f32(dm);
-                        let o = if F == 3 {
-                            -16.0 * d * xb.ds
-                        } else {
-                            _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s
+                        // Q4_0 and Q5_0 codes are offset by 8 and 16; Q4_1 and Q5_1 carry a minimum.
+                        let o = match F {
+                            0 => -8.0 * d * xb.ds,
+                            3 => -16.0 * d * xb.ds,
+                            _ => _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s,
                         };
                         (p, d, o)
                     }
