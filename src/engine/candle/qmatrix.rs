@@ -538,14 +538,6 @@ mod x86 {
         };
         let mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        // Q5 high bits: bit k of the 32-bit field to byte k (as in `q5`).
-        let high = _mm256_set1_epi8(0x10);
-        let shuf = _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
-            3, 3, 3,
-        );
-        let bit = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
-        let all = _mm256_set1_epi8(-1);
         let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / bb));
         let wp = w.map(|r| r.as_ptr());
         let xp = x.as_ptr();
@@ -582,14 +574,7 @@ mod x86 {
                         if F >= 3 {
                             // SAFETY: the 4 high-bit bytes just before the nibbles.
                             let h = unsafe { (b.add(at - 4) as *const i32).read_unaligned() };
-                            let hbits = _mm256_cmpeq_epi8(
-                                _mm256_or_si256(
-                                    _mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf),
-                                    bit,
-                                ),
-                                all,
-                            );
-                            q = _mm256_or_si256(q, _mm256_and_si256(hbits, high));
+                            q = _mm256_or_si256(q, high_bits(h));
                         }
                         let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, q8), ones);
                         let d = _mm_cvtss_f32(dm);
@@ -718,18 +703,29 @@ mod x86 {
         unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + mins[0] + mins[1] }
     }
 
-    /// Q5_0 / Q5_1 blocks times Q8 activations, on two accumulators.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q5(f: QFormat, w: &[u8], x: &[BlockQ81]) -> f32 {
-        let mask = _mm256_set1_epi8(0x0F);
-        let high = _mm256_set1_epi8(0x10);
-        let ones = _mm256_set1_epi16(1);
+    /// A Q5 block's 32 high bits as bytes: 16 where bit k of `h` is set, at byte k (to be OR-ed
+    /// onto the low nibbles).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn high_bits(h: i32) -> __m256i {
         let shuf = _mm256_setr_epi8(
             0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
             3, 3, 3,
         );
+        // Every bit but bit k of byte k set: byte k is all ones exactly when bit k of h is.
         let bit = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
-        let all = _mm256_set1_epi8(-1);
+        let set = _mm256_cmpeq_epi8(
+            _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf), bit),
+            _mm256_set1_epi8(-1),
+        );
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+
+    /// Q5_0 / Q5_1 blocks times Q8 activations, on two accumulators.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q5(f: QFormat, w: &[u8], x: &[BlockQ81]) -> f32 {
+        let mask = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
         let q51 = f == QFormat::Q5_1;
         let (bb, at) = if q51 { (24, 4) } else { (22, 2) };
         let n = x.len().min(w.len() / bb);
@@ -752,11 +748,7 @@ mod x86 {
             };
             let d = _mm_cvtss_f32(dm);
             let lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
-            let hbits = _mm256_cmpeq_epi8(
-                _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), shuf), bit),
-                all,
-            );
-            let q5 = _mm256_or_si256(lo, _mm256_and_si256(hbits, high));
+            let q5 = _mm256_or_si256(lo, high_bits(h));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q5, q8), ones);
             let k = i & 1;
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i].d), _mm256_cvtepi32_ps(p), acc[k]);
