@@ -10,8 +10,8 @@
 //! are split across candle's thread pool, so these products and candle's ops share one set of
 //! threads.
 
+use super::blocks::{Isa, dequantize_into, f16_at, isa, q5_parts, q5_value, scale_min_k4, simd};
 pub use super::blocks::{QFormat, QK_K};
-use super::blocks::{dequantize_into, f16_at, q5_parts, q5_value, scale_min_k4, simd};
 use super::kernels::{BlockQ81, quantize_q8_1};
 use super::qgemm;
 
@@ -117,7 +117,7 @@ impl QMatrix {
         let f = self.format;
         if tokens >= GEMM_MIN_TOKENS || !f.has_dot() {
             let act = if f.is_float() { "f32" } else { "q8" };
-            let vnni = !f.is_float() && super::blocks::isa() >= super::blocks::Isa::Avx512Vnni;
+            let vnni = !f.is_float() && self::isa() >= Isa::Avx512Vnni;
             let (tile, isa) = match (f.is_float(), vnni) {
                 (true, _) => ("2x4", isa),
                 (false, true) => ("4x16", "avx512-vnni"),
@@ -130,6 +130,12 @@ impl QMatrix {
             QFormat::Q4_1 | QFormat::Q5_1 => "q8_1",
             QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => "q8_k",
             _ => "q8_0",
+        };
+        let vnni_dot = has_dot4(f, self::isa()) || f == QFormat::Q8_0;
+        let isa = if vnni_dot && self::isa() >= Isa::Avx512Vnni {
+            "avx512-vnni"
+        } else {
+            isa
         };
         format!("{}x{act} {isa}", f.name())
     }
@@ -183,7 +189,7 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
         .iter_mut()
         .map(|y| super::kernels::SyncPtr(y.as_mut_ptr()))
         .collect();
-    let simd = simd();
+    let isa = isa();
     let work = |range: std::ops::Range<usize>| {
         let outs = &outs;
         let mut i = 0;
@@ -194,10 +200,10 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
             }
             let (m, r) = (mats[i], g - starts[i]);
             let acts = &acts_by[family_of(m.format)];
-            if g + 4 <= range.end.min(starts[i + 1]) && has_dot4(m.format, simd) {
+            if g + 4 <= range.end.min(starts[i + 1]) && has_dot4(m.format, isa) {
                 let w = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
                 for (b, xa) in acts.iter().enumerate() {
-                    if let Some(v) = dot4(m.format, w, xa, simd) {
+                    if let Some(v) = dot4(m.format, w, xa, isa) {
                         for (k, v) in v.into_iter().enumerate() {
                             // SAFETY: as below, rows r..r + 4 belong to this work item.
                             unsafe { *outs[i].0.add(b * m.rows + r + k) = v };
@@ -209,7 +215,7 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
             }
             let w = m.row(r);
             for (b, xa) in acts.iter().enumerate() {
-                let v = dot(m.format, w, xa, simd);
+                let v = dot(m.format, w, xa, isa);
                 // SAFETY: each (matrix, b, r) is written by exactly one work item; ys[i] holds
                 // batch x rows values.
                 unsafe { *outs[i].0.add(b * m.rows + r) = v };
@@ -226,30 +232,43 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
 
 /// Four consecutive rows of one matrix with one activation vector, where the format has a
 /// four-row kernel on this CPU (None: take the rows one at a time).
-fn dot4(f: QFormat, w: [&[u8]; 4], x: &Acts, simd: bool) -> Option<[f32; 4]> {
+fn dot4(f: QFormat, w: [&[u8]; 4], x: &Acts, isa: Isa) -> Option<[f32; 4]> {
     #[cfg(target_arch = "x86_64")]
-    if simd && let Acts::Q8(x) = x {
-        // SAFETY: AVX2, FMA and F16C were detected at run time.
+    if isa >= Isa::Avx2
+        && let Acts::Q8(x) = x
+    {
+        let vnni = isa >= Isa::Avx512Vnni;
+        macro_rules! pick {
+            ($f:literal) => {
+                if vnni {
+                    // SAFETY: AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C) were detected at run
+                    // time.
+                    unsafe { x86::rows4_vnni::<$f>(w, x) }
+                } else {
+                    // SAFETY: AVX2, FMA and F16C were detected at run time.
+                    unsafe { x86::rows4::<$f>(w, x) }
+                }
+            };
+        }
         return match f {
-            QFormat::Q4_0 => Some(unsafe { x86::rows4::<0>(w, x) }),
-            QFormat::Q4_1 => Some(unsafe { x86::rows4::<1>(w, x) }),
-            QFormat::Q8_0 => Some(unsafe { x86::rows4::<2>(w, x) }),
-            QFormat::Q5_0 => Some(unsafe { x86::rows4::<3>(w, x) }),
-            QFormat::Q5_1 => Some(unsafe { x86::rows4::<4>(w, x) }),
+            QFormat::Q4_0 => Some(pick!(0)),
+            QFormat::Q4_1 => Some(pick!(1)),
+            QFormat::Q5_0 => Some(pick!(3)),
+            QFormat::Q5_1 => Some(pick!(4)),
             _ => None,
         };
     }
-    let _ = (f, w, x, simd);
+    let _ = (f, w, x, isa);
     None
 }
 
 /// Whether `dot4` has a kernel for this format on this CPU.
-fn has_dot4(f: QFormat, simd: bool) -> bool {
+fn has_dot4(f: QFormat, isa: Isa) -> bool {
     cfg!(target_arch = "x86_64")
-        && simd
+        && isa >= Isa::Avx2
         && matches!(
             f,
-            QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q5_0 | QFormat::Q5_1 | QFormat::Q8_0
+            QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q5_0 | QFormat::Q5_1
         )
 }
 
@@ -262,7 +281,8 @@ pub enum Acts {
 }
 
 /// One row's dot product with quantized activations.
-pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
+pub fn dot(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> f32 {
+    let simd = isa >= Isa::Avx2;
     match (f, x) {
         (QFormat::Q4_0, Acts::Q8(x)) => {
             #[cfg(target_arch = "x86_64")]
@@ -289,6 +309,11 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, simd: bool) -> f32 {
             scalar::q5(f, w, x)
         }
         (QFormat::Q8_0, Acts::Q8(x)) => {
+            #[cfg(target_arch = "x86_64")]
+            if isa >= Isa::Avx512Vnni {
+                // SAFETY: AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C) were detected at run time.
+                return unsafe { x86::q8_0_vnni(w, x) };
+            }
             #[cfg(target_arch = "x86_64")]
             if simd {
                 // SAFETY: as above.
@@ -523,44 +548,51 @@ mod x86 {
         unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) - 8.0 * (off[0] + off[1]) }
     }
 
-    /// Four rows of one block-32 format (`F`: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1) times the
-    /// same Q8 activations: each activation block is loaded once for the four rows, and the four
-    /// sums are reduced together at the end (short rows spend as much on the reduction as on
-    /// blocks).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn rows4<const F: u8>(w: [&[u8]; 4], x: &[BlockQ81]) -> [f32; 4] {
-        let bb = match F {
-            0 => 18,
-            1 => 20,
-            3 => 22,
-            4 => 24,
-            _ => 34,
-        };
-        let mask = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / bb));
-        let wp = w.map(|r| r.as_ptr());
-        let xp = x.as_ptr();
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut off = [0f32; 4];
-        for i in 0..n {
-            // SAFETY: i < n, so activation block i exists.
-            let xb = unsafe { &*xp.add(i) };
-            // SAFETY: 32 bytes of a 32-byte array.
-            let q8 = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
-            for r in 0..4 {
-                // SAFETY: i < n, so block i of row r (bb bytes at bb i) is inside the row.
-                let b = unsafe { wp[r].add(bb * i) };
-                ahead(b, bb);
-                let (p, d, o) = match F {
-                    0 | 1 | 3 | 4 => {
-                        // Where the 16 nibble bytes start (Q5: after 4 high-bit bytes).
-                        let at = match F {
-                            0 => 2,
-                            1 => 4,
-                            3 => 6,
-                            _ => 8,
-                        };
+    /// Unsigned bytes times signed bytes, summed in fours into 32-bit lanes (AVX2: two
+    /// instructions on the vector multiply ports; exact, as the 16-bit pair sums these kernels
+    /// form stay under 2 x 255 x 128).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot_bytes(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    /// The same sums in one `vpdpbusd`.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn dot_bytes_vnni(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+
+    /// Defines a four-row kernel (below) for one instruction set: its target features and how
+    /// it sums byte products.
+    macro_rules! rows4_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $dot:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name<const F: u8>(w: [&[u8]; 4], x: &[BlockQ81]) -> [f32; 4] {
+                // Block bytes, and where its 16 nibble bytes start (Q5: after 4 high-bit bytes).
+                let (bb, at) = match F {
+                    0 => (18, 2),
+                    1 => (20, 4),
+                    3 => (22, 6),
+                    _ => (24, 8),
+                };
+                let mask = _mm256_set1_epi8(0x0F);
+                let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / bb));
+                let wp = w.map(|r| r.as_ptr());
+                let xp = x.as_ptr();
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut off = [0f32; 4];
+                for i in 0..n {
+                    // SAFETY: i < n, so activation block i exists.
+                    let xb = unsafe { &*xp.add(i) };
+                    // SAFETY: 32 bytes of a 32-byte array.
+                    let q8 = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
+                    for r in 0..4 {
+                        // SAFETY: i < n, so block i of row r (bb bytes at bb i) is inside the row.
+                        let b = unsafe { wp[r].add(bb * i) };
+                        ahead(b, bb);
                         // SAFETY: the f16 scale (and minimum), the high-bit bytes before `at`
                         // (Q5) and the 16 nibble bytes at `at`, all inside the block.
                         let (dm, q4) = unsafe {
@@ -576,50 +608,57 @@ mod x86 {
                             let h = unsafe { (b.add(at - 4) as *const i32).read_unaligned() };
                             q = _mm256_or_si256(q, high_bits(h));
                         }
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, q8), ones);
+                        let p = $dot(q, q8);
                         let d = _mm_cvtss_f32(dm);
-                        // Q4_0 and Q5_0 codes are offset by 8 and 16; Q4_1 and Q5_1 carry a minimum.
+                        // Q4_0 and Q5_0 codes are offset by 8 and 16; Q4_1 and Q5_1 carry a
+                        // minimum.
                         let o = match F {
                             0 => -8.0 * d * xb.ds,
                             3 => -16.0 * d * xb.ds,
                             _ => _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s,
                         };
-                        (p, d, o)
-                    }
-                    _ => {
-                        // SAFETY: the f16 scale and 32 code bytes of the block.
-                        let (d, qw) = unsafe {
-                            (
-                                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-                                    (b as *const u16).read_unaligned() as i32,
-                                ))),
-                                _mm256_loadu_si256(b.add(2) as *const __m256i),
-                            )
-                        };
-                        let p16 = _mm256_maddubs_epi16(
-                            _mm256_sign_epi8(qw, qw),
-                            _mm256_sign_epi8(q8, qw),
+                        acc[r] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(d * xb.d),
+                            _mm256_cvtepi32_ps(p),
+                            acc[r],
                         );
-                        (_mm256_madd_epi16(p16, ones), d, 0.0)
+                        off[r] += o;
                     }
-                };
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc[r]);
-                off[r] += o;
+                }
+                // Lanes of (r0 r1 r0 r1 | ...) then (r0 r1 r2 r3 | r0 r1 r2 r3): one add
+                // finishes all four.
+                let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+                let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+                let h = _mm256_hadd_ps(h01, h23);
+                let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                let mut out = [0f32; 4];
+                // SAFETY: four floats into a four-float array.
+                unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+                for (o, a) in out.iter_mut().zip(off) {
+                    *o += a;
+                }
+                out
             }
-        }
-        // Lanes of (r0 r1 r0 r1 | ...) then (r0 r1 r2 r3 | r0 r1 r2 r3): one add finishes all four.
-        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let h = _mm256_hadd_ps(h01, h23);
-        let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        let mut out = [0f32; 4];
-        // SAFETY: four floats into a four-float array.
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
-        for (o, a) in out.iter_mut().zip(off) {
-            *o += a;
-        }
-        out
+        };
     }
+
+    rows4_kernel!(
+        /// Four rows of one 4- or 5-bit block-32 format (`F`: 0 Q4_0, 1 Q4_1, 3 Q5_0, 4 Q5_1)
+        /// times the same Q8 activations: each activation block is loaded once for the four
+        /// rows, and the four sums are reduced together at the end (short rows spend as much
+        /// on the reduction as on blocks).
+        rows4,
+        "avx2,fma,f16c",
+        dot_bytes
+    );
+
+    rows4_kernel!(
+        /// `rows4` with `vpdpbusd` (AVX-512 VNNI on 256-bit registers): the same integer sums in
+        /// half the multiply-port instructions.
+        rows4_vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        dot_bytes_vnni
+    );
 
     /// A float row (F16, BF16 or F32) times f32 activations, 32 values a step on four
     /// accumulators (one would wait on its own FMA latency).
@@ -762,44 +801,60 @@ mod x86 {
         unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + off[0] + off[1] }
     }
 
-    /// Q8_0 blocks times Q8 activations, two blocks per step on two accumulators.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q8_0(w: &[u8], x: &[BlockQ81]) -> f32 {
-        let ones = _mm256_set1_epi16(1);
-        let n = x.len().min(w.len() / 34);
-        let one = |i: usize| {
-            let b = &w[34 * i..34 * i + 34];
-            ahead(b.as_ptr(), 34);
-            // SAFETY: 32 bytes at offset 2 of a 34-byte block; 32 bytes of a 32-byte array.
-            let (qw, qx) = unsafe {
-                (
-                    _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i),
-                    _mm256_loadu_si256(x[i].qs.as_ptr() as *const __m256i),
-                )
-            };
-            // |w| x sign(x, w): maddubs needs its first operand unsigned.
-            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-            (
-                _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)),
-                f16_at(b, 0) * x[i].d,
-            )
+    /// Defines the Q8_0 row kernel (below) for one instruction set.
+    macro_rules! q8_0_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $dot:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(w: &[u8], x: &[BlockQ81]) -> f32 {
+                let n = x.len().min(w.len() / 34);
+                let one = |i: usize| {
+                    let b = &w[34 * i..34 * i + 34];
+                    ahead(b.as_ptr(), 34);
+                    // SAFETY: 32 bytes at offset 2 of a 34-byte block; 32 bytes of a 32-byte
+                    // array.
+                    let (qw, qx) = unsafe {
+                        (
+                            _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i),
+                            _mm256_loadu_si256(x[i].qs.as_ptr() as *const __m256i),
+                        )
+                    };
+                    // |w| x sign(x, w): the byte product's first operand is unsigned.
+                    let p = $dot(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+                    (_mm256_cvtepi32_ps(p), f16_at(b, 0) * x[i].d)
+                };
+                let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut i = 0;
+                while i + 1 < n {
+                    let (p0, s0) = one(i);
+                    let (p1, s1) = one(i + 1);
+                    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
+                    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(s1), p1, acc1);
+                    i += 2;
+                }
+                if i < n {
+                    let (p0, s0) = one(i);
+                    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
+                }
+                // SAFETY: AVX2 is enabled in this function.
+                unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
+            }
         };
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 1 < n {
-            let (p0, s0) = one(i);
-            let (p1, s1) = one(i + 1);
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(s1), p1, acc1);
-            i += 2;
-        }
-        if i < n {
-            let (p0, s0) = one(i);
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), p0, acc0);
-        }
-        // SAFETY: AVX2 is enabled in this function.
-        unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
     }
+
+    q8_0_kernel!(
+        /// Q8_0 blocks times Q8 activations, two blocks per step on two accumulators.
+        q8_0,
+        "avx2,fma,f16c",
+        dot_bytes
+    );
+
+    q8_0_kernel!(
+        /// `q8_0` with `vpdpbusd`: the same sums, bit for bit.
+        q8_0_vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        dot_bytes_vnni
+    );
 
     /// Q4_K (`high` false) or Q5_K (`high` true: 32 bytes of fifth bits before the nibbles)
     /// times Q8_K activations.
@@ -1014,7 +1069,7 @@ mod tests {
                     if !m.format.has_dot() {
                         continue;
                     }
-                    let scalar = dot(m.format, m.row(r), &acts, false);
+                    let scalar = dot(m.format, m.row(r), &acts, Isa::Scalar);
                     assert!(
                         (got - want).abs() < 2e-3 * (1.0 + want.abs()),
                         "{dtype:?} {bi},{r}: {got} vs {want}"
@@ -1025,6 +1080,81 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The four-row kernels (and Q8_0's row kernel) give the same bits with `vpdpbusd` as with
+    /// AVX2 (the integer sums are exact and the float steps run in the same order), and the
+    /// scalar reference's value.
+    #[test]
+    fn four_row_kernels_agree_across_instruction_sets() {
+        let best = isa();
+        if best < Isa::Avx2 {
+            eprintln!("skipped: no AVX2 here");
+            return;
+        }
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+        ] {
+            let cols = 576;
+            let four = has_dot4(QFormat::of(dtype).unwrap(), best);
+            let mut m = matrix(dtype, 8, cols, 11);
+            if dtype == GgmlDType::Q8_0 {
+                // Codes -128 and 127 (a file may hold them; candle's quantizer never writes -128).
+                let mut b = m.bytes().to_vec();
+                b[2] = 0x80;
+                b[3] = 0x7f;
+                m = QMatrix::from_bytes(m.format, 8, cols, b).unwrap();
+            }
+            let mut xv = random(cols, 13);
+            // Extremes: the largest activations quantize to +-127.
+            xv[0] = 40.0;
+            xv[1] = -40.0;
+            let acts = Acts::Q8(quantize_q8_1(&xv));
+            for r in [0, 4] {
+                let w = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
+                if !four {
+                    // One row at a time (Q8_0): the AVX2 and VNNI row kernels.
+                    for k in 0..4 {
+                        let want = dot(m.format, w[k], &acts, Isa::Scalar);
+                        let avx2 = dot(m.format, w[k], &acts, Isa::Avx2);
+                        assert!(
+                            (avx2 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{dtype:?} row {}: {avx2} vs scalar {want}",
+                            r + k
+                        );
+                        if best >= Isa::Avx512Vnni {
+                            let vnni = dot(m.format, w[k], &acts, Isa::Avx512Vnni);
+                            assert_eq!(avx2.to_bits(), vnni.to_bits(), "{dtype:?} row {}", r + k);
+                        }
+                    }
+                    continue;
+                }
+                let avx2 = dot4(m.format, w, &acts, Isa::Avx2).unwrap();
+                for (k, v) in avx2.iter().enumerate() {
+                    let want = dot(m.format, w[k], &acts, Isa::Scalar);
+                    assert!(
+                        (v - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{dtype:?} row {}: {v} vs scalar {want}",
+                        r + k
+                    );
+                }
+                if best >= Isa::Avx512Vnni {
+                    let vnni = dot4(m.format, w, &acts, Isa::Avx512Vnni).unwrap();
+                    assert_eq!(
+                        avx2.map(f32::to_bits),
+                        vnni.map(f32::to_bits),
+                        "{dtype:?} rows {r}..: avx2 {avx2:?} vs vnni {vnni:?}"
+                    );
+                }
+            }
+        }
+        if best < Isa::Avx512Vnni {
+            eprintln!("the VNNI kernels were not run: this CPU lacks AVX-512 VNNI");
         }
     }
 
