@@ -10,8 +10,9 @@
 //! sums side by side. Codes of 4 bits or fewer let 8 such products add in 16 bits before one
 //! widening, so a group of 32 values for 8 tokens costs about 19 instructions for 256
 //! multiply-adds. The `ml` offsets are one small float product per row and token with the
-//! activations' per-16 sums. Float formats (F16, BF16, F32) are converted 8 values at a time
-//! inside their own tile.
+//! activations' per-16 sums. Float formats (F16, BF16, F32) are converted to f32 inside their own
+//! tile: 8 values at a time (2 rows x 4 tokens, AVX2), or 16 at a time (4 rows x 6 tokens, every
+//! accumulator in one of AVX-512's 32 registers) taken in blocks of 64 rows.
 
 // The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
 #![allow(clippy::needless_range_loop)]
@@ -23,9 +24,14 @@ use super::kernels::SyncPtr;
 const TB: usize = 8;
 /// Rows per integer tile.
 const TR: usize = 4;
-/// Rows and tokens per float tile.
+/// Rows and tokens per float tile (AVX2 and portable).
 const FR: usize = 2;
 const FT: usize = 4;
+/// Rows and tokens per float tile on AVX-512 (24 of the 32 vector registers accumulate).
+const FR16: usize = 4;
+const FT16: usize = 6;
+/// Row tiles per block of the AVX-512 float product (64 rows: 96 KiB of F16 at 768 columns).
+const FLOAT_BLOCK: usize = 16;
 
 /// Activations of a batch, quantized once for every row tile: int8 values with one scale per
 /// 32, interleaved 8 tokens x 4 bytes (and their absolute values, for signed weights), each
@@ -218,7 +224,12 @@ pub(crate) fn gemm_on(
     let vnni = isa >= Isa::Avx512Vnni;
     let out = SyncPtr(y.as_mut_ptr());
     let float = f.is_float();
-    let tr = if float { FR } else { TR };
+    let wide = float && vnni;
+    let tr = match (float, wide) {
+        (true, true) => FR16,
+        (true, false) => FR,
+        _ => TR,
+    };
     let tiles = rows.div_ceil(tr);
     let kd = kind(f);
     let acts = (!float).then(|| GemmActs::quantize_for(x, cols, kd.signed && !vnni));
@@ -260,6 +271,38 @@ pub(crate) fn gemm_on(
                         }
                         tb += nb;
                     }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            None if wide => {
+                let mut res = [[0f32; FT16]; FR16];
+                // Blocks of row tiles, each taken token group by token group: a group's
+                // activations stay in L1 across the block's tiles, and the block's weights
+                // stay in L2 across the groups (row tile by row tile over every token read
+                // the activations from L2 at 16 bytes a multiply-add and ran no faster than
+                // the AVX2 tile).
+                let mut b0 = range.start;
+                while b0 < range.end {
+                    let b1 = (b0 + FLOAT_BLOCK).min(range.end);
+                    let mut t0 = 0;
+                    while t0 < tokens {
+                        let nt = FT16.min(tokens - t0);
+                        for tile in b0..b1 {
+                            let r0 = tile * FR16;
+                            let nr = FR16.min(rows - r0);
+                            // A short last tile repeats its last row (computed, not stored).
+                            let rows_b: [&[u8]; FR16] =
+                                std::array::from_fn(|i| row(r0 + i.min(nr - 1)));
+                            float_tile16(f, rows_b, x, cols, t0, nt, &mut res);
+                            for (i, rr) in res.iter().enumerate().take(nr) {
+                                for (t, v) in rr.iter().enumerate().take(nt) {
+                                    put(t0 + t, r0 + i, *v);
+                                }
+                            }
+                        }
+                        t0 += nt;
+                    }
+                    b0 = b1;
                 }
             }
             None => {
@@ -414,6 +457,41 @@ fn scalar_int_tile(
     }
 }
 
+/// Four float rows times `nt` (1 to 6) tokens from `t0`, 16 values a step (AVX-512).
+#[cfg(target_arch = "x86_64")]
+fn float_tile16(
+    f: QFormat,
+    rows: [&[u8]; FR16],
+    x: &[f32],
+    cols: usize,
+    t0: usize,
+    nt: usize,
+    res: &mut [[f32; FT16]; FR16],
+) {
+    macro_rules! go {
+        ($t:literal) => {
+            // SAFETY: AVX-512 F (and AVX2, FMA, F16C) were detected at run time (the wide tile
+            // is only chosen at the AVX-512 level); rows hold `cols` values, a multiple of 32;
+            // tokens t0..t0 + nt exist.
+            unsafe {
+                match f {
+                    QFormat::F16 => x86::float_tile16::<0, $t>(rows, x, cols, t0, res),
+                    QFormat::BF16 => x86::float_tile16::<1, $t>(rows, x, cols, t0, res),
+                    _ => x86::float_tile16::<2, $t>(rows, x, cols, t0, res),
+                }
+            }
+        };
+    }
+    match nt {
+        6.. => go!(6),
+        5 => go!(5),
+        4 => go!(4),
+        3 => go!(3),
+        2 => go!(2),
+        _ => go!(1),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn float_tile(
     f: QFormat,
@@ -458,7 +536,7 @@ fn float_tile(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{FR, FT, GemmActs, Scratch, TB, TR};
+    use super::{FR, FR16, FT, FT16, GemmActs, Scratch, TB, TR};
     use crate::engine::candle::blocks::QFormat;
     use std::arch::x86_64::*;
 
@@ -732,6 +810,62 @@ mod x86 {
         }
     }
 
+    /// 16 float weights from value `i` of row `b`, as f32 (`F`: 0 F16, 1 BF16, 2 F32).
+    #[inline(always)]
+    unsafe fn load16<const F: u8>(b: *const u8, i: usize) -> __m512 {
+        // SAFETY: the caller keeps i + 16 within the row and runs with AVX-512 F enabled.
+        unsafe {
+            match F {
+                0 => _mm512_cvtph_ps(_mm256_loadu_si256(b.add(2 * i) as *const __m256i)),
+                1 => _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256(b.add(2 * i) as *const __m256i)),
+                    16,
+                )),
+                _ => _mm512_loadu_ps(b.add(4 * i) as *const f32),
+            }
+        }
+    }
+
+    /// 4 float rows x T f32 tokens on 512-bit registers (`F` as in [`load16`]): per 16
+    /// values, four weight loads and T activation loads feed 4 T multiply-adds, every
+    /// accumulator in a register.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn float_tile16<const F: u8, const T: usize>(
+        rows: [&[u8]; FR16],
+        x: &[f32],
+        cols: usize,
+        t0: usize,
+        res: &mut [[f32; FT16]; FR16],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); T]; FR16];
+        let xp = x.as_ptr();
+        let wp = rows.map(|r| r.as_ptr());
+        let mut c = 0;
+        while c < cols {
+            // SAFETY: c + 16 <= cols (cols is a multiple of 32); token t0 + t holds `cols`
+            // values.
+            unsafe {
+                let w0 = load16::<F>(wp[0], c);
+                let w1 = load16::<F>(wp[1], c);
+                let w2 = load16::<F>(wp[2], c);
+                let w3 = load16::<F>(wp[3], c);
+                for t in 0..T {
+                    let xv = _mm512_loadu_ps(xp.add((t0 + t) * cols + c));
+                    acc[0][t] = _mm512_fmadd_ps(w0, xv, acc[0][t]);
+                    acc[1][t] = _mm512_fmadd_ps(w1, xv, acc[1][t]);
+                    acc[2][t] = _mm512_fmadd_ps(w2, xv, acc[2][t]);
+                    acc[3][t] = _mm512_fmadd_ps(w3, xv, acc[3][t]);
+                }
+            }
+            c += 16;
+        }
+        for r in 0..FR16 {
+            for t in 0..T {
+                res[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+            }
+        }
+    }
+
     /// R float rows x T f32 tokens.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn float_tile<const R: usize, const T: usize>(
@@ -820,8 +954,9 @@ mod tests {
         ] {
             let f = QFormat::of(dtype).unwrap();
             // 7 rows: a tile of 4 and one of 3; 7 and 21 tokens: one partial token block, and
-            // two pairs of blocks (the VNNI tile's) with a partial one after them.
-            for (rows, cols, tokens) in [(7, 512, 7), (7, 256, 21)] {
+            // two pairs of blocks (the VNNI tile's) with a partial one after them; 70 rows and
+            // 13 tokens: a block of float tiles and a short one, split over the threads.
+            for (rows, cols, tokens) in [(7, 512, 7), (7, 256, 21), (70, 256, 13)] {
                 let (b, deq) = bytes(dtype, rows, cols, 11);
                 let x = random(tokens * cols, 12);
                 let xd: Vec<f32> = if f.is_float() {

@@ -118,7 +118,9 @@ impl QMatrix {
         if tokens >= GEMM_MIN_TOKENS || !f.has_dot() {
             let act = if f.is_float() { "f32" } else { "q8" };
             let vnni = !f.is_float() && self::isa() >= Isa::Avx512Vnni;
+            let wide = cfg!(target_arch = "x86_64") && self::isa() >= Isa::Avx512Vnni;
             let (tile, isa) = match (f.is_float(), vnni) {
+                (true, _) if wide => ("4x6", "avx512"),
                 (true, _) => ("2x4", isa),
                 (false, true) => ("4x16", "avx512-vnni"),
                 (false, false) => ("4x8", isa),
