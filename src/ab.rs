@@ -329,7 +329,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-fn cells(r: &AbRow) -> [String; 6] {
+fn cells(r: &AbRow) -> [String; 7] {
     let s = r.stats.as_ref();
     [
         s.map_or("-".into(), |s| pct(s.ratio)),
@@ -344,6 +344,7 @@ fn cells(r: &AbRow) -> [String; 6] {
             Some(Provenance::Estimated) => " (ESTIMATED)".into(),
             _ => String::new(),
         },
+        s.map_or("-".into(), |s| pct(s.geo_ratio)),
     ]
 }
 
@@ -400,8 +401,10 @@ pub fn markdown(rep: &AbReport) -> String {
     let mut s = format!(
         "### joulebench A/B: {head}\n\nSuite `{}`: candidate `{}` against base `{}`, {} pairs in \
          ABBA blocks in one job; threshold {:.1}%, alpha {} with Holm's correction over {} \
-         rows. *Base drift* is how much the base itself moved across blocks during the job: \
-         what comparing runs made at different times would have mixed into the result.\n\n",
+         rows. *Change* is the Hodges-Lehmann estimate of the pairs' ratios (one stalled \
+         repetition does not move it; the geometric-mean ratio beside it does). *Base drift* \
+         is how much the base itself moved across blocks during the job: what comparing runs \
+         made at different times would have mixed into the result.\n\n",
         rep.suite,
         rep.candidate,
         rep.base,
@@ -414,7 +417,7 @@ pub fn markdown(rep: &AbReport) -> String {
         s.push_str(&format!("**Not comparable:** {w}\n\n"));
     }
     s.push_str(
-        "| profile | workload | metric | change | 95% interval | p (Holm) | base drift | pairs | verdict |\n|---|---|---|---:|---:|---:|---:|---:|---|\n",
+        "| profile | workload | metric | change | 95% interval | geo-mean ratio | p (Holm) | base drift | pairs | verdict |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in &rep.rows {
         let c = cells(r);
@@ -423,8 +426,8 @@ pub fn markdown(rep: &AbReport) -> String {
             v => verdict_word(v).to_string(),
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {v}{} |\n",
-            r.profile, r.workload, r.metric, c[0], c[1], c[2], c[3], c[4], c[5]
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {v}{} |\n",
+            r.profile, r.workload, r.metric, c[0], c[1], c[6], c[2], c[3], c[4], c[5]
         ));
     }
     for w in &rep.warnings {

@@ -149,6 +149,11 @@ pub struct Paired {
     pub ratio: f64,
     /// Its distribution-free interval at level 1 - alpha (from the signed-rank distribution).
     pub ci: [f64; 2],
+    /// The ratio of the two variants' geometric means over the complete pairs (exp of the
+    /// mean log ratio): what a table of geometric means would show; not robust, so the
+    /// verdict goes by `ratio`.
+    #[serde(default)]
+    pub geo_ratio: f64,
     /// Two-sided p-value of "no change" (Wilcoxon's signed-rank test, exact).
     pub p: f64,
     /// Each pair's ratio, in pair order.
@@ -239,6 +244,7 @@ pub fn paired(pairs: &[(u32, f64, f64)], alpha: f64) -> Option<Paired> {
         n,
         ratio: hl.exp(),
         ci: [walsh[k].exp(), walsh[m - 1 - k].exp()],
+        geo_ratio: (d.iter().sum::<f64>() / n as f64).exp(),
         p: p.clamp(0.0, 1.0),
         pair_ratios: d.iter().map(|x| x.exp()).collect(),
     })

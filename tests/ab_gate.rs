@@ -1,0 +1,187 @@
+//! The A/B gate's error rates on a fake powercap tree held at constant power, where a variant's
+//! energy is set by its work (a fixed busy loop of about half a second here): A against A must
+//! rarely be flagged, a candidate doing 5% more work must nearly always be (`--pairs 10`,
+//! `--threshold 2`). Its own test binary, so no other test loads the machine while it runs.
+//!
+//! `gate_in_ci` runs 8 trials of each (about three minutes); `gate_targets` is the issue's
+//! full measurement, 40 trials of each (about fifteen minutes):
+//! `cargo test --release --test ab_gate -- --ignored --nocapture` (`AB_TRIALS`, `AB_PAIRS`,
+//! `AB_WORK` (loop iterations), `AB_VERBOSE` change or show it).
+
+mod common;
+
+use common::{jb, only_dir, write_suite};
+use joulebench::meter::fake::{FakePowercap, PowerDriver};
+use joulebench::record::{Status, read_all};
+use std::time::Duration;
+
+/// What the trials found.
+struct Gate {
+    trials: usize,
+    alarms: usize,
+    found: usize,
+    /// Median over the A-vs-A jobs: the paired interval's width, and the width of the same
+    /// job's two halves compared unpaired (`compare`'s bootstrap of the ratio of medians).
+    paired_width: f64,
+    unpaired_width: f64,
+    same_ratio: f64,
+    more_ratio: f64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn gate(trials: usize) -> Gate {
+    let pairs: u32 = env_or("AB_PAIRS", 10);
+    let n: u64 = env_or("AB_WORK", 20_000_000);
+    let t = tempfile::tempdir().unwrap();
+    let counters = common::counter_dir();
+    let root = counters.path().join("powercap");
+    std::fs::create_dir_all(&root).unwrap();
+    let tree = FakePowercap::intel_client(&root).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_millis(1));
+    let work = |alias: &str, n: u64| {
+        format!(
+            "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
+             command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
+             tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
+        )
+    };
+    let cfg = write_suite(
+        t.path(),
+        "targets.toml",
+        &format!(
+            "[suite]\nname = \"targets\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\n\
+             timeout_seconds = 120\nmin_window_ms = 0\n\n[meter]\npowercap_root = \"{}\"\n\
+             interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\n\
+             name = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n{}{}{}",
+            tree.root.display(),
+            work("a", n),
+            work("a2", n),
+            work("more", n + n / 20)
+        ),
+    );
+    let verbose = std::env::var("AB_VERBOSE").is_ok();
+    let mut g = Gate {
+        trials,
+        alarms: 0,
+        found: 0,
+        paired_width: 0.0,
+        unpaired_width: 0.0,
+        same_ratio: 0.0,
+        more_ratio: 0.0,
+    };
+    let (mut pw, mut uw, mut sr, mut mr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..trials {
+        for cand in ["a2", "more"] {
+            let out = t.path().join(format!("out-{cand}-{i}"));
+            let o = jb()
+                .arg("ab")
+                .arg(&cfg)
+                .args(["--base", "a", "--candidate", cand])
+                .args(["--pairs", &pairs.to_string(), "--threshold", "2"])
+                .args(["--metric", "j_per_request", "--format", "json"])
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+            let rep: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+            let row = &rep["rows"][0];
+            if verbose {
+                eprintln!("{cand}: {row}");
+            }
+            assert_eq!(row["provenance"], "measured", "{row}");
+            assert_eq!(row["pairs"], pairs, "{row}");
+            let regressed = o.status.code() == Some(1);
+            let ratio = row["stats"]["ratio"].as_f64().unwrap_or(f64::NAN);
+            if cand == "a2" {
+                g.alarms += regressed as usize;
+                sr.push(ratio);
+                let ci = &row["stats"]["ci"];
+                pw.push(ci[1].as_f64().unwrap_or(f64::NAN) - ci[0].as_f64().unwrap_or(f64::NAN));
+                // The same job's two halves, compared as two separate runs would be.
+                let run = only_dir(&out);
+                let recs = read_all(&run.join("records.jsonl")).unwrap().0;
+                let side = |v: &str| -> Vec<f64> {
+                    recs.iter()
+                        .filter(|r| r.status == Status::Ok && r.ab_variant.as_deref() == Some(v))
+                        .filter_map(|r| r.energy_per_request_joules)
+                        .collect()
+                };
+                let (_, ci) =
+                    joulebench::compare::ratio_ci(&side("base"), &side("candidate"), 0.05, 7)
+                        .unwrap();
+                uw.push(ci[1] - ci[0]);
+            } else {
+                g.found += regressed as usize;
+                mr.push(ratio);
+            }
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+    g.paired_width = median(pw);
+    g.unpaired_width = median(uw);
+    g.same_ratio = median(sr);
+    g.more_ratio = median(mr);
+    eprintln!(
+        "A vs A: {} of {trials} flagged (median ratio {:.4}; median 95% interval width: paired \
+         {:.1}%, the same job's halves unpaired {:.1}%); 5% more work: {} of {trials} found \
+         (median ratio {:.4})",
+        g.alarms,
+        g.same_ratio,
+        g.paired_width * 100.0,
+        g.unpaired_width * 100.0,
+        g.found,
+        g.more_ratio
+    );
+    g
+}
+
+/// A bounded share of the full measurement, its bounds scaled to 8 trials so that a sound gate
+/// rarely fails it (at the full run's rates here, 0 of 40 false alarms and 35 of 40 found: 3
+/// false alarms of 8, or 5 misses of 8, each about 1 run in 1,000) and a broken one (flagging
+/// everything, nothing, or the wrong size of change) always does.
+#[test]
+fn gate_in_ci() {
+    let g = gate(env_or("AB_TRIALS", 8));
+    assert!(
+        g.alarms * 4 <= g.trials,
+        "{} false alarms of {}",
+        g.alarms,
+        g.trials
+    );
+    assert!(g.found * 2 >= g.trials, "{} of {} found", g.found, g.trials);
+    assert!((0.98..1.02).contains(&g.same_ratio), "{}", g.same_ratio);
+    assert!((1.03..1.07).contains(&g.more_ratio), "{}", g.more_ratio);
+}
+
+/// The issue's targets: A vs A flagged in at most 5% of 40 trials, 5% more work found in at
+/// least 95%, and the paired interval of A vs A narrower than +-2%.
+#[test]
+#[ignore]
+fn gate_targets() {
+    let g = gate(env_or("AB_TRIALS", 40));
+    assert!(
+        g.alarms * 20 <= g.trials,
+        "{} false alarms of {}",
+        g.alarms,
+        g.trials
+    );
+    assert!(
+        g.found * 100 >= g.trials * 95,
+        "{} of {} found",
+        g.found,
+        g.trials
+    );
+    assert!(g.paired_width < 0.04, "paired width {}", g.paired_width);
+}
