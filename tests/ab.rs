@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{jb, jb_process, only_dir, write_suite};
+use common::{ab_suite, jb, jb_process, only_dir};
 use joulebench::record::{Record, Status, read_all};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,17 +18,7 @@ fn busy(alias: &str, n: u64) -> String {
 }
 
 fn suite(dir: &Path, models: &str) -> std::path::PathBuf {
-    write_suite(
-        dir,
-        "ab.toml",
-        &format!(
-            "[suite]\nname = \"ab\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\n\
-             timeout_seconds = 120\nmin_window_ms = 0\n\n[meter]\npowercap_root = \"{}\"\n\
-             interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\n\
-             name = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n{models}",
-            dir.join("none").display()
-        ),
-    )
+    ab_suite(dir, &dir.join("none"), models)
 }
 
 fn ab(cfg: &Path, out: &Path, base: &str, cand: &str, pairs: u32) -> std::process::Output {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{jb, only_dir, write_suite};
+use common::{ab_suite, jb, only_dir};
 use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use joulebench::record::{Status, read_all};
 use std::time::Duration;
@@ -56,20 +56,8 @@ fn gate(trials: usize) -> Gate {
              tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
         )
     };
-    let cfg = write_suite(
-        t.path(),
-        "targets.toml",
-        &format!(
-            "[suite]\nname = \"targets\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\n\
-             timeout_seconds = 120\nmin_window_ms = 0\n\n[meter]\npowercap_root = \"{}\"\n\
-             interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\n\
-             name = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n{}{}{}",
-            tree.root.display(),
-            work("a", n),
-            work("a2", n),
-            work("more", n + n / 20)
-        ),
-    );
+    let models = work("a", n) + &work("a2", n) + &work("more", n + n / 20);
+    let cfg = ab_suite(t.path(), &tree.root, &models);
     let verbose = std::env::var("AB_VERBOSE").is_ok();
     let mut g = Gate {
         trials,

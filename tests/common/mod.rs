@@ -62,6 +62,22 @@ pub fn write_suite(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// `dir/ab.toml`: a one-profile, one-workload suite for A/B jobs (one warmup, no idle window,
+/// counters under `powercap_root`, 5 ms sampling) around the `[[model]]` tables in `models`.
+pub fn ab_suite(dir: &Path, powercap_root: &Path, models: &str) -> PathBuf {
+    write_suite(
+        dir,
+        "ab.toml",
+        &format!(
+            "[suite]\nname = \"ab\"\nwarmup = 1\nrepetitions = 3\nidle_seconds = 0\n\
+             timeout_seconds = 120\nmin_window_ms = 0\n\n[meter]\npowercap_root = \"{}\"\n\
+             interval_ms = 5\n\n[[profile]]\nname = \"p\"\nthreads = 1\n\n[[workload]]\n\
+             name = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n{models}",
+            powercap_root.display()
+        ),
+    )
+}
+
 /// The only folder inside `out` (a run's folder).
 pub fn only_dir(out: &Path) -> PathBuf {
     let v: Vec<PathBuf> = std::fs::read_dir(out)
