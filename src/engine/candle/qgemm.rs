@@ -470,7 +470,7 @@ fn float_tile16(
 ) {
     macro_rules! go {
         ($t:literal) => {
-            // SAFETY: AVX-512 F (and AVX2, FMA, F16C) were detected at run time (the wide tile
+            // SAFETY: AVX-512 F/VL (and AVX2, FMA, F16C) were detected at run time (the wide tile
             // is only chosen at the AVX-512 level); rows hold `cols` values, a multiple of 32;
             // tokens t0..t0 + nt exist.
             unsafe {
