@@ -157,6 +157,37 @@ pub fn judge_rows(rows: &mut [AbRow], lower_better: &[bool], threshold: f64, alp
     }
 }
 
+/// Warnings for rows judged unchanged whose interval still reaches beyond the threshold in the
+/// bad direction: the job passes them, but it could not rule out a regression of that size
+/// (on a machine whose runs stall now and then, 10 pairs often cannot).
+pub fn unresolved(rows: &[AbRow], lower_better: &[bool], threshold: f64) -> Vec<String> {
+    rows.iter()
+        .zip(lower_better)
+        .filter(|(r, _)| r.verdict == Verdict::Unchanged)
+        .filter_map(|(r, &lower)| {
+            let s = r.stats.as_ref()?;
+            let bad = if lower { s.ci[1] } else { s.ci[0] };
+            let beyond = if lower {
+                bad > 1.0 + threshold
+            } else {
+                bad < 1.0 - threshold
+            };
+            beyond.then(|| {
+                format!(
+                    "{} / {} / {}: unchanged, but its interval reaches {} ({} pairs): a \
+                     regression beyond {:.1}% is not ruled out; more pairs (--pairs) narrow it",
+                    r.profile,
+                    r.workload,
+                    r.metric,
+                    pct(bad),
+                    s.n,
+                    threshold * 100.0
+                )
+            })
+        })
+        .collect()
+}
+
 /// Base values per row key (`profile|workload|metric`), by pair: what the chart draws as the
 /// base's drift.
 pub type BaseSeries = Vec<(String, Vec<(u32, f64)>)>;
@@ -272,6 +303,8 @@ pub fn analyze(
         }
     }
     judge_rows(&mut rep.rows, &lower_better, threshold, alpha);
+    let open = unresolved(&rep.rows, &lower_better, threshold);
+    rep.warnings.extend(open);
     if rep.not_comparable.is_some() {
         for r in &mut rep.rows {
             r.verdict = Verdict::Inconclusive;
@@ -665,6 +698,39 @@ mod tests {
         }
         assert!(alarms * 20 <= trials, "{alarms} false alarms of {trials}");
         assert!(found * 100 >= trials * 95, "{found} of {trials} found");
+    }
+
+    #[test]
+    fn a_pass_that_cannot_rule_out_a_regression_says_so() {
+        // Eight pairs 5% worse and two stalled bases: not significant, so unchanged, but the
+        // interval reaches well past the 2% threshold.
+        let mut pairs: Vec<(u32, f64, f64)> = (1..=8).map(|p| (p, 1.0, 1.05)).collect();
+        pairs.extend([(9, 1.3, 1.0), (10, 1.25, 1.0)]);
+        let tight: Vec<(u32, f64, f64)> = (1..=10)
+            .map(|p| (p, 1.0, 1.0 + 0.002 * (p as f64 - 5.5)))
+            .collect();
+        let up: Vec<(u32, f64, f64)> = (1..=10)
+            .map(|p| (p, 1.0, 1.01 + 0.002 * (p as f64 - 5.5)))
+            .collect();
+        let mut rows = vec![
+            row(paired(&pairs, 0.05)),
+            row(paired(&tight, 0.05)),
+            row(paired(&up, 0.05)),
+        ];
+        // Lower is better for the first two; higher for the third, whose interval lies above 1,
+        // so nothing bad is left open there.
+        let lower = [true, true, false];
+        judge_rows(&mut rows, &lower, 0.02, 0.05);
+        assert_eq!(rows[0].verdict, Verdict::Unchanged);
+        assert_eq!(rows[2].verdict, Verdict::Unchanged);
+        let w = unresolved(&rows, &lower, 0.02);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("not ruled out") && w[0].contains("10 pairs"),
+            "{w:?}"
+        );
+        // The same stalled pairs read as "higher is better" leave the low side open.
+        assert_eq!(unresolved(&rows[..1], &[false], 0.02).len(), 1);
     }
 
     #[test]
