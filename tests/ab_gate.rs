@@ -11,7 +11,6 @@
 mod common;
 
 use common::{ab_suite, jb, only_dir};
-use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use joulebench::record::{Status, read_all};
 use std::time::Duration;
 
@@ -44,11 +43,7 @@ fn gate(trials: usize) -> Gate {
     let pairs: u32 = env_or("AB_PAIRS", 10);
     let n: u64 = env_or("AB_WORK", 20_000_000);
     let t = tempfile::tempdir().unwrap();
-    let counters = common::counter_dir();
-    let root = counters.path().join("powercap");
-    std::fs::create_dir_all(&root).unwrap();
-    let tree = FakePowercap::intel_client(&root).unwrap();
-    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_millis(1));
+    let (_counters, tree, _driver) = common::driven_tree(20.0, Duration::from_millis(1));
     let work = |alias: &str, n: u64| {
         format!(
             "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\

@@ -4,7 +4,6 @@ mod common;
 
 use common::jb;
 
-use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,11 +42,8 @@ fn run(suite: &Path, out: &Path) -> PathBuf {
 #[test]
 fn compare_detects_a_power_regression_and_passes_equal_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let counters = common::counter_dir();
-    let root = counters.path().join("powercap");
-    std::fs::create_dir_all(&root).unwrap();
-    let tree = FakePowercap::intel_client(&root).unwrap();
-    let driver = PowerDriver::start(&tree, &[("intel-rapl:0", 20.0)], Duration::from_millis(1));
+    let (_counters, tree, driver) = common::driven_tree(20.0, Duration::from_millis(1));
+    let root = tree.root.clone();
     let s = suite(dir.path(), "gate", &root, "w");
     let a = run(&s, &dir.path().join("a"));
     let b = run(&s, &dir.path().join("b"));

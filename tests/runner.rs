@@ -5,7 +5,6 @@ mod common;
 
 use common::{jb, serial};
 
-use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use joulebench::record::{Record, Status, read_all};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
@@ -98,11 +97,7 @@ fn dry_run_and_config_errors() {
 fn phase_energy_and_idle_subtraction_match_the_truth_within_one_percent() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let counters = common::counter_dir();
-    let root = counters.path().join("powercap");
-    std::fs::create_dir_all(&root).unwrap();
-    let tree = FakePowercap::intel_client(&root).unwrap();
-    let driver = PowerDriver::start(&tree, &[("intel-rapl:0", 10.0)], Duration::from_micros(200));
+    let (_counters, tree, driver) = common::driven_tree(10.0, Duration::from_micros(200));
     let out = dir.path().join("out");
     let p = suite(
         dir.path(),

@@ -55,6 +55,25 @@ pub fn counter_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// An Intel client powercap tree in a fresh counter folder, its package zone driven at `watts`
+/// every `step`: (the folder, kept alive by the caller; the tree; the driver).
+pub fn driven_tree(
+    watts: f64,
+    step: std::time::Duration,
+) -> (
+    tempfile::TempDir,
+    joulebench::meter::fake::FakePowercap,
+    joulebench::meter::fake::PowerDriver,
+) {
+    use joulebench::meter::fake::{FakePowercap, PowerDriver};
+    let counters = counter_dir();
+    let root = counters.path().join("powercap");
+    std::fs::create_dir_all(&root).expect("powercap folder");
+    let tree = FakePowercap::intel_client(&root).expect("fake powercap tree");
+    let driver = PowerDriver::start(&tree, &[("intel-rapl:0", watts)], step);
+    (counters, tree, driver)
+}
+
 /// Writes `body` as `dir/NAME` and returns its path.
 pub fn write_suite(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
