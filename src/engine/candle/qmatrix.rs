@@ -473,7 +473,7 @@ pub mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{BlockQ8K, QFormat, scale_min_k4};
+    use super::{BlockQ8K, QFormat};
     use crate::engine::candle::kernels::BlockQ81;
     use std::arch::x86_64::*;
 
@@ -490,14 +490,6 @@ mod x86 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum_i32(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        _mm_cvtsi128_si32(s)
     }
 
     /// How far ahead of the block being read the kernels ask for weights: past the next 4 KiB
@@ -858,24 +850,61 @@ mod x86 {
         dot_bytes_vnni
     );
 
+    /// A K block's 12 packed bytes of 6-bit scales and mins as 8 scale bytes and 8 min bytes
+    /// (the layout `scale_min_k4` reads one value at a time): sub-blocks 0-3 sit in the low 6
+    /// bits of bytes 0-3 (scales) and 4-7 (mins); 4-7 take their low 4 bits from bytes 8-11 and
+    /// their top 2 from the spare bits of bytes 0-3 (scales) and 4-7 (mins).
+    #[inline(always)]
+    pub fn k4_scales_mins(p: &[u8]) -> (u64, u64) {
+        let word = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        let (w0, w1, w2) = (word(0), word(4), word(8));
+        const LOW6: u32 = 0x3f3f_3f3f;
+        const LOW4: u32 = 0x0f0f_0f0f;
+        const TOP2: u32 = 0x0303_0303;
+        let sc_hi = (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4);
+        let mn_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4);
+        (
+            u64::from(w0 & LOW6) | (u64::from(sc_hi) << 32),
+            u64::from(w1 & LOW6) | (u64::from(mn_hi) << 32),
+        )
+    }
+
+    /// A shuffle that copies 16-bit lane `j` (of the low 128 bits, broadcast to both halves) to
+    /// every lane.
+    #[inline(always)]
+    fn word_picker(j: i32) -> __m256i {
+        // SAFETY: AVX is implied by the callers' target features; set1 has no memory access.
+        unsafe { _mm256_set1_epi16((((2 * j + 1) << 8) | (2 * j)) as i16) }
+    }
+
     /// Q4_K (`high` false) or Q5_K (`high` true: 32 bytes of fifth bits before the nibbles)
-    /// times Q8_K activations.
+    /// times Q8_K activations: scales and mins unpacked with integer word operations, the
+    /// mins' term as one 16-bit multiply-add with the activations' group sums, one float
+    /// accumulator across blocks (a single horizontal sum per row).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q4_5_k(w: &[u8], x: &[BlockQ8K], high: bool) -> f32 {
         let mask = _mm256_set1_epi8(0x0F);
         let sixteen = _mm256_set1_epi8(16);
         let (bb, qs_at) = if high { (176, 48) } else { (144, 16) };
         let mut acc = _mm256_setzero_ps();
-        let mut mins_acc = 0f32;
+        let mut accm = _mm256_setzero_ps();
         for (b, xb) in w.chunks_exact(bb).zip(x) {
             ahead(b.as_ptr(), bb);
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let scales = &b[4..16];
+            let (sc, mn) = k4_scales_mins(&b[4..16]);
+            // Each min twice (it covers two groups of 16), times the 16 group sums.
+            let mn8 = _mm_cvtsi64_si128(mn as i64);
+            let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            // SAFETY: 16 i16 group sums.
+            let bsums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
+            let m = _mm256_madd_epi16(mins16, bsums);
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin * xb.d), _mm256_cvtepi32_ps(m), accm);
+            let scales =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
             // SAFETY: Q5_K's 32 high-bit bytes sit at offset 16 of its 176-byte block (unused,
             // and inside the block, for Q4_K).
             let qh = unsafe { _mm256_loadu_si256(b.as_ptr().add(16) as *const __m256i) };
             let mut isum = _mm256_setzero_si256();
-            let mut mins = 0i32;
             for c in 0..4 {
                 // SAFETY: 32 quant bytes inside the block's 128; 32-byte slices of the 256
                 // activations.
@@ -886,8 +915,6 @@ mod x86 {
                         _mm256_loadu_si256(xb.qs.as_ptr().add(64 * c + 32) as *const __m256i),
                     )
                 };
-                let (s1, m1) = scale_min_k4(2 * c, scales);
-                let (s2, m2) = scale_min_k4(2 * c + 1, scales);
                 let mut lo = _mm256_and_si256(q, mask);
                 let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
                 if high {
@@ -899,32 +926,45 @@ mod x86 {
                     lo = _mm256_or_si256(lo, fifth(1u8 << (2 * c)));
                     hi = _mm256_or_si256(hi, fifth(2u8 << (2 * c)));
                 }
-                let p1 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s1 as i16));
-                let p2 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(s2 as i16));
+                let s1 = _mm256_shuffle_epi8(scales, word_picker(2 * c as i32));
+                let s2 = _mm256_shuffle_epi8(scales, word_picker(2 * c as i32 + 1));
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s1);
+                let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s2);
                 isum = _mm256_add_epi32(isum, _mm256_add_epi32(p1, p2));
-                let bs = |j: usize| xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32;
-                mins += m1 as i32 * bs(2 * c) + m2 as i32 * bs(2 * c + 1);
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc);
-            mins_acc += dmin * xb.d * mins as f32;
         }
         // SAFETY: AVX2 is enabled in this function.
-        unsafe { hsum(acc) - mins_acc }
+        unsafe { hsum(_mm256_sub_ps(acc, accm)) }
     }
 
+    /// Q6_K times Q8_K activations: the 16 signed scales widened once per block and picked per
+    /// group by a shuffle, the -32 offset of every value as one multiply-add of the scales with
+    /// the activations' group sums, one float accumulator across blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q6_k(w: &[u8], x: &[BlockQ8K]) -> f32 {
         let m4 = _mm256_set1_epi8(0x0F);
         let m2 = _mm256_set1_epi8(0x03);
-        let mut sum = 0f32;
+        let mut acc = _mm256_setzero_ps();
         for (b, xb) in w.chunks_exact(210).zip(x) {
             ahead(b.as_ptr(), 210);
-            let sc = &b[192..208];
             let d = f16_at(b, 208);
+            // SAFETY: the 16 scale bytes at 192..208 and the 16 group sums.
+            let (sc16, bsums) = unsafe {
+                (
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(b.as_ptr().add(192) as *const __m128i)),
+                    _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i),
+                )
+            };
+            let bias = _mm256_madd_epi16(sc16, bsums);
             let mut isum = _mm256_setzero_si256();
             for n in 0..2 {
+                // Scales of groups 8n..8n + 8 in both halves.
+                let sc = if n == 0 {
+                    _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                } else {
+                    _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                };
                 // SAFETY: offsets stay inside the 128 ql, 64 qh and 256 activation bytes.
                 let (qa, qc, qh) = unsafe {
                     (
@@ -949,29 +989,31 @@ mod x86 {
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qc, 4), m4), hbits(6)),
                 ];
                 for (k, q6) in quads.iter().enumerate() {
-                    // Values 128n + 32k .. +32: groups 8n + 2k and 8n + 2k + 1.
+                    // Values 128n + 32k .. +32: groups 8n + 2k (low half) and 8n + 2k + 1.
                     let base = 128 * n + 32 * k;
                     // SAFETY: 32 activations starting at base < 256.
                     let xq =
                         unsafe { _mm256_loadu_si256(xb.qs.as_ptr().add(base) as *const __m256i) };
-                    let g = 8 * n + 2 * k;
-                    let (sa, sb) = (sc[g] as i8 as i16, sc[g + 1] as i8 as i16);
-                    let scales = _mm256_setr_epi16(
-                        sa, sa, sa, sa, sa, sa, sa, sa, sb, sb, sb, sb, sb, sb, sb, sb,
-                    );
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*q6, xq), scales);
+                    let s = _mm256_shuffle_epi8(sc, pair_picker(k));
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*q6, xq), s);
                     isum = _mm256_add_epi32(isum, p);
                 }
             }
             // The -32 offset of every value, per group of 16 with its scale.
-            let bias: i32 = (0..16)
-                .map(|g| sc[g] as i8 as i32 * xb.bsums[g] as i32)
-                .sum();
-            // SAFETY: AVX2 is enabled in this function.
-            let total = unsafe { hsum_i32(isum) } - 32 * bias;
-            sum += d * xb.d * total as f32;
+            let total = _mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 5));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(total), acc);
         }
-        sum
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(acc) }
+    }
+
+    /// For Q6_K's quad `k` (values 32k..32k + 32 of a half-block): a shuffle that puts group
+    /// 2k's 16-bit scale in every lane of the low half and group 2k + 1's in the high half.
+    #[inline(always)]
+    fn pair_picker(k: usize) -> __m256i {
+        let word = |j: usize| (((2 * j + 1) << 8) | (2 * j)) as i16;
+        // SAFETY: AVX is implied by the callers' target features; no memory access.
+        unsafe { _mm256_set_m128i(_mm_set1_epi16(word(2 * k + 1)), _mm_set1_epi16(word(2 * k))) }
     }
 }
 
@@ -1155,6 +1197,26 @@ mod tests {
         }
         if best < Isa::Avx512Vnni {
             eprintln!("the VNNI kernels were not run: this CPU lacks AVX-512 VNNI");
+        }
+    }
+
+    /// The word-at-a-time unpacking of a K block's scales and mins gives what the byte-wise
+    /// reference gives, for every sub-block, on random and extreme bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn k_scales_unpack_as_the_reference_does() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut cases: Vec<[u8; 12]> = vec![[0; 12], [0xFF; 12], [0xC0; 12], [0x3F; 12]];
+        for _ in 0..2000 {
+            cases.push(std::array::from_fn(|_| rng.random::<u8>()));
+        }
+        for p in cases {
+            let (sc, mn) = x86::k4_scales_mins(&p);
+            for j in 0..8 {
+                let (s, m) = super::super::blocks::scale_min_k4(j, &p);
+                assert_eq!(((sc >> (8 * j)) & 0xFF) as u8, s, "{p:?} scale {j}");
+                assert_eq!(((mn >> (8 * j)) & 0xFF) as u8, m, "{p:?} min {j}");
+            }
         }
     }
 
