@@ -89,6 +89,13 @@ pub struct AbRow {
     /// What interleaving removed: the base variant's range across blocks.
     pub base_drift: Option<f64>,
     pub provenance: Option<Provenance>,
+    /// The machine's noise per pair in this job: a robust standard deviation (1.4826 x the
+    /// median absolute deviation) of the pairs' log ratios; one stalled pair barely moves it.
+    #[serde(default)]
+    pub noise: Option<f64>,
+    /// About how many pairs a 95% interval no wider than +-threshold needs at that noise.
+    #[serde(default)]
+    pub pairs_needed: Option<usize>,
 }
 
 /// The whole job's verdict.
@@ -173,9 +180,18 @@ pub fn unresolved(rows: &[AbRow], lower_better: &[bool], threshold: f64) -> Vec<
                 bad < 1.0 - threshold
             };
             beyond.then(|| {
+                let need = match (r.noise, r.pairs_needed) {
+                    (Some(sd), Some(n)) => format!(
+                        " (this job's pairs vary by {:.1}% (robust sd): about {n} pairs for an \
+                         interval within +-{:.1}%)",
+                        sd * 100.0,
+                        threshold * 100.0
+                    ),
+                    _ => String::new(),
+                };
                 format!(
                     "{} / {} / {}: unchanged, but its interval reaches {} ({} pairs): a \
-                     regression beyond {:.1}% is not ruled out; more pairs (--pairs) narrow it",
+                     regression beyond {:.1}% is not ruled out; more pairs (--pairs) narrow it{need}",
                     r.profile,
                     r.workload,
                     r.metric,
@@ -186,6 +202,34 @@ pub fn unresolved(rows: &[AbRow], lower_better: &[bool], threshold: f64) -> Vec<
             })
         })
         .collect()
+}
+
+/// The robust standard deviation of the pairs' log ratios (1.4826 x their median absolute
+/// deviation from the median); `None` with fewer than 3 pairs.
+pub fn pair_noise(stats: &Paired) -> Option<f64> {
+    let logs: Vec<f64> = stats
+        .pair_ratios
+        .iter()
+        .filter(|r| r.is_finite() && **r > 0.0)
+        .map(|r| r.ln())
+        .collect();
+    if logs.len() < 3 {
+        return None;
+    }
+    let m = crate::stats::median(&logs);
+    let dev: Vec<f64> = logs.iter().map(|x| (x - m).abs()).collect();
+    Some(1.4826 * crate::stats::median(&dev))
+}
+
+/// The smallest number of pairs whose 95% interval (Student t on the log ratios) has a half
+/// width no larger than `threshold` when each pair's log ratio varies by `noise`; `None` when
+/// the noise is not positive or would need more than 100,000 pairs.
+pub fn pairs_needed(noise: f64, threshold: f64) -> Option<usize> {
+    let h = (1.0 + threshold).ln();
+    if !(noise.is_finite() && noise > 0.0 && h > 0.0) {
+        return None;
+    }
+    (MIN_PAIRS..=100_000).find(|&n| crate::stats::t95(n - 1) * noise / (n as f64).sqrt() <= h)
 }
 
 /// Base values per row key (`profile|workload|metric`), by pair: what the chart draws as the
@@ -288,7 +332,10 @@ pub fn analyze(
                 base_values.clone(),
             ));
             let stats = paired(&pairs, alpha);
+            let noise = stats.as_ref().and_then(pair_noise);
             rep.rows.push(AbRow {
+                noise,
+                pairs_needed: noise.and_then(|sd| pairs_needed(sd, threshold)),
                 profile: profile.clone(),
                 workload: workload.clone(),
                 metric: m.name().to_string(),
@@ -362,7 +409,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-fn cells(r: &AbRow) -> [String; 7] {
+fn cells(r: &AbRow) -> [String; 8] {
     let s = r.stats.as_ref();
     [
         s.map_or("-".into(), |s| pct(s.ratio)),
@@ -378,6 +425,7 @@ fn cells(r: &AbRow) -> [String; 7] {
             _ => String::new(),
         },
         s.map_or("-".into(), |s| pct(s.geo_ratio)),
+        r.noise.map_or("-".into(), |n| format!("{:.1}%", n * 100.0)),
     ]
 }
 
@@ -399,13 +447,21 @@ pub fn text(rep: &AbReport) -> String {
         s.push_str(&format!("NOT COMPARABLE: {w}\n"));
     }
     s.push_str(&format!(
-        "{:<12} {:<16} {:<28} {:>9} {:>22} {:>7} {:>11} {:>5}  verdict\n",
-        "profile", "workload", "metric", "change", "95% interval", "p(Holm)", "base drift", "pairs"
+        "{:<12} {:<16} {:<28} {:>9} {:>22} {:>7} {:>11} {:>11} {:>5}  verdict\n",
+        "profile",
+        "workload",
+        "metric",
+        "change",
+        "95% interval",
+        "p(Holm)",
+        "base drift",
+        "pair noise",
+        "pairs"
     ));
     for r in &rep.rows {
         let c = cells(r);
         s.push_str(&format!(
-            "{:<12} {:<16} {:<28} {:>9} {:>22} {:>7} {:>11} {:>5}  {}{}\n",
+            "{:<12} {:<16} {:<28} {:>9} {:>22} {:>7} {:>11} {:>11} {:>5}  {}{}\n",
             r.profile,
             r.workload,
             r.metric,
@@ -413,6 +469,7 @@ pub fn text(rep: &AbReport) -> String {
             c[1],
             c[2],
             c[3],
+            c[7],
             c[4],
             verdict_word(r.verdict),
             c[5]
@@ -437,7 +494,9 @@ pub fn markdown(rep: &AbReport) -> String {
          rows. *Change* is the Hodges-Lehmann estimate of the pairs' ratios (one stalled \
          repetition does not move it; the geometric-mean ratio beside it does). *Base drift* \
          is how much the base itself moved across blocks during the job: what comparing runs \
-         made at different times would have mixed into the result.\n\n",
+         made at different times would have mixed into the result. *Pair noise* is how much the \
+         pairs' ratios scatter (a robust standard deviation); the 95% interval is about 4 times \
+         it over the square root of the pairs.\n\n",
         rep.suite,
         rep.candidate,
         rep.base,
@@ -450,7 +509,7 @@ pub fn markdown(rep: &AbReport) -> String {
         s.push_str(&format!("**Not comparable:** {w}\n\n"));
     }
     s.push_str(
-        "| profile | workload | metric | change | 95% interval | geo-mean ratio | p (Holm) | base drift | pairs | verdict |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+        "| profile | workload | metric | change | 95% interval | geo-mean ratio | p (Holm) | base drift | pair noise | pairs | verdict |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in &rep.rows {
         let c = cells(r);
@@ -459,8 +518,8 @@ pub fn markdown(rep: &AbReport) -> String {
             v => verdict_word(v).to_string(),
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {v}{} |\n",
-            r.profile, r.workload, r.metric, c[0], c[1], c[6], c[2], c[3], c[4], c[5]
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {v}{} |\n",
+            r.profile, r.workload, r.metric, c[0], c[1], c[6], c[2], c[3], c[7], c[4], c[5]
         ));
     }
     for w in &rep.warnings {
@@ -669,7 +728,10 @@ mod tests {
     }
 
     fn row(stats: Option<Paired>) -> AbRow {
+        let noise = stats.as_ref().and_then(pair_noise);
         AbRow {
+            noise,
+            pairs_needed: noise.and_then(|sd| pairs_needed(sd, 0.02)),
             profile: "p".into(),
             workload: "w".into(),
             metric: "m".into(),
@@ -704,7 +766,9 @@ mod tests {
     fn a_pass_that_cannot_rule_out_a_regression_says_so() {
         // Eight pairs 5% worse and two stalled bases: not significant, so unchanged, but the
         // interval reaches well past the 2% threshold.
-        let mut pairs: Vec<(u32, f64, f64)> = (1..=8).map(|p| (p, 1.0, 1.05)).collect();
+        let mut pairs: Vec<(u32, f64, f64)> = (1..=8)
+            .map(|p| (p, 1.0, 1.05 + 0.004 * (p as f64 - 4.5)))
+            .collect();
         pairs.extend([(9, 1.3, 1.0), (10, 1.25, 1.0)]);
         let tight: Vec<(u32, f64, f64)> = (1..=10)
             .map(|p| (p, 1.0, 1.0 + 0.002 * (p as f64 - 5.5)))
@@ -729,8 +793,59 @@ mod tests {
             w[0].contains("not ruled out") && w[0].contains("10 pairs"),
             "{w:?}"
         );
+        // The warning says what this job's noise asks for: the stalled pairs barely move the
+        // robust spread of the ten pairs (mostly identical ratios), so few pairs would do.
+        assert!(
+            w[0].contains("pairs for an interval within +-2.0%"),
+            "{w:?}"
+        );
         // The same stalled pairs read as "higher is better" leave the low side open.
         assert_eq!(unresolved(&rows[..1], &[false], 0.02).len(), 1);
+    }
+
+    #[test]
+    fn the_pairs_a_threshold_needs_follow_the_noise() {
+        // At a pair sd of s, n pairs give a t interval of +-t(n-1) s / sqrt(n): 7.3% (this
+        // AMD VM) needs about 53 pairs for +-2%, 2% only about 6, and twice the noise about
+        // four times the pairs.
+        let h = 1.02f64.ln();
+        for sd in [0.01, 0.02, 0.05, 0.073, 0.15] {
+            let n = pairs_needed(sd, 0.02).unwrap();
+            assert!(n >= MIN_PAIRS);
+            assert!(
+                crate::stats::t95(n - 1) * sd / (n as f64).sqrt() <= h,
+                "{sd}: {n}"
+            );
+            if n > MIN_PAIRS {
+                let m = n - 1;
+                assert!(
+                    crate::stats::t95(m - 1) * sd / (m as f64).sqrt() > h,
+                    "{sd}: {n}"
+                );
+            }
+        }
+        assert_eq!(pairs_needed(0.01, 0.02), Some(MIN_PAIRS));
+        assert!((50..=56).contains(&pairs_needed(0.073, 0.02).unwrap()));
+        let (a, b) = (
+            pairs_needed(0.05, 0.02).unwrap(),
+            pairs_needed(0.10, 0.02).unwrap(),
+        );
+        assert!((3.6..4.4).contains(&(b as f64 / a as f64)), "{a} {b}");
+        assert_eq!(pairs_needed(0.0, 0.02), None);
+        assert_eq!(pairs_needed(f64::NAN, 0.02), None);
+        assert_eq!(pairs_needed(10.0, 0.0001), None);
+        // The noise is the spread of the log ratios, and one wild pair barely moves it.
+        let steady: Vec<(u32, f64, f64)> = (1..=10)
+            .map(|p| (p, 1.0, (0.03 * (p as f64 - 5.5) / 4.5).exp()))
+            .collect();
+        let mut wild = steady.clone();
+        wild[3].2 = 1.6;
+        let (a, b) = (
+            pair_noise(&paired(&steady, 0.05).unwrap()).unwrap(),
+            pair_noise(&paired(&wild, 0.05).unwrap()).unwrap(),
+        );
+        assert!((0.015..0.03).contains(&a), "{a}");
+        assert!((b / a - 1.0).abs() < 0.35, "{a} {b}");
     }
 
     #[test]
