@@ -4,9 +4,10 @@
 //! Its own test binary, so no other test loads the machine while it runs.
 //!
 //! How often the 5% is found depends on the machine's noise per pair (`noise` in ab.json), not
-//! only on the gate: 10 pairs found it in 35 of 40 trials on a 2-core Intel VM whose pairs vary
-//! by about 3%, and in 20 of 40 on a 2-core AMD VM whose pairs vary by about 7%. So the CI test
-//! runs 20 pairs, where a sound gate passes on both machines and a broken one still fails.
+//! only on the gate: 10 pairs found it in 35 of 40 trials on a 2-core Intel VM (pair noise not
+//! recorded; its interval widths imply 2-3.5%), and in 16 of 40 on a 2-core AMD VM whose pairs
+//! vary by 6.5%. So the CI test runs 20 pairs, where a sound gate passes on both machines and a
+//! broken one still fails.
 //!
 //! `gate_in_ci` runs 8 trials of each at 20 pairs (about five minutes); `gate_targets` is the
 //! issue's full measurement at `--pairs 10`, 40 trials of each (about fifteen minutes):
@@ -53,15 +54,10 @@ fn gate(trials: usize, pairs: u32) -> Gate {
     let n: u64 = env_or("AB_WORK", 20_000_000);
     let t = tempfile::tempdir().unwrap();
     let (_counters, tree, _driver) = common::driven_tree(20.0, Duration::from_millis(1));
-    // AB_PIN=CPU runs the loop under `taskset -c CPU` (pinned away from the meter's threads).
-    let pin = std::env::var("AB_PIN")
-        .ok()
-        .map(|c| format!("\"taskset\", \"-c\", \"{c}\", "))
-        .unwrap_or_default();
     let work = |alias: &str, n: u64| {
         format!(
             "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
-             command = [{pin}\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
+             command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
              tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
         )
     };
@@ -137,10 +133,11 @@ fn gate(trials: usize, pairs: u32) -> Gate {
     let floor =
         2.0 * joulebench::stats::t95(pairs as usize - 1) * g.pair_sd / f64::from(pairs).sqrt();
     eprintln!(
-        "A vs A: the pairs' log ratios have a median sd of {:.2}%; a t interval over {pairs} \
-         such pairs is {:.1}% wide",
+        "A vs A: the pairs vary by {:.2}% (median robust sd); a t interval over {pairs} such \
+         pairs is {:.1}% wide, and +-2% needs about {} pairs",
         g.pair_sd * 100.0,
-        floor * 100.0
+        floor * 100.0,
+        joulebench::ab::pairs_needed(g.pair_sd, 0.02).map_or("-".into(), |n| n.to_string())
     );
     eprintln!(
         "A vs A: {} of {trials} flagged (median ratio {:.4}; median 95% interval width: paired \
@@ -158,10 +155,11 @@ fn gate(trials: usize, pairs: u32) -> Gate {
 
 /// A bounded share of the full measurement at 20 pairs, its bounds scaled to 8 trials so that a
 /// sound gate rarely fails it and a broken one (flagging everything, nothing, or the wrong size
-/// of change) always does. At 20 pairs a pair noise of 7% (the noisier VM) leaves the 5% change
-/// about 3 standard errors above zero: found in most trials, so 5 misses of 8 are rare; a false
-/// alarm needs Holm-corrected p < 0.05 in the bad direction (at most 2.5% of trials), so 3 of 8
-/// are rarer still.
+/// of change) always does. At 20 pairs and a pair noise of 7.5% (the noisier VM) one job's
+/// estimate has a standard error of about 1.7%, so the 5% change is found in about 4 trials of
+/// 5 (4 or more of 8: all but about 1 run in 150), the median of 8 estimates lands within 2.5%
+/// of the truth in all but about 1 run in 1,000, and a false alarm (Holm-corrected p < 0.05 in
+/// the bad direction) comes in at most 2.5% of trials (3 of 8: about 1 run in 1,000).
 #[test]
 fn gate_in_ci() {
     let g = gate(env_or("AB_TRIALS", 8), 20);
@@ -172,8 +170,8 @@ fn gate_in_ci() {
         g.trials
     );
     assert!(g.found * 2 >= g.trials, "{} of {} found", g.found, g.trials);
-    assert!((0.98..1.02).contains(&g.same_ratio), "{}", g.same_ratio);
-    assert!((1.03..1.07).contains(&g.more_ratio), "{}", g.more_ratio);
+    assert!((0.975..1.025).contains(&g.same_ratio), "{}", g.same_ratio);
+    assert!((1.025..1.075).contains(&g.more_ratio), "{}", g.more_ratio);
 }
 
 /// The issue's targets: A vs A flagged in at most 5% of 40 trials, 5% more work found in at
