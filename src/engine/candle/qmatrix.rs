@@ -558,6 +558,20 @@ mod x86 {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
+    /// `acc` plus the sums of `dot_bytes`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot_bytes_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, dot_bytes(u, s))
+    }
+
+    /// `acc` plus the same sums, in one `vpdpbusd`.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn dot_bytes_acc_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
+    }
+
     /// Defines a four-row kernel (below) for one instruction set: its target features and how
     /// it sums byte products.
     macro_rules! rows4_kernel {
@@ -565,6 +579,16 @@ mod x86 {
             $(#[$doc])*
             #[target_feature(enable = $features)]
             pub unsafe fn $name<const F: u8>(w: [&[u8]; 4], x: &[BlockQ81]) -> [f32; 4] {
+                // Q4_0 and Q5_0 codes carry a fixed offset (8, 16): folded into the integer sums
+                // by starting each block's lanes at -offset x (their four activations' sum),
+                // computed once per block for the four rows.
+                let offset = match F {
+                    0 => -8i16,
+                    3 => -16,
+                    _ => 0,
+                };
+                let ones = _mm256_set1_epi8(1);
+                let neg_offset = _mm256_set1_epi16(offset);
                 // Block bytes, and where its 16 nibble bytes start (Q5: after 4 high-bit bytes).
                 let (bb, at) = match F {
                     0 => (18, 2),
@@ -583,6 +607,11 @@ mod x86 {
                     let xb = unsafe { &*xp.add(i) };
                     // SAFETY: 32 bytes of a 32-byte array.
                     let q8 = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
+                    let start = if offset != 0 {
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q8), neg_offset)
+                    } else {
+                        _mm256_setzero_si256()
+                    };
                     for r in 0..4 {
                         // SAFETY: i < n, so block i of row r (bb bytes at bb i) is inside the row.
                         let b = unsafe { wp[r].add(bb * i) };
@@ -602,21 +631,17 @@ mod x86 {
                             let h = unsafe { (b.add(at - 4) as *const i32).read_unaligned() };
                             q = _mm256_or_si256(q, high_bits(h));
                         }
-                        let p = $dot(q, q8);
+                        let p = $dot(start, q, q8);
                         let d = _mm_cvtss_f32(dm);
-                        // Q4_0 and Q5_0 codes are offset by 8 and 16; Q4_1 and Q5_1 carry a
-                        // minimum.
-                        let o = match F {
-                            0 => -8.0 * d * xb.ds,
-                            3 => -16.0 * d * xb.ds,
-                            _ => _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s,
-                        };
                         acc[r] = _mm256_fmadd_ps(
                             _mm256_set1_ps(d * xb.d),
                             _mm256_cvtepi32_ps(p),
                             acc[r],
                         );
-                        off[r] += o;
+                        if offset == 0 {
+                            // Q4_1 and Q5_1 carry a minimum.
+                            off[r] += _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * xb.s;
+                        }
                     }
                 }
                 // Lanes of (r0 r1 r0 r1 | ...) then (r0 r1 r2 r3 | r0 r1 r2 r3): one add
@@ -643,7 +668,7 @@ mod x86 {
         /// on the reduction as on blocks).
         rows4,
         "avx2,fma,f16c",
-        dot_bytes
+        dot_bytes_acc
     );
 
     rows4_kernel!(
@@ -651,7 +676,7 @@ mod x86 {
         /// half the multiply-port instructions.
         rows4_vnni,
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-        dot_bytes_vnni
+        dot_bytes_acc_vnni
     );
 
     /// A float row (F16, BF16 or F32) times f32 activations, 32 values a step on four
