@@ -7,12 +7,12 @@
 //! medians over those generations.
 
 use criterion::{Criterion, SamplingMode};
-use joulebench::engine::candle::llama::CandleLlama;
-use joulebench::engine::candle::llama::{Matmul, MatmulPlan};
-use joulebench::engine::candle::load::{LoadOptions, load_llama as load};
-use joulebench::engine::registry::{self, DEFAULT_MODEL};
+use joulebench::engine::models::llama::CandleLlama;
+use joulebench::engine::models::llama::{Matmul, MatmulPlan};
+use joulebench::engine::models::load::{LoadOptions, load_llama as load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver, text::prompt};
 use joulebench::stats::median;
+use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::time::Duration;
 
 fn peak_rss_mib() -> f64 {

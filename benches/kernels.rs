@@ -11,7 +11,7 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use criterion::{Criterion, Throughput};
-use joulebench::engine::candle::qmatrix::{QFormat, QMatrix};
+use joulebench::engine::kernels::matvec::{QFormat, QMatrix};
 use std::time::Instant;
 
 /// Read bandwidth of this machine: summing a 512 MiB buffer on every engine thread.

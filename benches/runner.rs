@@ -3,9 +3,8 @@
 //! metering off, interleaved in the same run. Target: on/off >= 0.99.
 
 use criterion::{Criterion, SamplingMode};
-use joulebench::engine::candle::load::{LoadOptions, load};
 use joulebench::engine::driver::RequestEvents;
-use joulebench::engine::registry::{self, DEFAULT_MODEL};
+use joulebench::engine::models::load::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, NoObserver, text::prompt};
 use joulebench::meter::fake::FakePowercap;
 use joulebench::meter::mark::Round;
@@ -14,6 +13,7 @@ use joulebench::meter::select::{EstimateScope, Hardware, MeterChoice, select};
 use joulebench::meter::sysfs::RealSysfs;
 use joulebench::runner::cell::{Meters, SamplerEvents};
 use joulebench::stats::median;
+use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::time::Duration;
 
 fn main() {

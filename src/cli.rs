@@ -305,7 +305,7 @@ pub enum ModelsCommand {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// A registered id, a .gguf path or folder, or synthetic:llama-tiny / synthetic:llama-135m.
-    #[arg(long, default_value = joulebench::engine::registry::DEFAULT_MODEL)]
+    #[arg(long, default_value = joulebench::store::registry::DEFAULT_MODEL)]
     pub model: String,
     /// The prompt text (default: the bundled text cut to --prompt-tokens).
     #[arg(long, conflicts_with = "prompt_tokens")]
@@ -351,14 +351,14 @@ pub struct GenerateArgs {
     /// How linear layers run while prefilling: dense (dequantized f32 copy, more memory),
     /// simd (joulebench's kernels on the file's blocks) or candle (candle's quantized matmul).
     #[arg(long, value_name = "WAY", value_parser = parse_matmul)]
-    pub prefill_matmul: Option<joulebench::engine::candle::llama::Matmul>,
+    pub prefill_matmul: Option<joulebench::engine::models::llama::Matmul>,
     /// How linear layers run while decoding (same choices).
     #[arg(long, value_name = "WAY", value_parser = parse_matmul)]
-    pub decode_matmul: Option<joulebench::engine::candle::llama::Matmul>,
+    pub decode_matmul: Option<joulebench::engine::models::llama::Matmul>,
 }
 
-fn parse_matmul(s: &str) -> Result<joulebench::engine::candle::llama::Matmul, String> {
-    use joulebench::engine::candle::llama::Matmul;
+fn parse_matmul(s: &str) -> Result<joulebench::engine::models::llama::Matmul, String> {
+    use joulebench::engine::models::llama::Matmul;
     match s {
         "dense" => Ok(Matmul::Dense),
         "simd" => Ok(Matmul::Simd),

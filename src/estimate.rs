@@ -50,7 +50,7 @@ pub fn model_size(engine: &EngineSpec, file_size: &dyn Fn(&Path) -> Option<u64>)
     match w {
         Weights::Id(id) => {
             if let Some(name) = id.strip_prefix("synthetic:") {
-                let Some((c, quantized)) = crate::engine::candle::synthetic::config(name) else {
+                let Some((c, quantized)) = crate::engine::models::synthetic::config(name) else {
                     return ModelSize::default();
                 };
                 let kv = c.n_embd * c.n_kv_head / c.n_head.max(1);
@@ -63,7 +63,7 @@ pub fn model_size(engine: &EngineSpec, file_size: &dyn Fn(&Path) -> Option<u64>)
                     parameters: Some(p),
                 };
             }
-            match crate::engine::registry::lookup(id) {
+            match crate::store::registry::lookup(id) {
                 Some(r) => ModelSize {
                     bytes: Some(r.files.iter().map(|f| f.size).sum()),
                     parameters: parse_parameters(r.parameters),
@@ -277,7 +277,7 @@ mod tests {
         let p = tiny.parameters.unwrap();
         assert!((3_000_000..6_000_000).contains(&p), "{p}");
         assert_eq!(tiny.bytes, Some(p * 4));
-        let smol = model_size(&spec(crate::engine::registry::DEFAULT_MODEL), &none);
+        let smol = model_size(&spec(crate::store::registry::DEFAULT_MODEL), &none);
         assert_eq!(smol.parameters, Some(135_000_000));
         assert!(smol.bytes.unwrap() > 50_000_000);
         // The same request costs more on the bigger model, less on more threads.

@@ -22,4 +22,5 @@ pub mod report;
 pub mod run_dir;
 pub mod runner;
 pub mod stats;
+pub mod store;
 pub mod units;

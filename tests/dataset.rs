@@ -6,9 +6,9 @@
 mod common;
 
 use joulebench::config::lengths::{Dist, Lengths};
-use joulebench::engine::registry;
 use joulebench::engine::text::dataset::{self, read_sharegpt};
 use joulebench::record::{Record, Status};
+use joulebench::store::registry;
 use std::path::{Path, PathBuf};
 
 fn run(dir: &Path, body: &str) -> (i32, Vec<Record>, String) {

@@ -5,13 +5,13 @@ mod common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use joulebench::engine::candle::llama::CandleLlama;
-use joulebench::engine::candle::load::{LoadOptions, load_llama as load};
-use joulebench::engine::registry::{self, DEFAULT_MODEL};
+use joulebench::engine::models::llama::CandleLlama;
+use joulebench::engine::models::load::{LoadOptions, load_llama as load};
 use joulebench::engine::{
     EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver,
     text::{prompt, tokenizer},
 };
+use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -115,7 +115,7 @@ fn sixteen_greedy_tokens_at_one_and_two_threads_are_the_same() {
     assert_eq!(one["model"]["engine"]["threads"], 1);
     assert_eq!(two["model"]["engine"]["threads"], 2);
     assert_eq!(one["generated_tokens"], 16);
-    let mut m = joulebench::engine::candle::load::load(
+    let mut m = joulebench::engine::models::load::load(
         p.to_str().unwrap(),
         &LoadOptions::default(),
         &mut |_| {},
@@ -480,7 +480,7 @@ fn synthetic_models_are_deterministic_labelled_and_not_zero() {
 #[test]
 fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
     use joulebench::engine::{BackendKind, EmbedRequest};
-    let mut m = joulebench::engine::candle::load::load(
+    let mut m = joulebench::engine::models::load::load(
         "all-minilm-l6-v2",
         &LoadOptions::default(),
         &mut |_| {},

@@ -3,9 +3,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use joulebench::engine::candle::load::{LoadOptions, load_llama as load};
-use joulebench::engine::registry::{self, DEFAULT_MODEL};
+use joulebench::engine::models::load::{LoadOptions, load_llama as load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
+use joulebench::store::registry::{self, DEFAULT_MODEL};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::path::Path;
@@ -100,7 +100,7 @@ fn hf_folder_matches_candle_transformers_llama() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
             .unwrap();
     let cfg = cfg.into_config(false);
-    let files = joulebench::engine::candle::hf::weight_files(dir.path()).unwrap();
+    let files = joulebench::engine::models::hf::weight_files(dir.path()).unwrap();
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
     let reference = candle_transformers::models::llama::Llama::load(vb, &cfg).unwrap();

@@ -4,10 +4,10 @@
 
 mod common;
 
-use joulebench::engine::candle::load::{LoadOptions, load};
-use joulebench::engine::registry;
+use joulebench::engine::models::load::{LoadOptions, load};
 use joulebench::engine::text::{prompt, tokenizer};
 use joulebench::engine::{GenerateRequest, NoObserver};
+use joulebench::store::registry;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     );
     // 16 of 16 on this machine; a near-tie may flip on another CPU (summation order).
     assert!(agree >= 12, "only {agree} of 16 greedy tokens agree");
-    let ours = joulebench::engine::candle::transformer::reference_logits(&model, &prompt).unwrap();
+    let ours = joulebench::engine::models::decoder::reference_logits(&model, &prompt).unwrap();
     let top = |v: &[f32]| {
         let mut i: Vec<usize> = (0..v.len()).collect();
         i.sort_by(|a, b| v[*b].total_cmp(&v[*a]));

@@ -707,8 +707,8 @@ fn without_the_hub_feature_a_missing_file_says_how_to_get_it() {
 
 /// The default model's file, when the cache has it (the engine tests fetch it).
 fn default_model_file() -> Option<PathBuf> {
-    let m = joulebench::engine::registry::lookup(joulebench::engine::registry::DEFAULT_MODEL)?;
-    let dir = joulebench::engine::registry::resolve(m, true, &mut |s| eprintln!("{s}")).ok()?;
+    let m = joulebench::store::registry::lookup(joulebench::store::registry::DEFAULT_MODEL)?;
+    let dir = joulebench::store::registry::resolve(m, true, &mut |s| eprintln!("{s}")).ok()?;
     Some(dir.join(m.files[0].name))
 }
 
@@ -876,8 +876,8 @@ fn a_safetensors_folder_fetches_its_config_tokenizer_and_indexed_shards_only() {
 
 #[test]
 fn a_cached_hub_bert_folder_is_an_encoder_and_embeds() {
-    let m = joulebench::engine::registry::lookup("all-minilm-l6-v2").unwrap();
-    let Ok(dir) = joulebench::engine::registry::resolve(m, true, &mut |s| eprintln!("{s}")) else {
+    let m = joulebench::store::registry::lookup("all-minilm-l6-v2").unwrap();
+    let Ok(dir) = joulebench::store::registry::resolve(m, true, &mut |s| eprintln!("{s}")) else {
         eprintln!("skipped: the encoder is not cached and cannot be fetched");
         return;
     };

@@ -17,9 +17,9 @@
 
 mod common;
 
-use joulebench::engine::candle::load::{LoadOptions, load};
-use joulebench::engine::registry::{self, DEFAULT_MODEL};
+use joulebench::engine::models::load::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
+use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 

@@ -2,11 +2,11 @@
 
 use crate::cli::{GenerateArgs, ModelsCommand};
 use anyhow::{Context, Result, bail};
-use joulebench::engine::candle::load::{LoadOptions, load};
-use joulebench::engine::hub;
-use joulebench::engine::registry::{self, MODELS};
+use joulebench::engine::models::load::{LoadOptions, load};
 use joulebench::engine::text::prompt::{ChatFormat, prompt_tokens};
 use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
+use joulebench::store::hub;
+use joulebench::store::registry::{self, MODELS};
 use serde_json::json;
 
 fn progress(msg: &str) {
@@ -30,7 +30,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                         "path": registry::model_dir(m),
                     })
                 })
-                .chain(joulebench::engine::candle::synthetic::SYNTHETIC.iter().map(|s| {
+                .chain(joulebench::engine::models::synthetic::SYNTHETIC.iter().map(|s| {
                     json!({
                         "id": format!("synthetic:{s}"), "family": "synthetic llama",
                         "architecture": "llama", "bytes": null,
@@ -134,13 +134,8 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             if out.exists() && !force {
                 bail!("{} exists; pass --force to replace it", out.display());
             }
-            let w = joulebench::engine::candle::synth_gguf::write(
-                &like,
-                &format,
-                seed,
-                &out,
-                &mut progress,
-            )?;
+            let w =
+                joulebench::engine::gguf::synth::write(&like, &format, seed, &out, &mut progress)?;
             super::print_stdout(&format!(
                 "{}: synthetic {} in {}, {} tensors, {} parameters, {:.1} MiB (seed {seed})\n",
                 out.display(),
@@ -207,7 +202,7 @@ fn params_text(n: u64) -> String {
 
 /// What a GGUF header says: architecture, parameters, format, license.
 fn gguf_facts(path: &std::path::Path) -> (String, String, String, String) {
-    use joulebench::engine::candle::gguf::{Gguf, file_type_name};
+    use joulebench::engine::gguf::{Gguf, file_type_name};
     match Gguf::open(path) {
         Ok(g) => {
             let params = g.parameters();

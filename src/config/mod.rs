@@ -288,7 +288,7 @@ impl Workload {
     /// What is wrong with the dataset and length settings, if anything.
     fn length_problem(&self) -> Option<String> {
         if let Some(d) = &self.dataset {
-            let registered = crate::engine::registry::dataset(d).is_some();
+            let registered = crate::store::registry::dataset(d).is_some();
             if !registered && !d.ends_with(".json") {
                 return Some(format!(
                     "dataset {d:?}: use sharegpt or a path to a ShareGPT-format .json file"

@@ -3,8 +3,8 @@
 
 use crate::engine::external::openai::Endpoint;
 use crate::engine::external::{PLACEHOLDERS, check_key_transport, expand, scheme_host};
-use crate::engine::registry::{self, ModelKind};
 use crate::engine::spec::{CandleSpec, CommandSpec, EngineSpec, OpenaiSpec, Weights};
+use crate::store::registry::{self, ModelKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,9 +88,9 @@ fn is_encoder(w: &Weights) -> bool {
     };
     match w {
         // An hf: folder already in the Hugging Face cache says what it is in its config.json.
-        Weights::Id(id) => match crate::engine::hub::HubId::parse(id) {
+        Weights::Id(id) => match crate::store::hub::HubId::parse(id) {
             Some(Ok(h)) if h.file.is_none() => {
-                crate::engine::hub::cached_path(&h).is_some_and(|p| bert_folder(&p))
+                crate::store::hub::cached_path(&h).is_some_and(|p| bert_folder(&p))
             }
             _ => registry::lookup(id).is_some_and(|r| r.kind == ModelKind::BertEncoder),
         },
@@ -110,7 +110,7 @@ impl RawModel {
                 return Err("a [[model]] needs exactly one of id or path".into());
             }
             (Some(id), None) => {
-                if let Some(Err(e)) = crate::engine::hub::HubId::parse(id) {
+                if let Some(Err(e)) = crate::store::hub::HubId::parse(id) {
                     return Err(e);
                 }
                 Some(Weights::Id(id.clone()))

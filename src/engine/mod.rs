@@ -1,12 +1,12 @@
 //! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
 //! family it drives. Models run in process through candle.
 
-pub mod cache;
-pub mod candle;
 pub mod driver;
 pub mod external;
-pub mod hub;
-pub mod registry;
+pub mod gguf;
+pub mod kernels;
+pub mod models;
+
 pub mod spec;
 pub mod text;
 
@@ -160,7 +160,7 @@ pub struct ModelInfo {
     /// Where the files came from when that is more than a path: the Hugging Face repository,
     /// revision, resolved commit and each file's hash (`hf:` ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<hub::ModelSource>,
+    pub source: Option<crate::store::hub::ModelSource>,
     pub engine: EngineConfig,
 }
 
@@ -326,7 +326,7 @@ pub fn open_driver(
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Box<dyn driver::Driver>> {
     Ok(match spec {
-        spec::EngineSpec::Candle(c) => Box::new(candle::driver::CandleDriver::open(c, job, log)?),
+        spec::EngineSpec::Candle(c) => Box::new(models::driver::CandleDriver::open(c, job, log)?),
         spec::EngineSpec::Openai(o) => {
             Box::new(external::serve::ServeDriver::open(o, job, name, log)?)
         }

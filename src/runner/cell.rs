@@ -169,7 +169,7 @@ impl CellContext {
                 .as_ref()
                 .map(|d| crate::engine::text::dataset::DatasetJob {
                     name: d.clone(),
-                    path: crate::engine::registry::dataset(d).is_none().then(|| {
+                    path: crate::store::registry::dataset(d).is_none().then(|| {
                         self.meta
                             .config_path
                             .parent()

@@ -61,7 +61,7 @@ fn hub_sources(
     suite: &Suite,
     obs: &mut dyn RunObserver,
 ) -> Result<BTreeMap<String, serde_json::Value>> {
-    use crate::engine::hub::{Freshness, HubId, resolve};
+    use crate::store::hub::{Freshness, HubId, resolve};
     let mut out = BTreeMap::new();
     for m in &suite.models {
         let Some(spec) = m.weights() else { continue };

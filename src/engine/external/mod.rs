@@ -11,7 +11,8 @@ pub mod stream;
 
 use crate::engine::driver::Job;
 use crate::engine::spec::Weights;
-use crate::engine::{EngineConfig, ModelInfo, registry};
+use crate::engine::{EngineConfig, ModelInfo};
+use crate::store::registry;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,10 +127,10 @@ pub fn weights_path(w: &Weights, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             _ => dir,
         });
     }
-    if let Some(id) = crate::engine::hub::HubId::parse(&spec) {
+    if let Some(id) = crate::store::hub::HubId::parse(&spec) {
         let id = id.map_err(anyhow::Error::msg)?;
         let (p, _) =
-            crate::engine::hub::resolve(&id, true, crate::engine::hub::Freshness::CacheFirst, log)?;
+            crate::store::hub::resolve(&id, true, crate::store::hub::Freshness::CacheFirst, log)?;
         return Ok(p);
     }
     if spec.starts_with("synthetic:") {
@@ -141,7 +142,7 @@ pub fn weights_path(w: &Weights, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 /// A tokenizer for exact-length prompts from a registered id, a .gguf, a tokenizer.json or a
 /// folder holding one.
 pub fn load_tokenizer(spec: &str, log: &mut dyn FnMut(&str)) -> Result<Tokenizer> {
-    use crate::engine::candle::gguf::Gguf;
+    use crate::engine::gguf::Gguf;
     use crate::engine::text::tokenizer;
     let w = match registry::lookup(spec) {
         Some(_) => Weights::Id(spec.to_string()),
@@ -159,7 +160,7 @@ pub fn load_tokenizer(spec: &str, log: &mut dyn FnMut(&str)) -> Result<Tokenizer
     if p.join("tokenizer.json").is_file() {
         return Ok(tokenizer::from_json(&p.join("tokenizer.json"))?);
     }
-    let g = crate::engine::candle::load::gguf_in(&p).with_context(|| {
+    let g = crate::engine::models::load::gguf_in(&p).with_context(|| {
         format!(
             "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
             p.display()

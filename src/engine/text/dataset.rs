@@ -275,7 +275,7 @@ impl DatasetJob {
         d: &Draw,
         log: &mut dyn FnMut(&str),
     ) -> Result<(Vec<Sampled>, DatasetFigures), EngineError> {
-        use crate::engine::registry;
+        use crate::store::registry;
         let (path, sha) = match &self.path {
             Some(p) => (p.clone(), None),
             None => {

@@ -3,7 +3,7 @@
 //! (candle's own GGUF helper adds a prefix space for SmolLM2, so it is not used.)
 
 use crate::engine::EngineError;
-use crate::engine::candle::gguf::Gguf;
+use crate::engine::gguf::Gguf;
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;

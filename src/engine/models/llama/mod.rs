@@ -1,8 +1,8 @@
 //! The llama family (SmolLM2, Llama 2/3, Mistral, TinyLlama) with a matmul strategy per phase:
 //! dense f32 weights for batched prefill, SIMD Q4_1 (or candle's quantized kernels) for decode.
 
-use crate::engine::candle::decode::{KvStore, attend, rms_norm_rows, rope, swiglu};
-use crate::engine::candle::qmatrix::{QFormat, QMatrix, matvec_many};
+use crate::engine::kernels::matvec::{QFormat, QMatrix, matvec_many};
+use crate::engine::models::ops::{KvStore, attend, rms_norm_rows, rope, swiglu};
 use crate::engine::{
     EngineError, GenerateOutput, GenerateRequest, InferenceBackend, ModelInfo, TokenObserver,
 };
@@ -122,11 +122,11 @@ impl Linear {
         let (out_dim, in_dim) = w.dims2()?;
         let phases = [plan.prefill, plan.decode];
         let quantized = phases.iter().any(|m| *m != Matmul::Dense)
-            && in_dim % crate::engine::candle::kernels::QK == 0
+            && in_dim % crate::engine::kernels::quant::QK == 0
             && w.device().is_cpu();
         let qm = if quantized {
             let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
-            let bytes = crate::engine::candle::kernels::quantize_q4_1(&v);
+            let bytes = crate::engine::kernels::quant::quantize_q4_1(&v);
             QMatrix::from_bytes(QFormat::Q4_1, out_dim, in_dim, bytes).ok()
         } else {
             None
@@ -190,7 +190,7 @@ impl Linear {
     /// The kernel used in a phase, for the record (prefill: a prompt of 4 or more tokens).
     fn path(&self, prefill: bool) -> String {
         let tokens = if prefill {
-            crate::engine::candle::qmatrix::GEMM_MIN_TOKENS
+            crate::engine::kernels::matvec::GEMM_MIN_TOKENS
         } else {
             1
         };
@@ -307,7 +307,7 @@ pub struct LayerWeights {
     pub w_down: Linear,
 }
 
-impl crate::engine::candle::generate::CausalLm for Llama {
+impl crate::engine::models::generate::CausalLm for Llama {
     fn limits(&self) -> (usize, usize) {
         (self.cfg.vocab, self.cfg.ctx_len)
     }
@@ -647,7 +647,7 @@ impl Llama {
         eos: &[u32],
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError> {
-        crate::engine::candle::generate::greedy(self, req, eos, obs)
+        crate::engine::models::generate::greedy(self, req, eos, obs)
     }
 
     /// Logits for every position of one prompt (tests compare implementations with this).

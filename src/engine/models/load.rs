@@ -1,14 +1,14 @@
 //! Loading a model from an id, a registry entry, a path or a synthetic name, outside any
 //! measured window.
 
-use crate::engine::candle::gguf::Gguf;
-use crate::engine::candle::llama::{
+use crate::engine::gguf::Gguf;
+use crate::engine::kernels::matvec::{QFormat, QMatrix};
+use crate::engine::models::llama::{
     CandleLlama, Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
-use crate::engine::candle::qmatrix::{QFormat, QMatrix};
-use crate::engine::hub;
-use crate::engine::registry::{self, ModelKind};
-use crate::engine::{EngineConfig, EngineError, InferenceBackend, ModelInfo, candle::synthetic};
+use crate::engine::{EngineConfig, EngineError, InferenceBackend, ModelInfo, models::synthetic};
+use crate::store::hub;
+use crate::store::registry::{self, ModelKind};
 use candle_core::Device;
 use candle_core::quantized::QTensor;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ pub fn load(
         for f in m.files {
             registry::check_size(&dir.join(f.name), f)?;
         }
-        return Ok(Box::new(crate::engine::candle::bert::load_folder(
+        return Ok(Box::new(crate::engine::models::bert::load_folder(
             &dir,
             m.id,
             &opts.device,
@@ -105,7 +105,7 @@ pub fn load(
     }
     let p = Path::new(spec);
     if p.is_dir() && is_bert_folder(p) {
-        return Ok(Box::new(crate::engine::candle::bert::load_folder(
+        return Ok(Box::new(crate::engine::models::bert::load_folder(
             p,
             spec,
             &opts.device,
@@ -117,14 +117,14 @@ pub fn load(
         // On the CPU every architecture runs on the one plain-Rust forward; Qwen on a GPU
         // device through candle-transformers' modules.
         if dev.is_cpu() || !matches!(arch.as_str(), "qwen2" | "qwen3") {
-            return Ok(Box::new(crate::engine::candle::transformer::load(
+            return Ok(Box::new(crate::engine::models::decoder::load(
                 g,
                 spec,
                 &opts.device,
                 &dev,
             )?));
         }
-        return Ok(Box::new(crate::engine::candle::qwen::load(
+        return Ok(Box::new(crate::engine::models::qwen::load(
             g,
             &arch,
             spec,
@@ -275,7 +275,7 @@ pub fn load_llama(
             });
         }
         if p.is_dir() && p.join("config.json").exists() {
-            return crate::engine::candle::hf::load_folder(&p, spec, &opts.device, &dev);
+            return crate::engine::models::hf::load_folder(&p, spec, &opts.device, &dev);
         }
         (gguf_in(&p)?, spec.to_string())
     };
@@ -385,13 +385,13 @@ pub fn load_gguf(
             ),
         ));
     }
-    let crate::engine::candle::text_meta::TextMeta {
+    let crate::engine::gguf::meta::TextMeta {
         tokenizer: tok,
         eos,
         bos,
         chat_template,
         quantization: quant,
-    } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    } = crate::engine::gguf::meta::TextMeta::read(&g)?;
     let hd = cfg.head_dim();
     let (e, q, kv, ff) = (cfg.n_embd, cfg.n_head * hd, cfg.n_kv_head * hd, cfg.n_ff);
     g.check_len("token_embd.weight", e * cfg.vocab)?;

@@ -10,11 +10,11 @@
 //! matrix. Each architecture is checked logit by logit against a reference
 //! (`tests/arch.rs`: candle-transformers' modules; `tests/gemma.rs`: llama.cpp).
 
-use crate::engine::candle::decode::{KvStore, attend_scaled, rms_norm, rms_norm_rows, rope};
-use crate::engine::candle::generate::{CausalLm, TextModel};
-use crate::engine::candle::gguf::Gguf;
-use crate::engine::candle::kernels::SyncPtr;
-use crate::engine::candle::qmatrix::{GEMM_MIN_TOKENS, QFormat, QMatrix, matvec_many};
+use crate::engine::gguf::Gguf;
+use crate::engine::kernels::matvec::{GEMM_MIN_TOKENS, QFormat, QMatrix, matvec_many};
+use crate::engine::kernels::quant::SyncPtr;
+use crate::engine::models::generate::{CausalLm, TextModel};
+use crate::engine::models::ops::{KvStore, attend_scaled, rms_norm, rms_norm_rows, rope};
 use crate::engine::{EngineConfig, EngineError, ModelInfo};
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -565,7 +565,7 @@ pub fn load(
             )));
         }
     };
-    let meta = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    let meta = crate::engine::gguf::meta::TextMeta::read(&g)?;
     let vocab_len = g
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.to_vec().ok())

@@ -4,8 +4,8 @@
 //! ~/.cache/joulebench) → a Hugging Face hub cache folder → fetch. Every registered file has a
 //! pinned sha256, checked after download; loading does a cheap size check.
 
-use super::EngineError;
 pub use super::cache::{Transfer, cache_root};
+use crate::engine::EngineError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! of its attention weights: what a loader needs besides the tensors.
 
 use crate::engine::EngineError;
-use crate::engine::candle::gguf::Gguf;
+use crate::engine::gguf::Gguf;
 use crate::engine::text::tokenizer;
 
 /// What a GGUF file says about text: tokenizer, stop tokens, chat template, quantization.

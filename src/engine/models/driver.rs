@@ -2,8 +2,8 @@
 //! measured window), inputs are built once, and every pass is one generation (or embedding) of
 //! the whole batch.
 
-use crate::engine::candle::load::{LoadOptions, load};
 use crate::engine::driver::{Driver, Job, Output, Pass, RequestEvents, RunEvents};
+use crate::engine::models::load::{LoadOptions, load};
 use crate::engine::spec::CandleSpec;
 use crate::engine::text::dataset::{DatasetFigures, Shape, shapes_for};
 use crate::engine::text::prompt;

@@ -2,8 +2,8 @@
 //! (candle's quantized matmul in both phases), behind the same greedy loop and events as every
 //! model. On the CPU they run on the plain-Rust forward (`transformer.rs`).
 
-use crate::engine::candle::generate::{CausalLm, TextModel};
-use crate::engine::candle::gguf::Gguf;
+use crate::engine::gguf::Gguf;
+use crate::engine::models::generate::{CausalLm, TextModel};
 use crate::engine::{EngineConfig, EngineError, ModelInfo};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
@@ -61,13 +61,13 @@ pub fn load(
     dev: &Device,
 ) -> Result<CandleQwen, EngineError> {
     let path = g.path.clone();
-    let crate::engine::candle::text_meta::TextMeta {
+    let crate::engine::gguf::meta::TextMeta {
         tokenizer: tok,
         eos,
         bos,
         chat_template,
         quantization: quant,
-    } = crate::engine::candle::text_meta::TextMeta::read(&g)?;
+    } = crate::engine::gguf::meta::TextMeta::read(&g)?;
     g.check_dims(arch)?;
     let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
     let vocab = g

@@ -1,8 +1,8 @@
 //! Hugging Face llama-family folders: config.json + tokenizer.json + *.safetensors (one file or
 //! shards), weights in f32, bf16 or f16, computed in f32 (no quantization is added).
 
-use crate::engine::candle::llama::CandleLlama;
-use crate::engine::candle::llama::{
+use crate::engine::models::llama::CandleLlama;
+use crate::engine::models::llama::{
     Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
 use crate::engine::{EngineConfig, EngineError, ModelInfo, text::tokenizer};
@@ -76,9 +76,9 @@ pub fn load_folder(
         });
     }
     let n = |v: usize| Some(v as u64);
-    crate::engine::candle::gguf::plausible(
+    crate::engine::gguf::plausible(
         &cfg_path,
-        crate::engine::candle::gguf::Dims {
+        crate::engine::gguf::Dims {
             layers: n(hf.num_hidden_layers),
             heads: n(hf.num_attention_heads),
             kv_heads: hf.num_key_value_heads.map(|v| v as u64),

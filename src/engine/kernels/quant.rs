@@ -167,7 +167,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::candle::qmatrix::{QFormat, QMatrix};
+    use crate::engine::kernels::matvec::{QFormat, QMatrix};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     #[test]

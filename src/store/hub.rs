@@ -497,7 +497,7 @@ fn hashes(p: &Path) -> Result<(String, String, u64), EngineError> {
 /// Where a verified blob's sha256 is remembered (by size and modification time), so a
 /// multi-gigabyte file is hashed once, not at every load.
 fn verified_marker(etag: &str) -> PathBuf {
-    crate::engine::cache::cache_root()
+    crate::store::cache::cache_root()
         .join("hub-verified")
         .join(etag)
 }
@@ -851,7 +851,7 @@ fn hub_error(env: &HubEnv, id: &HubId, e: impl Into<HubCallError>) -> String {
 /// Download progress as lines: every 10%, with speed.
 #[cfg(feature = "hub")]
 struct Reporter<'a> {
-    t: crate::engine::cache::Transfer,
+    t: crate::store::cache::Transfer,
     /// hf-hub reports a resumed file's offset first after each `init`.
     offset_next: bool,
     progress: &'a mut dyn FnMut(&str),
@@ -861,7 +861,7 @@ struct Reporter<'a> {
 impl<'a> Reporter<'a> {
     fn new(name: &str, progress: &'a mut dyn FnMut(&str)) -> Reporter<'a> {
         Reporter {
-            t: crate::engine::cache::Transfer::new(name, 0),
+            t: crate::store::cache::Transfer::new(name, 0),
             offset_next: false,
             progress,
         }

@@ -8,7 +8,7 @@
 //! its destination and renamed into place, says it is synthetic in its metadata
 //! (`joulebench.synthetic`), and carries a byte-level vocabulary of the architecture's size.
 
-use crate::engine::candle::qmatrix::QFormat;
+use crate::engine::kernels::matvec::QFormat;
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -177,7 +177,7 @@ fn file_type(s: &str) -> u32 {
         "Q5_K" => "Q5_K_S",
         other => other,
     };
-    super::gguf::FILE_TYPES
+    super::FILE_TYPES
         .iter()
         .find(|(_, n)| *n == name)
         .map_or(32, |(k, _)| *k)

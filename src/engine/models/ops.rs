@@ -121,23 +121,7 @@ pub fn attend_scaled(
     }
 }
 
-/// A float dot product in 8 lanes (vectorizes without reassociation flags).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
+pub use crate::engine::kernels::dot;
 
 /// `silu(g) * u` in place of `g`.
 pub fn swiglu(g: &mut [f32], u: &[f32]) {

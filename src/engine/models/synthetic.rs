@@ -3,7 +3,7 @@
 //! runs the same kernels as a real Q4_1 file (joulebench's Q4_1 kernels in both phases).
 
 use crate::engine::EngineError;
-use crate::engine::candle::llama::{
+use crate::engine::models::llama::{
     Embedding, LayerWeights, Linear, Llama, LlamaConfig, Matmul, MatmulPlan,
 };
 use candle_core::{Device, Tensor};

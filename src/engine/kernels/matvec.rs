@@ -12,8 +12,8 @@
 
 use super::blocks::{Isa, dequantize_into, f16_at, isa, q5_parts, q5_value, scale_min_k4, simd};
 pub use super::blocks::{QFormat, QK_K};
-use super::kernels::{BlockQ81, quantize_q8_1};
-use super::qgemm;
+use super::gemm;
+use super::quant::{BlockQ81, quantize_q8_1};
 
 /// From this many tokens on, a product goes through the tiled batch kernel.
 pub const GEMM_MIN_TOKENS: usize = 4;
@@ -30,7 +30,7 @@ pub struct BlockQ8K {
 pub fn quantize_q8_k(x: &[f32]) -> Vec<BlockQ8K> {
     let n = x.len() / QK_K * QK_K;
     let (mut d, mut q, mut s16) = (vec![0f32; n / QK_K], vec![0i8; n], vec![0i32; n / 16]);
-    super::kernels::quantize_row_q8(&x[..n], QK_K, &mut d, &mut q, &mut s16);
+    super::quant::quantize_row_q8(&x[..n], QK_K, &mut d, &mut q, &mut s16);
     (0..n / QK_K)
         .map(|b| {
             let mut qs = [0i8; QK_K];
@@ -155,7 +155,7 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
     if !dots {
         for (m, y) in mats.iter().zip(ys.iter_mut()) {
             if batch >= GEMM_MIN_TOKENS || !m.format.has_dot() {
-                qgemm::gemm(m.format, &m.bytes, m.rows, m.cols, x, y);
+                gemm::gemm(m.format, &m.bytes, m.rows, m.cols, x, y);
             } else {
                 matvec_many(&[m], x, &mut [y]);
             }
@@ -187,9 +187,9 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
         starts.push(starts[starts.len() - 1] + m.rows);
     }
     let total = starts[mats.len()];
-    let outs: Vec<super::kernels::SyncPtr> = ys
+    let outs: Vec<super::quant::SyncPtr> = ys
         .iter_mut()
-        .map(|y| super::kernels::SyncPtr(y.as_mut_ptr()))
+        .map(|y| super::quant::SyncPtr(y.as_mut_ptr()))
         .collect();
     let isa = isa();
     let work = |range: std::ops::Range<usize>| {
@@ -225,7 +225,7 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
             g += 1;
         }
     };
-    if total * cols >= super::kernels::PARALLEL_MIN_WEIGHTS {
+    if total * cols >= super::quant::PARALLEL_MIN_WEIGHTS {
         candle_core::utils::barrier_pool().execute_chunked(total, work);
     } else {
         work(0..total);
@@ -357,7 +357,7 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> f32 {
 /// The portable reference kernels (exact integer sums, then float scaling).
 pub mod scalar {
     use super::{BlockQ8K, QFormat, QK_K, f16_at, q5_parts, q5_value, scale_min_k4};
-    use crate::engine::candle::kernels::BlockQ81;
+    use crate::engine::kernels::quant::BlockQ81;
 
     pub fn q5(f: QFormat, w: &[u8], x: &[BlockQ81]) -> f32 {
         let bb = f.block().1;
@@ -474,7 +474,7 @@ pub mod scalar {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{BlockQ8K, QFormat};
-    use crate::engine::candle::kernels::BlockQ81;
+    use crate::engine::kernels::quant::BlockQ81;
     use std::arch::x86_64::*;
 
     /// The f16 at byte `i` of `b`, converted in hardware (F16C).
@@ -1108,7 +1108,7 @@ mod tests {
                 let (acts, xd): (Acts, Vec<f32>) = match m.format {
                     f if f.is_float() => (Acts::F32(xv.to_vec()), xv.to_vec()),
                     QFormat::Q2K | QFormat::Q3K => {
-                        let a = qgemm::GemmActs::quantize(xv, cols);
+                        let a = gemm::GemmActs::quantize(xv, cols);
                         (Acts::Q8(Vec::new()), a.dequantized())
                     }
                     QFormat::Q4_0

@@ -34,9 +34,9 @@ pub fn load_folder(dir: &Path, id: &str, device: &str, dev: &Device) -> Result<B
         )
     })?;
     let n = |v: usize| Some(v as u64);
-    crate::engine::candle::gguf::plausible(
+    crate::engine::gguf::plausible(
         &cfg_path,
-        crate::engine::candle::gguf::Dims {
+        crate::engine::gguf::Dims {
             layers: n(cfg.num_hidden_layers),
             heads: n(cfg.num_attention_heads),
             kv_heads: None,

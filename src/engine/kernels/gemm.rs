@@ -18,7 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::blocks::{Isa, QFormat, float_at, unpack_block};
-use super::kernels::SyncPtr;
+use super::quant::SyncPtr;
 
 /// Tokens per interleaved block (one 256-bit register of i32 lanes).
 const TB: usize = 8;
@@ -71,7 +71,7 @@ impl GemmActs {
         let (mut d, mut qrow, mut s16) = (vec![0f32; groups], vec![0i8; cols], vec![0; 2 * groups]);
         for t in 0..tokens {
             let (tb, lane) = (t / TB, t % TB);
-            super::kernels::quantize_row_q8(
+            super::quant::quantize_row_q8(
                 &x[t * cols..(t + 1) * cols],
                 32,
                 &mut d,
@@ -326,7 +326,7 @@ pub(crate) fn gemm_on(
             }
         }
     };
-    if rows * cols * tokens >= super::kernels::PARALLEL_MIN_WEIGHTS && tiles > 1 {
+    if rows * cols * tokens >= super::quant::PARALLEL_MIN_WEIGHTS && tiles > 1 {
         candle_core::utils::barrier_pool().execute_chunked(tiles, work);
     } else {
         work(0..tiles);
@@ -529,7 +529,7 @@ fn float_tile(
         for (t, v) in rr.iter_mut().enumerate().take(nt) {
             let xt = &x[(t0 + t) * cols..(t0 + t + 1) * cols];
             let w: Vec<f32> = (0..cols).map(|c| float_at(f, rows[i], c)).collect();
-            *v = super::decode::dot(&w, xt);
+            *v = super::dot(&w, xt);
         }
     }
 }
@@ -537,7 +537,7 @@ fn float_tile(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{FR, FR16, FT, FT16, GemmActs, Scratch, TB, TR};
-    use crate::engine::candle::blocks::QFormat;
+    use crate::engine::kernels::blocks::QFormat;
     use std::arch::x86_64::*;
 
     #[inline]
@@ -928,7 +928,7 @@ mod tests {
     fn isas() -> Vec<Isa> {
         [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
             .into_iter()
-            .filter(|&i| i <= crate::engine::candle::blocks::isa())
+            .filter(|&i| i <= crate::engine::kernels::blocks::isa())
             .collect()
     }
 
@@ -988,7 +988,7 @@ mod tests {
     /// for bit, on random bytes (every code and high-bit pattern).
     #[test]
     fn simd_row_unpack_equals_the_block_unpack() {
-        if !crate::engine::candle::blocks::simd() {
+        if !crate::engine::kernels::blocks::simd() {
             return;
         }
         let mut rng = StdRng::seed_from_u64(9);
@@ -1039,7 +1039,7 @@ mod tests {
             for i in 0..3 {
                 s.unpack(f, &b[i * rb..(i + 1) * rb], i, cols);
             }
-            let simd = crate::engine::candle::blocks::simd();
+            let simd = crate::engine::kernels::blocks::simd();
             for tb in 0..2 {
                 let (mut p, mut q) = ([[0f32; TB]; TR], [[0f32; TB]; TR]);
                 scalar_int_tile(&s, &a, cols, 3, tb, f == QFormat::Q8_0, &mut p);
@@ -1063,7 +1063,7 @@ mod speed {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    /// `cargo test --release --lib qgemm::speed -- --ignored --nocapture`: GMAC/s per format,
+    /// `cargo test --release --lib gemm::speed -- --ignored --nocapture`: GMAC/s per format,
     /// next to candle's f32 gemm on the same shape.
     #[test]
     #[ignore]
@@ -1122,7 +1122,7 @@ mod speed {
                 );
             }
             for isa in [Isa::Avx2, Isa::Avx512Vnni] {
-                if isa > crate::engine::candle::blocks::isa() {
+                if isa > crate::engine::kernels::blocks::isa() {
                     continue;
                 }
                 let t = std::time::Instant::now();

@@ -1,6 +1,10 @@
 //! Opening GGUF files safely: the header is checked and every tensor is checked to lie inside
 //! the file before any weight is read, so truncated or corrupt files are clear errors.
 
+pub mod meta;
+pub mod scan;
+pub mod synth;
+
 use crate::engine::EngineError;
 use candle_core::quantized::gguf_file::{Content, Value};
 use std::fs::File;
@@ -144,7 +148,7 @@ impl Gguf {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| EngineError::bad_file(path, e.to_string()))?;
         // Every length and count checked against the file before the parser allocates.
-        super::gguf_scan::scan(BufReader::new(&mut file), file_len)
+        scan::scan(BufReader::new(&mut file), file_len)
             .map_err(|e| EngineError::bad_file(path, e))?;
         file.seek(SeekFrom::Start(0))
             .map_err(|e| EngineError::bad_file(path, e.to_string()))?;
