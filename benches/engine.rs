@@ -9,7 +9,7 @@
 use criterion::{Criterion, SamplingMode};
 use joulebench::engine::models::llama::CandleLlama;
 use joulebench::engine::models::llama::{Matmul, MatmulPlan};
-use joulebench::engine::models::load::{LoadOptions, load_llama as load};
+use joulebench::engine::models::{LoadOptions, load_llama as load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver, text::prompt};
 use joulebench::stats::median;
 use joulebench::store::registry::{self, DEFAULT_MODEL};

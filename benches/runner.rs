@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, SamplingMode};
 use joulebench::engine::driver::RequestEvents;
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, NoObserver, text::prompt};
 use joulebench::meter::fake::FakePowercap;
 use joulebench::meter::mark::Round;

@@ -1,16 +1,73 @@
 #!/usr/bin/env python3
-"""File-level import graph of src/ and its cycles.
+"""File-level import graph of src/: its layers and its cycles.
 
 Every `crate::a::b` path (in `use` lines and inline), `super::x` and `self::x` is resolved to the
-file that defines that module. Edges between a `mod.rs` and its own children are allowed (the
-house style lets a module and its children share freely); any other strongly connected component
-of two or more files is a cycle and makes the script exit 1. `--edges` prints the graph.
+file that defines that module. Two checks, each failing the script (exit 1):
+
+- Layers: every module has a rank in RANKS (one table, below); an import must point to a module
+  of lower rank. Two files are compared at the first folder where their paths part: `runner/x`
+  against `meter/y` by the ranks of `runner` and `meter`, `engine/models/a` against
+  `engine/kernels/b` by the ranks of `engine/models` and `engine/kernels`. Where that level has
+  no ranks (inside one room), only the cycle check applies. A `mod.rs` and its own descendants
+  share freely. A module missing from the table is an error: add it with its rank.
+- Cycles: besides a `mod.rs` with its own children, no strongly connected component of two or
+  more files.
+
+`--edges` prints the graph; `--ranks` prints the table.
 """
 import os
 import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+
+# The layers, highest first: a module imports only modules of lower rank (README's "How the code
+# is laid out" draws the same). Keys are module paths; ranks compare only between siblings.
+RANKS = {
+    # the binary
+    "main": 100, "commands": 100, "cli": 95,
+    # what the commands run
+    "runner": 90,
+    "ab": 80, "cluster": 80,
+    "compare": 70,
+    "report": 60,
+    "eval": 55, "frontier": 55, "baseline": 55, "measure": 55, "estimate": 55,
+    # the data model
+    "plan": 50, "metric": 50,
+    "record": 45,
+    "config": 40,
+    "run_meta": 35,
+    # engines and meters
+    "engine": 30, "fingerprint": 30,
+    "meter": 25,
+    "store": 20,
+    # leaves
+    "run_dir": 12, "stats": 10, "units": 10, "clock": 10, "names": 10, "redact": 10,
+    # the engine's rooms
+    "engine/external": 7,
+    "engine/models": 6,
+    "engine/driver": 5, "engine/spec": 5,
+    "engine/arrival": 4, "engine/load_curve": 4,
+    "engine/text": 3,
+    "engine/gguf": 2,
+    "engine/kernels": 1,
+    # the kernels' rooms: the dispatch above the implementations above the data; `x86` has no
+    # rank of its own: each of its files sits at the level of the portable code it stands in for
+    "engine/kernels/tests": 10,
+    "engine/kernels/matvec": 9,
+    "engine/kernels/gemm": 8,
+    "engine/kernels/scalar": 7, "engine/kernels/x86/dot": 7, "engine/kernels/x86/gemm": 7,
+    "engine/kernels/tiles": 5,
+    "engine/kernels/x86/unpack": 4,
+    "engine/kernels/quant": 3,
+    "engine/kernels/x86/quant": 2,
+    "engine/kernels/blocks": 1,
+    "engine/kernels/x86": 0,
+}
+
+# Folders whose files are ranked one by one among their folder's siblings (the x86 twins of the
+# portable kernels); the folder's own mod.rs takes the folder's rank.
+TWINS = {"engine/kernels/x86"}
 
 
 def module_of(path):
@@ -174,6 +231,14 @@ def main():
         for f in sorted(edges):
             for t in sorted(edges[f]):
                 print(f"{f} -> {t}")
+    if "--ranks" in sys.argv:
+        for k, v in sorted(RANKS.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"{v:4}  {k}")
+    ups, unranked = layer_violations(edges)
+    for u in sorted(unranked):
+        print(f"no rank for {u}: add it to RANKS in scripts/import-graph.py")
+    for a, b, ra, rb, la, lb in sorted(ups):
+        print(f"upward import: {a} -> {b} ({la} rank {ra} imports {lb} rank {rb})")
     cycles = [c for c in sccs(edges) if len(c) > 1 and not allowed(c)]
     # Without the edges between a mod.rs and its own descendants, any cycle left runs between
     # siblings or across modules, even when a shared parent hid it in the first pass.
@@ -181,10 +246,63 @@ def main():
     cycles += [c for c in sccs(bare) if len(c) > 1 and sorted(c) not in map(sorted, cycles)]
     for c in cycles:
         print("cycle: " + " <-> ".join(sorted(c)))
-    if cycles:
+    if cycles or ups or unranked:
         return 1
-    print(f"no import cycle among {len(files)} files (a mod.rs with its own children excepted)")
+    print(
+        f"no import cycle and no upward import among {len(files)} files "
+        f"(a mod.rs with its own children excepted)"
+    )
     return 0
+
+
+def mod_path(rel):
+    """src-relative file -> module path parts: a/b.rs -> [a, b]; a/mod.rs -> [a]."""
+    parts = rel[:-3].split(os.sep)
+    if parts[-1] in ("mod", "lib", "main"):
+        parts = parts[:-1]
+    return parts or ["lib"]
+
+
+def rank_at(parts, i):
+    """The rank of the module `parts` at the level where it parts from another path (`i`):
+    `parts[:i + 1]`'s, or inside a folder of TWINS the deepest entry below it, ranked among that
+    folder's siblings."""
+    key = "/".join(parts[: i + 1])
+    if key in TWINS:
+        for k in range(len(parts), i + 1, -1):
+            deeper = "/".join(parts[:k])
+            if deeper in RANKS:
+                return deeper, RANKS[deeper]
+    return key, RANKS.get(key)
+
+
+def layer_violations(edges):
+    """Edges that do not point to a lower rank, and module paths the table lacks."""
+    ups, unranked = set(), set()
+    for src, dsts in edges.items():
+        if src == "lib.rs":
+            continue
+        a = mod_path(src)
+        for dst in dsts:
+            if parent_child(src, dst):
+                continue
+            b = mod_path(dst)
+            i = 0
+            while i < min(len(a), len(b)) and a[i] == b[i]:
+                i += 1
+            if i == len(a) or i == len(b):
+                continue  # one is the other's ancestor module (a mod.rs and its own children)
+            # Inside a room with no ranks of its own, only the cycle check applies.
+            prefix = "/".join(a[:i])
+            if i and not any(k.startswith(prefix + "/") for k in RANKS):
+                continue
+            (la, ra), (lb, rb) = rank_at(a, i), rank_at(b, i)
+            for m, r in ((la, ra), (lb, rb)):
+                if r is None:
+                    unranked.add(m)
+            if ra is not None and rb is not None and rb >= ra:
+                ups.add((src, dst, ra, rb, la, lb))
+    return ups, unranked
 
 
 def under(path, modrs):

@@ -240,13 +240,13 @@ pub type BaseSeries = Vec<(String, Vec<(u32, f64)>)>;
 /// metric, Holm-corrected, and the base's series for the chart.
 pub fn analyze(
     dir: &std::path::Path,
-    ab: &crate::run_dir::AbSettings,
+    ab: &crate::run_meta::AbSettings,
     metrics: &[crate::metric::Metric],
     threshold: f64,
     alpha: f64,
 ) -> Result<(AbReport, BaseSeries), String> {
     use crate::record::{Record, Status, read_all};
-    let meta: crate::run_dir::RunMeta =
+    let meta: crate::run_meta::RunMeta =
         crate::run_dir::read_json(&dir.join(crate::run_dir::META)).map_err(|e| e.to_string())?;
     let (records, _) = read_all(&dir.join(crate::run_dir::RECORDS)).map_err(|e| e.to_string())?;
     let mut rep = AbReport {

@@ -1,7 +1,8 @@
 //! Saved baselines: plain copies of a run's result files under reports/baselines/NAME/, to be
 //! committed or cached as CI artifacts and compared against with `baseline:NAME`.
 
-use crate::run_dir::{RunMeta, read_json, write_json};
+use crate::run_dir::{read_json, write_json};
+use crate::run_meta::RunMeta;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -20,6 +20,7 @@ pub mod record;
 pub mod redact;
 pub mod report;
 pub mod run_dir;
+pub mod run_meta;
 pub mod runner;
 pub mod stats;
 pub mod store;

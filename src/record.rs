@@ -165,7 +165,7 @@ pub struct Record {
     pub whole: Option<WholeRun>,
     /// Where it was measured (node, hardware fingerprint, shard); merged runs keep it per record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<crate::cluster::shard::HostTag>,
+    pub host: Option<crate::run_dir::HostTag>,
     /// In an A/B job (`joulebench ab`): which variant this repetition measured (`base` or
     /// `candidate`); its pair is `ab_pair` (the repetition number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,7 +195,7 @@ pub struct Record {
     pub stability: Option<Stability>,
     /// A load curve's point (saturation, a fraction of it, or active idle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load: Option<crate::config::LoadFigures>,
+    pub load: Option<crate::engine::load_curve::LoadFigures>,
 }
 
 /// Whether a served repetition is stable: a steady window at least `min_steady_s` long, an
@@ -251,7 +251,7 @@ pub struct LatencyQuantiles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArrivalFigures {
     #[serde(flatten)]
-    pub settings: crate::config::arrival::Arrivals,
+    pub settings: crate::engine::arrival::Arrivals,
     /// Requests completed per second over the repetition (first send to last end).
     pub achieved_requests_per_s: Option<f64>,
     /// Generated tokens per second over the repetition.

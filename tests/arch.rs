@@ -16,7 +16,7 @@ use candle_transformers::models::{
     quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
 };
 use joulebench::engine::models::decoder::{Act, reference_logits, reference_logits_as};
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, NoObserver};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;

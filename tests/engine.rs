@@ -6,7 +6,7 @@ mod common;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use joulebench::engine::models::llama::CandleLlama;
-use joulebench::engine::models::load::{LoadOptions, load_llama as load};
+use joulebench::engine::models::{LoadOptions, load_llama as load};
 use joulebench::engine::{
     EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver,
     text::{prompt, tokenizer},
@@ -115,12 +115,9 @@ fn sixteen_greedy_tokens_at_one_and_two_threads_are_the_same() {
     assert_eq!(one["model"]["engine"]["threads"], 1);
     assert_eq!(two["model"]["engine"]["threads"], 2);
     assert_eq!(one["generated_tokens"], 16);
-    let mut m = joulebench::engine::models::load::load(
-        p.to_str().unwrap(),
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let mut m =
+        joulebench::engine::models::load(p.to_str().unwrap(), &LoadOptions::default(), &mut |_| {})
+            .unwrap();
     let req = GenerateRequest {
         prompts: vec![vec![504, 1463, 282, 1439, 7585]],
         max_new_tokens: 16,
@@ -480,12 +477,9 @@ fn synthetic_models_are_deterministic_labelled_and_not_zero() {
 #[test]
 fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
     use joulebench::engine::{BackendKind, EmbedRequest};
-    let mut m = joulebench::engine::models::load::load(
-        "all-minilm-l6-v2",
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let mut m =
+        joulebench::engine::models::load("all-minilm-l6-v2", &LoadOptions::default(), &mut |_| {})
+            .unwrap();
     assert_eq!(m.kind(), BackendKind::Encoder);
     let tok = m.tokenizer().unwrap().clone();
     let mut embed = |text: &str| {

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use joulebench::engine::models::load::{LoadOptions, load_llama as load};
+use joulebench::engine::models::{LoadOptions, load_llama as load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
 use joulebench::store::registry::{self, DEFAULT_MODEL};
 use rand::{Rng, SeedableRng, rngs::StdRng};

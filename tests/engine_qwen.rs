@@ -7,7 +7,7 @@ mod common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;

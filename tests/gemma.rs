@@ -4,7 +4,7 @@
 
 mod common;
 
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::text::{prompt, tokenizer};
 use joulebench::engine::{GenerateRequest, NoObserver};
 use joulebench::store::registry;

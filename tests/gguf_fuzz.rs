@@ -7,7 +7,7 @@
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use joulebench::engine::models::load::{LoadOptions, load_gguf};
+use joulebench::engine::models::{LoadOptions, load_gguf};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

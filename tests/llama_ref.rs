@@ -17,7 +17,7 @@
 
 mod common;
 
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
 use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::ffi::OsStr;

@@ -667,7 +667,7 @@ fn open_loop_suite(dir: &Path, port: u16, model: &str, workload: &str) -> String
 /// and what it achieved, and latency percentiles cover every request.
 #[test]
 fn open_loop_requests_leave_on_the_seeded_schedule() {
-    use joulebench::config::arrival::{Arrivals, Process};
+    use joulebench::engine::arrival::{Arrivals, Process};
     let port = fake_server();
     let t = tempfile::tempdir().unwrap();
     let n = 30;

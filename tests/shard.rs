@@ -6,7 +6,8 @@ mod common;
 use common::{jb, only_dir, serial};
 
 use joulebench::record::{Status, read_all};
-use joulebench::run_dir::{RunMeta, read_json};
+use joulebench::run_dir::read_json;
+use joulebench::run_meta::RunMeta;
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

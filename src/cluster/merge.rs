@@ -6,7 +6,8 @@
 use crate::config::Suite;
 use crate::plan::plan;
 use crate::record::{self, Record, Status};
-use crate::run_dir::{PartInfo, RunMeta, read_json, write_json};
+use crate::run_dir::{read_json, write_json};
+use crate::run_meta::{PartInfo, RunMeta};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ fn load_part(path: &Path, warnings: &mut Vec<String>) -> Result<Part> {
             r.host = Some(tag.clone());
         }
     }
-    let idle_w = read_json::<crate::run_dir::IdleBaseline>(&path.join("idle.json"))
+    let idle_w = read_json::<crate::run_meta::IdleBaseline>(&path.join("idle.json"))
         .ok()
         .and_then(|i| i.total_w);
     let interrupted =

@@ -4,7 +4,8 @@ use super::run::{Progress, interrupt_flag};
 use crate::cli::{AbArgs, CompareFormat};
 use anyhow::{Context, Result, bail};
 use joulebench::config::Suite;
-use joulebench::run_dir::{AbSettings, RunMeta, read_json, write_atomic};
+use joulebench::run_dir::{read_json, write_atomic};
+use joulebench::run_meta::{AbSettings, RunMeta};
 use joulebench::runner::RunOptions;
 
 /// Runs `ab`; exit 0 pass, 1 regression, 2 nothing conclusive or not comparable, 130

@@ -2,7 +2,7 @@
 
 use crate::cli::{GenerateArgs, ModelsCommand};
 use anyhow::{Context, Result, bail};
-use joulebench::engine::models::load::{LoadOptions, load};
+use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::text::prompt::{ChatFormat, prompt_tokens};
 use joulebench::engine::{GenerateRequest, NoObserver, text::tokenizer};
 use joulebench::store::hub;

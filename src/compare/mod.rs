@@ -5,7 +5,8 @@
 use crate::meter::Provenance;
 use crate::metric::Metric;
 use crate::record::{Record, Status, read_all};
-use crate::run_dir::{RunMeta, read_json};
+use crate::run_dir::read_json;
+use crate::run_meta::RunMeta;
 use crate::stats::{median, quantile};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};

@@ -1,16 +1,15 @@
 //! The TOML suite file: models × hardware profiles × workloads, with validation errors that name
 //! the file, line and column and say what is allowed.
 
-pub mod arrival;
 pub mod lengths;
-pub mod load;
-pub use load::{LoadFigures, LoadPoint};
 pub mod limits;
 mod model;
 pub mod slo;
 
 pub use model::{EngineKind, ModelEntry};
 
+use crate::engine::arrival;
+use crate::engine::load_curve::LoadPoint;
 use crate::meter::select::MeterChoice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

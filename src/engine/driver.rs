@@ -5,6 +5,7 @@
 
 use crate::engine::{EmbedOutput, GenerateOutput, ModelInfo, TokenEvent, TokenObserver};
 use crate::meter::select::EstimateScope;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A boundary of one request.
@@ -96,11 +97,11 @@ pub struct Streams {
     pub concurrency: usize,
     pub requests: usize,
     /// An open loop's schedule settings (None: closed loop).
-    pub arrivals: Option<crate::config::arrival::Arrivals>,
+    pub arrivals: Option<crate::engine::arrival::Arrivals>,
     /// Open loop: requests sent later than due because every stream was busy.
     pub late: usize,
     /// The server's /metrics URL and what was scraped from it during the pass.
-    pub telemetry: Option<(String, Vec<crate::engine::external::metrics::Sample>)>,
+    pub telemetry: Option<(String, Vec<Sample>)>,
 }
 
 /// Everything one pass produced.
@@ -127,7 +128,7 @@ pub struct Job {
     /// Requests per repetition (servers; at least `concurrency`).
     pub requests: usize,
     /// Open loop (servers): when requests are sent (None: closed loop over `concurrency`).
-    pub arrivals: Option<crate::config::arrival::Arrivals>,
+    pub arrivals: Option<crate::engine::arrival::Arrivals>,
     /// (prompt, output) tokens of each request, drawn from `lengths`.
     pub lengths: Option<Vec<(usize, usize)>>,
     /// Prompts and output lengths from a dataset.
@@ -135,7 +136,7 @@ pub struct Job {
     /// A load curve's active-idle point: the server loaded, no requests, for this long.
     pub active_idle_s: Option<f64>,
     /// Which load-curve point this is, for the record.
-    pub load: Option<crate::config::load::LoadFigures>,
+    pub load: Option<crate::engine::load_curve::LoadFigures>,
     pub ignore_eos: bool,
     pub chat_template: bool,
     /// An embedding workload (else generation).
@@ -197,4 +198,14 @@ pub trait Driver {
     }
     /// Stops whatever it started.
     fn close(&mut self) {}
+}
+
+/// One scrape of a server's Prometheus gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t_ns: u64,
+    pub running: Option<f64>,
+    pub waiting: Option<f64>,
+    /// 0..1.
+    pub kv_cache: Option<f64>,
 }

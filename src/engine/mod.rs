@@ -1,10 +1,12 @@
 //! Inference engines behind one trait, [`InferenceBackend`], so the runner never knows which model
 //! family it drives. Models run in process through candle.
 
+pub mod arrival;
 pub mod driver;
 pub mod external;
 pub mod gguf;
 pub mod kernels;
+pub mod load_curve;
 pub mod models;
 
 pub mod spec;

@@ -2,7 +2,6 @@
 //! builds and validates these from `[[model]]` entries; the cell process gets them back from the
 //! run folder's plan.
 
-use crate::engine::external::openai::Endpoint;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -137,4 +136,15 @@ impl EngineSpec {
     pub fn is_encoder(&self) -> bool {
         matches!(self, EngineSpec::Candle(c) if c.encoder)
     }
+}
+
+/// The endpoint of an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `/chat/completions` (the server applies its chat template).
+    #[default]
+    Chat,
+    /// `/completions` (the prompt goes in as it is).
+    Completions,
 }

@@ -5,7 +5,7 @@
 use super::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
 use crate::metric::Metric;
-use crate::run_dir::{IdleBaseline, RunMeta};
+use crate::run_meta::{IdleBaseline, RunMeta};
 use std::fmt::Write;
 
 /// A chart of the report: inline, or (past `INLINE_TIMELINES` cells) a link to its file.

@@ -4,7 +4,7 @@
 use super::summary::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
 use crate::metric::{Metric, Shown};
-use crate::run_dir::{IdleBaseline, RunMeta};
+use crate::run_meta::{IdleBaseline, RunMeta};
 use std::fmt::Write;
 
 /// A cell's median of `m` as tables show it, with its bootstrap interval between `open` and

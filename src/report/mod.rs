@@ -18,7 +18,8 @@ pub use summary::{CellSummary, SummaryDoc, summarize, summary_csv};
 
 use crate::record::Status;
 use crate::record::{self, Record};
-use crate::run_dir::{IdleBaseline, RunMeta, read_json};
+use crate::run_dir::read_json;
+use crate::run_meta::{IdleBaseline, RunMeta};
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 
 use super::markdown::Table;
 use super::summary::SummaryDoc;
-use crate::config::LoadPoint;
+use crate::engine::load_curve::LoadPoint;
 use crate::record::{Quantiles, Record, Status};
 use crate::stats::median;
 

@@ -13,7 +13,8 @@ use crate::meter::sampler::Sampler;
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, Plan};
 use crate::record::{self, RECORD_SCHEMA_VERSION, Record, Status};
-use crate::run_dir::{self, IdleBaseline, RunMeta, read_json};
+use crate::run_dir::{self, read_json};
+use crate::run_meta::{IdleBaseline, RunMeta};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,19 +201,19 @@ impl CellContext {
                 .rsplit_once('-')
                 .map_or(w.name.clone(), |(a, _)| a.to_string());
             let curve = curve.strip_suffix("-active").unwrap_or(&curve).to_string();
-            let mut fig = crate::config::LoadFigures {
+            let mut fig = crate::engine::load_curve::LoadFigures {
                 curve,
                 point: point.clone(),
                 saturation_requests_per_s: None,
                 offered_requests_per_s: None,
             };
             match point {
-                crate::config::LoadPoint::Saturation => {}
-                crate::config::LoadPoint::ActiveIdle { seconds } => {
+                crate::engine::load_curve::LoadPoint::Saturation => {}
+                crate::engine::load_curve::LoadPoint::ActiveIdle { seconds } => {
                     job.active_idle_s = Some(*seconds);
                     job.requests = 1;
                 }
-                crate::config::LoadPoint::Fraction {
+                crate::engine::load_curve::LoadPoint::Fraction {
                     fraction,
                     saturation,
                 } => {
@@ -226,15 +227,15 @@ impl CellContext {
                     };
                     let process = w
                         .arrival
-                        .unwrap_or(crate::config::arrival::Process::Poisson);
+                        .unwrap_or(crate::engine::arrival::Process::Poisson);
                     job.requests = requests;
                     job.concurrency = 1;
-                    job.arrivals = Some(crate::config::arrival::Arrivals {
+                    job.arrivals = Some(crate::engine::arrival::Arrivals {
                         request_rate_per_s: rate,
                         process,
                         burstiness: match process {
-                            crate::config::arrival::Process::Poisson => 1.0,
-                            crate::config::arrival::Process::Gamma => w.burstiness.unwrap_or(1.0),
+                            crate::engine::arrival::Process::Poisson => 1.0,
+                            crate::engine::arrival::Process::Gamma => w.burstiness.unwrap_or(1.0),
                         },
                         max_concurrency: w.max_concurrency.unwrap_or(1).min(requests).max(1),
                         seed: w.seed.unwrap_or(0),

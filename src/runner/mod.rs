@@ -13,7 +13,8 @@ use crate::config::Suite;
 use crate::meter::select::{EstimateScope, Hardware, select};
 use crate::plan::{Cell, plan};
 use crate::record::{self, Status};
-use crate::run_dir::{self, RUN_SCHEMA_VERSION, RunMeta, read_json, write_json};
+use crate::run_dir::{self, RUN_SCHEMA_VERSION, read_json, write_json};
+use crate::run_meta::RunMeta;
 use anyhow::{Context, Result, bail};
 use child::{ChildEnd, run_child};
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,7 +44,7 @@ pub struct RunOptions {
     pub node_shared: bool,
     /// An A/B job: the suite holds just the two variants and `pairs` repetitions each, run
     /// alternately by two long-lived cell processes per (profile, workload).
-    pub ab: Option<crate::run_dir::AbSettings>,
+    pub ab: Option<crate::run_meta::AbSettings>,
 }
 
 /// What a run did.
@@ -273,7 +274,7 @@ pub fn run(
                 rapl_domains: sel
                     .zones
                     .iter()
-                    .map(|z| crate::run_dir::RaplDomain {
+                    .map(|z| crate::run_meta::RaplDomain {
                         zone: z.zone.clone(),
                         name: z.raw_name.clone(),
                         domain: z.domain.clone(),

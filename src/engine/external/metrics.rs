@@ -31,15 +31,7 @@ const KV: &[&str] = &[
 /// The largest /metrics body read (bytes); vLLM's is tens of kB.
 const MAX_BODY: u64 = 4 << 20;
 
-/// One scrape.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub t_ns: u64,
-    pub running: Option<f64>,
-    pub waiting: Option<f64>,
-    /// 0..1.
-    pub kv_cache: Option<f64>,
-}
+pub use crate::engine::driver::Sample;
 
 /// The value of gauge `name` summed over its label sets (vLLM labels per model), if present.
 pub fn gauge(text: &str, name: &str) -> Option<f64> {

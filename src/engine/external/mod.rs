@@ -160,7 +160,7 @@ pub fn load_tokenizer(spec: &str, log: &mut dyn FnMut(&str)) -> Result<Tokenizer
     if p.join("tokenizer.json").is_file() {
         return Ok(tokenizer::from_json(&p.join("tokenizer.json"))?);
     }
-    let g = crate::engine::models::load::gguf_in(&p).with_context(|| {
+    let g = crate::engine::models::gguf_in(&p).with_context(|| {
         format!(
             "no tokenizer at {} (give tokenizer = a registered id, a .gguf, or a tokenizer.json)",
             p.display()

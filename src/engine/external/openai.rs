@@ -3,20 +3,10 @@
 //! error for every way a stream can go wrong (HTTP errors, rate limits, malformed events, a
 //! server that dies or falls silent). Timeouts bound every wait.
 
-use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
-/// The endpoint of an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    /// `/chat/completions` (the server applies its chat template).
-    #[default]
-    Chat,
-    /// `/completions` (the prompt goes in as it is).
-    Completions,
-}
+pub use crate::engine::spec::Endpoint;
 
 /// Token counts the server reported (`usage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

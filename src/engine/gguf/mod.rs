@@ -1,7 +1,6 @@
 //! Opening GGUF files safely: the header is checked and every tensor is checked to lie inside
 //! the file before any weight is read, so truncated or corrupt files are clear errors.
 
-pub mod meta;
 pub mod scan;
 pub mod synth;
 

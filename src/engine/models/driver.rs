@@ -3,7 +3,7 @@
 //! the whole batch.
 
 use crate::engine::driver::{Driver, Job, Output, Pass, RequestEvents, RunEvents};
-use crate::engine::models::load::{LoadOptions, load};
+use crate::engine::models::{LoadOptions, load};
 use crate::engine::spec::CandleSpec;
 use crate::engine::text::dataset::{DatasetFigures, Shape, shapes_for};
 use crate::engine::text::prompt;

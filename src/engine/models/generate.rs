@@ -22,8 +22,16 @@ pub trait CausalLm {
 pub struct TextModel<M> {
     pub model: M,
     pub info: crate::engine::ModelInfo,
-    pub tokenizer: tokenizers::Tokenizer,
+    /// None for synthetic models, which have no vocabulary.
+    pub tokenizer: Option<tokenizers::Tokenizer>,
     pub chat_template: Option<String>,
+}
+
+impl<M> TextModel<M> {
+    /// The model itself (tests compare logits).
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
 }
 
 impl<M: CausalLm + Send> crate::engine::InferenceBackend for TextModel<M> {
@@ -32,7 +40,7 @@ impl<M: CausalLm + Send> crate::engine::InferenceBackend for TextModel<M> {
     }
 
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
-        Some(&self.tokenizer)
+        self.tokenizer.as_ref()
     }
 
     fn chat_template(&self) -> Option<&str> {

@@ -84,6 +84,35 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
     }
 }
 
+/// Rotary cos/sin tables (`len` x `rope_dim / 2`) for one base.
+pub fn rope_tables(
+    base: f32,
+    rope_dim: usize,
+    factors: Option<&[f32]>,
+    linear: f32,
+    len: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let half = rope_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| {
+            let f = factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
+            1.0 / base.powf(2.0 * i as f32 / rope_dim as f32) / f / linear
+        })
+        .collect();
+    let (mut c, mut s) = (
+        Vec::with_capacity(len * half),
+        Vec::with_capacity(len * half),
+    );
+    for p in 0..len {
+        for f in &inv {
+            let a = p as f32 * f;
+            c.push(a.cos());
+            s.push(a.sin());
+        }
+    }
+    (c, s)
+}
+
 /// One query head over `len` cached positions: softmax(q·k / sqrt(hd)) · v into `out`;
 /// `scores` is scratch of at least `len`.
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], len: usize, out: &mut [f32], scores: &mut [f32]) {
@@ -206,5 +235,18 @@ mod tests {
         assert_eq!(&k[8..], &[1.0; 4]);
         assert_eq!(&v[8..], &[2.0; 4]);
         assert_eq!(s.head(0, 0, 3).0, &[0.0; 12]);
+    }
+
+    #[test]
+    fn rotary_factors_and_linear_scaling_slow_the_frequencies() {
+        let (c0, s0) = rope_tables(10_000.0, 4, None, 1.0, 3);
+        let (c1, s1) = rope_tables(10_000.0, 4, Some(&[2.0, 1.0]), 1.0, 3);
+        let (c2, _) = rope_tables(10_000.0, 4, None, 2.0, 5);
+        // position 2, frequency 0: angle 2 unscaled, 1 with factor 2 or linear 2 at position 2.
+        assert!((c0[4] - 2f32.cos()).abs() < 1e-6 && (s0[4] - 2f32.sin()).abs() < 1e-6);
+        assert!((c1[4] - 1f32.cos()).abs() < 1e-6 && (s1[4] - 1f32.sin()).abs() < 1e-6);
+        assert!((c2[4] - 1f32.cos()).abs() < 1e-6);
+        // frequency 1 untouched by a factor of 1.
+        assert_eq!(c0[5], c1[5]);
     }
 }

@@ -61,13 +61,13 @@ pub fn load(
     dev: &Device,
 ) -> Result<CandleQwen, EngineError> {
     let path = g.path.clone();
-    let crate::engine::gguf::meta::TextMeta {
+    let crate::engine::text::meta::TextMeta {
         tokenizer: tok,
         eos,
         bos,
         chat_template,
         quantization: quant,
-    } = crate::engine::gguf::meta::TextMeta::read(&g)?;
+    } = crate::engine::text::meta::TextMeta::read(&g)?;
     g.check_dims(arch)?;
     let ctx = g.u32(&format!("{arch}.context_length"))? as usize;
     let vocab = g
@@ -116,7 +116,7 @@ pub fn load(
                 arch,
             ),
         },
-        tokenizer: tok,
+        tokenizer: Some(tok),
         chat_template,
     })
 }

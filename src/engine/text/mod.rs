@@ -2,5 +2,6 @@
 //! exact token length.
 
 pub mod dataset;
+pub mod meta;
 pub mod prompt;
 pub mod tokenizer;

@@ -3,7 +3,7 @@
 
 use super::style::tick;
 use super::{W, err, series as palette};
-use crate::config::LoadPoint;
+use crate::engine::load_curve::LoadPoint;
 use crate::record::{Record, Status};
 use anyhow::Result;
 use plotters::prelude::*;

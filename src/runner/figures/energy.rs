@@ -9,7 +9,7 @@ use crate::meter::recording::{Recording, Window};
 use crate::meter::totals::{Span, Totals, UncertaintyParts, totals_with, uncertainty};
 use crate::meter::{DomainKind, Provenance, TotalGroup};
 use crate::record::{DomainEnergy, EnergyFigures, EnergyScope, Record};
-use crate::run_dir::IdleBaseline;
+use crate::run_meta::IdleBaseline;
 
 use super::latency::mean_tokens;
 

@@ -10,7 +10,7 @@ use crate::engine::driver::Output;
 use crate::meter::mark::Round;
 use crate::meter::recording::Recording;
 use crate::record::Record;
-use crate::run_dir::IdleBaseline;
+use crate::run_meta::IdleBaseline;
 
 /// Fills the latency and energy figures of `r` from repetition `round` (one output per request);
 /// returns warnings.
