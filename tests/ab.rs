@@ -1,10 +1,8 @@
 //! `joulebench ab`: two variants alternately in one job (ABBA), long-lived cell processes, the
 //! paired verdict and its exit codes, records marked with variant and pair, resume.
 
-mod common;
-
-use common::{ab_suite, jb, jb_process, only_dir};
-use joulebench::record::{Record, Status, read_all};
+use crate::common::{ab_suite, jb, jb_process, only_dir};
+use joulebench::record::{Record, Status};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -46,9 +44,7 @@ fn ab(cfg: &Path, out: &Path, base: &str, cand: &str, pairs: u32) -> std::proces
         .unwrap()
 }
 
-fn records(run: &Path) -> Vec<Record> {
-    read_all(&run.join("records.jsonl")).unwrap().0
-}
+use crate::common::records;
 
 #[test]
 fn more_work_is_a_regression_and_the_job_runs_in_abba_order_on_two_long_lived_processes() {

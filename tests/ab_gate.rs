@@ -11,13 +11,13 @@
 //!
 //! `gate_in_ci` runs 8 trials of each at 20 pairs (about five minutes); `gate_targets` is the
 //! issue's full measurement at `--pairs 10`, 40 trials of each (about fifteen minutes):
-//! `cargo test --release --test ab_gate -- --ignored --nocapture` (`AB_TRIALS`, `AB_PAIRS`,
+//! `cargo test --release --test tests ab_gate:: -- --ignored --nocapture` (`AB_TRIALS`, `AB_PAIRS`,
 //! `AB_WORK` (loop iterations), `AB_VERBOSE` change or show it). Both print the pairs' noise and
 //! how many pairs a +-2% interval needs at it.
 
-mod common;
+use crate::common;
 
-use common::{ab_suite, jb, only_dir};
+use crate::common::{ab_suite, jb, only_dir};
 use joulebench::record::{Status, read_all};
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! (everything else must then agree) and checked to differ with GELU; the real check of Gemma 3
 //! is against llama.cpp on the 270M file (`tests/gemma.rs`).
 
-mod common;
+use crate::common;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};

@@ -5,14 +5,12 @@
 //!
 //! Skipped, saying so, where Chromium or chromedriver is absent; with
 //! `JOULEBENCH_REQUIRE_BROWSER=1` (CI sets it) their absence fails the test instead.
-#![recursion_limit = "256"]
 
-mod common;
-#[path = "common/fake_run.rs"]
-mod fake_run;
+use crate::common;
+use crate::common::fake_run;
 
+use crate::common::jb;
 use base64::Engine as _;
-use common::jb;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,8 @@
 //! The `joulebench` binary: probe and measure against fake powercap trees, exit codes, files.
 
-mod common;
+use crate::common;
 
-use common::{jb, serial};
+use crate::common::{jb, serial};
 
 use joulebench::meter::fake::{FakePowercap, PowerDriver};
 use predicates::prelude::*;

@@ -1,8 +1,8 @@
 //! `joulebench compare` and baselines on real runs over a fake powercap tree.
 
-mod common;
+use crate::common;
 
-use common::jb;
+use crate::common::jb;
 
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};

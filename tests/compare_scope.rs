@@ -2,9 +2,7 @@
 //! zone, a lost GPU) or different scopes are refused, every-row-inconclusive is "nothing
 //! compared" (exit 2), and estimated rows say so. Built from the committed fixture run folder.
 
-mod common;
-
-use common::{copy_tree, jb};
+use crate::common::{copy_tree, jb};
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! model's tokenizer, and `lengths` drawn from distributions; each record keeps every request's
 //! lengths.
 
-mod common;
+use crate::common;
 
 use joulebench::config::lengths::{Dist, Lengths};
 use joulebench::engine::text::dataset::{self, read_sharegpt};

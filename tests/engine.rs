@@ -1,7 +1,7 @@
 //! The inference engine on the real default model (fetched into the cache when missing) and on
 //! synthetic models: tokenizer, greedy generation, batching, bad model files.
 
-mod common;
+use crate::common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
@@ -11,21 +11,10 @@ use joulebench::engine::{
     EngineError, GenerateRequest, InferenceBackend, NoObserver, TokenEvent, TokenObserver,
     text::{prompt, tokenizer},
 };
-use joulebench::store::registry::{self, DEFAULT_MODEL};
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use joulebench::store::registry::DEFAULT_MODEL;
 
 /// The default model file, fetched once if the cache lacks it.
-fn model_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let m = registry::lookup(DEFAULT_MODEL).unwrap();
-        registry::resolve(m, true, &mut |s| eprintln!("{s}"))
-            .expect("the default model must be fetchable")
-            .join(m.files[0].name)
-    })
-    .clone()
-}
+use crate::common::default_model as model_path;
 
 fn smollm() -> CandleLlama {
     let p = model_path();

@@ -2,7 +2,7 @@
 //! the byte-level tokenizer with the qwen2 pre-tokenizer, deterministic greedy generation at
 //! batch 2 (Qwen3 included).
 
-mod common;
+use crate::common;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};

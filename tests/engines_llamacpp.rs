@@ -4,7 +4,7 @@
 //! `llama-server` (scripts/llama-server.sh) run the shipped configs/engines.toml next to the
 //! candle engine, at 1 and 4 concurrent streams.
 
-mod common;
+use crate::common;
 
 use joulebench::record::{Status, read_all};
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! an earlier run folder when one is given (`--estimate-from`, or the folder a resume
 //! continues, whose finished cells cost nothing).
 
-mod common;
+use crate::common;
 
-use common::{jb, only_dir, serial};
+use crate::common::{jb, only_dir, serial};
 use std::path::Path;
 
 fn suite(dir: &Path) -> std::path::PathBuf {

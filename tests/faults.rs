@@ -2,31 +2,20 @@
 //! figure is right within its stated uncertainty, or absent and flagged. `measure` cases go
 //! through the library; suite cases run the binary.
 
-mod common;
+use crate::common;
 
-use common::{jb, serial};
+use crate::common::{jb, serial};
 
-use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
+use joulebench::measure::{MeasureObserver, Quiet, measure};
 use joulebench::meter::Provenance;
 use joulebench::meter::fake::{FakePowercap, PowerDriver, ZoneSpec};
-use joulebench::meter::select::Hardware;
 use joulebench::record::{Record, read_all};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-fn hw(root: &Path) -> Hardware {
-    common::no_gpu(root)
-}
-
-fn opts(cmd: &[&str]) -> MeasureOptions {
-    common::measure_opts(cmd)
-}
-
-fn close(got: f64, want: f64, rel: f64) -> bool {
-    (got - want).abs() <= rel * want.abs()
-}
+use crate::common::{close, measure_opts as opts, no_gpu as hw};
 
 /// An Intel client tree with package-0 driven at 50 W and its DRAM at 10 W.
 fn package_and_dram(root: &Path) -> (FakePowercap, PowerDriver) {

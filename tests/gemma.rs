@@ -2,7 +2,7 @@
 //! (llama-cpp-python 0.3.36, the build scripts/llama-cpp-server.sh installs) on the same file:
 //! SentencePiece tokenization of tricky strings, the last position's logits, and greedy tokens.
 
-mod common;
+use crate::common;
 
 use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::text::{prompt, tokenizer};

@@ -2,9 +2,7 @@
 //! that cannot be written, torn and duplicated records, tampered shards, interrupts during
 //! waits. Every case is a clear error naming the file or setting, and loses nothing measured.
 
-mod common;
-
-use common::{files_under, jb, jb_process, only_dir, serial, write_suite};
+use crate::common::{files_under, jb, jb_process, only_dir, serial, write_suite};
 
 use joulebench::record::{Status, read_all};
 use predicates::prelude::*;

@@ -5,13 +5,13 @@
 //! answer 401 without the right bearer token). Downloads need the `hub` feature; reading the
 //! standard cache offline does not.
 
-mod common;
+use crate::common;
 
-use common::jb;
+use crate::common::{http, jb};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -61,22 +61,22 @@ struct Mirror {
 
 impl Mirror {
     fn start() -> Mirror {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let m = Mirror {
-            url,
-            state: Arc::new(Mutex::new(State::default())),
-        };
-        let srv = m.clone();
-        std::thread::spawn(move || {
-            for s in listener.incoming().flatten() {
-                let srv = srv.clone();
-                std::thread::spawn(move || {
-                    let _ = srv.serve(s);
-                });
-            }
+        // The URL is known only once the server listens; the handler reads it from the state.
+        let state = Arc::new(Mutex::new(State::default()));
+        let url = Arc::new(Mutex::new(String::new()));
+        let (st, u) = (state.clone(), url.clone());
+        let server = http::Server::start(move |req, s| {
+            let m = Mirror {
+                url: u.lock().unwrap().clone(),
+                state: st.clone(),
+            };
+            let _ = m.serve(req, s);
         });
-        m
+        *url.lock().unwrap() = server.url();
+        Mirror {
+            url: server.url(),
+            state,
+        }
     }
 
     fn add(&self, repo: &str, name: &str, bytes: Vec<u8>, lfs: bool) {
@@ -97,29 +97,10 @@ impl Mirror {
         self.state.lock().unwrap().log.clone()
     }
 
-    fn serve(&self, mut s: TcpStream) -> std::io::Result<()> {
-        let mut r = BufReader::new(s.try_clone()?);
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h)?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let range = headers.get("range").cloned().unwrap_or_default();
-        let auth = headers.get("authorization").cloned().unwrap_or_default();
+    fn serve(&self, req: http::Request, s: &mut TcpStream) -> std::io::Result<()> {
+        let (method, path) = (req.method.clone(), req.path.clone());
+        let range = req.header("range").unwrap_or_default().to_string();
+        let auth = req.header("authorization").unwrap_or_default().to_string();
         self.state
             .lock()
             .unwrap()
@@ -133,13 +114,8 @@ impl Mirror {
             None => true,
         };
         let reply = |s: &mut TcpStream, status: &str, hdrs: &[(String, String)], body: &[u8]| {
-            let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
-            for (k, v) in hdrs {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-            s.write_all(head.as_bytes())?;
-            s.write_all(body)
+            let hdrs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (&**k, &**v)).collect();
+            http::reply(s, status, &hdrs, body)
         };
         // /api/models/ORG/REPO/revision/REV
         if segs.len() >= 6 && segs[0] == "api" && segs[1] == "models" && segs[4] == "revision" {
@@ -147,7 +123,7 @@ impl Mirror {
             let rev = segs[5..].join("/");
             if !authorized(&repo) {
                 return reply(
-                    &mut s,
+                    s,
                     "401 Unauthorized",
                     &[],
                     br#"{"error":"Access to model is restricted."}"#,
@@ -155,19 +131,14 @@ impl Mirror {
             }
             let Some(files) = st.repos.get(&repo) else {
                 return reply(
-                    &mut s,
+                    s,
                     "404 Not Found",
                     &[],
                     br#"{"error":"Repository not found"}"#,
                 );
             };
             if rev != "main" && rev != COMMIT {
-                return reply(
-                    &mut s,
-                    "404 Not Found",
-                    &[],
-                    br#"{"error":"Invalid rev id"}"#,
-                );
+                return reply(s, "404 Not Found", &[], br#"{"error":"Invalid rev id"}"#);
             }
             let siblings: Vec<serde_json::Value> = files
                 .keys()
@@ -175,7 +146,7 @@ impl Mirror {
                 .collect();
             let body = serde_json::json!({ "id": repo, "sha": COMMIT, "siblings": siblings });
             return reply(
-                &mut s,
+                s,
                 "200 OK",
                 &[("Content-Type".into(), "application/json".into())],
                 body.to_string().as_bytes(),
@@ -187,7 +158,7 @@ impl Mirror {
             let file = segs[4..].join("/");
             if !authorized(&repo) {
                 return reply(
-                    &mut s,
+                    s,
                     "401 Unauthorized",
                     &[("X-Error-Code".into(), "GatedRepo".into())],
                     b"",
@@ -195,7 +166,7 @@ impl Mirror {
             }
             let Some(f) = st.repos.get(&repo).and_then(|r| r.get(&file)).cloned() else {
                 return reply(
-                    &mut s,
+                    s,
                     "404 Not Found",
                     &[("X-Error-Code".into(), "EntryNotFound".into())],
                     b"",
@@ -216,14 +187,14 @@ impl Mirror {
                         format!("{}/storage/{}/{sha}?X-Amz-Signature=abc", self.url, repo),
                     ),
                 ];
-                return reply(&mut s, "302 Found", &hdrs, b"");
+                return reply(s, "302 Found", &hdrs, b"");
             }
             let etag = (
                 "ETag".to_string(),
                 format!("\"{}\"", git_sha1_hex(&f.bytes)),
             );
             drop(st);
-            return self.body(&mut s, &f.bytes, &range, vec![commit, etag], false);
+            return self.body(s, &f.bytes, &range, vec![commit, etag], false);
         }
         // /storage/ORG/REPO/SHA: the blob store the Hub redirects to (no auth, no commit)
         if segs.len() == 4 && segs[0] == "storage" {
@@ -238,11 +209,11 @@ impl Mirror {
                 .cloned();
             drop(st);
             return match f {
-                Some(f) => self.body(&mut s, &f.bytes, &range, Vec::new(), true),
-                None => reply(&mut s, "404 Not Found", &[], b""),
+                Some(f) => self.body(s, &f.bytes, &range, Vec::new(), true),
+                None => reply(s, "404 Not Found", &[], b""),
             };
         }
-        reply(&mut s, "404 Not Found", &[], b"")
+        reply(s, "404 Not Found", &[], b"")
     }
 
     /// A body, honouring `Range: bytes=A-[B]`; storage bodies may be cut short (a fault).

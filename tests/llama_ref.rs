@@ -15,13 +15,12 @@
 //!
 //! The per-format counts are printed (`--nocapture`); the closing notes quote them.
 
-mod common;
+use crate::common;
 
 use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
-use joulebench::store::registry::{self, DEFAULT_MODEL};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// "The history of energy measurement" in SmolLM2's vocabulary.
 const PROMPT: [u32; 5] = [504, 1463, 282, 1439, 7585];
@@ -43,12 +42,7 @@ const FORMATS: &[(&str, u32)] = &[
     ("F16", 1),
 ];
 
-fn model_path() -> PathBuf {
-    let m = registry::lookup(DEFAULT_MODEL).unwrap();
-    registry::resolve(m, true, &mut |s| eprintln!("{s}"))
-        .expect("the default model must be fetchable")
-        .join(m.files[0].name)
-}
+use crate::common::default_model as model_path;
 
 /// Requantizes `src` into each of `FORMATS` under `dir` with llama.cpp's quantizer, then for
 /// every file (the source first) runs llama.cpp greedily from `PROMPT` for 16 tokens: the tokens

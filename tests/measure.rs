@@ -1,29 +1,18 @@
 //! `measure` end to end through the library, on fake powercap trees driven at known wattages.
 
-mod common;
+use crate::common;
 
-use common::serial;
+use crate::common::serial;
 
-use joulebench::measure::{MeasureObserver, MeasureOptions, Quiet, measure};
+use joulebench::measure::{MeasureObserver, Quiet, measure};
 use joulebench::meter::fake::{FakePowercap, FaultySysfs, PowerDriver, ZoneSpec};
 use joulebench::meter::mark::{Mark, Phase, Round};
-use joulebench::meter::select::Hardware;
 use joulebench::meter::{Provenance, SourceKind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-fn hw(root: &std::path::Path) -> Hardware {
-    common::no_gpu(root)
-}
-
-fn opts(cmd: &[&str]) -> MeasureOptions {
-    common::measure_opts(cmd)
-}
-
-fn close(got: f64, want: f64, rel: f64) -> bool {
-    (got - want).abs() <= rel * want.abs()
-}
+use crate::common::{close, measure_opts as opts, no_gpu as hw};
 
 /// Raises the package's wattage when the first measured run starts.
 struct StepUp<'a>(&'a PowerDriver);

@@ -3,14 +3,15 @@
 //! 429, silence. Every case ends as figures or as a clear error (a failed record), never a hang.
 //! The command backend and the managed-server lifecycle are here too.
 
-mod common;
+use crate::common;
 
-use common::jb;
+use crate::common::http;
+use crate::common::jb;
 
 use joulebench::engine::external::openai::Endpoint;
 use joulebench::engine::external::openai::{self, StreamError, StreamRequest};
 use joulebench::record::{Record, Status, read_all};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,40 +22,23 @@ fn chunk_json(text: &str) -> String {
     .to_string()
 }
 
-fn read_request(s: &mut TcpStream) -> Option<serde_json::Value> {
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut len = 0usize;
-    let mut authorized = false;
-    let mut first = String::new();
-    let mut raw_headers = String::new();
-    r.read_line(&mut first).ok()?;
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).ok()?;
-        if l == "\r\n" || l.is_empty() {
-            break;
-        }
-        raw_headers.push_str(&l);
-        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-        authorized |= l
-            .trim()
-            .eq_ignore_ascii_case(&format!("authorization: bearer {SECRET}"));
-    }
-    if first.starts_with("GET /metrics") {
+/// The request's JSON body (its `model` steers the reply); a GET is `{"model": "GET"}` (or
+/// `METRICS` for `/metrics`), and `needs-key` turns into `no-usage` when the key was sent.
+fn request_json(req: &http::Request) -> Option<serde_json::Value> {
+    let authorized = req
+        .header("authorization")
+        .is_some_and(|v| v.eq_ignore_ascii_case(&format!("bearer {SECRET}")));
+    if req.method == "GET" && req.path.starts_with("/metrics") {
         return Some(serde_json::json!({"model": "METRICS"}));
     }
-    if first.starts_with("GET") {
+    if req.method == "GET" {
         return Some(serde_json::json!({"model": "GET"}));
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    let mut v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let mut v: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
     if v["model"] == "needs-key" && authorized {
         v["model"] = "no-usage".into();
     }
-    v["_headers"] = raw_headers.into();
+    v["_headers"] = req.raw_headers.clone().into();
     Some(v)
 }
 
@@ -74,8 +58,8 @@ const SECRET: &str = "sk-test-7f3a9c-never-written";
 const SSE: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
 
 /// Answers according to the request's `model` field.
-fn serve(mut s: TcpStream) {
-    let Some(req) = read_request(&mut s) else {
+fn serve(req: http::Request, s: &mut TcpStream) {
+    let Some(req) = request_json(&req) else {
         return;
     };
     let n = req["max_tokens"].as_u64().unwrap_or(8) as usize;
@@ -242,14 +226,7 @@ fn serve(mut s: TcpStream) {
 
 /// A fake server on a free port, answering until the test ends.
 fn fake_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || serve(s));
-        }
-    });
-    port
+    http::Server::start(serve).port
 }
 
 fn request(port: u16, model: &str, max_tokens: usize, timeout_s: f64) -> StreamRequest {

@@ -1,21 +1,12 @@
 //! Charts and the HTML report: well-formed XML, escaped strings, rebuilt from records on demand;
 //! the headline's answers.
-#![recursion_limit = "256"]
 
-mod common;
-#[path = "common/fake_run.rs"]
-mod fake_run;
+use crate::common;
+use crate::common::fake_run;
 
 use std::path::Path;
 
-fn run_dir(out: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .unwrap()
-}
+use crate::common::only_dir as run_dir;
 
 #[test]
 fn report_is_well_formed_escaped_and_rebuildable() {

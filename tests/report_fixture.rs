@@ -2,9 +2,7 @@
 //! run-v1.suite.toml over a fake powercap tree driven by run-v1.drive.py) must rebuild into the
 //! same summaries and the same set of files: the report reads old folders as they were.
 
-mod common;
-
-use common::{copy_tree, jb};
+use crate::common::{copy_tree, jb};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

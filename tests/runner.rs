@@ -1,11 +1,11 @@
 //! The suite runner end to end: plans, per-phase energy on a fake powercap tree, idle
 //! subtraction, crash safety (kill -9 and resume), failing cells, interrupts.
 
-mod common;
+use crate::common;
 
-use common::{jb, serial};
+use crate::common::{jb, serial};
 
-use joulebench::record::{Record, Status, read_all};
+use joulebench::record::{Record, Status};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,20 +17,9 @@ fn suite(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-fn run_dir(out: &Path) -> PathBuf {
-    std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a run folder")
-}
+use crate::common::{only_dir as run_dir, records};
 
-fn records(dir: &Path) -> Vec<Record> {
-    read_all(&dir.join("records.jsonl")).unwrap().0
-}
-
-use common::spawn_run;
+use crate::common::spawn_run;
 
 /// Waits (on the run's progress, not the clock) until `n` records are on disk.
 fn wait_for_records(out: &Path, n: usize, child: &mut std::process::Child) {

@@ -1,9 +1,7 @@
 //! Sharded runs and merging, end to end through the CLI (no Slurm here; scripts/slurm-test.sh
 //! runs the same through a real one-node Slurm cluster).
 
-mod common;
-
-use common::{jb, only_dir, serial};
+use crate::common::{jb, only_dir, serial};
 
 use joulebench::record::{Status, read_all};
 use joulebench::run_dir::read_json;

@@ -1,9 +1,7 @@
 //! `models synth`: seeded GGUF files in real architectures' shapes, loaded and run by the engine
 //! in the memory of the file (weights kept once, in their format; caches sized to the request).
 
-mod common;
-
-use common::jb;
+use crate::common::jb;
 use std::path::Path;
 
 fn synth(like: &str, format: &str, seed: &str, out: &Path) -> assert_cmd::assert::Assert {

@@ -67,7 +67,7 @@ impl Dist {
     }
 }
 
-use super::arrival::normal;
+use crate::engine::arrival::normal;
 
 impl std::fmt::Display for Dist {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,8 +1,6 @@
-//! The range every number in a suite file must lie in, checked when the file is read (so a
-//! typo such as `timeout_seconds = 1e20` is a `FILE:LINE:COL` error, not a crash an hour in).
-//! README's "Limits" lists the same table.
-
-use super::{Profile, RawSuite, Workload};
+//! The range every number in a suite file must lie in, checked once when the file is read (by
+//! `check`, so a typo such as `timeout_seconds = 1e20` is a `FILE:LINE:COL` error, not a crash
+//! an hour in). README's "Limits" lists the same table.
 
 /// Longest duration any setting may ask for: one week, in seconds.
 pub const WEEK_S: f64 = 7.0 * 24.0 * 3600.0;
@@ -43,64 +41,6 @@ pub fn count(what: &str, v: usize, lo: usize, hi: usize) -> Result<(), String> {
     Err(format!(
         "{what} = {v} is out of range: it must be from {lo} to {hi}"
     ))
-}
-
-/// The `[suite]` and `[meter]` numbers.
-pub(super) fn suite(raw: &RawSuite) -> Result<(), (std::ops::Range<usize>, String)> {
-    let s = &raw.suite;
-    let span_of = |r: std::ops::Range<usize>| r;
-    count(
-        "repetitions",
-        *s.repetitions.get_ref() as usize,
-        1,
-        MAX_REPETITIONS as usize,
-    )
-    .map_err(|e| (span_of(s.repetitions.span()), e))?;
-    count("warmup", s.warmup as usize, 0, MAX_WARMUP as usize).map_err(|e| (0..0, e))?;
-    for (v, what, hi, open) in [
-        (&s.idle_seconds, "idle_seconds", WEEK_S, false),
-        (&s.cooldown_seconds, "cooldown_seconds", WEEK_S, false),
-        (&s.min_window_ms, "min_window_ms", WEEK_S * 1e3, false),
-        (&s.min_steady_s, "min_steady_s", WEEK_S, false),
-        (&s.timeout_seconds, "timeout_seconds", WEEK_S, true),
-    ] {
-        in_range(what, *v.get_ref(), 0.0, hi, open, "").map_err(|e| (v.span(), e))?;
-    }
-    if let Some(t) = &raw.meter.tdp_w {
-        in_range("tdp_w", *t.get_ref(), 0.0, MAX_TDP_W, true, " W").map_err(|e| (t.span(), e))?;
-    }
-    if let Some(c) = &raw.carbon {
-        in_range(
-            "grams_co2e_per_kwh",
-            c.get_ref().grams_co2e_per_kwh,
-            0.0,
-            MAX_GRAMS_PER_KWH,
-            false,
-            "",
-        )
-        .map_err(|e| (c.span(), e))?;
-    }
-    Ok(())
-}
-
-/// A `[[profile]]`'s numbers.
-pub(super) fn profile(p: &Profile) -> Result<(), String> {
-    if let Some(t) = p.threads {
-        count("threads", t as usize, 1, MAX_THREADS as usize)?;
-    }
-    Ok(())
-}
-
-/// A `[[workload]]`'s numbers.
-pub(super) fn workload(w: &Workload) -> Result<(), String> {
-    count("prompt_tokens", w.prompt_tokens, 0, MAX_TOKENS)?;
-    count("new_tokens", w.new_tokens, 0, MAX_TOKENS)?;
-    count("batch", w.batch, 1, MAX_BATCH)?;
-    count("concurrency", w.concurrency, 1, MAX_CONCURRENCY)?;
-    if let Some(r) = w.requests {
-        count("requests", r, 1, MAX_REQUESTS)?;
-    }
-    Ok(())
 }
 
 /// The CPUs this process may run on (its affinity mask), in order.

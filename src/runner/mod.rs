@@ -174,137 +174,11 @@ pub fn run(
         );
     }
     let (dir, meta) = match &opts.resume {
-        Some(d) => {
-            let meta: RunMeta = read_json(&d.join(run_dir::META))?;
-            if !meta.parts.is_empty() {
-                bail!(
-                    "{} was merged from {} parts and cannot be resumed: run the missing shard \
-                     (joulebench run CONFIG --shard I/N) and merge again",
-                    d.display(),
-                    meta.parts.len()
-                );
-            }
-            if meta.ab != opts.ab {
-                bail!(
-                    "{} {}; resume it with the command that started it{}",
-                    d.display(),
-                    match &meta.ab {
-                        Some(a) => format!(
-                            "is an A/B job ({} vs {}, {} pairs)",
-                            a.candidate, a.base, a.pairs
-                        ),
-                        None => "is an ordinary run, not an A/B job".into(),
-                    },
-                    match &meta.ab {
-                        Some(a) => format!(
-                            " (joulebench ab CONFIG --base {} --candidate {} --pairs {} \
-                             --resume {})",
-                            a.base,
-                            a.candidate,
-                            a.pairs,
-                            d.display()
-                        ),
-                        None => " (joulebench run --resume)".into(),
-                    }
-                );
-            }
-            let had = meta.shard.as_ref().map(|s| Shard {
-                index: s.index,
-                count: s.count,
-            });
-            if opts.shard.is_some() && opts.shard != had {
-                bail!(
-                    "{} is {}; resume it without --shard or with the same shard",
-                    d.display(),
-                    had.map_or("not a shard".to_string(), |s| format!("shard {s}"))
-                );
-            }
-            if meta.config_hash != suite.hash() {
-                bail!(
-                    "{} was run with a different suite (hash {} vs {}): resume with its own \
-                     config.toml, or start a new run",
-                    d.display(),
-                    &meta.config_hash[..12],
-                    &suite.hash()[..12]
-                );
-            }
-            let now = hub_sources(suite, obs)?;
-            for (name, was) in &meta.model_sources {
-                let commit = |v: &serde_json::Value| v["commit"].as_str().unwrap_or("").to_string();
-                if let Some(is) = now.get(name)
-                    && commit(is) != commit(was)
-                {
-                    bail!(
-                        "{} measured {name} at commit {} of {}; the cache now resolves {} to \
-                         {}: resume with that commit (hf:{}@{}/...) or start a new run",
-                        d.display(),
-                        commit(was),
-                        was["repo"].as_str().unwrap_or(""),
-                        was["revision"].as_str().unwrap_or(""),
-                        commit(is),
-                        was["repo"].as_str().unwrap_or(""),
-                        commit(was)
-                    );
-                }
-            }
-            if record::repair(&d.join(run_dir::RECORDS))? {
-                obs.phase("cut a torn last line from records.jsonl");
-            }
-            (d.clone(), meta)
-        }
+        Some(d) => (d.clone(), resumable(d, suite, opts, obs)?),
         None => {
             let dir = new_run_dir(suite, &opts.out, opts.shard)?;
             std::fs::write(dir.join(run_dir::CONFIG), &suite.text)?;
-            let meta = RunMeta {
-                schema_version: RUN_SCHEMA_VERSION,
-                suite: suite.name.clone(),
-                config_path: std::fs::canonicalize(&suite.path)
-                    .unwrap_or_else(|_| suite.path.clone()),
-                config_hash: suite.hash(),
-                started_unix_s: crate::clock::unix_now(),
-                joulebench_version: env!("CARGO_PKG_VERSION").into(),
-                git_commit: git_commit(),
-                command_line: std::env::args().collect(),
-                machine: crate::fingerprint::machine(),
-                sources: sel
-                    .sources
-                    .iter()
-                    .map(|s| (s.kind().to_string(), s.describe()))
-                    .collect(),
-                rapl_domains: sel
-                    .zones
-                    .iter()
-                    .map(|z| crate::run_meta::RaplDomain {
-                        zone: z.zone.clone(),
-                        name: z.raw_name.clone(),
-                        domain: z.domain.clone(),
-                        status: z.status.clone(),
-                    })
-                    .collect(),
-                unavailable: sel.unavailable.clone(),
-                cells: p.cells.len(),
-                repetitions: suite.repetitions,
-                shard: opts.shard.map(|s| ShardInfo {
-                    index: s.index,
-                    count: s.count,
-                    plan_cells: p.cells.len(),
-                    node_shared: opts.node_shared,
-                    slurm: SlurmJob::from_env(),
-                }),
-                parts: Vec::new(),
-                missing_cells: Vec::new(),
-                merge_warnings: Vec::new(),
-                measured_domains: sel
-                    .sources
-                    .iter()
-                    .flat_map(|s| s.domains().to_vec())
-                    .filter(|d| d.provenance == crate::meter::Provenance::Measured)
-                    .map(|d| format!("{}/{}", d.source, d.name))
-                    .collect(),
-                allow_partial: suite.allow_partial,
-                model_sources: hub_sources(suite, obs)?,
-                ab: opts.ab.clone(),
-            };
+            let meta = new_meta(suite, opts, &sel, p.cells.len(), obs)?;
             write_json(&dir.join(run_dir::META), &meta)?;
             (dir, meta)
         }
@@ -357,6 +231,177 @@ pub fn run(
             write_failure: out.write_failure,
         });
     }
+    run_cells(&dir, suite, &meta, &todo, &opts.exe, interrupt, obs)
+}
+
+/// The meta.json of a run folder that `--resume` may continue with this suite and options:
+/// not a merged folder, the same kind of job (A/B or not), shard, suite and Hub commits. A torn
+/// last record line is cut.
+fn resumable(
+    d: &Path,
+    suite: &Suite,
+    opts: &RunOptions,
+    obs: &mut dyn RunObserver,
+) -> Result<RunMeta> {
+    let meta: RunMeta = read_json(&d.join(run_dir::META))?;
+    if !meta.parts.is_empty() {
+        bail!(
+            "{} was merged from {} parts and cannot be resumed: run the missing shard \
+             (joulebench run CONFIG --shard I/N) and merge again",
+            d.display(),
+            meta.parts.len()
+        );
+    }
+    if meta.ab != opts.ab {
+        bail!(
+            "{} {}; resume it with the command that started it{}",
+            d.display(),
+            match &meta.ab {
+                Some(a) => format!(
+                    "is an A/B job ({} vs {}, {} pairs)",
+                    a.candidate, a.base, a.pairs
+                ),
+                None => "is an ordinary run, not an A/B job".into(),
+            },
+            match &meta.ab {
+                Some(a) => format!(
+                    " (joulebench ab CONFIG --base {} --candidate {} --pairs {} \
+                     --resume {})",
+                    a.base,
+                    a.candidate,
+                    a.pairs,
+                    d.display()
+                ),
+                None => " (joulebench run --resume)".into(),
+            }
+        );
+    }
+    let had = meta.shard.as_ref().map(|s| Shard {
+        index: s.index,
+        count: s.count,
+    });
+    if opts.shard.is_some() && opts.shard != had {
+        bail!(
+            "{} is {}; resume it without --shard or with the same shard",
+            d.display(),
+            had.map_or("not a shard".to_string(), |s| format!("shard {s}"))
+        );
+    }
+    if meta.config_hash != suite.hash() {
+        bail!(
+            "{} was run with a different suite (hash {} vs {}): resume with its own \
+             config.toml, or start a new run",
+            d.display(),
+            &meta.config_hash[..12],
+            &suite.hash()[..12]
+        );
+    }
+    same_hub_commits(d, &meta, &hub_sources(suite, obs)?)?;
+    if record::repair(&d.join(run_dir::RECORDS))? {
+        obs.phase("cut a torn last line from records.jsonl");
+    }
+    Ok(meta)
+}
+
+/// Refuses a resume where the Hub cache now resolves a model to another commit than the run
+/// measured.
+fn same_hub_commits(
+    d: &Path,
+    meta: &RunMeta,
+    now: &BTreeMap<String, serde_json::Value>,
+) -> Result<()> {
+    for (name, was) in &meta.model_sources {
+        let commit = |v: &serde_json::Value| v["commit"].as_str().unwrap_or("").to_string();
+        if let Some(is) = now.get(name)
+            && commit(is) != commit(was)
+        {
+            bail!(
+                "{} measured {name} at commit {} of {}; the cache now resolves {} to \
+                 {}: resume with that commit (hf:{}@{}/...) or start a new run",
+                d.display(),
+                commit(was),
+                was["repo"].as_str().unwrap_or(""),
+                was["revision"].as_str().unwrap_or(""),
+                commit(is),
+                was["repo"].as_str().unwrap_or(""),
+                commit(was)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// meta.json of a new run: the fingerprint, the sources and RAPL domain map the meters found,
+/// the shard, the Hub commits.
+fn new_meta(
+    suite: &Suite,
+    opts: &RunOptions,
+    sel: &crate::meter::select::Selection,
+    cells: usize,
+    obs: &mut dyn RunObserver,
+) -> Result<RunMeta> {
+    Ok(RunMeta {
+        schema_version: RUN_SCHEMA_VERSION,
+        suite: suite.name.clone(),
+        config_path: std::fs::canonicalize(&suite.path).unwrap_or_else(|_| suite.path.clone()),
+        config_hash: suite.hash(),
+        started_unix_s: crate::clock::unix_now(),
+        joulebench_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: git_commit(),
+        command_line: std::env::args().collect(),
+        machine: crate::fingerprint::machine(),
+        sources: sel
+            .sources
+            .iter()
+            .map(|s| (s.kind().to_string(), s.describe()))
+            .collect(),
+        rapl_domains: sel
+            .zones
+            .iter()
+            .map(|z| crate::run_meta::RaplDomain {
+                zone: z.zone.clone(),
+                name: z.raw_name.clone(),
+                domain: z.domain.clone(),
+                status: z.status.clone(),
+            })
+            .collect(),
+        unavailable: sel.unavailable.clone(),
+        cells,
+        repetitions: suite.repetitions,
+        shard: opts.shard.map(|s| ShardInfo {
+            index: s.index,
+            count: s.count,
+            plan_cells: cells,
+            node_shared: opts.node_shared,
+            slurm: SlurmJob::from_env(),
+        }),
+        parts: Vec::new(),
+        missing_cells: Vec::new(),
+        merge_warnings: Vec::new(),
+        measured_domains: sel
+            .sources
+            .iter()
+            .flat_map(|s| s.domains().to_vec())
+            .filter(|d| d.provenance == crate::meter::Provenance::Measured)
+            .map(|d| format!("{}/{}", d.source, d.name))
+            .collect(),
+        allow_partial: suite.allow_partial,
+        model_sources: hub_sources(suite, obs)?,
+        ab: opts.ab.clone(),
+    })
+}
+
+/// Runs each cell's missing repetitions in its own process, in order, with the cooldowns;
+/// stops at an interrupt or when results cannot be written.
+fn run_cells(
+    dir: &Path,
+    suite: &Suite,
+    meta: &RunMeta,
+    todo: &[(&Cell, Vec<u32>)],
+    exe: &Path,
+    interrupt: &AtomicBool,
+    obs: &mut dyn RunObserver,
+) -> Result<RunOutcome> {
     let mut failed = Vec::new();
     let mut write_failure: Option<String> = None;
     let mut interrupted = interrupt.load(Ordering::Relaxed);
@@ -375,15 +420,14 @@ pub fn run(
             }
         }
         obs.cell_started(cell, pos, todo.len());
-        let outcome = run_child(&dir, suite, cell, reps, &opts.exe, interrupt)?;
-        match outcome {
+        match run_child(dir, suite, cell, reps, exe, interrupt)? {
             ChildEnd::Done => obs.cell_finished(cell, None),
             ChildEnd::Interrupted => {
                 interrupted = true;
                 obs.cell_finished(cell, Some("interrupted"));
             }
             ChildEnd::Failed(why) => {
-                if let Some(w) = record_failure(&dir, suite, &meta, cell, &why) {
+                if let Some(w) = record_failure(dir, suite, meta, cell, &why) {
                     write_failure = Some(w);
                 }
                 failed.push(cell.id.clone());
@@ -405,7 +449,7 @@ pub fn run(
         interrupted |= interrupt.load(Ordering::Relaxed);
     }
     Ok(RunOutcome {
-        dir,
+        dir: dir.to_path_buf(),
         interrupted,
         failed_cells: failed,
         write_failure,

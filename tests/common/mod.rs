@@ -3,6 +3,9 @@
 //! builders for suite files and run folders.
 #![allow(dead_code)]
 
+pub mod fake_run;
+pub mod http;
+
 use std::path::{Path, PathBuf};
 
 /// Environment variables that change what a joulebench run does; tests start from none of them.
@@ -308,4 +311,29 @@ pub fn run_reference(py: &Path, code: &str, args: &[&std::ffi::OsStr]) -> Vec<u8
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// The records of a run folder (torn lines skipped, as `report` does).
+pub fn records(run: &Path) -> Vec<joulebench::record::Record> {
+    joulebench::record::read_all(&run.join("records.jsonl"))
+        .expect("records.jsonl readable")
+        .0
+}
+
+/// Whether `got` is within `rel` (relative) of `want`.
+pub fn close(got: f64, want: f64, rel: f64) -> bool {
+    (got - want).abs() <= rel * want.abs()
+}
+
+/// The registered default model's file, fetched on first use.
+pub fn default_model() -> PathBuf {
+    use joulebench::store::registry;
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let m = registry::lookup(registry::DEFAULT_MODEL).expect("registered");
+        registry::resolve(m, true, &mut |s| eprintln!("{s}"))
+            .expect("the default model must be fetchable")
+            .join(m.files[0].name)
+    })
+    .clone()
 }

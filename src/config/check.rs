@@ -1,0 +1,260 @@
+//! One check per section of a suite file, each range checked once (with the bounds in
+//! `limits`), every error at the line of the value or entry it is about.
+
+use super::limits::{self, count, in_range};
+use super::model::RawModel;
+use super::sections::{Carbon, MeterSection, Profile, RawSuite, Sources, SuiteSection};
+use super::workload::{Workload, WorkloadKind};
+use super::{ConfigError, Locator, ModelEntry};
+use crate::meter::select::MeterChoice;
+use std::collections::HashMap;
+use std::path::Path;
+use toml::Spanned;
+
+/// `[suite]`: its name (checked as a file name) and every number in range.
+pub(super) fn suite_section(s: &SuiteSection, at: &Locator) -> Result<String, ConfigError> {
+    let name = s.name.get_ref().trim().to_string();
+    crate::names::check("suite name", &name).map_err(|e| at.err(s.name.span(), e))?;
+    count(
+        "repetitions",
+        *s.repetitions.get_ref() as usize,
+        1,
+        limits::MAX_REPETITIONS as usize,
+    )
+    .map_err(|e| at.err(s.repetitions.span(), e))?;
+    count(
+        "warmup",
+        *s.warmup.get_ref() as usize,
+        0,
+        limits::MAX_WARMUP as usize,
+    )
+    .map_err(|e| at.err(s.warmup.span(), e))?;
+    let week = limits::WEEK_S;
+    for (v, what, hi, open) in [
+        (&s.idle_seconds, "idle_seconds", week, false),
+        (&s.cooldown_seconds, "cooldown_seconds", week, false),
+        (&s.min_window_ms, "min_window_ms", week * 1e3, false),
+        (&s.min_steady_s, "min_steady_s", week, false),
+        (&s.timeout_seconds, "timeout_seconds", week, true),
+    ] {
+        in_range(what, *v.get_ref(), 0.0, hi, open, "").map_err(|e| at.err(v.span(), e))?;
+    }
+    Ok(name)
+}
+
+/// `[meter]`: the sources (and whether `"auto"` was written, which allows a labelled fallback
+/// when a sensor is lost mid-suite), the sampling interval, the TDP.
+pub(super) fn meter(m: &MeterSection, at: &Locator) -> Result<(MeterChoice, bool), ConfigError> {
+    let sources = match m.sources.get_ref() {
+        Sources::One(s) => s.clone(),
+        Sources::List(v) => v.join(","),
+    };
+    let meter = MeterChoice::parse(&sources).map_err(|e| at.err(m.sources.span(), e))?;
+    // Written in the file (a default has an empty span).
+    let auto_fallback = meter == MeterChoice::Auto && !m.sources.span().is_empty();
+    if !(0.1..=60_000.0).contains(m.interval_ms.get_ref()) {
+        return Err(at.err(
+            m.interval_ms.span(),
+            "interval_ms must be between 0.1 and 60000".into(),
+        ));
+    }
+    if let Some(t) = &m.tdp_w {
+        in_range("tdp_w", *t.get_ref(), 0.0, limits::MAX_TDP_W, true, " W")
+            .map_err(|e| at.err(t.span(), e))?;
+    }
+    Ok((meter, auto_fallback))
+}
+
+/// At least one model, profile and workload.
+pub(super) fn present(raw: &RawSuite, at: &Locator) -> Result<(), ConfigError> {
+    if raw.models.is_empty() {
+        return Err(at.err(
+            0..0,
+            "no [[model]]: add at least one (id = \"smollm2-135m-instruct-q4_1\")".into(),
+        ));
+    }
+    if raw.profiles.is_empty() {
+        return Err(at.err(
+            0..0,
+            "no [[profile]]: add at least one (name = \"cpu-2t\", threads = 2)".into(),
+        ));
+    }
+    if raw.workloads.is_empty() {
+        return Err(at.err(
+            0..0,
+            "no [[workload]]: add at least one (name = \"chat\", prompt_tokens = 64, \
+             new_tokens = 32)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The names seen so far, by kind and file-name form. Names become file names: refused when
+/// unprintable, and when two of a kind share a path form ("a/b" and "a_b" both become "a_b").
+#[derive(Default)]
+pub(super) struct Names {
+    seen: HashMap<(&'static str, String), (String, usize)>,
+}
+
+impl Names {
+    fn add(
+        &mut self,
+        kind: &'static str,
+        n: &str,
+        span: std::ops::Range<usize>,
+        at: &Locator,
+    ) -> Result<(), ConfigError> {
+        crate::names::check(&format!("{kind} name"), n).map_err(|e| at.err(span.clone(), e))?;
+        let key = (kind, crate::names::component(n));
+        if let Some((first, first_line)) = self.seen.get(&key) {
+            let why = if first == n {
+                format!("{kind} name {n:?} is used twice (line {first_line} and here)")
+            } else {
+                format!(
+                    "{kind} names {:?} (line {first_line}) and {:?} both become {:?} in file names",
+                    crate::names::terminal(first),
+                    crate::names::terminal(n),
+                    key.1
+                )
+            };
+            let hint = if kind == "model" {
+                " (alias = ...)"
+            } else {
+                ""
+            };
+            return Err(at.err(span, format!("{why}; rename one{hint}")));
+        }
+        let line = at.line(&span);
+        self.seen.insert(key, (n.to_string(), line));
+        Ok(())
+    }
+}
+
+/// `[[model]]` entries, each validated into its engine's form.
+pub(super) fn models(
+    raw: &[Spanned<RawModel>],
+    base: &Path,
+    names: &mut Names,
+    at: &Locator,
+) -> Result<Vec<ModelEntry>, ConfigError> {
+    let mut out = Vec::new();
+    for m in raw {
+        let e = m
+            .get_ref()
+            .clone()
+            .validate(base)
+            .map_err(|msg| at.err(m.span(), msg))?;
+        names.add("model", &e.name(), m.span(), at)?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// `[[profile]]` entries: threads, CPUs this process may use, a known device.
+pub(super) fn profiles(
+    raw: &[Spanned<Profile>],
+    names: &mut Names,
+    at: &Locator,
+) -> Result<Vec<Profile>, ConfigError> {
+    let cpus = limits::allowed_cpus();
+    let mut out = Vec::new();
+    for p in raw {
+        let pr = p.get_ref().clone();
+        names.add("profile", &pr.name, p.span(), at)?;
+        if let Some(t) = pr.threads {
+            count("threads", t as usize, 1, limits::MAX_THREADS as usize)
+                .map_err(|e| at.err(p.span(), e))?;
+        }
+        if let Some(a) = &pr.cpu_affinity {
+            if a.is_empty() {
+                return Err(at.err(p.span(), "cpu_affinity must list at least one CPU".into()));
+            }
+            if let Some(bad) = a.iter().find(|c| !cpus.contains(c)) {
+                return Err(at.err(
+                    p.span(),
+                    format!(
+                        "cpu_affinity names CPU {bad}, which this process cannot use (it may \
+                         use {})",
+                        limits::cpu_list(&cpus)
+                    ),
+                ));
+            }
+        }
+        if !(pr.device == "cpu" || pr.device.starts_with("cuda") || pr.device == "metal") {
+            return Err(at.err(
+                p.span(),
+                format!("device {:?}: use cpu, cuda:N or metal", pr.device),
+            ));
+        }
+        out.push(pr);
+    }
+    Ok(out)
+}
+
+/// `[[workload]]` entries: counts in range, then each combination of settings.
+pub(super) fn workloads(
+    raw: &[Spanned<Workload>],
+    names: &mut Names,
+    at: &Locator,
+) -> Result<Vec<Workload>, ConfigError> {
+    let mut out = Vec::new();
+    for w in raw {
+        let wl = w.get_ref().clone();
+        names.add("workload", &wl.name, w.span(), at)?;
+        workload(&wl).map_err(|e| at.err(w.span(), e))?;
+        out.push(wl);
+    }
+    Ok(out)
+}
+
+/// What is wrong with one workload, if anything.
+fn workload(w: &Workload) -> Result<(), String> {
+    count("prompt_tokens", w.prompt_tokens, 0, limits::MAX_TOKENS)?;
+    count("new_tokens", w.new_tokens, 0, limits::MAX_TOKENS)?;
+    count("batch", w.batch, 1, limits::MAX_BATCH)?;
+    count("concurrency", w.concurrency, 1, limits::MAX_CONCURRENCY)?;
+    if let Some(r) = w.requests {
+        count("requests", r, 1, limits::MAX_REQUESTS)?;
+    }
+    if let Some(why) = w.length_problem() {
+        return Err(why);
+    }
+    if let Some(r) = w.requests.filter(|r| *r < w.concurrency) {
+        return Err(format!(
+            "requests ({r}) must be at least concurrency ({}): every stream needs a request",
+            w.concurrency
+        ));
+    }
+    if let Some(why) = w.load_problem().or_else(|| w.arrival_problem()) {
+        return Err(why);
+    }
+    if w.kind == WorkloadKind::Generate
+        && w.new_tokens == 0
+        && w.lengths.is_none_or(|l| l.output.is_none())
+    {
+        return Err("a generate workload needs new_tokens >= 1 (or lengths.output)".into());
+    }
+    Ok(())
+}
+
+/// `[carbon]`: a grid intensity in range and where it comes from.
+pub(super) fn carbon(
+    c: Option<Spanned<Carbon>>,
+    at: &Locator,
+) -> Result<Option<Carbon>, ConfigError> {
+    let Some(c) = c else { return Ok(None) };
+    in_range(
+        "grams_co2e_per_kwh",
+        c.get_ref().grams_co2e_per_kwh,
+        0.0,
+        limits::MAX_GRAMS_PER_KWH,
+        false,
+        "",
+    )
+    .map_err(|e| at.err(c.span(), e))?;
+    if c.get_ref().source.trim().is_empty() {
+        return Err(at.err(c.span(), "carbon needs a source".into()));
+    }
+    Ok(Some(c.into_inner()))
+}
