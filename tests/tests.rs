@@ -24,6 +24,7 @@ mod gemma;
 mod gguf_fuzz;
 mod hostile;
 mod hub;
+mod layout;
 mod llama_ref;
 mod measure;
 mod nvml;

@@ -147,6 +147,52 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
         parts.push(load_part(p, &mut warnings)?);
     }
     parts.sort_by_key(shard_key);
+    one_suite_one_shard_each(&parts, &mut warnings)?;
+    let suite = Suite::parse(&parts[0].meta.config_path, &parts[0].text)
+        .with_context(|| format!("the suite kept in {}", parts[0].path.display()))?;
+    let the_plan = plan(&suite);
+    let owner = owners(&parts, &the_plan)?;
+    let missing: Vec<String> = the_plan
+        .cells
+        .iter()
+        .filter(|c| !owner.contains_key(&c.index))
+        .map(|c| c.id.clone())
+        .collect();
+    if !missing.is_empty() && !allow_partial {
+        bail!(
+            "{} of {} cells were measured by no part: {} (a failed shard? pass --allow-partial \
+             to merge anyway and list them as missing)",
+            missing.len(),
+            the_plan.cells.len(),
+            missing.join(", ")
+        );
+    }
+    let incomplete = incomplete_cells(&parts, &the_plan, &owner, &suite, &mut warnings);
+    different_builds(&parts, &mut warnings);
+    let fingerprints: Vec<String> = parts
+        .iter()
+        .map(|p| p.meta.fingerprint())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    out_is_usable(out)?;
+    let meta = merged_meta(&parts, &the_plan, &owner, &missing, &warnings);
+    let records = write_merged(out, &parts, &the_plan, &owner, &meta)?;
+    Ok(MergeOutcome {
+        interrupted: parts.iter().any(|p| p.interrupted),
+        dir: out.to_path_buf(),
+        plan_cells: the_plan.cells.len(),
+        parts: parts.len(),
+        records,
+        missing,
+        incomplete,
+        fingerprints,
+        warnings,
+    })
+}
+
+/// Refuses parts of different suites and a shard given twice; notes different shard counts.
+fn one_suite_one_shard_each(parts: &[Part], warnings: &mut Vec<String>) -> Result<()> {
     let hash = parts[0].meta.config_hash.clone();
     if let Some(odd) = parts.iter().find(|p| p.meta.config_hash != hash) {
         bail!(
@@ -181,10 +227,12 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             );
         }
     }
-    let suite = Suite::parse(&parts[0].meta.config_path, &parts[0].text)
-        .with_context(|| format!("the suite kept in {}", parts[0].path.display()))?;
-    let the_plan = plan(&suite);
-    // Which part measured each cell; a cell from two parts is an error.
+    Ok(())
+}
+
+/// Which part measured each cell (by plan index); a cell from two parts, or a record of a cell
+/// the plan does not have, is an error.
+fn owners(parts: &[Part], the_plan: &crate::plan::Plan) -> Result<BTreeMap<usize, usize>> {
     let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
     for (pi, p) in parts.iter().enumerate() {
         for r in &p.records {
@@ -210,21 +258,17 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             owner.insert(r.cell_index, pi);
         }
     }
-    let missing: Vec<String> = the_plan
-        .cells
-        .iter()
-        .filter(|c| !owner.contains_key(&c.index))
-        .map(|c| c.id.clone())
-        .collect();
-    if !missing.is_empty() && !allow_partial {
-        bail!(
-            "{} of {} cells were measured by no part: {} (a failed shard? pass --allow-partial \
-             to merge anyway and list them as missing)",
-            missing.len(),
-            the_plan.cells.len(),
-            missing.join(", ")
-        );
-    }
+    Ok(owner)
+}
+
+/// Cells with fewer good repetitions than the suite asks for and no failure to explain it.
+fn incomplete_cells(
+    parts: &[Part],
+    the_plan: &crate::plan::Plan,
+    owner: &BTreeMap<usize, usize>,
+    suite: &Suite,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
     let mut incomplete = Vec::new();
     for c in &the_plan.cells {
         let Some(&pi) = owner.get(&c.index) else {
@@ -249,6 +293,11 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             ));
         }
     }
+    incomplete
+}
+
+/// Notes parts that ran different joulebench builds.
+fn different_builds(parts: &[Part], warnings: &mut Vec<String>) {
     let builds: BTreeSet<String> = parts
         .iter()
         .map(|p| {
@@ -268,20 +317,17 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             builds.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
-    let fingerprints: Vec<String> = parts
-        .iter()
-        .map(|p| p.meta.fingerprint())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+}
 
-    out_is_usable(out)?;
-    for sub in ["traces", "logs"] {
-        std::fs::create_dir_all(out.join(sub))
-            .with_context(|| format!("cannot create {}", out.join(sub).display()))?;
-    }
-    crate::run_dir::write_atomic(&out.join("config.toml"), parts[0].text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+/// The merged folder's meta.json: the first part's, with every part's facts and what is
+/// missing.
+fn merged_meta(
+    parts: &[Part],
+    the_plan: &crate::plan::Plan,
+    owner: &BTreeMap<usize, usize>,
+    missing: &[String],
+    warnings: &[String],
+) -> crate::run_meta::RunMeta {
     let infos: Vec<PartInfo> = parts
         .iter()
         .enumerate()
@@ -314,9 +360,27 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
     meta.cells = the_plan.cells.len();
     meta.shard = None;
     meta.parts = infos;
-    meta.missing_cells = missing.clone();
-    meta.merge_warnings = warnings.clone();
-    write_json(&out.join("meta.json"), &meta)?;
+    meta.missing_cells = missing.to_vec();
+    meta.merge_warnings = warnings.to_vec();
+    meta
+}
+
+/// Writes the merged folder: config, meta, idle baseline, records in plan order, each cell's
+/// trace and log. Returns the number of records.
+fn write_merged(
+    out: &Path,
+    parts: &[Part],
+    the_plan: &crate::plan::Plan,
+    owner: &BTreeMap<usize, usize>,
+    meta: &crate::run_meta::RunMeta,
+) -> Result<usize> {
+    for sub in ["traces", "logs"] {
+        std::fs::create_dir_all(out.join(sub))
+            .with_context(|| format!("cannot create {}", out.join(sub).display()))?;
+    }
+    crate::run_dir::write_atomic(&out.join("config.toml"), parts[0].text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    write_json(&out.join("meta.json"), meta)?;
     if let Some(p) = parts.iter().find(|p| p.path.join("idle.json").exists()) {
         copy_if_exists(&p.path.join("idle.json"), &out.join("idle.json"))?;
     }
@@ -333,7 +397,7 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
     }
     crate::run_dir::write_atomic(&out.join("records.jsonl"), lines.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write records.jsonl in {}: {e}", out.display()))?;
-    for (ci, &pi) in &owner {
+    for (ci, &pi) in owner {
         let id = &the_plan.cells[*ci].id;
         let p = &parts[pi].path;
         copy_if_exists(
@@ -345,15 +409,5 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
             &out.join("logs").join(format!("{id}.stderr.log")),
         )?;
     }
-    Ok(MergeOutcome {
-        interrupted: parts.iter().any(|p| p.interrupted),
-        dir: out.to_path_buf(),
-        plan_cells: the_plan.cells.len(),
-        parts: parts.len(),
-        records: all.len(),
-        missing,
-        incomplete,
-        fingerprints,
-        warnings,
-    })
+    Ok(all.len())
 }

@@ -13,72 +13,51 @@ fn progress(msg: &str) {
     eprintln!("[joulebench] {msg}");
 }
 
+/// The prompt `generate` asks for: `--prompt` (through the chat template with `--chat`), else
+/// the bundled text cut to `--prompt-tokens`, else random ids for models without a tokenizer.
+fn generate_prompt(
+    a: &GenerateArgs,
+    model: &dyn joulebench::engine::InferenceBackend,
+) -> Result<Vec<u32>> {
+    let chat = if a.chat {
+        let t = model.chat_template().unwrap_or("");
+        Some(ChatFormat::detect(t).context(
+            "--chat: the model has no chat template joulebench can apply (ChatML, Llama 3, Gemma)",
+        )?)
+    } else {
+        None
+    };
+    Ok(match (model.tokenizer(), &a.prompt) {
+        (Some(tok), Some(text)) => {
+            let text = match chat {
+                Some(f) => {
+                    let (pre, post) = f.wrap();
+                    format!("{pre}{text}{post}")
+                }
+                None => text.clone(),
+            };
+            let bos = model.info().bos_token_id;
+            [bos.into_iter().collect(), tokenizer::encode(tok, &text)?].concat()
+        }
+        (Some(tok), None) => prompt_tokens(
+            tok,
+            a.prompt_tokens.unwrap_or(64),
+            chat,
+            model.info().bos_token_id,
+        )?,
+        (None, Some(_)) => bail!("{} has no tokenizer: use --prompt-tokens", a.model),
+        (None, None) => joulebench::engine::text::prompt::synthetic_tokens(
+            model.info().vocab_size,
+            a.prompt_tokens.unwrap_or(64),
+            7,
+        ),
+    })
+}
+
 /// Runs a `models` subcommand.
 pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
     match cmd {
-        ModelsCommand::List { json, hub } => {
-            let mut rows: Vec<serde_json::Value> = MODELS
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.id, "family": m.family, "architecture": m.architecture,
-                        "kind": m.kind, "parameters": m.parameters,
-                        "bytes": registry::total_size(m),
-                        "quantization": m.quantization, "license": m.license,
-                        "source": format!("wheel {}", m.wheel),
-                        "cached": registry::is_cached(m),
-                        "path": registry::model_dir(m),
-                    })
-                })
-                .chain(joulebench::engine::models::synthetic::SYNTHETIC.iter().map(|s| {
-                    json!({
-                        "id": format!("synthetic:{s}"), "family": "synthetic llama",
-                        "architecture": "llama", "bytes": null,
-                        "kind": "synthetic", "parameters": if *s == "llama-tiny" { "4M" } else { "135M" },
-                        "quantization": if *s == "llama-tiny" { "F32" } else { "Q4_1" },
-                        "license": "n/a", "source": "built in process from seeded random weights",
-                        "cached": true, "path": null,
-                    })
-                }))
-                .collect();
-            rows.extend(hub_cache_rows());
-            if let Some(r) = hub {
-                rows.extend(hub_remote_rows(&r)?);
-            }
-            if json {
-                super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
-            } else {
-                let mut s = format!(
-                    "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
-                    "id", "family", "arch", "params", "MB", "quantization", "license", "cached"
-                );
-                for r in &rows {
-                    let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                    let mb = r["bytes"]
-                        .as_u64()
-                        .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
-                    s.push_str(&format!(
-                        "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
-                        str_of("id"),
-                        str_of("family"),
-                        str_of("architecture"),
-                        str_of("parameters"),
-                        mb,
-                        str_of("quantization"),
-                        str_of("license"),
-                        if r["cached"] == true { "yes" } else { "no" },
-                        str_of("source"),
-                    ));
-                }
-                s.push_str(&format!(
-                    "cache: {}; Hugging Face cache: {}\n",
-                    registry::cache_root().display(),
-                    hub::cache_dir().display()
-                ));
-                super::print_stdout(&s)?;
-            }
-            Ok(0)
-        }
+        ModelsCommand::List { json, hub } => list(json, hub),
         ModelsCommand::Fetch { id } if id.starts_with("hf:") => {
             let hid = parse_hub(&id)?;
             let (path, src) = hub::resolve(&hid, true, hub::Freshness::Latest, &mut progress)?;
@@ -91,23 +70,7 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             ));
             Ok(0)
         }
-        ModelsCommand::Verify { id } if id.starts_with("hf:") => {
-            let hid = parse_hub(&id)?;
-            let (_, src) = hub::resolve(&hid, false, hub::Freshness::Recheck, &mut progress)?;
-            for f in &src.files {
-                progress(&format!(
-                    "{}: sha256 {} ({})",
-                    f.name,
-                    f.sha256,
-                    if f.etag.is_empty() {
-                        "no Hub hash to compare with: a copied snapshot"
-                    } else {
-                        "matches the Hub's"
-                    }
-                ));
-            }
-            Ok(0)
-        }
+        ModelsCommand::Verify { id } if id.starts_with("hf:") => verify_hub(&id),
         ModelsCommand::Fetch { id } => {
             let m = registered(&id)?;
             if registry::is_cached(m) {
@@ -147,24 +110,111 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             ))?;
             Ok(0)
         }
-        ModelsCommand::Verify { id } => {
-            let m = registered(&id)?;
-            let dir = registry::resolve(m, false, &mut progress)?;
-            for f in m.files {
-                let p = dir.join(f.name);
-                let got = registry::sha256_file(&p)?;
-                if got != f.sha256 {
-                    bail!(joulebench::store::StoreError::Checksum {
-                        path: p,
-                        expected: f.sha256.into(),
-                        actual: got,
-                    });
-                }
-                progress(&format!("{}: sha256 ok", p.display()));
-            }
-            Ok(0)
-        }
+        ModelsCommand::Verify { id } => verify(&id),
     }
+}
+
+/// `models list`: registered, synthetic, Hub-cached and (with `--hub`) remote models.
+fn list(json: bool, hub: Option<String>) -> Result<u8> {
+    let mut rows: Vec<serde_json::Value> = MODELS
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "family": m.family, "architecture": m.architecture,
+                "kind": m.kind, "parameters": m.parameters,
+                "bytes": registry::total_size(m),
+                "quantization": m.quantization, "license": m.license,
+                "source": format!("wheel {}", m.wheel),
+                "cached": registry::is_cached(m),
+                "path": registry::model_dir(m),
+            })
+        })
+        .chain(joulebench::engine::models::synthetic::SYNTHETIC.iter().map(|s| {
+            json!({
+                "id": format!("synthetic:{s}"), "family": "synthetic llama",
+                "architecture": "llama", "bytes": null,
+                "kind": "synthetic", "parameters": if *s == "llama-tiny" { "4M" } else { "135M" },
+                "quantization": if *s == "llama-tiny" { "F32" } else { "Q4_1" },
+                "license": "n/a", "source": "built in process from seeded random weights",
+                "cached": true, "path": null,
+            })
+        }))
+        .collect();
+    rows.extend(hub_cache_rows());
+    if let Some(r) = hub {
+        rows.extend(hub_remote_rows(&r)?);
+    }
+    if json {
+        super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+        return Ok(0);
+    }
+    let mut s = format!(
+        "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
+        "id", "family", "arch", "params", "MB", "quantization", "license", "cached"
+    );
+    for r in &rows {
+        let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        let mb = r["bytes"]
+            .as_u64()
+            .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+        s.push_str(&format!(
+            "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
+            str_of("id"),
+            str_of("family"),
+            str_of("architecture"),
+            str_of("parameters"),
+            mb,
+            str_of("quantization"),
+            str_of("license"),
+            if r["cached"] == true { "yes" } else { "no" },
+            str_of("source"),
+        ));
+    }
+    s.push_str(&format!(
+        "cache: {}; Hugging Face cache: {}\n",
+        registry::cache_root().display(),
+        hub::cache_dir().display()
+    ));
+    super::print_stdout(&s)?;
+    Ok(0)
+}
+
+/// `models verify hf:...`: every file of the cached revision against the Hub's hash.
+fn verify_hub(id: &str) -> Result<u8> {
+    let hid = parse_hub(id)?;
+    let (_, src) = hub::resolve(&hid, false, hub::Freshness::Recheck, &mut progress)?;
+    for f in &src.files {
+        progress(&format!(
+            "{}: sha256 {} ({})",
+            f.name,
+            f.sha256,
+            if f.etag.is_empty() {
+                "no Hub hash to compare with: a copied snapshot"
+            } else {
+                "matches the Hub's"
+            }
+        ));
+    }
+    Ok(0)
+}
+
+/// `models verify ID`: every file of a cached registered model against its pinned sha256.
+fn verify(id: &str) -> Result<u8> {
+    let m = registered(id)?;
+    let dir = registry::resolve(m, false, &mut progress)?;
+    for f in m.files {
+        let p = dir.join(f.name);
+        let got = registry::sha256_file(&p)?;
+        if got != f.sha256 {
+            bail!(joulebench::store::StoreError::Checksum {
+                path: p,
+                expected: f.sha256.into(),
+                actual: got,
+            });
+        }
+        progress(&format!("{}: sha256 ok", p.display()));
+    }
+    Ok(0)
 }
 
 /// A registered model or dataset by id.
@@ -312,39 +362,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
     let t0 = std::time::Instant::now();
     let mut model = load(&a.model, &opts, &mut progress)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let chat = if a.chat {
-        let t = model.chat_template().unwrap_or("");
-        Some(ChatFormat::detect(t).context(
-            "--chat: the model has no chat template joulebench can apply (ChatML, Llama 3, Gemma)",
-        )?)
-    } else {
-        None
-    };
-    let prompt: Vec<u32> = match (model.tokenizer(), &a.prompt) {
-        (Some(tok), Some(text)) => {
-            let text = match chat {
-                Some(f) => {
-                    let (pre, post) = f.wrap();
-                    format!("{pre}{text}{post}")
-                }
-                None => text.clone(),
-            };
-            let bos = model.info().bos_token_id;
-            [bos.into_iter().collect(), tokenizer::encode(tok, &text)?].concat()
-        }
-        (Some(tok), None) => prompt_tokens(
-            tok,
-            a.prompt_tokens.unwrap_or(64),
-            chat,
-            model.info().bos_token_id,
-        )?,
-        (None, Some(_)) => bail!("{} has no tokenizer: use --prompt-tokens", a.model),
-        (None, None) => joulebench::engine::text::prompt::synthetic_tokens(
-            model.info().vocab_size,
-            a.prompt_tokens.unwrap_or(64),
-            7,
-        ),
-    };
+    let prompt = generate_prompt(&a, model.as_ref())?;
     let req = GenerateRequest {
         prompts: vec![prompt.clone(); a.batch as usize],
         max_new_tokens: a.max_new_tokens as usize,

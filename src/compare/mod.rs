@@ -268,14 +268,12 @@ pub(crate) fn coverage(rs: &[&Record]) -> Option<String> {
     ))
 }
 
+fn key_text(k: &Key) -> String {
+    format!("{} / {} / {}", k.0, k.1, k.2)
+}
+
 /// Compares two loaded sides.
 pub fn compare(base: &Side, cand: &Side, metrics: &[Metric], o: CompareOptions) -> Comparison {
-    let CompareOptions {
-        threshold,
-        alpha,
-        allow_hardware_mismatch,
-        allow_scope_mismatch,
-    } = o;
     let (fb, fc) = (base.meta.fingerprint(), cand.meta.fingerprint());
     let mut c = Comparison {
         schema_version: 1,
@@ -284,8 +282,8 @@ pub fn compare(base: &Side, cand: &Side, metrics: &[Metric], o: CompareOptions) 
         base_fingerprint: fb.clone(),
         cand_fingerprint: fc.clone(),
         base_started_unix_s: base.meta.started_unix_s,
-        threshold,
-        alpha,
+        threshold: o.threshold,
+        alpha: o.alpha,
         rows: Vec::new(),
         unmatched: Vec::new(),
         not_comparable: None,
@@ -297,100 +295,32 @@ pub fn compare(base: &Side, cand: &Side, metrics: &[Metric], o: CompareOptions) 
         .filter(|k| !cm.contains_key(*k))
         .chain(cm.keys().filter(|k| !bm.contains_key(*k)))
     {
-        c.unmatched.push(format!("{} / {} / {}", k.0, k.1, k.2));
+        c.unmatched.push(key_text(k));
     }
-    // Hardware is checked per cell: a merged run's cells may come from different machines
-    // (their records keep their part's fingerprint); a single run has one, in meta.json.
-    let hw = |side: &Side, rs: &[&Record]| {
-        if side.meta.parts.is_empty() {
-            return side.meta.fingerprint();
-        }
-        rs.iter()
-            .find_map(|r| r.host.as_ref().map(|h| h.fingerprint.clone()))
-            .unwrap_or_else(|| side.meta.fingerprint())
-    };
     let mut mismatched: Vec<String> = Vec::new();
     for (k, brs) in &bm {
         let Some(crs) = cm.get(k) else { continue };
-        let (hb, hc) = (hw(base, brs), hw(cand, crs));
+        let (hb, hc) = (hardware(base, brs), hardware(cand, crs));
         if hb != hc {
-            if allow_hardware_mismatch {
-                let w = format!("hardware differs ({hb} vs {hc}); compared anyway");
-                if !c.warnings.contains(&w) {
-                    c.warnings.push(w);
-                }
-            } else {
-                mismatched.push(format!("{} / {} / {}: {hb} vs {hc}", k.0, k.1, k.2));
+            if !o.allow_hardware_mismatch {
+                mismatched.push(format!("{}: {hb} vs {hc}", key_text(k)));
                 continue;
             }
+            let w = format!("hardware differs ({hb} vs {hc}); compared anyway");
+            if !c.warnings.contains(&w) {
+                c.warnings.push(w);
+            }
         }
-        let (pb, pc) = (provenance(brs), provenance(crs));
-        if pb != pc {
-            c.not_comparable = Some(format!(
-                "{} / {} / {}: energy is {} in {} but {} in {}; estimates are only compared with estimates",
-                k.0,
-                k.1,
-                k.2,
-                pb.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
-                base.label,
-                pc.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
-                cand.label
-            ));
-            c.rows.clear();
-            return c;
-        }
-        let (wb, wc) = (coverage(brs), coverage(crs));
-        if wb != wc {
-            let what = format!(
-                "{} / {} / {}: the energy covers different things ({}: {}; {}: {})",
-                k.0,
-                k.1,
-                k.2,
-                base.label,
-                wb.as_deref().unwrap_or("nothing"),
-                cand.label,
-                wc.as_deref().unwrap_or("nothing")
-            );
-            if !allow_scope_mismatch {
-                c.not_comparable = Some(format!(
-                    "{what}; a total that lost or gained a domain is not a change in efficiency \
-                     (pass --allow-scope-mismatch to compare anyway)"
-                ));
+        match comparable(k, (base, brs), (cand, crs), o.allow_scope_mismatch) {
+            Err(why) => {
+                c.not_comparable = Some(why);
                 c.rows.clear();
                 return c;
             }
-            c.warnings
-                .push(format!("{what}; compared anyway (--allow-scope-mismatch)"));
+            Ok(Some(w)) => c.warnings.push(w),
+            Ok(None) => {}
         }
-        for &m in metrics {
-            let bv: Vec<f64> = brs.iter().filter_map(|r| m.read(r)).collect();
-            let cv: Vec<f64> = crs.iter().filter_map(|r| m.read(r)).collect();
-            if bv.is_empty() && cv.is_empty() {
-                continue;
-            }
-            let (verdict, rc) = judge(
-                &bv,
-                &cv,
-                threshold,
-                alpha,
-                seed(k, m.name()),
-                m.lower_is_better(),
-            );
-            c.rows.push(Row {
-                model: k.0.clone(),
-                profile: k.1.clone(),
-                workload: k.2.clone(),
-                metric: m.name().to_string(),
-                base_median: (!bv.is_empty()).then(|| median(&bv)),
-                cand_median: (!cv.is_empty()).then(|| median(&cv)),
-                n_base: bv.len(),
-                n_cand: cv.len(),
-                ratio: rc.map(|x| x.0),
-                ci: rc.map(|x| x.1),
-                verdict,
-                provenance: pb,
-            });
-        }
+        c.rows.extend(rows(k, brs, crs, metrics, o));
     }
     if !mismatched.is_empty() {
         if c.rows.is_empty() && c.not_comparable.is_none() {
@@ -417,6 +347,102 @@ pub fn compare(base: &Side, cand: &Side, metrics: &[Metric], o: CompareOptions) 
         c.not_comparable = Some("no cell (model, profile, workload) appears in both runs".into());
     }
     c
+}
+
+/// The hardware a cell was measured on. Checked per cell: a merged run's cells may come from
+/// different machines (their records keep their part's fingerprint); a single run has one, in
+/// meta.json.
+fn hardware(side: &Side, rs: &[&Record]) -> String {
+    if side.meta.parts.is_empty() {
+        return side.meta.fingerprint();
+    }
+    rs.iter()
+        .find_map(|r| r.host.as_ref().map(|h| h.fingerprint.clone()))
+        .unwrap_or_else(|| side.meta.fingerprint())
+}
+
+/// Whether a cell's two sides measured the same kind of energy: `Err` says why not (estimated
+/// against measured, or different coverage without `allow_scope`); `Ok(Some)` is the warning
+/// of a coverage difference compared anyway.
+fn comparable(
+    k: &Key,
+    (base, brs): (&Side, &[&Record]),
+    (cand, crs): (&Side, &[&Record]),
+    allow_scope: bool,
+) -> Result<Option<String>, String> {
+    let (pb, pc) = (provenance(brs), provenance(crs));
+    if pb != pc {
+        return Err(format!(
+            "{}: energy is {} in {} but {} in {}; estimates are only compared with estimates",
+            key_text(k),
+            pb.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
+            base.label,
+            pc.map_or("missing".into(), |p| format!("{p:?}").to_lowercase()),
+            cand.label
+        ));
+    }
+    let (wb, wc) = (coverage(brs), coverage(crs));
+    if wb == wc {
+        return Ok(None);
+    }
+    let what = format!(
+        "{}: the energy covers different things ({}: {}; {}: {})",
+        key_text(k),
+        base.label,
+        wb.as_deref().unwrap_or("nothing"),
+        cand.label,
+        wc.as_deref().unwrap_or("nothing")
+    );
+    if !allow_scope {
+        return Err(format!(
+            "{what}; a total that lost or gained a domain is not a change in efficiency \
+             (pass --allow-scope-mismatch to compare anyway)"
+        ));
+    }
+    Ok(Some(format!(
+        "{what}; compared anyway (--allow-scope-mismatch)"
+    )))
+}
+
+/// One row per metric either side has, judged.
+fn rows(
+    k: &Key,
+    brs: &[&Record],
+    crs: &[&Record],
+    metrics: &[Metric],
+    o: CompareOptions,
+) -> Vec<Row> {
+    let mut out = Vec::new();
+    for &m in metrics {
+        let bv: Vec<f64> = brs.iter().filter_map(|r| m.read(r)).collect();
+        let cv: Vec<f64> = crs.iter().filter_map(|r| m.read(r)).collect();
+        if bv.is_empty() && cv.is_empty() {
+            continue;
+        }
+        let (verdict, rc) = judge(
+            &bv,
+            &cv,
+            o.threshold,
+            o.alpha,
+            seed(k, m.name()),
+            m.lower_is_better(),
+        );
+        out.push(Row {
+            model: k.0.clone(),
+            profile: k.1.clone(),
+            workload: k.2.clone(),
+            metric: m.name().to_string(),
+            base_median: (!bv.is_empty()).then(|| median(&bv)),
+            cand_median: (!cv.is_empty()).then(|| median(&cv)),
+            n_base: bv.len(),
+            n_cand: cv.len(),
+            ratio: rc.map(|x| x.0),
+            ci: rc.map(|x| x.1),
+            verdict,
+            provenance: provenance(brs),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -158,19 +158,27 @@ fn progress(label: &str, domains: &[DomainInfo], a: &MarkRead, b: &MarkRead) -> 
     }
 }
 
-/// Runs the whole session. Errors are raised only before anything was measured.
-pub fn measure(
-    opts: &MeasureOptions,
+/// The meters opened for a session: the sampler running, the child tracker of the estimate,
+/// what is unavailable and why, and the selection's warnings.
+pub struct Meters {
+    pub sampler: Sampler,
+    pub tracker: Option<Arc<AtomicI32>>,
+    pub unavailable: Vec<crate::meter::Unavailable>,
+    pub warnings: Vec<String>,
+}
+
+/// Selects the sources (`--strict` refuses estimates) and starts sampling them every
+/// `interval`; `scope` says whose CPU time an estimate counts.
+pub fn open_meters(
+    meter: &MeterChoice,
     hw: &Hardware,
-    interrupt: &Arc<AtomicBool>,
-    obs: &mut dyn MeasureObserver,
-) -> Result<MeasureOutcome, MeasureError> {
-    if opts.command.is_empty() {
-        return Err(MeasureError::NoCommand);
-    }
-    let sel = select(&opts.meter, hw, opts.tdp_w, EstimateScope::ChildTree)
-        .map_err(MeasureError::Meter)?;
-    if opts.strict && sel.has_estimates() {
+    tdp_w: Option<f64>,
+    strict: bool,
+    interval: Duration,
+    scope: EstimateScope,
+) -> Result<Meters, MeasureError> {
+    let sel = select(meter, hw, tdp_w, scope).map_err(MeasureError::Meter)?;
+    if strict && sel.has_estimates() {
         let why = sel
             .unavailable
             .iter()
@@ -187,9 +195,33 @@ pub fn measure(
     let mut warnings = sel.warnings.clone();
     let tracker = sel.child_tracker.clone();
     let unavailable = sel.unavailable.clone();
-    let (sampler, clamped) = Sampler::start_safe(sel.sources, opts.interval);
+    let (sampler, clamped) = Sampler::start_safe(sel.sources, interval);
     warnings.extend(clamped);
+    Ok(Meters {
+        sampler,
+        tracker,
+        unavailable,
+        warnings,
+    })
+}
 
+/// What the rounds of a session ended with.
+struct Rounds {
+    /// Measured runs (1-based) with their exit status.
+    spans: Vec<(usize, std::process::ExitStatus)>,
+    last_status: Option<std::process::ExitStatus>,
+    failure: Option<MeasureError>,
+    interrupted: bool,
+}
+
+/// Runs the idle window, the warmups and the measured runs of the command, marking each.
+fn run_rounds(
+    opts: &MeasureOptions,
+    m: &Meters,
+    interrupt: &Arc<AtomicBool>,
+    obs: &mut dyn MeasureObserver,
+) -> Rounds {
+    let sampler = &m.sampler;
     let mut interrupted = false;
     if !opts.idle.is_zero() {
         obs.phase(&format!("idle baseline ({:.1} s)", opts.idle.as_secs_f64()));
@@ -197,14 +229,15 @@ pub fn measure(
         interrupted = !crate::clock::sleep_unless(opts.idle, interrupt);
         sampler.mark(Mark::round(Round::Idle, Phase::End));
     }
-
-    let mut last_status: Option<std::process::ExitStatus> = None;
-    let mut spans: Vec<(usize, std::process::ExitStatus)> = Vec::new();
-    let mut failure: Option<MeasureError> = None;
-    let total = opts.warmup + opts.runs;
-    for k in 0..total {
-        if interrupted || interrupt.load(Ordering::Relaxed) {
-            interrupted = true;
+    let mut out = Rounds {
+        spans: Vec::new(),
+        last_status: None,
+        failure: None,
+        interrupted,
+    };
+    for k in 0..opts.warmup + opts.runs {
+        if out.interrupted || interrupt.load(Ordering::Relaxed) {
+            out.interrupted = true;
             break;
         }
         let (round, measured) = if k < opts.warmup {
@@ -216,7 +249,7 @@ pub fn measure(
         obs.phase(&label);
         let start = sampler.mark(Mark::round(round, Phase::Start));
         let mut end_mark = None;
-        let end = spawn_and_wait(&opts.command, tracker.as_ref(), interrupt, || {
+        let end = spawn_and_wait(&opts.command, m.tracker.as_ref(), interrupt, || {
             end_mark = Some(sampler.mark(Mark::round(round, Phase::End)));
         });
         let end_mark = end_mark.unwrap_or_else(|| sampler.mark(Mark::round(round, Phase::End)));
@@ -225,36 +258,63 @@ pub fn measure(
         }
         match end {
             Ok(status) => {
-                last_status = Some(status);
+                out.last_status = Some(status);
                 if measured {
-                    spans.push((k - opts.warmup + 1, status));
+                    out.spans.push((k - opts.warmup + 1, status));
                 }
                 if interrupt.load(Ordering::Relaxed) {
-                    interrupted = true;
+                    out.interrupted = true;
                 }
                 if !status.success() {
                     break;
                 }
             }
             Err(e) => {
-                failure = Some(e);
+                out.failure = Some(e);
                 break;
             }
         }
     }
+    out
+}
+
+/// Runs the whole session. Errors are raised only before anything was measured.
+pub fn measure(
+    opts: &MeasureOptions,
+    hw: &Hardware,
+    interrupt: &Arc<AtomicBool>,
+    obs: &mut dyn MeasureObserver,
+) -> Result<MeasureOutcome, MeasureError> {
+    if opts.command.is_empty() {
+        return Err(MeasureError::NoCommand);
+    }
+    let m = open_meters(
+        &opts.meter,
+        hw,
+        opts.tdp_w,
+        opts.strict,
+        opts.interval,
+        EstimateScope::ChildTree,
+    )?;
+    let rounds = run_rounds(opts, &m, interrupt, obs);
+    let Meters {
+        sampler,
+        unavailable,
+        mut warnings,
+        ..
+    } = m;
     let rec = sampler.stop();
-    if let Some(e) = failure
-        && spans.is_empty()
+    if let Some(e) = rounds.failure
+        && rounds.spans.is_empty()
     {
         return Err(e);
     }
-
     let idle = rec
         .mark_index(Mark::round(Round::Idle, Phase::Start))
         .zip(rec.mark_index(Mark::round(Round::Idle, Phase::End)))
         .map(|(a, b)| result::idle_result(&rec, &rec.window(a, b)));
     let mut runs = Vec::new();
-    for (i, status) in &spans {
+    for (i, status) in &rounds.spans {
         let (Some(a), Some(b)) = (
             rec.mark_index(Mark::round(Round::Run(*i as u32), Phase::Start)),
             rec.mark_index(Mark::round(Round::Run(*i as u32), Phase::End)),
@@ -262,7 +322,7 @@ pub fn measure(
             continue;
         };
         let w = rec.window(a, b);
-        let r = result::run_result(
+        runs.push(result::run_result(
             &rec,
             &w,
             *i,
@@ -270,10 +330,61 @@ pub fn measure(
             idle.as_ref(),
             opts.allow_partial,
             &mut warnings,
-        );
-        runs.push(r);
+        ));
     }
+    let interrupted = rounds.interrupted;
     let (domains, totals, statistics) = result::aggregate(&rec, &runs);
+    warnings.extend(session_warnings(
+        &rec,
+        &runs,
+        &statistics,
+        interrupted,
+        opts.runs,
+    ));
+    let status = rounds.last_status;
+    let exit_code = match status {
+        _ if interrupted => 130,
+        Some(s) if !s.success() => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        _ => 0,
+    };
+    let result = MeasureResult {
+        schema_version: SCHEMA_VERSION,
+        tool: "joulebench".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command: opts.command.clone(),
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        interrupted,
+        duration_s: statistics.get("duration_s").map_or(0.0, |s| s.median),
+        runs: runs.len(),
+        warmup: opts.warmup,
+        aggregate: "median over runs (peak power: maximum over runs)".into(),
+        domains,
+        totals,
+        idle,
+        per_run: runs,
+        statistics,
+        meter: meter_info(&rec, unavailable),
+        machine: crate::fingerprint::machine(),
+        warnings,
+    };
+    Ok(MeasureOutcome {
+        result,
+        recording: rec,
+        exit_code,
+    })
+}
+
+/// What the figures over all runs call for: short windows, outlier runs, runs without a
+/// figure, the recording's own diagnostics, an interrupt.
+fn session_warnings(
+    rec: &Recording,
+    runs: &[result::RunResult],
+    statistics: &std::collections::BTreeMap<String, crate::stats::Summary>,
+    interrupted: bool,
+    asked: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
     if let Some(d) = statistics.get("duration_s") {
         warnings.extend(result::short_window_warnings(&rec.domains, d.median));
     }
@@ -310,59 +421,34 @@ pub fn measure(
         warnings.push(format!(
             "interrupted after {} of {} measured runs; the results cover those runs",
             runs.len(),
-            opts.runs
+            asked
         ));
     }
+    warnings
+}
+
+/// How the session was metered: interval, samples, the sampler's own CPU share, each source's
+/// facts and what was unavailable.
+pub fn meter_info(rec: &Recording, unavailable: Vec<crate::meter::Unavailable>) -> MeterInfo {
     let session_s = rec
         .times
         .last()
         .map_or(0.0, |t| t.saturating_sub(rec.start_ns) as f64 / 1e9);
-    let status = last_status;
-    let exit_code = match status {
-        _ if interrupted => 130,
-        Some(s) if !s.success() => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        _ => 0,
-    };
-    let result = MeasureResult {
-        schema_version: SCHEMA_VERSION,
-        tool: "joulebench".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        command: opts.command.clone(),
-        exit_code: status.and_then(|s| s.code()),
-        signal: status.and_then(|s| s.signal()),
-        interrupted,
-        duration_s: statistics.get("duration_s").map_or(0.0, |s| s.median),
-        runs: runs.len(),
-        warmup: opts.warmup,
-        aggregate: "median over runs (peak power: maximum over runs)".into(),
-        domains,
-        totals,
-        idle,
-        per_run: runs,
-        statistics,
-        meter: MeterInfo {
-            interval_ms: rec.interval_ms,
-            samples: rec.times.len(),
-            sampler_reads: rec.ticks,
-            decimation: rec.decimation,
-            sampler_cpu_fraction: if session_s > 0.0 {
-                rec.sampler_cpu_ns as f64 / 1e9 / session_s
-            } else {
-                0.0
-            },
-            sources: rec
-                .sources
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            unavailable,
+    MeterInfo {
+        interval_ms: rec.interval_ms,
+        samples: rec.times.len(),
+        sampler_reads: rec.ticks,
+        decimation: rec.decimation,
+        sampler_cpu_fraction: if session_s > 0.0 {
+            rec.sampler_cpu_ns as f64 / 1e9 / session_s
+        } else {
+            0.0
         },
-        machine: crate::fingerprint::machine(),
-        warnings,
-    };
-    Ok(MeasureOutcome {
-        result,
-        recording: rec,
-        exit_code,
-    })
+        sources: rec
+            .sources
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        unavailable,
+    }
 }

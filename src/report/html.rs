@@ -152,6 +152,28 @@ pub fn render(
     );
     h.push_str("<nav class=\"noprint\"><a href=\"#headline\">Headline</a><a href=\"#run\">Run</a><a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#provenance\">Provenance and warnings</a><a href=\"#method\">Method</a></nav>\n");
     headline_html(&mut h, doc, headline);
+    run_html(&mut h, doc, meta, idle);
+    summary_html(&mut h, doc);
+    if let Some(t) = super::concurrency_table(doc) {
+        h.push_str(&table_html(&t));
+    }
+    for t in tables {
+        h.push_str(&table_html(t));
+    }
+    charts_html(&mut h, charts);
+    h.push_str("<h2 id=\"provenance\">Provenance, failures and warnings</h2>\n<ul>\n");
+    provenance_html(&mut h, doc);
+    for w in &doc.warnings {
+        let _ = writeln!(h, "<li class=\"warn\">{}</li>", esc(w));
+    }
+    h.push_str("</ul>\n");
+    method_html(&mut h, meta);
+    let _ = write!(h, "<script>\n{SCRIPT}\n</script>\n</body>\n</html>\n");
+    h
+}
+
+/// The run: interrupted or not, the machine, the parts of a merged run, the idle baseline.
+fn run_html(h: &mut String, doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Option<&IdleBaseline>) {
     h.push_str("<h2 id=\"run\">Run</h2>\n");
     if doc.interrupted {
         h.push_str("<p><strong>Interrupted:</strong> the figures cover the repetitions that finished.</p>\n");
@@ -190,11 +212,15 @@ pub fn render(
             esc(&format!("{:?}", i.provenance).to_lowercase())
         );
     }
+}
+
+/// The summary table: every cell, or past a size the most efficient first and every cell folded.
+fn summary_html(h: &mut String, doc: &SummaryDoc) {
     h.push_str("<h2 id=\"summary\">Summary</h2>\n");
     let all: Vec<&CellSummary> = doc.cells.iter().collect();
     if all.len() <= INLINE_TIMELINES {
         h.push_str("<p>Medians over repetitions, with 95% bootstrap intervals in brackets; click a heading to sort. <span class=\"est\">ESTIMATED</span> cells have no energy sensor: their energy comes from a CPU-time model.</p>\n");
-        summary_table(&mut h, &all, true);
+        summary_table(h, &all, true);
     } else {
         // A large run: the most efficient cells first, every cell in a folded table (laid out
         // only when opened, so the page opens fast); intervals are in summary.csv.
@@ -205,21 +231,19 @@ pub fn render(
             top.len(),
             all.len()
         );
-        summary_table(&mut h, &top, true);
+        summary_table(h, &top, true);
         let _ = writeln!(
             h,
             "<details id=\"all-cells\"><summary>All {} cells</summary>",
             all.len()
         );
-        summary_table(&mut h, &all, false);
+        summary_table(h, &all, false);
         h.push_str("</details>\n");
     }
-    if let Some(t) = super::concurrency_table(doc) {
-        h.push_str(&table_html(&t));
-    }
-    for t in tables {
-        h.push_str(&table_html(t));
-    }
+}
+
+/// Every chart inline, or linked past a size.
+fn charts_html(h: &mut String, charts: &[Chart]) {
     h.push_str("<h2 id=\"charts\">Charts</h2>\n");
     let linked: Vec<&Chart> = charts.iter().filter(|c| c.svg.is_none()).collect();
     for ch in charts {
@@ -255,12 +279,11 @@ pub fn render(
         }
         h.push_str("</ul>\n</details>\n");
     }
-    h.push_str("<h2 id=\"provenance\">Provenance, failures and warnings</h2>\n<ul>\n");
-    provenance_html(&mut h, doc);
-    for w in &doc.warnings {
-        let _ = writeln!(h, "<li class=\"warn\">{}</li>", esc(w));
-    }
-    h.push_str("</ul>\n<h2 id=\"method\">How each figure was obtained</h2>\n<ul>\n\
+}
+
+/// How each figure was obtained, and the meters.
+fn method_html(h: &mut String, meta: Option<&RunMeta>) {
+    h.push_str("<h2 id=\"method\">How each figure was obtained</h2>\n<ul>\n\
         <li>Energy per phase comes from reading every counter at the request start, at the first token and at the last token (device synchronized first); decode energy is never a whole run minus a separate prefill run.</li>\n\
         <li>CPU energy is sum(package) + sum(dram) from RAPL (core and uncore are inside the package and never added; psys is reported on its own); GPU energy is NVML's energy counter where the GPU has one, else polled power integrated with the trapezoid rule. Without a sensor the CPU figure is the labelled ESTIMATE.</li>\n\
         <li>J per prefill token = prefill energy / prompt tokens; J per decode token = decode energy / generated tokens; tokens per joule counts generated tokens (input tokens for embeddings). Token counts come from the engine.</li>\n\
@@ -279,8 +302,6 @@ pub fn render(
             .unwrap_or_default())
         );
     }
-    let _ = write!(h, "<script>\n{SCRIPT}\n</script>\n</body>\n</html>\n");
-    h
 }
 
 /// The summary table of `cells` (sortable), with or without intervals.

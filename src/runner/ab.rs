@@ -163,20 +163,17 @@ impl Worker {
     }
 }
 
-/// Runs the missing repetitions of every (profile, workload) of an A/B job.
-#[allow(clippy::too_many_arguments)]
-pub fn run_pairs(
-    dir: &Path,
-    suite: &Suite,
-    meta: &RunMeta,
+/// Each (profile, workload)'s two variants with their missing repetitions, in plan order.
+type Sides<'a> = BTreeMap<Variant, (&'a Cell, Vec<u32>)>;
+
+/// Each (profile, workload)'s sides.
+type Groups<'a> = BTreeMap<(String, String), Sides<'a>>;
+
+fn groups<'a>(
+    todo: &[(&'a Cell, Vec<u32>)],
     ab: &AbSettings,
-    todo: &[(&Cell, Vec<u32>)],
-    exe: &Path,
-    interrupt: &AtomicBool,
-    obs: &mut dyn RunObserver,
-) -> Result<AbOutcome> {
-    type Sides<'a> = BTreeMap<Variant, (&'a Cell, Vec<u32>)>;
-    let mut groups: BTreeMap<(String, String), Sides> = BTreeMap::new();
+) -> (Vec<(String, String)>, Groups<'a>) {
+    let mut groups: Groups = BTreeMap::new();
     let mut order: Vec<(String, String)> = Vec::new();
     for (cell, reps) in todo {
         let variant = if cell.model.name() == ab.base {
@@ -193,6 +190,96 @@ pub fn run_pairs(
             .or_default()
             .insert(variant, (*cell, reps.clone()));
     }
+    (order, groups)
+}
+
+/// Starts both variants' cell processes and waits until each has loaded and warmed up: the
+/// workers, and the first variant that failed with why.
+fn start_both(
+    dir: &Path,
+    sides: &Sides,
+    exe: &Path,
+    limit: Duration,
+    interrupt: &AtomicBool,
+    out: &mut AbOutcome,
+) -> (BTreeMap<Variant, Worker>, Option<(Variant, String)>) {
+    let mut workers: BTreeMap<Variant, Worker> = BTreeMap::new();
+    let mut failure: Option<(Variant, String)> = None;
+    for (&v, (cell, _)) in sides {
+        match Worker::start(dir, cell, v, exe) {
+            Ok(w) => {
+                workers.insert(v, w);
+            }
+            Err(e) => failure = Some((v, e)),
+        }
+    }
+    for (&v, w) in workers.iter_mut() {
+        if failure.is_some() {
+            break;
+        }
+        match w.wait_line(limit, interrupt) {
+            WaitEnd::Line(l) if l == "ready" => {}
+            WaitEnd::Line(l) => failure = Some((v, format!("unexpected answer {l:?}"))),
+            WaitEnd::Interrupted => out.interrupted = true,
+            WaitEnd::Failed(e) => failure = Some((v, e)),
+        }
+    }
+    (workers, failure)
+}
+
+/// Asks the workers for the missing repetitions in ABBA order, one at a time: the first variant
+/// that failed, with why.
+fn run_schedule(
+    sides: &Sides,
+    workers: &mut BTreeMap<Variant, Worker>,
+    pairs: u32,
+    limit: Duration,
+    interrupt: &AtomicBool,
+    out: &mut AbOutcome,
+) -> Option<(Variant, String)> {
+    for (v, pair) in schedule(pairs) {
+        if interrupt.load(Ordering::Relaxed) {
+            out.interrupted = true;
+            return None;
+        }
+        let Some((_, missing)) = sides.get(&v) else {
+            continue;
+        };
+        if !missing.contains(&pair) {
+            continue;
+        }
+        let Some(w) = workers.get_mut(&v) else {
+            continue;
+        };
+        if let Err(e) = w.send(&format!("rep {pair}")) {
+            return Some((v, e));
+        }
+        match w.wait_line(limit, interrupt) {
+            WaitEnd::Line(l) if l == format!("done {pair}") => {}
+            WaitEnd::Line(l) => return Some((v, format!("unexpected answer {l:?}"))),
+            WaitEnd::Interrupted => {
+                out.interrupted = true;
+                return None;
+            }
+            WaitEnd::Failed(e) => return Some((v, e)),
+        }
+    }
+    None
+}
+
+/// Runs the missing repetitions of every (profile, workload) of an A/B job.
+#[allow(clippy::too_many_arguments)]
+pub fn run_pairs(
+    dir: &Path,
+    suite: &Suite,
+    meta: &RunMeta,
+    ab: &AbSettings,
+    todo: &[(&Cell, Vec<u32>)],
+    exe: &Path,
+    interrupt: &AtomicBool,
+    obs: &mut dyn RunObserver,
+) -> Result<AbOutcome> {
+    let (order, groups) = groups(todo, ab);
     let mut out = AbOutcome {
         interrupted: interrupt.load(Ordering::Relaxed),
         failed: Vec::new(),
@@ -208,63 +295,10 @@ pub fn run_pairs(
             continue;
         };
         obs.cell_started(first, pos, order.len());
-        let mut workers: BTreeMap<Variant, Worker> = BTreeMap::new();
-        let mut failure: Option<(Variant, String)> = None;
         // Both load and warm up before the first pair.
-        for (&v, (cell, _)) in sides {
-            match Worker::start(dir, cell, v, exe) {
-                Ok(w) => {
-                    workers.insert(v, w);
-                }
-                Err(e) => failure = Some((v, e)),
-            }
-        }
-        for (&v, w) in workers.iter_mut() {
-            if failure.is_some() {
-                break;
-            }
-            match w.wait_line(limit, interrupt) {
-                WaitEnd::Line(l) if l == "ready" => {}
-                WaitEnd::Line(l) => failure = Some((v, format!("unexpected answer {l:?}"))),
-                WaitEnd::Interrupted => out.interrupted = true,
-                WaitEnd::Failed(e) => failure = Some((v, e)),
-            }
-        }
+        let (mut workers, mut failure) = start_both(dir, sides, exe, limit, interrupt, &mut out);
         if failure.is_none() && !out.interrupted {
-            for (v, pair) in schedule(ab.pairs) {
-                if interrupt.load(Ordering::Relaxed) {
-                    out.interrupted = true;
-                    break;
-                }
-                let Some((_, missing)) = sides.get(&v) else {
-                    continue;
-                };
-                if !missing.contains(&pair) {
-                    continue;
-                }
-                let Some(w) = workers.get_mut(&v) else {
-                    continue;
-                };
-                if let Err(e) = w.send(&format!("rep {pair}")) {
-                    failure = Some((v, e));
-                    break;
-                }
-                match w.wait_line(limit, interrupt) {
-                    WaitEnd::Line(l) if l == format!("done {pair}") => {}
-                    WaitEnd::Line(l) => {
-                        failure = Some((v, format!("unexpected answer {l:?}")));
-                        break;
-                    }
-                    WaitEnd::Interrupted => {
-                        out.interrupted = true;
-                        break;
-                    }
-                    WaitEnd::Failed(e) => {
-                        failure = Some((v, e));
-                        break;
-                    }
-                }
-            }
+            failure = run_schedule(sides, &mut workers, ab.pairs, limit, interrupt, &mut out);
         }
         for (_, w) in std::mem::take(&mut workers) {
             if let Some(c) = w.finish(out.interrupted)

@@ -400,22 +400,12 @@ fn vocabulary(n: usize) -> (Vec<String>, Vec<i32>) {
 
 const ALIGN: u64 = 32;
 
-/// Writes a synthetic GGUF file of architecture `like` in `format` to `out`; `progress` hears
-/// about each layer.
-pub fn write(
-    like: &str,
-    format: &str,
-    seed: u64,
-    out: &Path,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Written, SynthError> {
-    let s = lookup(like).ok_or_else(|| SynthError::UnknownShape(like.into()))?;
-    let (base, more) =
-        parse_format(format).ok_or_else(|| SynthError::UnknownFormat(format.into()))?;
-    let ts = tensors(s, base, more);
+/// The metadata of a synthetic file of shape `s` in `format`.
+fn metadata(s: &Shape, format: &str, seed: u64) -> Vec<(String, Val)> {
     let a = s.arch;
     let (tokens, types) = vocabulary(s.vocab);
-    let meta: Vec<(String, Val)> = vec![
+    let u = |v: usize| Val::U32(v as u32);
+    vec![
         ("general.architecture".into(), Val::Str(a.into())),
         (
             "general.name".into(),
@@ -437,28 +427,19 @@ pub fn write(
             "joulebench.synthetic.seed".into(),
             Val::Str(seed.to_string()),
         ),
-        (format!("{a}.block_count"), Val::U32(s.layers as u32)),
-        (format!("{a}.embedding_length"), Val::U32(s.hidden as u32)),
-        (format!("{a}.feed_forward_length"), Val::U32(s.ff as u32)),
-        (
-            format!("{a}.attention.head_count"),
-            Val::U32(s.heads as u32),
-        ),
-        (
-            format!("{a}.attention.head_count_kv"),
-            Val::U32(s.kv_heads as u32),
-        ),
-        (format!("{a}.context_length"), Val::U32(s.context as u32)),
+        (format!("{a}.block_count"), u(s.layers)),
+        (format!("{a}.embedding_length"), u(s.hidden)),
+        (format!("{a}.feed_forward_length"), u(s.ff)),
+        (format!("{a}.attention.head_count"), u(s.heads)),
+        (format!("{a}.attention.head_count_kv"), u(s.kv_heads)),
+        (format!("{a}.context_length"), u(s.context)),
         (format!("{a}.rope.freq_base"), Val::F32(s.rope_theta)),
-        (
-            format!("{a}.rope.dimension_count"),
-            Val::U32((s.hidden / s.heads) as u32),
-        ),
+        (format!("{a}.rope.dimension_count"), u(s.hidden / s.heads)),
         (
             format!("{a}.attention.layer_norm_rms_epsilon"),
             Val::F32(1e-5),
         ),
-        (format!("{a}.vocab_size"), Val::U32(s.vocab as u32)),
+        (format!("{a}.vocab_size"), u(s.vocab)),
         ("tokenizer.ggml.model".into(), Val::Str("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Val::Str("default".into())),
         ("tokenizer.ggml.tokens".into(), Val::Strs(tokens)),
@@ -466,7 +447,88 @@ pub fn write(
         ("tokenizer.ggml.merges".into(), Val::Strs(Vec::new())),
         ("tokenizer.ggml.eos_token_id".into(), Val::U32(256)),
         ("tokenizer.ggml.bos_token_id".into(), Val::U32(256)),
-    ];
+    ]
+}
+
+/// The header: magic, version, counts, metadata, tensor infos with aligned offsets, padding.
+fn header(meta: &[(String, Val)], ts: &[Tensor]) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    head.write_all(b"GGUF")?;
+    head.write_all(&3u32.to_le_bytes())?;
+    head.write_all(&(ts.len() as u64).to_le_bytes())?;
+    head.write_all(&(meta.len() as u64).to_le_bytes())?;
+    for (k, v) in meta {
+        put_str(&mut head, k)?;
+        put_val(&mut head, v)?;
+    }
+    let mut off = 0u64;
+    for t in ts {
+        put_str(&mut head, &t.name)?;
+        head.write_all(&(t.dims.len() as u32).to_le_bytes())?;
+        for d in &t.dims {
+            head.write_all(&(*d as u64).to_le_bytes())?;
+        }
+        head.write_all(&ggml_type(t.format).to_le_bytes())?;
+        head.write_all(&off.to_le_bytes())?;
+        off += t.bytes().div_ceil(ALIGN) * ALIGN;
+    }
+    let pad = (ALIGN - head.len() as u64 % ALIGN) % ALIGN;
+    head.extend(std::iter::repeat_n(0u8, pad as usize));
+    Ok(head)
+}
+
+/// Writes tensor `t`'s data, one block row at a time, then its alignment padding; returns the
+/// bytes written.
+fn tensor_data(
+    w: &mut impl Write,
+    t: &Tensor,
+    rng: &mut StdRng,
+    row: &mut Vec<u8>,
+) -> std::io::Result<u64> {
+    let (bv, bb) = t.format.block();
+    let n: usize = t.dims.iter().product();
+    if t.dims.len() == 1 {
+        // Norm weights 1, biases small: a model whose activations stay finite.
+        let v = if t.name.ends_with(".bias") {
+            0.01f32
+        } else {
+            1.0
+        };
+        for _ in 0..n {
+            w.write_all(&v.to_le_bytes())?;
+        }
+    } else {
+        let mut block = [0u8; 256];
+        let per_row = t.dims[0] / bv;
+        for _ in 0..t.dims[1] {
+            row.clear();
+            for _ in 0..per_row {
+                random_block(t.format, rng, &mut block[..bb]);
+                row.extend_from_slice(&block[..bb]);
+            }
+            w.write_all(row)?;
+        }
+    }
+    let written = t.bytes();
+    let pad = written.div_ceil(ALIGN) * ALIGN - written;
+    w.write_all(&vec![0u8; pad as usize])?;
+    Ok(written + pad)
+}
+
+/// Writes a synthetic GGUF file of architecture `like` in `format` to `out`; `progress` hears
+/// about each layer.
+pub fn write(
+    like: &str,
+    format: &str,
+    seed: u64,
+    out: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Written, SynthError> {
+    let s = lookup(like).ok_or_else(|| SynthError::UnknownShape(like.into()))?;
+    let (base, more) =
+        parse_format(format).ok_or_else(|| SynthError::UnknownFormat(format.into()))?;
+    let ts = tensors(s, base, more);
+    let meta = metadata(s, format, seed);
     let io = |e| SynthError::Io {
         path: out.to_path_buf(),
         source: e,
@@ -474,37 +536,11 @@ pub fn write(
     let tmp = out.with_extension("gguf.partial");
     let file = std::fs::File::create(&tmp).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let mut head = Vec::new();
-    (|| -> std::io::Result<()> {
-        head.write_all(b"GGUF")?;
-        head.write_all(&3u32.to_le_bytes())?;
-        head.write_all(&(ts.len() as u64).to_le_bytes())?;
-        head.write_all(&(meta.len() as u64).to_le_bytes())?;
-        for (k, v) in &meta {
-            put_str(&mut head, k)?;
-            put_val(&mut head, v)?;
-        }
-        let mut off = 0u64;
-        for t in &ts {
-            put_str(&mut head, &t.name)?;
-            head.write_all(&(t.dims.len() as u32).to_le_bytes())?;
-            for d in &t.dims {
-                head.write_all(&(*d as u64).to_le_bytes())?;
-            }
-            head.write_all(&ggml_type(t.format).to_le_bytes())?;
-            head.write_all(&off.to_le_bytes())?;
-            off += t.bytes().div_ceil(ALIGN) * ALIGN;
-        }
-        let pad = (ALIGN - head.len() as u64 % ALIGN) % ALIGN;
-        head.extend(std::iter::repeat_n(0u8, pad as usize));
-        Ok(())
-    })()
-    .map_err(io)?;
+    let head = header(&meta, &ts).map_err(io)?;
     w.write_all(&head).map_err(io)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut total = head.len() as u64;
     let mut params = 0u64;
-    let mut block = vec![0u8; 256];
     let mut row = Vec::new();
     for t in &ts {
         if t.name.ends_with(".attn_norm.weight") {
@@ -513,34 +549,8 @@ pub fn write(
                 t.name.trim_end_matches(".attn_norm.weight")
             ));
         }
-        let (bv, bb) = t.format.block();
-        let n: usize = t.dims.iter().product();
-        params += n as u64;
-        if t.dims.len() == 1 {
-            // Norm weights 1, biases small: a model whose activations stay finite.
-            let v = if t.name.ends_with(".bias") {
-                0.01f32
-            } else {
-                1.0
-            };
-            for _ in 0..n {
-                w.write_all(&v.to_le_bytes()).map_err(io)?;
-            }
-        } else {
-            let per_row = t.dims[0] / bv;
-            for _ in 0..t.dims[1] {
-                row.clear();
-                for _ in 0..per_row {
-                    random_block(t.format, &mut rng, &mut block[..bb]);
-                    row.extend_from_slice(&block[..bb]);
-                }
-                w.write_all(&row).map_err(io)?;
-            }
-        }
-        let written = t.bytes();
-        let pad = written.div_ceil(ALIGN) * ALIGN - written;
-        w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
-        total += written + pad;
+        params += t.dims.iter().product::<usize>() as u64;
+        total += tensor_data(&mut w, t, &mut rng, &mut row).map_err(io)?;
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;

@@ -1,6 +1,9 @@
 //! The portable reference kernels: exact integer sums, then float scaling. They serve CPUs
 //! without the x86 paths, and the tests hold every SIMD kernel to them.
 
+// The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::{
     BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8_0, KNibbles, QFormat, QK_K, as_blocks, block, f16v,
     q5_parts, q5_value, scale_min_k4, unpack_block,

@@ -3,6 +3,9 @@
 //! ([`Scratch`]), and the tile sizes. `gemm` dispatches over them; `scalar` and `x86` hold the
 //! tiles themselves.
 
+// The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::{QFormat, unpack_block};
 
 /// Tokens per interleaved block (one 256-bit register of i32 lanes).

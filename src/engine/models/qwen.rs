@@ -1,6 +1,6 @@
 //! Qwen2 and Qwen3 GGUF files on GPU devices through candle-transformers' own quantized modules
 //! (candle's quantized matmul in both phases), behind the same greedy loop and events as every
-//! model. On the CPU they run on the plain-Rust forward (`transformer.rs`).
+//! model. On the CPU they run on the plain-Rust forward (`decoder`).
 
 use crate::engine::gguf::Gguf;
 use crate::engine::models::generate::{CausalLm, TextModel};

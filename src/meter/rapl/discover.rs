@@ -244,36 +244,7 @@ pub fn discover(root: &Path, fs: &dyn Sysfs) -> Discovery {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .filter(|r| *r > 0);
-        let energy = f.dir.join("energy_uj");
-        let mut status = ZoneStatus::Available;
-        let mut handle = None;
-        if raw_name.is_empty() {
-            status = ZoneStatus::Unavailable(format!("{} has no readable name file", zone));
-        } else if !energy.exists() {
-            status = ZoneStatus::Unavailable("no energy_uj counter in this zone".into());
-        } else {
-            match fs.open_counter(&energy).and_then(|mut c| {
-                let v = c.read_u64()?;
-                Ok((c, v))
-            }) {
-                Ok((c, v)) => match range {
-                    Some(r) if v > r => {
-                        status = ZoneStatus::Unavailable(format!(
-                            "{} reads {v}, above max_energy_range_uj {r}",
-                            energy.display()
-                        ))
-                    }
-                    _ => handle = Some((c, v)),
-                },
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    status = ZoneStatus::Unavailable(permission_remedy(&energy, root));
-                }
-                Err(e) => {
-                    status =
-                        ZoneStatus::Unavailable(format!("cannot read {}: {e}", energy.display()))
-                }
-            }
-        }
+        let (status, handle) = open_zone(fs, &f.dir, &zone, &raw_name, range, root);
         d.zones.push(ZoneReport {
             zone,
             path: f.dir.clone(),
@@ -288,14 +259,74 @@ pub fn discover(root: &Path, fs: &dyn Sysfs) -> Discovery {
 
     resolve_duplicates(&mut d.zones, &mut opened);
 
+    d.counters = counters(fs, &d.zones, opened);
+    if d.counters.is_empty() {
+        d.unavailable = Some(none_readable(&d.zones));
+    }
+    d
+}
+
+/// An opened counter and its first value.
+type Opened = (Box<dyn CounterFile>, u64);
+
+/// A zone's status and, when it can be read, its opened counter with a first value.
+fn open_zone(
+    fs: &dyn Sysfs,
+    dir: &Path,
+    zone: &str,
+    raw_name: &str,
+    range: Option<u64>,
+    root: &Path,
+) -> (ZoneStatus, Option<Opened>) {
+    let energy = dir.join("energy_uj");
+    if raw_name.is_empty() {
+        return (
+            ZoneStatus::Unavailable(format!("{zone} has no readable name file")),
+            None,
+        );
+    }
+    if !energy.exists() {
+        return (
+            ZoneStatus::Unavailable("no energy_uj counter in this zone".into()),
+            None,
+        );
+    }
+    match fs.open_counter(&energy).and_then(|mut c| {
+        let v = c.read_u64()?;
+        Ok((c, v))
+    }) {
+        Ok((c, v)) => match range {
+            Some(r) if v > r => (
+                ZoneStatus::Unavailable(format!(
+                    "{} reads {v}, above max_energy_range_uj {r}",
+                    energy.display()
+                )),
+                None,
+            ),
+            _ => (ZoneStatus::Available, Some((c, v))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => (
+            ZoneStatus::Unavailable(permission_remedy(&energy, root)),
+            None,
+        ),
+        Err(e) => (
+            ZoneStatus::Unavailable(format!("cannot read {}: {e}", energy.display())),
+            None,
+        ),
+    }
+}
+
+/// The zones' opened counters, each with its power limit where the zone states one.
+fn counters(fs: &dyn Sysfs, zones: &[ZoneReport], opened: Vec<Option<Opened>>) -> Vec<OpenCounter> {
+    let mut out = Vec::new();
     for (i, h) in opened.into_iter().enumerate() {
         if let Some((c, first)) = h {
             let max_power = fs
-                .read_string(&d.zones[i].path.join("constraint_0_max_power_uw"))
+                .read_string(&zones[i].path.join("constraint_0_max_power_uw"))
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .filter(|p| *p > 0);
-            d.counters.push(OpenCounter {
+            out.push(OpenCounter {
                 zone: i,
                 file: c,
                 first,
@@ -303,26 +334,27 @@ pub fn discover(root: &Path, fs: &dyn Sysfs) -> Discovery {
             });
         }
     }
-    if d.counters.is_empty() {
-        let reasons: Vec<String> = d
-            .zones
-            .iter()
-            .filter_map(|z| match &z.status {
-                ZoneStatus::Unavailable(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
-        let first = reasons.first().cloned().unwrap_or_default();
-        d.unavailable = Some(if reasons.len() > 1 {
-            format!(
-                "no RAPL zone could be read ({} zones); {first}",
-                reasons.len()
-            )
-        } else {
-            first
-        });
+    out
+}
+
+/// Why no zone could be read: the first zone's reason, with the count when several failed.
+fn none_readable(zones: &[ZoneReport]) -> String {
+    let reasons: Vec<String> = zones
+        .iter()
+        .filter_map(|z| match &z.status {
+            ZoneStatus::Unavailable(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    let first = reasons.first().cloned().unwrap_or_default();
+    if reasons.len() > 1 {
+        format!(
+            "no RAPL zone could be read ({} zones); {first}",
+            reasons.len()
+        )
+    } else {
+        first
     }
-    d
 }
 
 /// Among zones with the same domain name, uses one: the mmio zone instead of the MSR one when it

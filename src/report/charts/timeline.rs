@@ -67,14 +67,10 @@ pub fn decimate(points: &[(f64, f64)], t0: f64, t1: f64, cols: usize) -> Vec<(f6
     out
 }
 
-/// Chart 3, power timeline of one repetition: watts per domain, prefill and decode shaded,
-/// idle power as a line, invalid samples marked.
-pub fn power_timeline(
-    title: &str,
-    rows: &[TraceRow],
-    rep: u32,
-    idle_w: Option<f64>,
-) -> Result<String> {
+/// The repetition's request boundaries (seconds in the trace): starts, first tokens, ends.
+type Bounds = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+fn bounds(rows: &[TraceRow], rep: u32) -> Bounds {
     // The repetition's request marks (`r3.0:start`, ...), read back as typed marks.
     let marks: Vec<(Mark, f64)> = rows
         .iter()
@@ -90,13 +86,15 @@ pub fn power_timeline(
         v.dedup();
         v
     };
-    let (starts, firsts, ends) = (t_of(Phase::Start), t_of(Phase::First), t_of(Phase::End));
-    let (Some(&a), Some(&z)) = (starts.first(), ends.last()) else {
-        return Err(anyhow!("repetition {rep} has no marks in the trace"));
-    };
-    let pad = (z - a).max(1e-3) * 0.05;
-    let (t0, t1) = (a - pad, z + pad);
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    (t_of(Phase::Start), t_of(Phase::First), t_of(Phase::End))
+}
+
+/// Power samples by domain: (time, watts).
+type Series = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// Power per domain over `t0..t1` (time from `a`), and where reads were invalid.
+fn samples(rows: &[TraceRow], (t0, t1, a): (f64, f64, f64)) -> (Series, Vec<f64>) {
+    let mut series: Series = BTreeMap::new();
     let mut invalid: Vec<f64> = Vec::new();
     for r in rows
         .iter()
@@ -112,6 +110,59 @@ pub fn power_timeline(
             invalid.push(r.t_s - a);
         }
     }
+    (series, invalid)
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Each request's prefill (darker) and decode (lighter) shaded.
+fn shade_phases(
+    chart: &mut Chart,
+    (starts, firsts, ends): &Bounds,
+    a: f64,
+    z: f64,
+    ymax: f64,
+) -> Result<()> {
+    for (i, s) in starts.iter().enumerate() {
+        let e = ends.get(i).copied().unwrap_or(z);
+        let boxes = match firsts.get(i).copied() {
+            Some(f) => vec![
+                ((s - a, f - a), RGBColor(215, 215, 215)),
+                ((f - a, e - a), RGBColor(240, 240, 240)),
+            ],
+            None => vec![((s - a, e - a), RGBColor(225, 225, 225))],
+        };
+        for ((x0, x1), c) in boxes {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x1, ymax)],
+                    c.filled(),
+                )))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Chart 3, power timeline of one repetition: watts per domain, prefill and decode shaded,
+/// idle power as a line, invalid samples marked.
+pub fn power_timeline(
+    title: &str,
+    rows: &[TraceRow],
+    rep: u32,
+    idle_w: Option<f64>,
+) -> Result<String> {
+    let b = bounds(rows, rep);
+    let (Some(&a), Some(&z)) = (b.0.first(), b.2.last()) else {
+        return Err(anyhow!("repetition {rep} has no marks in the trace"));
+    };
+    let pad = (z - a).max(1e-3) * 0.05;
+    let (t0, t1) = (a - pad, z + pad);
+    let (series, invalid) = samples(rows, (t0, t1, a));
     let ymax = series
         .values()
         .flatten()
@@ -143,31 +194,7 @@ pub fn power_timeline(
             .y_desc("power (W)")
             .draw()
             .map_err(err)?;
-        for (i, s) in starts.iter().enumerate() {
-            let f = firsts.get(i).copied();
-            let e = ends.get(i).copied().unwrap_or(z);
-            if let Some(f) = f {
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(s - a, 0.0), (f - a, ymax)],
-                        RGBColor(215, 215, 215).filled(),
-                    )))
-                    .map_err(err)?;
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(f - a, 0.0), (e - a, ymax)],
-                        RGBColor(240, 240, 240).filled(),
-                    )))
-                    .map_err(err)?;
-            } else {
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(s - a, 0.0), (e - a, ymax)],
-                        RGBColor(225, 225, 225).filled(),
-                    )))
-                    .map_err(err)?;
-            }
-        }
+        shade_phases(&mut chart, &b, a, z, ymax)?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let pts = decimate(pts, t0 - a, t1 - a, 800);
             chart

@@ -205,127 +205,35 @@ pub fn fill(
     suite: &Suite,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    let k = outputs.len().max(1);
-    let kf = k as f64;
+    let kf = outputs.len().max(1) as f64;
     let opaque = outputs.iter().all(|i| matches!(i, Output::Opaque { .. }));
-    let PhaseSums {
-        pre_uj,
-        dec_uj,
-        pre_s,
-        dec_s,
-        invalid,
-        lost_wrap_uj,
-        lost,
-        windows,
-        first_mark,
-        last_mark,
-    } = phase_sums(rec, round, outputs, &mut warnings);
+    let sums = phase_sums(rec, round, outputs, &mut warnings);
     let to_j = |v: &[f64]| {
         v.iter()
             .map(|u| (u.is_finite()).then_some(u / 1e6))
             .collect::<Vec<_>>()
     };
-    let (pre_j, dec_j) = (to_j(&pre_uj), to_j(&dec_uj));
+    let (pre_j, dec_j) = (to_j(&sums.pre_uj), to_j(&sums.dec_uj));
     let partial = suite.allow_partial;
     let (tp, td) = (
         totals_with(&rec.domains, &pre_j, partial),
         totals_with(&rec.domains, &dec_j, partial),
     );
-    let phase = |t: &Totals| t.cpu_plus_gpu().map(|j| j.0);
-    let (Some(prefill_total), Some(decode_total)) = (phase(&tp), phase(&td)) else {
-        let why = if lost.is_empty() {
-            "no valid reads of any domain".to_string()
-        } else {
-            lost.join("; ")
-        };
-        warnings.push(format!(
-            "{round}: energy could not be measured: {why}. A total that needs a domain it cannot \
-             read is unknown, not smaller (pass --allow-partial for a labelled partial total)"
-        ));
+    let Some((prefill_total, decode_total)) =
+        measured_totals(&tp, &td, &sums, round, &mut warnings)
+    else {
         return warnings;
     };
-    if prefill_total + decode_total <= 0.0 || !(prefill_total + decode_total).is_finite() {
-        warnings.push(
-            "the energy counters did not advance during this repetition: no energy figure is \
-             reported (a stuck or idle sensor is not a measurement of zero)"
-                .into(),
-        );
-        return warnings;
-    }
-    let mut partial_missing = tp.partial_missing.clone();
-    for m in &td.partial_missing {
-        if !partial_missing.contains(m) {
-            partial_missing.push(m.clone());
-        }
-    }
-    if !partial_missing.is_empty() {
-        warnings.push(format!(
-            "{round}: PARTIAL energy (allowed): the totals leave out {} and are lower bounds; {}",
-            partial_missing.join(", "),
-            lost.join("; ")
-        ));
-    }
+    let partial_missing = partial_missing(&tp, &td, &sums, round, &mut warnings);
     let request_j = (prefill_total + decode_total) / kf;
     let counted = counted(rec, &tp);
-    let provenance = if rec
-        .domains
-        .iter()
-        .zip(&counted)
-        .any(|(d, c)| *c && d.provenance == Provenance::Estimated)
-    {
-        Provenance::Estimated
-    } else {
-        Provenance::Measured
-    };
-    let scope = match (tp.cpu_j.is_some(), tp.gpu_j.is_some(), tp.cpu_is_platform) {
-        (true, true, false) => EnergyScope::CpuGpu,
-        (true, false, false) => EnergyScope::Cpu,
-        (true, true, true) => EnergyScope::PlatformGpu,
-        (true, false, true) => EnergyScope::Platform,
-        _ => EnergyScope::Gpu,
-    };
-    let busy_s = pre_s + dec_s;
+    let busy_s = sums.pre_s + sums.dec_s;
     let avg_power_w = if busy_s > 0.0 {
         (prefill_total + decode_total) / busy_s
     } else {
         0.0
     };
-    let peak_power_w = match (first_mark, last_mark) {
-        (Some(a), Some(z)) if z > a => {
-            let w = rec.window(a, z);
-            w.domains
-                .iter()
-                .zip(&counted)
-                .filter(|(_, c)| **c)
-                .map(|(dw, _)| dw.peak_power_w)
-                .filter(|p| p.is_finite())
-                .sum::<f64>()
-                .max(avg_power_w)
-        }
-        _ => avg_power_w,
-    };
-    let mut parts = UncertaintyParts::default();
-    let mut bases: Vec<String> = Vec::new();
-    for (i, d) in rec.domains.iter().enumerate() {
-        if !counted[i] {
-            continue;
-        }
-        let e = pre_j[i].unwrap_or(0.0) + dec_j[i].unwrap_or(0.0);
-        let span = Span {
-            energy_j: e,
-            avg_w: if busy_s > 0.0 { e / busy_s } else { 0.0 },
-            windows,
-            bridged_reads: invalid[i],
-            lost_wrap_j: lost_wrap_uj[i] / 1e6,
-        };
-        let (u, basis) = uncertainty(d, span, rec.interval_ms);
-        parts.add_scaled(&u, 1.0 / kf);
-        for b in basis {
-            if !bases.contains(&b) {
-                bases.push(b);
-            }
-        }
-    }
+    let (parts, bases) = uncertainty_of(rec, &counted, (&pre_j, &dec_j), &sums, kf);
     if parts.lost_wrap_j > 0.0 {
         warnings.push(format!(
             "{round}: a gap between counter reads was longer than a counter wrap at the domain's \
@@ -333,37 +241,14 @@ pub fn fill(
             parts.lost_wrap_j
         ));
     }
-    // Net of idle: each counted domain less its own idle power over the phase's duration.
-    let idle_w = match idle.map(|b| idle_watts(rec, &counted, b)) {
-        Some(Ok(w)) => Some(w),
-        Some(Err(lacking)) => {
-            warnings.push(format!(
-                "{round}: no net-of-idle figures: the idle baseline has no figure for {} (it was \
-                 measured with other sensors); a measured idle is never subtracted from an \
-                 estimate",
-                lacking.join(", ")
-            ));
-            None
-        }
-        None => None,
-    };
-    let mut net = |gross: &[Option<f64>], secs: f64, what: &str| -> Option<f64> {
-        let w = idle_w.as_ref()?;
-        let n: f64 = (0..rec.domains.len())
-            .filter(|&i| counted[i])
-            .map(|i| gross[i].unwrap_or(0.0) - w[i] * secs)
-            .sum();
-        if n < 0.0 {
-            warnings.push(format!(
-                "{round}: {what} energy below idle power x duration by {:.4} J: its net figure is \
-                 clamped to 0",
-                -n
-            ));
-        }
-        Some(n.max(0.0) / kf)
-    };
-    let prefill_net = net(&pre_j, pre_s, if opaque { "the" } else { "prefill" });
-    let decode_net = net(&dec_j, dec_s, "decode");
+    let net = Net::of(rec, &counted, idle, round, &mut warnings);
+    let what = if opaque { "the" } else { "prefill" };
+    let prefill_net = net
+        .phase(&pre_j, sums.pre_s)
+        .map(|n| clamped(n, kf, what, round, &mut warnings));
+    let decode_net = net
+        .phase(&dec_j, sums.dec_s)
+        .map(|n| clamped(n, kf, "decode", round, &mut warnings));
     // Per-request means over this repetition's own requests: a request's energy over its
     // tokens is the repetition's energy over all of its tokens.
     let out_tokens = mean_tokens(outputs, Output::generated_tokens);
@@ -373,22 +258,11 @@ pub fn fill(
     } else {
         in_tokens
     };
-    let methods: Vec<String> = {
-        let mut m: Vec<String> = rec
-            .domains
-            .iter()
-            .zip(&counted)
-            .filter(|(_, c)| **c)
-            .map(|(d, _)| format!("{}: {}", d.source, d.method.as_str()))
-            .collect();
-        m.dedup();
-        m
-    };
     let phase_or_none = |v: f64| (!opaque).then_some(v);
     let fig = EnergyFigures {
-        provenance,
-        scope,
-        methods,
+        provenance: provenance(rec, &counted),
+        scope: scope(&tp),
+        methods: methods(rec, &counted),
         interval_ms: rec.interval_ms,
         prefill_j: phase_or_none(prefill_total / kf),
         decode_j: phase_or_none(decode_total / kf),
@@ -408,24 +282,13 @@ pub fn fill(
             .filter(|_| out_tokens > 0.0 && !opaque)
             .map(|d| d / out_tokens),
         avg_power_w,
-        peak_power_w,
+        peak_power_w: peak_power(rec, &sums, &counted, avg_power_w),
         uncertainty_j: parts.total(),
         uncertainty_basis: bases.join("; "),
         uncertainty_parts: parts,
-        invalid_samples: invalid.iter().sum(),
+        invalid_samples: sums.invalid.iter().sum(),
         partial_missing,
-        domains: rec
-            .domains
-            .iter()
-            .enumerate()
-            .map(|(i, d)| DomainEnergy {
-                source: d.source.to_string(),
-                name: d.name.clone(),
-                prefill_j: pre_j[i].filter(|_| !opaque).map(|v| v / kf),
-                decode_j: dec_j[i].filter(|_| !opaque).map(|v| v / kf),
-                total_j: pre_j[i].zip(dec_j[i]).map(|(a, b)| (a + b) / kf),
-            })
-            .collect(),
+        domains: domain_figures(rec, (&pre_j, &dec_j), opaque, kf),
     };
     if fig.invalid_samples > 0 {
         warnings.push(format!(
@@ -442,6 +305,227 @@ pub fn fill(
         .map(|c| fig.wh_per_1000_queries * c.grams_co2e_per_kwh / 1000.0);
     r.energy = Some(fig);
     warnings
+}
+
+/// The prefill and decode totals (CPU plus GPU), or None with a warning where they cannot be
+/// measured or the counters did not advance.
+fn measured_totals(
+    tp: &Totals,
+    td: &Totals,
+    sums: &PhaseSums,
+    round: Round,
+    warnings: &mut Vec<String>,
+) -> Option<(f64, f64)> {
+    let phase = |t: &Totals| t.cpu_plus_gpu().map(|j| j.0);
+    let (Some(prefill_total), Some(decode_total)) = (phase(tp), phase(td)) else {
+        let why = if sums.lost.is_empty() {
+            "no valid reads of any domain".to_string()
+        } else {
+            sums.lost.join("; ")
+        };
+        warnings.push(format!(
+            "{round}: energy could not be measured: {why}. A total that needs a domain it cannot \
+             read is unknown, not smaller (pass --allow-partial for a labelled partial total)"
+        ));
+        return None;
+    };
+    if prefill_total + decode_total <= 0.0 || !(prefill_total + decode_total).is_finite() {
+        warnings.push(
+            "the energy counters did not advance during this repetition: no energy figure is \
+             reported (a stuck or idle sensor is not a measurement of zero)"
+                .into(),
+        );
+        return None;
+    }
+    Some((prefill_total, decode_total))
+}
+
+/// The domains a partial total leaves out (either phase), with a warning when there are any.
+fn partial_missing(
+    tp: &Totals,
+    td: &Totals,
+    sums: &PhaseSums,
+    round: Round,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    let mut missing = tp.partial_missing.clone();
+    for m in &td.partial_missing {
+        if !missing.contains(m) {
+            missing.push(m.clone());
+        }
+    }
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "{round}: PARTIAL energy (allowed): the totals leave out {} and are lower bounds; {}",
+            missing.join(", "),
+            sums.lost.join("; ")
+        ));
+    }
+    missing
+}
+
+/// Estimated when any counted domain is.
+fn provenance(rec: &Recording, counted: &[bool]) -> Provenance {
+    if rec
+        .domains
+        .iter()
+        .zip(counted)
+        .any(|(d, c)| *c && d.provenance == Provenance::Estimated)
+    {
+        Provenance::Estimated
+    } else {
+        Provenance::Measured
+    }
+}
+
+/// What the totals cover.
+fn scope(tp: &Totals) -> EnergyScope {
+    match (tp.cpu_j.is_some(), tp.gpu_j.is_some(), tp.cpu_is_platform) {
+        (true, true, false) => EnergyScope::CpuGpu,
+        (true, false, false) => EnergyScope::Cpu,
+        (true, true, true) => EnergyScope::PlatformGpu,
+        (true, false, true) => EnergyScope::Platform,
+        _ => EnergyScope::Gpu,
+    }
+}
+
+/// `source: method` of each counted domain.
+fn methods(rec: &Recording, counted: &[bool]) -> Vec<String> {
+    let mut m: Vec<String> = rec
+        .domains
+        .iter()
+        .zip(counted)
+        .filter(|(_, c)| **c)
+        .map(|(d, _)| format!("{}: {}", d.source, d.method.as_str()))
+        .collect();
+    m.dedup();
+    m
+}
+
+/// The highest power of the counted domains over the requests' span (at least the average).
+fn peak_power(rec: &Recording, sums: &PhaseSums, counted: &[bool], avg_power_w: f64) -> f64 {
+    match (sums.first_mark, sums.last_mark) {
+        (Some(a), Some(z)) if z > a => {
+            let w = rec.window(a, z);
+            w.domains
+                .iter()
+                .zip(counted)
+                .filter(|(_, c)| **c)
+                .map(|(dw, _)| dw.peak_power_w)
+                .filter(|p| p.is_finite())
+                .sum::<f64>()
+                .max(avg_power_w)
+        }
+        _ => avg_power_w,
+    }
+}
+
+/// The instrument uncertainty per request (counted domains) and what it is based on.
+fn uncertainty_of(
+    rec: &Recording,
+    counted: &[bool],
+    (pre_j, dec_j): (&[Option<f64>], &[Option<f64>]),
+    sums: &PhaseSums,
+    kf: f64,
+) -> (UncertaintyParts, Vec<String>) {
+    let busy_s = sums.pre_s + sums.dec_s;
+    let mut parts = UncertaintyParts::default();
+    let mut bases: Vec<String> = Vec::new();
+    for (i, d) in rec.domains.iter().enumerate() {
+        if !counted[i] {
+            continue;
+        }
+        let e = pre_j[i].unwrap_or(0.0) + dec_j[i].unwrap_or(0.0);
+        let span = Span {
+            energy_j: e,
+            avg_w: if busy_s > 0.0 { e / busy_s } else { 0.0 },
+            windows: sums.windows,
+            bridged_reads: sums.invalid[i],
+            lost_wrap_j: sums.lost_wrap_uj[i] / 1e6,
+        };
+        let (u, basis) = uncertainty(d, span, rec.interval_ms);
+        parts.add_scaled(&u, 1.0 / kf);
+        for b in basis {
+            if !bases.contains(&b) {
+                bases.push(b);
+            }
+        }
+    }
+    (parts, bases)
+}
+
+/// Net of idle: each counted domain less its own idle power over a phase's duration.
+struct Net<'a> {
+    counted: &'a [bool],
+    idle_w: Option<Vec<f64>>,
+}
+
+impl<'a> Net<'a> {
+    fn of(
+        rec: &Recording,
+        counted: &'a [bool],
+        idle: Option<&IdleBaseline>,
+        round: Round,
+        warnings: &mut Vec<String>,
+    ) -> Net<'a> {
+        let idle_w = match idle.map(|b| idle_watts(rec, counted, b)) {
+            Some(Ok(w)) => Some(w),
+            Some(Err(lacking)) => {
+                warnings.push(format!(
+                    "{round}: no net-of-idle figures: the idle baseline has no figure for {} (it \
+                     was measured with other sensors); a measured idle is never subtracted from \
+                     an estimate",
+                    lacking.join(", ")
+                ));
+                None
+            }
+            None => None,
+        };
+        Net { counted, idle_w }
+    }
+
+    /// A phase's net energy over the repetition (unclamped), where the baseline allows one.
+    fn phase(&self, gross: &[Option<f64>], secs: f64) -> Option<f64> {
+        let w = self.idle_w.as_ref()?;
+        Some(
+            (0..gross.len())
+                .filter(|&i| self.counted[i])
+                .map(|i| gross[i].unwrap_or(0.0) - w[i] * secs)
+                .sum(),
+        )
+    }
+}
+
+/// A net figure per request, clamped to 0 with a warning when the energy was below idle.
+fn clamped(n: f64, kf: f64, what: &str, round: Round, warnings: &mut Vec<String>) -> f64 {
+    if n < 0.0 {
+        warnings.push(format!(
+            "{round}: {what} energy below idle power x duration by {:.4} J: its net figure is \
+             clamped to 0",
+            -n
+        ));
+    }
+    n.max(0.0) / kf
+}
+
+/// Each domain's figures per request (phases left out for commands).
+fn domain_figures(
+    rec: &Recording,
+    (pre_j, dec_j): (&[Option<f64>], &[Option<f64>]),
+    opaque: bool,
+    kf: f64,
+) -> Vec<DomainEnergy> {
+    rec.domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DomainEnergy {
+            source: d.source.to_string(),
+            name: d.name.clone(),
+            prefill_j: pre_j[i].filter(|_| !opaque).map(|v| v / kf),
+            decode_j: dec_j[i].filter(|_| !opaque).map(|v| v / kf),
+            total_j: pre_j[i].zip(dec_j[i]).map(|(a, b)| (a + b) / kf),
+        })
+        .collect()
 }
 
 /// Removes every energy figure from `r` (its sensors were not the suite's).

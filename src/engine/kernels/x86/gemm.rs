@@ -1,5 +1,8 @@
 //! The tiles of the batched product (prefill) on AVX2 and AVX-512.
 
+// The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use super::hsum;
 use crate::engine::kernels::blocks::QFormat;
 use crate::engine::kernels::tiles::{FR, FR16, FT, FT16, GemmActs, Scratch, TB, TR};

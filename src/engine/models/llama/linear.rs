@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor};
 pub enum Matmul {
     /// Dequantized f32 weights through candle's gemm (a second, 4-byte-per-weight copy).
     Dense,
-    /// joulebench's kernels on the file's blocks (`qmatrix`, `qgemm`), else candle's quantized
+    /// joulebench's kernels on the file's blocks (`matvec`, `gemm`), else candle's quantized
     /// matmul for a format they do not cover.
     Simd,
     /// candle's own quantized matmul.
