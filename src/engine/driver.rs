@@ -46,10 +46,35 @@ impl TokenObserver for RequestEvents<'_> {
     }
 }
 
+/// One evaluation item: what the engine answered, whether it is right, and the work it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemOutput {
+    pub doc_id: u64,
+    /// Multiple choice: each choice's log-likelihood, the choice picked and the right one.
+    pub loglik: Vec<f64>,
+    pub choice: Option<usize>,
+    pub gold: Option<usize>,
+    /// Generated answers: the final number read from the answer (None: no number), and the
+    /// reference.
+    pub answer: Option<String>,
+    pub reference: Option<String>,
+    pub correct: bool,
+    /// Tokens read: the shared prefix once and each choice's rest, or the prompt.
+    pub tokens: usize,
+    /// Tokens every choice shared, run once (0: each choice ran alone).
+    pub shared: usize,
+    /// Tokens generated (generated answers).
+    pub generated: usize,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
 /// One request's result inside a pass.
 pub enum Output {
     Generate(GenerateOutput),
     Embed(EmbedOutput),
+    /// An evaluation item (scored choices or a generated answer).
+    Item(ItemOutput),
     /// A run whose inside joulebench cannot see (a command): duration and maybe tokens.
     Opaque {
         start_ns: u64,
@@ -66,6 +91,7 @@ impl Output {
                 (o.token_ns.last().copied().unwrap_or(o.end_ns) - o.start_ns) as f64 / 1e9
             }
             Output::Embed(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
+            Output::Item(o) => (o.end_ns - o.start_ns) as f64 / 1e9,
             Output::Opaque {
                 start_ns, end_ns, ..
             } => (end_ns - start_ns) as f64 / 1e9,
@@ -77,6 +103,7 @@ impl Output {
         match self {
             Output::Generate(g) => g.prompt_tokens,
             Output::Embed(e) => e.input_tokens,
+            Output::Item(i) => i.tokens,
             Output::Opaque { .. } => 0,
         }
     }
@@ -86,6 +113,7 @@ impl Output {
         match self {
             Output::Generate(g) => g.generated_tokens(),
             Output::Embed(_) => 0,
+            Output::Item(i) => i.generated,
             Output::Opaque { tokens, .. } => tokens.unwrap_or(0),
         }
     }
@@ -141,6 +169,8 @@ pub struct Job {
     pub chat_template: bool,
     /// An embedding workload (else generation).
     pub embed: bool,
+    /// An evaluation workload: its task and items (else generation or embedding).
+    pub eval: Option<EvalJob>,
     pub threads: usize,
     pub device: String,
     pub env: Vec<(String, String)>,
@@ -162,6 +192,22 @@ impl Job {
         }
     }
 }
+
+/// What an evaluation cell scores: the task, its items (document ids drawn once for the whole
+/// suite) and where the data was fetched to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalJob {
+    pub task: crate::engine::text::eval::TaskRef,
+    /// The choice rule (None: the task's primary metric).
+    pub metric: Option<crate::engine::text::eval::McMetric>,
+    pub docs: Vec<u64>,
+    /// The fetched data set's folder.
+    pub data: PathBuf,
+}
+
+/// Items a warmup pass of an evaluation runs (the model and caches warm; the window is the
+/// pass, whatever its length).
+pub const EVAL_WARMUP_ITEMS: usize = 2;
 
 /// An engine ready to run a cell's passes.
 pub trait Driver {
@@ -186,8 +232,22 @@ pub trait Driver {
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {
         (job.batch, None)
     }
+    /// Whether passes may repeat inside one window until it is long enough (in-process
+    /// generation); an evaluation's pass over its items is one window however long.
+    fn repeat_in_window(&self) -> bool {
+        self.in_process()
+    }
     /// Runs one pass; its requests are numbered from `first` in `events`.
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> anyhow::Result<Pass>;
+    /// An evaluation cell's choice rule as records name it (`acc_raw`, `acc_per_char`,
+    /// `exact_match`).
+    fn eval_metric(&self) -> Option<String> {
+        None
+    }
+    /// A warmup pass: by default a whole pass.
+    fn warmup(&mut self, events: &dyn RunEvents) -> anyhow::Result<Pass> {
+        self.run(events, 0)
+    }
     /// Adds what the engine knows about a failure (a server's output, say).
     fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
         e

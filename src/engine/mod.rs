@@ -156,6 +156,31 @@ pub struct GenerateRequest {
     pub max_new_tokens: usize,
     /// Keep generating past end-of-sequence tokens (fixed-length runs).
     pub ignore_eos: bool,
+    /// A sequence stops at the first of these in its text (an evaluation's stop sequences);
+    /// the text up to the stop is the answer, and the tokens generated are counted.
+    pub stop: Vec<String>,
+}
+
+/// One multiple-choice item to score: each choice's tokens (its context, then its
+/// continuation) and where its continuation starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRequest {
+    pub choices: Vec<Vec<u32>>,
+    pub starts: Vec<usize>,
+}
+
+/// Each choice's log-likelihood (the sum of its continuation tokens' log-probabilities) and
+/// the work it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreOutput {
+    pub loglik: Vec<f64>,
+    /// Tokens the engine ran: the shared prefix once, then each choice's rest.
+    pub tokens: usize,
+    /// Tokens every choice shared, run once and continued from copies of their state (0: each
+    /// choice ran alone, its prefix recomputed).
+    pub shared: usize,
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 /// Moments of a generation; timestamps are CLOCK_MONOTONIC ns taken after the device synced.
@@ -250,6 +275,17 @@ pub trait InferenceBackend: Send {
         req: &GenerateRequest,
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError>;
+    /// Log-likelihoods of an item's continuations, with `Start` and `End` events (decoders).
+    fn score(
+        &mut self,
+        _req: &ScoreRequest,
+        _obs: &mut dyn TokenObserver,
+    ) -> Result<ScoreOutput, EngineError> {
+        Err(EngineError::Request(format!(
+            "{} cannot score continuations (an encoder, or an engine without log-probabilities)",
+            self.info().id
+        )))
+    }
     /// Embeddings of a batch (encoders only), with `Start` and `End` events.
     fn embed(
         &mut self,

@@ -2,7 +2,10 @@
 //! measured window), inputs are built once, and every pass is one generation (or embedding) of
 //! the whole batch.
 
-use crate::engine::driver::{Driver, Job, Output, Pass, RequestEvents, RunEvents};
+use crate::engine::driver::{
+    Driver, EVAL_WARMUP_ITEMS, Job, Output, Pass, RequestEvents, RunEvents,
+};
+use crate::engine::models::evaluate::EvalItems;
 use crate::engine::models::{LoadOptions, load};
 use crate::engine::spec::CandleSpec;
 use crate::engine::text::dataset::{DatasetFigures, Shape, shapes_for};
@@ -19,6 +22,8 @@ pub struct CandleDriver {
     /// each, run one at a time.
     varied: Option<Vec<(Vec<u32>, usize)>>,
     dataset: Option<DatasetFigures>,
+    /// An evaluation cell's items, tokenized.
+    eval: Option<EvalItems>,
     job: Job,
 }
 
@@ -31,6 +36,24 @@ impl CandleDriver {
             ..Default::default()
         };
         let model = load(&spec.weights.spec(), &opts, log)?;
+        if let Some(e) = &job.eval {
+            let eval = EvalItems::prepare(model.as_ref(), e)?;
+            log(&format!(
+                "{} / {}: {} items, {}",
+                e.task.task,
+                e.task.variant,
+                eval.len(),
+                eval.metric_name()
+            ));
+            return Ok(CandleDriver {
+                model,
+                inputs: Vec::new(),
+                varied: None,
+                dataset: None,
+                eval: Some(eval),
+                job: job.clone(),
+            });
+        }
         let m = model.as_ref();
         let chat = chat_format(m, job)?;
         // A dataset's prompts go through the model's chat template whenever it has one.
@@ -74,6 +97,7 @@ impl CandleDriver {
             inputs,
             varied,
             dataset,
+            eval: None,
             job: job.clone(),
         })
     }
@@ -124,8 +148,27 @@ impl Driver for CandleDriver {
         true
     }
 
+    fn repeat_in_window(&self) -> bool {
+        self.eval.is_none()
+    }
+
+    fn eval_metric(&self) -> Option<String> {
+        self.eval.as_ref().map(|e| e.metric_name().to_string())
+    }
+
+    fn warmup(&mut self, events: &dyn RunEvents) -> Result<Pass> {
+        match &self.eval {
+            Some(e) => {
+                let n = EVAL_WARMUP_ITEMS.min(e.len());
+                let outputs = e.run(self.model.as_mut(), events, 0, 0..n)?;
+                Ok(item_pass(outputs))
+            }
+            None => self.run(events, 0),
+        }
+    }
+
     fn shape(&self, job: &Job) -> (usize, Option<usize>) {
-        if self.varied.is_some() {
+        if self.varied.is_some() || self.eval.is_some() {
             (1, None)
         } else if job.concurrency > 1 {
             (job.batch * job.concurrency, Some(job.concurrency))
@@ -139,6 +182,10 @@ impl Driver for CandleDriver {
     }
 
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        if let Some(e) = &self.eval {
+            let outputs = e.run(self.model.as_mut(), events, first, 0..e.len())?;
+            return Ok(item_pass(outputs));
+        }
         if let Some(reqs) = &self.varied {
             let mut outputs = Vec::with_capacity(reqs.len());
             for (i, (ids, new)) in reqs.iter().enumerate() {
@@ -151,6 +198,7 @@ impl Driver for CandleDriver {
                         prompts: vec![ids.clone()],
                         max_new_tokens: *new,
                         ignore_eos: self.job.ignore_eos,
+                        stop: Vec::new(),
                     },
                     &mut obs,
                 )?));
@@ -188,6 +236,7 @@ impl Driver for CandleDriver {
                     prompts: self.inputs.clone(),
                     max_new_tokens: self.job.new_tokens,
                     ignore_eos: self.job.ignore_eos,
+                    stop: Vec::new(),
                 },
                 &mut obs,
             )?)
@@ -208,5 +257,16 @@ impl Driver for CandleDriver {
             token_counts: "engine".into(),
             warnings,
         })
+    }
+}
+
+/// A pass of evaluation items.
+fn item_pass(outputs: Vec<crate::engine::driver::ItemOutput>) -> Pass {
+    Pass {
+        outputs: outputs.into_iter().map(Output::Item).collect(),
+        chunks: Vec::new(),
+        streams: None,
+        token_counts: "engine".into(),
+        warnings: Vec::new(),
     }
 }

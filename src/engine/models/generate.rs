@@ -3,19 +3,9 @@
 
 use crate::clock::monotonic_ns;
 use crate::engine::{EngineError, GenerateOutput, GenerateRequest, TokenEvent, TokenObserver};
-use candle_core::{D, Device, Tensor};
+use candle_core::{D, Tensor};
 
-/// A causal language model the greedy loop can drive.
-pub trait CausalLm {
-    /// (vocabulary size, context length).
-    fn limits(&self) -> (usize, usize);
-    /// Where the model runs.
-    fn device(&self) -> &Device;
-    /// Resets state (KV caches) for a request of `total_len` positions.
-    fn prepare(&mut self, total_len: usize) -> Result<(), EngineError>;
-    /// Logits `(batch, vocab)` of the last position after feeding `tokens` at `pos`.
-    fn step(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor>;
-}
+pub use super::causal::CausalLm;
 
 /// A causal language model with its tokenizer and chat template: the [`InferenceBackend`] of
 /// every GGUF family that runs through [`greedy`].
@@ -52,7 +42,38 @@ impl<M: CausalLm + Send> crate::engine::InferenceBackend for TextModel<M> {
         req: &GenerateRequest,
         obs: &mut dyn TokenObserver,
     ) -> Result<GenerateOutput, EngineError> {
-        greedy(&mut self.model, req, &self.info.eos_token_ids, obs)
+        let eos = &self.info.eos_token_ids;
+        match (&self.tokenizer, req.stop.is_empty()) {
+            (Some(tok), false) => {
+                let mut stop = stop_strings(tok, &req.stop);
+                greedy_until(&mut self.model, req, eos, obs, &mut stop)
+            }
+            _ => greedy(&mut self.model, req, eos, obs),
+        }
+    }
+
+    fn score(
+        &mut self,
+        req: &crate::engine::ScoreRequest,
+        obs: &mut dyn TokenObserver,
+    ) -> Result<crate::engine::ScoreOutput, EngineError> {
+        super::score::score(&mut self.model, req, obs)
+    }
+}
+
+/// A stop test for generated tokens: whether the text of a sequence's tokens contains one of
+/// `stop` (checked on the text of its last tokens, so each step costs a short decode).
+fn stop_strings<'a>(
+    tok: &'a tokenizers::Tokenizer,
+    stop: &'a [String],
+) -> impl FnMut(&[u32]) -> bool + 'a {
+    let longest = stop.iter().map(|s| s.len()).max().unwrap_or(0);
+    move |ids: &[u32]| {
+        // A token is at least one byte: the last `longest + 8` tokens hold any stop string
+        // that ends in the newest one.
+        let tail = &ids[ids.len().saturating_sub(longest + 8)..];
+        let text = tok.decode(tail, false).unwrap_or_default();
+        stop.iter().any(|s| text.contains(s.as_str()))
     }
 }
 
@@ -95,6 +116,17 @@ pub fn greedy(
     eos: &[u32],
     obs: &mut dyn TokenObserver,
 ) -> Result<GenerateOutput, EngineError> {
+    greedy_until(model, req, eos, obs, &mut |_| false)
+}
+
+/// [`greedy`], a sequence also stopping once `stop` says so of its generated tokens.
+pub fn greedy_until(
+    model: &mut dyn CausalLm,
+    req: &GenerateRequest,
+    eos: &[u32],
+    obs: &mut dyn TokenObserver,
+    stop: &mut dyn FnMut(&[u32]) -> bool,
+) -> Result<GenerateOutput, EngineError> {
     let (vocab, ctx) = model.limits();
     let (b, len) = check(req, vocab, ctx)?;
     model.prepare(len + req.max_new_tokens)?;
@@ -114,7 +146,8 @@ pub fn greedy(
     let mut generated: Vec<Vec<u32>> = next.iter().map(|t| vec![*t]).collect();
     let mut done: Vec<bool> = next
         .iter()
-        .map(|t| !req.ignore_eos && eos.contains(t))
+        .zip(&generated)
+        .map(|(t, g)| (!req.ignore_eos && eos.contains(t)) || stop(g))
         .collect();
     let mut steps = 1;
     while steps < req.max_new_tokens && !done.iter().all(|d| *d) {
@@ -128,7 +161,7 @@ pub fn greedy(
         for (s, tok) in next.iter().enumerate() {
             if !done[s] {
                 generated[s].push(*tok);
-                done[s] = !req.ignore_eos && eos.contains(tok);
+                done[s] = (!req.ignore_eos && eos.contains(tok)) || stop(&generated[s]);
             }
         }
         steps += 1;

@@ -19,13 +19,16 @@
 //! | a BERT folder or registered encoder | bert | any | - | `bert` |
 
 pub mod bert;
+pub mod causal;
 pub mod decoder;
 pub mod driver;
+pub mod evaluate;
 pub mod generate;
 pub mod hf;
 pub mod llama;
 pub mod ops;
 pub mod qwen;
+pub mod score;
 pub mod synthetic;
 
 pub use llama::load::{load_gguf, load_llama};
@@ -199,6 +202,13 @@ impl InferenceBackend for Sourced {
         obs: &mut dyn crate::engine::TokenObserver,
     ) -> Result<crate::engine::EmbedOutput, EngineError> {
         self.inner.embed(req, obs)
+    }
+    fn score(
+        &mut self,
+        req: &crate::engine::ScoreRequest,
+        obs: &mut dyn crate::engine::TokenObserver,
+    ) -> Result<crate::engine::ScoreOutput, EngineError> {
+        self.inner.score(req, obs)
     }
 }
 

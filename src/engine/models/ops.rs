@@ -50,6 +50,22 @@ impl KvStore {
     pub fn capacity(&self) -> usize {
         self.cap
     }
+
+    /// `n` sequences, each a copy of sequence 0's first `len` positions (the shared prefix of
+    /// an item's choices), with the same room.
+    pub fn forked(&self, n: usize, len: usize) -> KvStore {
+        let mut out = KvStore::new(n, self.kv_heads, self.hd, self.cap);
+        let len = len.min(self.cap);
+        for b in 0..n {
+            for h in 0..self.kv_heads {
+                let (src, dst) = (self.at(0, h, 0), out.at(b, h, 0));
+                let m = len * self.hd;
+                out.k[dst..dst + m].copy_from_slice(&self.k[src..src + m]);
+                out.v[dst..dst + m].copy_from_slice(&self.v[src..src + m]);
+            }
+        }
+        out
+    }
 }
 
 /// `out = x / sqrt(mean(x²) + eps) * w`, as candle's rms_norm computes it.
@@ -224,6 +240,30 @@ mod tests {
             .to_vec1()
             .unwrap();
         close(&ours, &theirs);
+    }
+
+    #[test]
+    fn a_forked_store_copies_the_prefix_into_every_sequence() {
+        let mut s = KvStore::new(1, 2, 2, 4);
+        for p in 0..3 {
+            for h in 0..2 {
+                let v = (10 * p + h) as f32;
+                s.put(0, h, p, &[v, v + 0.5], &[-v, -v - 0.5]);
+            }
+        }
+        let f = s.forked(3, 2);
+        for b in 0..3 {
+            for h in 0..2 {
+                let (k, v) = f.head(b, h, 2);
+                assert_eq!(
+                    k,
+                    &[h as f32, h as f32 + 0.5, 10.0 + h as f32, 10.5 + h as f32]
+                );
+                assert_eq!(v[0], -(h as f32));
+            }
+        }
+        // Position 2 was past the prefix: not copied.
+        assert_eq!(f.head(1, 0, 3).0[4], 0.0);
     }
 
     #[test]

@@ -262,6 +262,70 @@ impl CausalLm for Decoder {
         let ids: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
         self.forward(&ids, b, seq, pos)
     }
+
+    fn fork(
+        &mut self,
+        rests: &[Vec<u32>],
+        pos: usize,
+        rows: &[Vec<usize>],
+    ) -> Option<candle_core::Result<Vec<Vec<f32>>>> {
+        Some(self.forked(rests, pos, rows))
+    }
+}
+
+impl Decoder {
+    /// Copies the one sequence's cache into one per rest, runs every rest as one batch (padded
+    /// at the end with its last token: a causal model never looks ahead, so the padding changes
+    /// no logit wanted) and returns the logits of each rest's `rows`.
+    fn forked(
+        &mut self,
+        rests: &[Vec<u32>],
+        pos: usize,
+        rows: &[Vec<usize>],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        if pos != self.len || pos == 0 {
+            candle_core::bail!("a fork needs the prefix run last ({pos} of {})", self.len);
+        }
+        let n = rests.len();
+        let seq = rests.iter().map(Vec::len).max().unwrap_or(0);
+        if seq == 0 || rows.len() != n {
+            candle_core::bail!("a fork needs a non-empty rest and rows for each");
+        }
+        for l in &mut self.layers {
+            let Some(store) = l.store.as_ref() else {
+                candle_core::bail!("a fork before the prefix");
+            };
+            l.store = Some(store.forked(n, pos));
+        }
+        let mut ids = Vec::with_capacity(n * seq);
+        for r in rests {
+            ids.extend_from_slice(r);
+            let pad = r.last().copied().unwrap_or(0);
+            ids.extend(std::iter::repeat_n(pad, seq - r.len()));
+        }
+        let x = self.hidden(&ids, n, seq, pos)?;
+        let wanted: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.iter().map(move |&q| i * seq + q))
+            .collect();
+        if let Some(&bad) = rows
+            .iter()
+            .zip(rests)
+            .find_map(|(r, rest)| r.iter().find(|&&q| q >= rest.len()))
+        {
+            candle_core::bail!("row {bad} is past its rest");
+        }
+        let logits = self.head(&x, wanted.into_iter());
+        let v = self.cfg.vocab;
+        let mut out = Vec::with_capacity(n);
+        let mut at = 0;
+        for r in rows {
+            out.push(logits[at * v..(at + r.len()) * v].to_vec());
+            at += r.len();
+        }
+        Ok(out)
+    }
 }
 
 /// `x += o`, with each row of `o` normed first where the architecture norms a block's output
