@@ -22,6 +22,9 @@ pub enum Command {
     Models(ModelsCommand),
     /// Generate tokens with a model (greedy), printing text, token ids and speed.
     Generate(GenerateArgs),
+    /// Score a model on an evaluation task (accuracy per joule): every item metered, its energy
+    /// read at its start and end.
+    Eval(EvalArgs),
     /// Run a suite: models × profiles × workloads, with idle baseline, warmup and repetitions.
     Run(RunArgs),
     /// Rebuild a run folder's summaries, charts and HTML report from its records and traces.
@@ -393,6 +396,64 @@ pub struct ProbeArgs {
     pub watch_ms: u64,
     #[command(flatten)]
     pub sensors: SensorArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A registered id or a .gguf path (run in process).
+    #[arg(long, default_value = joulebench::store::registry::DEFAULT_MODEL)]
+    pub model: String,
+    /// The task: arc_easy, arc_challenge, hellaswag, piqa, sciq, boolq, csqa, openbookqa,
+    /// winogrande, socialiqa, gsm8k.
+    #[arg(long)]
+    pub task: String,
+    /// The task's variant (default rc_0shot; 8shot for gsm8k).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Items drawn with --seed (default: every item).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=joulebench::config::MAX_EVAL_ITEMS as u64))]
+    pub items: Option<u64>,
+    /// Seed of the draw: the same seed draws the same items for every model.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// The choice rule: acc_raw or acc_per_char (default: the task's primary metric).
+    #[arg(long, value_parser = parse_mc_metric)]
+    pub metric: Option<joulebench::engine::text::eval::McMetric>,
+    /// Threads for the engine.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=joulebench::config::limits::MAX_THREADS as i64))]
+    pub threads: Option<u32>,
+    /// Do not fetch a model or data set the cache lacks.
+    #[arg(long)]
+    pub offline: bool,
+    /// Write the result as JSON to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Sources: `auto`, or a comma-separated list of rapl, nvml, estimate.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = parse_meter)]
+    pub meter: joulebench::meter::select::MeterChoice,
+    /// Sampling interval in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 10.0, allow_negative_numbers = true,
+          value_parser = interval_ms)]
+    pub interval_ms: f64,
+    /// Measure idle power for S seconds first and report net energy too.
+    #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true,
+          value_parser = non_negative_f64)]
+    pub idle_s: f64,
+    /// Refuse to report estimates: exit 2 when no sensor covers the CPU.
+    #[arg(long)]
+    pub strict: bool,
+    /// A total that needs a domain it cannot read leaves it out, labelled PARTIAL.
+    #[arg(long)]
+    pub allow_partial: bool,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+}
+
+fn parse_mc_metric(s: &str) -> Result<joulebench::engine::text::eval::McMetric, String> {
+    joulebench::engine::text::eval::McMetric::parse(s)
+        .ok_or_else(|| format!("{s:?}: use acc_raw or acc_per_char"))
 }
 
 #[derive(Debug, Args)]

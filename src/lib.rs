@@ -9,6 +9,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod estimate;
+pub mod eval;
 pub mod fingerprint;
 pub mod frontier;
 pub mod measure;

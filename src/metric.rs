@@ -34,6 +34,13 @@ pub enum Metric {
     SteadyJPerToken,
     SteadyTokensPerS,
     WholeJPerGeneratedToken,
+    /// Evaluation workloads: the fraction of items answered right.
+    Accuracy,
+    JPerItem,
+    JPerCorrect,
+    CorrectPerKj,
+    /// Intelligence per Watt's "accuracy per joule": accuracy / mean joules per query.
+    AccuracyPerJoule,
 }
 
 /// How a table prints a figure: multiplied by `scale`, with `decimals`, under `heading`.
@@ -73,6 +80,11 @@ impl Metric {
         Metric::SteadyJPerToken,
         Metric::SteadyTokensPerS,
         Metric::WholeJPerGeneratedToken,
+        Metric::Accuracy,
+        Metric::JPerItem,
+        Metric::JPerCorrect,
+        Metric::CorrectPerKj,
+        Metric::AccuracyPerJoule,
     ];
 
     /// The figures summary.csv has columns for, in order.
@@ -93,14 +105,20 @@ impl Metric {
         Metric::DecodeTokensPerS,
         Metric::AvgPowerW,
         Metric::PeakPowerW,
+        Metric::Accuracy,
+        Metric::JPerItem,
+        Metric::CorrectPerKj,
     ];
 
-    /// What `compare` judges when no metric is named.
+    /// What `compare` judges when no metric is named (a row only where a side has the
+    /// figure: accuracy and energy per item for evaluation cells).
     pub const COMPARED: &[Metric] = &[
         Metric::JPerDecodeToken,
         Metric::JPerPrefillToken,
         Metric::JPerRequest,
         Metric::TpotS,
+        Metric::Accuracy,
+        Metric::JPerItem,
     ];
 
     /// The name in summary.json, summary.csv and on the command line.
@@ -132,6 +150,11 @@ impl Metric {
             Metric::SteadyJPerToken => "steady_j_per_token",
             Metric::SteadyTokensPerS => "steady_tokens_per_s",
             Metric::WholeJPerGeneratedToken => "whole_j_per_generated_token",
+            Metric::Accuracy => "accuracy",
+            Metric::JPerItem => "j_per_item",
+            Metric::JPerCorrect => "j_per_correct",
+            Metric::CorrectPerKj => "correct_per_kj",
+            Metric::AccuracyPerJoule => "accuracy_per_joule",
         }
     }
 
@@ -158,6 +181,11 @@ impl Metric {
             TtftS | TpotS | ItlP50S | ItlP90S | ItlP99S | E2eS => "s",
             PrefillTokensPerS | DecodeTokensPerS | SteadyTokensPerS => "tokens/s",
             Gco2ePer1000Queries => "gCO2e/1000 queries",
+            Accuracy => "fraction correct",
+            JPerItem => "J/item",
+            JPerCorrect => "J/correct answer",
+            CorrectPerKj => "correct answers/kJ",
+            AccuracyPerJoule => "accuracy/J",
         }
     }
 
@@ -169,6 +197,28 @@ impl Metric {
                 | Metric::PrefillTokensPerS
                 | Metric::DecodeTokensPerS
                 | Metric::SteadyTokensPerS
+                | Metric::Accuracy
+                | Metric::CorrectPerKj
+                | Metric::AccuracyPerJoule
+        )
+    }
+
+    /// True for figures that come from the meters (estimated where the energy is); latency,
+    /// throughput and accuracy are measured whatever the energy source.
+    pub fn is_energy(self) -> bool {
+        use Metric::*;
+        !matches!(
+            self,
+            TtftS
+                | TpotS
+                | ItlP50S
+                | ItlP90S
+                | ItlP99S
+                | E2eS
+                | PrefillTokensPerS
+                | DecodeTokensPerS
+                | SteadyTokensPerS
+                | Accuracy
         )
     }
 
@@ -203,6 +253,11 @@ impl Metric {
             SteadyJPerToken => r.steady.as_ref().and_then(|s| s.j_per_token),
             SteadyTokensPerS => r.steady.as_ref().map(|s| s.tokens_per_s),
             WholeJPerGeneratedToken => r.whole.as_ref().and_then(|w| w.j_per_generated_token),
+            Accuracy => r.eval.as_ref().map(|v| v.accuracy),
+            JPerItem => r.eval.as_ref().and_then(|v| v.j_per_item),
+            JPerCorrect => r.eval.as_ref().and_then(|v| v.j_per_correct),
+            CorrectPerKj => r.eval.as_ref().and_then(|v| v.correct_per_kj),
+            AccuracyPerJoule => r.eval.as_ref().and_then(|v| v.accuracy_per_joule),
         }
     }
 
@@ -236,6 +291,11 @@ impl Metric {
             DecodeTokensPerS => ("decode tokens/s", 1.0, 1),
             SteadyTokensPerS => ("steady tokens/s", 1.0, 1),
             Gco2ePer1000Queries => ("gCO2e/1k queries", 1.0, 3),
+            Accuracy => ("accuracy %", 100.0, 1),
+            JPerItem => ("J/item", 1.0, 4),
+            JPerCorrect => ("J/correct", 1.0, 4),
+            CorrectPerKj => ("correct/kJ", 1.0, 2),
+            AccuracyPerJoule => ("accuracy/J", 1.0, 4),
         };
         Shown {
             heading,

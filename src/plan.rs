@@ -46,6 +46,12 @@ pub fn plan(s: &Suite) -> Plan {
                     skipped.push((id, why.to_string()));
                     continue;
                 }
+                if w.kind == WorkloadKind::Eval
+                    && let Some(why) = eval_skip(m)
+                {
+                    skipped.push((id, why));
+                    continue;
+                }
                 if (w.arrivals().is_some() || w.load_point.is_some())
                     && !matches!(m.engine, crate::engine::spec::EngineSpec::Openai(_))
                 {
@@ -68,6 +74,36 @@ pub fn plan(s: &Suite) -> Plan {
         }
     }
     Plan { cells, skipped }
+}
+
+/// Why model `m` cannot run an evaluation workload, if it cannot: scoring needs a vocabulary
+/// and access to the model's log-probabilities or generations (a server gives one or the
+/// other: see [`eval_scoring`]).
+fn eval_skip(m: &ModelEntry) -> Option<String> {
+    use crate::engine::spec::EngineSpec;
+    match &m.engine {
+        EngineSpec::Candle(_) if m.spec().starts_with("synthetic:") => {
+            Some("a synthetic model has no vocabulary to score an evaluation's text".to_string())
+        }
+        EngineSpec::Candle(_) | EngineSpec::Openai(_) => None,
+        EngineSpec::Command(_) => Some(
+            "a command's answers are not visible to joulebench: evaluations need the in-process \
+             engine"
+                .to_string(),
+        ),
+    }
+}
+
+/// How an evaluation cell of model `m` is scored, as the plan says it.
+pub fn eval_scoring(m: &ModelEntry) -> &'static str {
+    match &m.engine {
+        crate::engine::spec::EngineSpec::Openai(_) => {
+            "scored by the server's prompt log-probabilities where it echoes them \
+             (/v1/completions, echo + logprobs), else by a generated answer (gsm8k, or an mc_ \
+             variant's letter; rc_ variants fail before any item)"
+        }
+        _ => "scored in process: each choice's log-likelihood from a shared prefix",
+    }
 }
 
 /// The plan as text, for `--dry-run`.
@@ -95,9 +131,20 @@ pub fn render(s: &Suite, p: &Plan) -> String {
                 .map_or("default".to_string(), |t| t.to_string()),
             w.name,
             w.kind,
-            match (&w.dataset, w.lengths.and_then(|l| l.prompt)) {
-                (Some(d), _) => format!("dataset {d}"),
-                (None, Some(dist)) => dist.to_string(),
+            match (&w.dataset, w.lengths.and_then(|l| l.prompt), w.task_ref()) {
+                (_, _, Some(t)) => format!(
+                    "task {} {}, {} item(s) (seed {})",
+                    t.task,
+                    t.variant,
+                    w.eval_docs
+                        .as_ref()
+                        .map(Vec::len)
+                        .or(w.items)
+                        .map_or("every".to_string(), |n| n.to_string()),
+                    w.seed.unwrap_or(0)
+                ),
+                (Some(d), _, _) => format!("dataset {d}"),
+                (None, Some(dist), _) => dist.to_string(),
                 _ => w.prompt_tokens.to_string(),
             },
             match (&w.dataset, w.lengths.and_then(|l| l.output)) {
@@ -106,7 +153,9 @@ pub fn render(s: &Suite, p: &Plan) -> String {
                 _ => w.new_tokens.to_string(),
             },
             w.batch,
-            if let Some(a) = w.arrivals() {
+            if w.kind == WorkloadKind::Eval {
+                format!("; {}", eval_scoring(&c.model))
+            } else if let Some(a) = w.arrivals() {
                 format!(", {} request(s) at {}", w.request_count(), a.describe())
             } else if w.concurrency > 1 || w.requests.is_some() {
                 format!(

@@ -15,7 +15,9 @@ use std::path::Path;
 /// lacks a counted domain); `uncertainty_j` adds counter resolution and possible hidden wraps
 /// (`uncertainty_parts` lists the parts); `partial_missing` marks a total that leaves out
 /// domains it could not read (`--allow-partial`).
-pub const RECORD_SCHEMA_VERSION: u32 = 3;
+/// 4: evaluation workloads (`kind = "eval"`) and their `eval` figures (accuracy with its
+/// interval, energy per item and per correct answer, every item with its energy).
+pub const RECORD_SCHEMA_VERSION: u32 = 4;
 
 /// Whether the repetition produced figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +174,9 @@ pub struct Record {
     pub ab_variant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ab_pair: Option<u32>,
+    /// Evaluation workloads: what the energy bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalFigures>,
     /// Percentiles over the repetition's requests (TTFT, TPOT and E2E one value per request;
     /// ITL every gap), as serving benchmarks report them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -370,4 +375,62 @@ pub fn repair(path: &Path) -> std::io::Result<bool> {
     f.set_len(keep as u64)?;
     f.sync_all()?;
     Ok(true)
+}
+
+/// One evaluation item of a repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalItem {
+    pub doc_id: u64,
+    /// Multiple choice: the right choice, the one picked, and every choice's log-likelihood.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loglik: Vec<f64>,
+    /// Generated answers: the final number read from the answer, and the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub correct: bool,
+    /// Tokens the engine read for it (and generated).
+    pub tokens: usize,
+    #[serde(default)]
+    pub generated: usize,
+    /// Seconds from its start to the next item's (the last: to its end).
+    pub s: f64,
+    /// Its energy over that span (null: not measured).
+    pub j: Option<f64>,
+}
+
+/// What an evaluation repetition's energy bought: accuracy and energy per item, from every
+/// item's own span between meter reads (the spans add up to the repetition's window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalFigures {
+    pub task: String,
+    pub variant: String,
+    /// `acc_raw`, `acc_per_char` or `exact_match`.
+    pub metric: String,
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// 95% Wilson score interval.
+    pub accuracy_ci: [f64; 2],
+    /// Accuracy of a random pick (the mean of 1 / choices; null for generated answers).
+    pub chance: Option<f64>,
+    /// The energy the per-item figures divide: the items' spans, summed.
+    pub total_j: Option<f64>,
+    pub j_per_item: Option<f64>,
+    pub j_per_correct: Option<f64>,
+    pub correct_per_kj: Option<f64>,
+    /// Intelligence per Watt's "accuracy per joule": accuracy / mean joules per query.
+    pub accuracy_per_joule: Option<f64>,
+    /// Measured or estimated, as the record's energy.
+    pub provenance: Option<Provenance>,
+    pub items_per_s: f64,
+    /// Tokens read over all items, and how many of them were shared prefixes run once.
+    pub tokens: usize,
+    pub shared_tokens: usize,
+    pub items: Vec<EvalItem>,
 }

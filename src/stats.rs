@@ -250,6 +250,73 @@ pub fn paired(pairs: &[(u32, f64, f64)], alpha: f64) -> Option<Paired> {
     })
 }
 
+/// McNemar's exact test: the two-sided p of `b` against `c` discordant pairs (the binomial
+/// of b + c trials at 1/2).
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // P(X <= k) for X ~ Binomial(n, 1/2), in logs so a large n does not underflow.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_choose = 0f64;
+    let mut tail = 0f64;
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        tail += (ln_choose + ln_half_n).exp();
+    }
+    (2.0 * tail).min(1.0)
+}
+
+/// Accuracy of a candidate against a base on the same items (`base[i]`, `cand[i]`: item i
+/// right or not): the ratio of accuracies, its interval from a seeded paired bootstrap over
+/// items (1 - alpha), and McNemar's exact p on the items the two disagree on.
+pub fn paired_accuracy(
+    base: &[bool],
+    cand: &[bool],
+    alpha: f64,
+    seed: u64,
+) -> Option<(f64, [f64; 2], f64)> {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let n = base.len();
+    if n == 0 || cand.len() != n {
+        return None;
+    }
+    let acc = |v: &[bool], idx: &mut dyn Iterator<Item = usize>| {
+        let (mut k, mut m) = (0usize, 0usize);
+        for i in idx {
+            k += usize::from(v[i]);
+            m += 1;
+        }
+        k as f64 / m.max(1) as f64
+    };
+    let (ab, ac) = (acc(base, &mut (0..n)), acc(cand, &mut (0..n)));
+    if ab <= 0.0 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut ratios = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+        let b = acc(base, &mut idx.iter().copied());
+        let c = acc(cand, &mut idx.iter().copied());
+        if b > 0.0 {
+            ratios.push(c / b);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ci = [
+        quantile(&ratios, alpha / 2.0),
+        quantile(&ratios, 1.0 - alpha / 2.0),
+    ];
+    let b = (0..n).filter(|&i| base[i] && !cand[i]).count();
+    let c = (0..n).filter(|&i| !base[i] && cand[i]).count();
+    Some((ac / ab, ci, mcnemar_exact(b, c)))
+}
+
 /// Holm's step-down adjustment: adjusted p-values in the input's order.
 pub fn holm(p: &[f64]) -> Vec<f64> {
     let m = p.len();
@@ -332,5 +399,22 @@ mod tests {
             prop_assert!(lo <= s.mean + 1e-9 && s.mean <= hi + 1e-9);
             prop_assert!(s.sd.unwrap() >= 0.0);
         }
+    }
+
+    #[test]
+    fn mcnemar_and_paired_accuracy_hold_known_values() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // 0 of 6 discordant pairs one way: p = 2 / 2^6.
+        assert!((mcnemar_exact(0, 6) - 2.0 / 64.0).abs() < 1e-12);
+        assert!((mcnemar_exact(3, 3) - 1.0).abs() < 1e-12);
+        let base = [true, true, true, true, false, false, true, true];
+        let (r, ci, p) = paired_accuracy(&base, &base, 0.05, 1).unwrap();
+        assert_eq!((r, p), (1.0, 1.0));
+        assert!(ci[0] <= 1.0 && ci[1] >= 1.0);
+        let worse = [false, false, false, false, false, false, true, true];
+        let (r, ci, p) = paired_accuracy(&base, &worse, 0.05, 1).unwrap();
+        assert!((r - 2.0 / 6.0).abs() < 1e-12 && ci[1] < 1.0, "{r} {ci:?}");
+        // Four items right only in the base, none only in the candidate: p = 2 / 2^4.
+        assert!((p - 0.125).abs() < 1e-12, "{p}");
     }
 }

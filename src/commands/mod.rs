@@ -3,6 +3,7 @@
 mod ab;
 mod cluster;
 mod compare;
+mod eval;
 mod frontier;
 mod models;
 mod run;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Measure(a) => run_measure(a),
         Command::Models(c) => models::run_models(c),
         Command::Generate(a) => models::run_generate(a),
+        Command::Eval(a) => eval::run_eval(a),
         Command::Run(a) => run::run_suite(a),
         Command::RunCell(a) => run::run_cell(a),
         Command::Compare(a) => compare::run_compare(a),
@@ -69,7 +71,7 @@ fn run_probe(a: ProbeArgs) -> Result<u8> {
     Ok(0)
 }
 
-struct Progress;
+pub(crate) struct Progress;
 
 impl MeasureObserver for Progress {
     fn phase(&mut self, what: &str) {

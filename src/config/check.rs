@@ -217,7 +217,7 @@ fn workload(w: &Workload) -> Result<(), String> {
     if let Some(r) = w.requests {
         count("requests", r, 1, limits::MAX_REQUESTS)?;
     }
-    if let Some(why) = w.length_problem() {
+    if let Some(why) = w.eval_problem().or_else(|| w.length_problem()) {
         return Err(why);
     }
     if let Some(r) = w.requests.filter(|r| *r < w.concurrency) {

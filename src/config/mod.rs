@@ -11,7 +11,9 @@ mod workload;
 
 pub use model::{EngineKind, ModelEntry};
 pub use sections::{Carbon, MeterSection, Profile, Sources, SuiteSection};
-pub use workload::{ACTIVE_IDLE_S, DEFAULT_OPEN_LOOP_STREAMS, Workload, WorkloadKind, load_points};
+pub use workload::{
+    ACTIVE_IDLE_S, DEFAULT_OPEN_LOOP_STREAMS, MAX_EVAL_ITEMS, Workload, WorkloadKind, load_points,
+};
 
 use crate::meter::select::MeterChoice;
 use sections::RawSuite;

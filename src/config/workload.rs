@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum WorkloadKind {
     Generate,
     Embed,
+    /// Answers scored on an evaluation task (accuracy per joule): `task`, `variant`, `items`,
+    /// `seed`, `metric`.
+    Eval,
 }
 
 /// `[[workload]]`.
@@ -73,7 +76,26 @@ pub struct Workload {
     /// Which point of a load curve this workload is (set by the plan, never in a suite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_point: Option<LoadPoint>,
+    /// Evaluation: the task (`arc_easy`, ..., `gsm8k`).
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Evaluation: the task's variant (default `rc_0shot`; `8shot` for gsm8k).
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Evaluation: how many items, drawn with `seed` (default: every item).
+    #[serde(default)]
+    pub items: Option<usize>,
+    /// Evaluation: `acc_raw` or `acc_per_char` (default: the task's primary metric).
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Evaluation: the document ids every model of the suite scores (drawn by the runner
+    /// before the first cell and written into the plan; never in a suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_docs: Option<Vec<u64>>,
 }
+
+/// Items an evaluation workload may ask for at most.
+pub const MAX_EVAL_ITEMS: usize = 100_000;
 
 /// The idle window of a load curve without `duration_s`.
 pub const ACTIVE_IDLE_S: f64 = 10.0;
@@ -175,6 +197,76 @@ impl Workload {
         })
     }
 
+    /// The evaluation task and variant (evaluation workloads).
+    pub fn task_ref(&self) -> Option<crate::engine::text::eval::TaskRef> {
+        use crate::engine::text::eval::TaskRef;
+        let task = self.task.clone()?;
+        let variant = self
+            .variant
+            .clone()
+            .unwrap_or_else(|| TaskRef::default_variant(&task).to_string());
+        Some(TaskRef { task, variant })
+    }
+
+    /// The choice rule asked for (None: the task's primary metric).
+    pub fn mc_metric(&self) -> Option<crate::engine::text::eval::McMetric> {
+        self.metric
+            .as_deref()
+            .and_then(crate::engine::text::eval::McMetric::parse)
+    }
+
+    /// What is wrong with the evaluation settings, if anything.
+    pub(super) fn eval_problem(&self) -> Option<String> {
+        let eval = self.kind == WorkloadKind::Eval;
+        let given = [
+            (self.task.is_some(), "task"),
+            (self.variant.is_some(), "variant"),
+            (self.items.is_some(), "items"),
+            (self.metric.is_some(), "metric"),
+        ];
+        if !eval {
+            return given.iter().find(|(g, _)| *g).map(|(_, name)| {
+                format!("{name} is for evaluation workloads: add kind = \"eval\"")
+            });
+        }
+        if self.eval_docs.is_some() {
+            return Some("eval_docs is set by the runner: give items and seed instead".into());
+        }
+        let Some(t) = self.task_ref() else {
+            return Some("an eval workload needs task = \"arc_easy\" (or another task)".into());
+        };
+        if let Some(why) = t.problem() {
+            return Some(why);
+        }
+        if let Some(n) = self.items
+            && !(1..=MAX_EVAL_ITEMS).contains(&n)
+        {
+            return Some(format!("items = {n}: give 1 to {MAX_EVAL_ITEMS}"));
+        }
+        if let Some(m) = &self.metric {
+            if crate::engine::text::eval::McMetric::parse(m).is_none() {
+                return Some(format!("metric {m:?}: use acc_raw or acc_per_char"));
+            }
+            if t.task == crate::engine::text::eval::GSM8K {
+                return Some("gsm8k is scored by exact match: leave out metric".into());
+            }
+        }
+        let stray = [
+            (self.dataset.is_some(), "dataset"),
+            (self.lengths.is_some(), "lengths"),
+            (self.load.is_some(), "load"),
+            (self.request_rate.is_some(), "request_rate"),
+            (self.batch > 1, "batch"),
+            (self.concurrency > 1, "concurrency"),
+            (self.requests.is_some(), "requests"),
+            (self.prompt_tokens > 0, "prompt_tokens"),
+            (self.new_tokens > 0, "new_tokens"),
+        ];
+        stray.iter().find(|(g, _)| *g).map(|(_, name)| {
+            format!("{name} does not apply to an eval workload: each item is one request of its own length")
+        })
+    }
+
     /// Whether requests differ in length (a dataset or `lengths`).
     pub fn varied(&self) -> bool {
         self.dataset.is_some() || self.lengths.is_some()
@@ -208,8 +300,9 @@ impl Workload {
                 );
             }
         }
-        let prompt_from_elsewhere =
-            self.dataset.is_some() || self.lengths.is_some_and(|l| l.prompt.is_some());
+        let prompt_from_elsewhere = self.dataset.is_some()
+            || self.lengths.is_some_and(|l| l.prompt.is_some())
+            || self.kind == WorkloadKind::Eval;
         if self.prompt_tokens == 0 && !prompt_from_elsewhere {
             return Some(
                 "prompt_tokens must be at least 1 (or give dataset or lengths.prompt)".into(),

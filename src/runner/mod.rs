@@ -78,6 +78,25 @@ fn hub_sources(
     Ok(out)
 }
 
+/// Fetches every evaluation workload's data and draws its items once, so every model of the
+/// suite scores the same documents (they are written into the plan).
+pub fn draw_eval_items(p: &mut crate::plan::Plan, obs: &mut dyn RunObserver) -> Result<()> {
+    let mut drawn: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in &mut p.cells {
+        let w = &mut c.workload;
+        let Some(t) = w.task_ref() else { continue };
+        if !drawn.contains_key(&w.name) {
+            let mut log = |s: &str| obs.phase(s);
+            let (_, docs) = t
+                .draw(w.items, w.seed.unwrap_or(0), true, &mut log)
+                .with_context(|| format!("workload {}: task {} {}", w.name, t.task, t.variant))?;
+            drawn.insert(w.name.clone(), docs);
+        }
+        w.eval_docs = drawn.get(&w.name).cloned();
+    }
+    Ok(())
+}
+
 /// Appends the failed record of `cell`; says why when it cannot be written.
 fn record_failure(
     dir: &Path,
@@ -143,10 +162,11 @@ pub fn run(
     interrupt: &AtomicBool,
     obs: &mut dyn RunObserver,
 ) -> Result<RunOutcome> {
-    let p = plan(suite);
+    let mut p = plan(suite);
     if p.cells.is_empty() {
         bail!("the suite has no runnable cell (every model/workload pair was skipped)");
     }
+    draw_eval_items(&mut p, obs)?;
     // Keys the cells will send: known here too, so the failures this process records (a
     // cell's stderr tail) are redacted as well.
     for m in &suite.models {

@@ -38,6 +38,7 @@ impl CellContext {
             ignore_eos: w.ignore_eos,
             chat_template: w.chat_template,
             embed: w.kind == WorkloadKind::Embed,
+            eval: self.eval_job()?,
             threads: p.thread_count(),
             device: p.device.clone(),
             env: p.env.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
@@ -103,6 +104,25 @@ impl CellContext {
             job.load = Some(fig);
         }
         Ok(job)
+    }
+
+    /// An evaluation cell's task, items (drawn by the parent into the plan) and data folder.
+    fn eval_job(&self) -> Result<Option<crate::engine::driver::EvalJob>> {
+        let w = &self.cell.workload;
+        let Some(task) = w.task_ref() else {
+            return Ok(None);
+        };
+        let docs = w
+            .eval_docs
+            .clone()
+            .with_context(|| format!("the plan has no items for workload {}", w.name))?;
+        let data = task.data_dir(false, &mut |_| {})?;
+        Ok(Some(crate::engine::driver::EvalJob {
+            task,
+            metric: w.mc_metric(),
+            docs,
+            data,
+        }))
     }
 
     /// Requests per second the saturation cell `workload` of the same model and profile

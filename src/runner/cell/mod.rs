@@ -324,5 +324,6 @@ pub fn failed_record(suite: &Suite, cell: &Cell, error: String) -> Record {
         host: None,
         ab_variant: None,
         ab_pair: None,
+        eval: None,
     }
 }

@@ -34,13 +34,14 @@ pub(super) fn prepare(
             round: Round::Warmup(w + 1),
         };
         let pass = driver
-            .run(&events, 0)
+            .warmup(&events)
             .map_err(|e| driver.explain(e.context("warmup failed")))?;
         e2e_s = pass.outputs.iter().map(Output::e2e_s).fold(0.0, f64::max);
     }
     // In-process passes repeat inside one window until it spans the minimum and five updates of
-    // the slowest counter; the figures are divided by the count.
-    let k = if driver.in_process() {
+    // the slowest counter; the figures are divided by the count. An evaluation's pass over its
+    // items is one window whatever its length.
+    let k = if driver.repeat_in_window() {
         let min_window_s = (suite.min_window_ms / 1e3).max(5.0 * meters.slowest_update_ms / 1e3);
         ((min_window_s / e2e_s.max(1e-6)).ceil() as usize).clamp(1, 10_000)
     } else {
@@ -145,8 +146,29 @@ pub(super) fn one(
         ctx.idle.as_ref(),
         suite,
     ));
+    if let Some(e) = &job.eval {
+        let metric = driver.eval_metric().unwrap_or_default();
+        let provenance = r.energy.as_ref().map(|f| f.provenance);
+        r.eval = crate::eval::repetition(
+            &e.task,
+            &metric,
+            &outputs,
+            &rec,
+            round,
+            suite.allow_partial,
+            provenance,
+        );
+        if r.energy.is_none()
+            && let Some(f) = r.eval.as_mut()
+        {
+            crate::eval::clear_energy(f);
+        }
+    }
     if meters.energy_refused {
         figures::energy::clear(&mut r);
+        if let Some(f) = r.eval.as_mut() {
+            crate::eval::clear_energy(f);
+        }
     }
     if let Some(streams) = passes.first().and_then(|p| p.streams.clone()) {
         let chunks: Vec<(u64, f64)> = passes.iter().flat_map(|p| p.chunks.clone()).collect();

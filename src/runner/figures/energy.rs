@@ -55,7 +55,8 @@ fn phase_sums(
         };
         let split = match item {
             Output::Generate(_) => idx(Phase::First),
-            Output::Embed(_) | Output::Opaque { .. } => None,
+            // An item's choices are read, not generated (a generated answer is not split).
+            Output::Embed(_) | Output::Item(_) | Output::Opaque { .. } => None,
         };
         spans.push((a, split, z));
     }

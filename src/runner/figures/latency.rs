@@ -40,6 +40,9 @@ pub fn fill(r: &mut Record, outputs: &[Output]) {
             Output::Embed(o) => {
                 pre_tps.push(o.input_tokens as f64 / i.e2e_s());
             }
+            Output::Item(o) => {
+                pre_tps.push((o.tokens + o.generated) as f64 / i.e2e_s());
+            }
             Output::Opaque { .. } => {}
         }
     }
