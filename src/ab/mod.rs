@@ -390,8 +390,15 @@ fn row_of(
         .filter_map(|(p, x)| cv.get(p).map(|y| (*p, *x, *y)))
         .collect();
     let base_values: Vec<(u32, f64)> = bv.iter().map(|(p, v)| (*p, *v)).collect();
-    let stats = paired(&pairs, alpha);
-    let noise = stats.as_ref().and_then(pair_noise);
+    let (stats, noise) = if m == crate::metric::Metric::Accuracy {
+        // A deterministic engine scores the same in every pair: the items are the sample
+        // (McNemar's exact test on the items the variants disagree on, as `compare` does).
+        (accuracy_stats(b, c, alpha), None)
+    } else {
+        let s = paired(&pairs, alpha);
+        let noise = s.as_ref().and_then(pair_noise);
+        (s, noise)
+    };
     let row = AbRow {
         noise,
         pairs_needed: noise.and_then(|sd| pairs_needed(sd, threshold)),
@@ -406,6 +413,25 @@ fn row_of(
         provenance: crate::compare::provenance(b),
     };
     Some((row, base_values))
+}
+
+/// Accuracy's row over the items both variants scored: `n` items, the ratio of accuracies
+/// with its paired bootstrap interval, McNemar's exact p.
+pub fn accuracy_stats(
+    b: &[&crate::record::Record],
+    c: &[&crate::record::Record],
+    alpha: f64,
+) -> Option<Paired> {
+    let (bv, cv) = crate::compare::accuracy_pairs(b, c)?;
+    let (ratio, ci, p) = crate::stats::paired_accuracy(&bv, &cv, alpha, 0x0ab_acc)?;
+    Some(Paired {
+        n: bv.len(),
+        ratio,
+        ci,
+        geo_ratio: ratio,
+        p,
+        pair_ratios: Vec::new(),
+    })
 }
 
 /// The exact signed-rank test cannot go below 2 / 2^n: with few pairs and many rows, Holm's

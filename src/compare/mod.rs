@@ -99,6 +99,53 @@ pub fn judge(
     (v, Some((r, [lo, hi])))
 }
 
+/// Each side's items (doc id -> right or not) from the first record with an evaluation, in
+/// the order of the items both sides scored; None unless both scored the same items.
+pub fn accuracy_pairs(brs: &[&Record], crs: &[&Record]) -> Option<(Vec<bool>, Vec<bool>)> {
+    let items = |rs: &[&Record]| -> std::collections::BTreeMap<u64, bool> {
+        rs.iter()
+            .find_map(|r| r.eval.as_ref())
+            .map(|e| e.items.iter().map(|i| (i.doc_id, i.correct)).collect())
+            .unwrap_or_default()
+    };
+    let (b, c) = (items(brs), items(crs));
+    let shared: Vec<u64> = b.keys().filter(|d| c.contains_key(d)).copied().collect();
+    if shared.is_empty() || shared.len() != b.len() || shared.len() != c.len() {
+        return None;
+    }
+    Some((
+        shared.iter().map(|d| b[d]).collect(),
+        shared.iter().map(|d| c[d]).collect(),
+    ))
+}
+
+/// Accuracy's verdict: the same items on both sides, paired (an item right on one side and
+/// wrong on the other is what can change); beyond the threshold downward *and* significant by
+/// McNemar's exact test is a regression. Repetitions of a deterministic engine score the same,
+/// so the items, not the repetitions, carry the uncertainty.
+fn judge_accuracy(
+    brs: &[&Record],
+    crs: &[&Record],
+    o: CompareOptions,
+    seed: u64,
+) -> (Verdict, Option<(f64, [f64; 2])>) {
+    let Some((bv, cv)) = accuracy_pairs(brs, crs) else {
+        return (Verdict::Inconclusive, None);
+    };
+    let Some((r, ci, p)) = crate::stats::paired_accuracy(&bv, &cv, o.alpha, seed) else {
+        return (Verdict::Inconclusive, None);
+    };
+    let significant = p < o.alpha;
+    let v = if significant && r < 1.0 - o.threshold {
+        Verdict::Regressed
+    } else if significant && r > 1.0 + o.threshold {
+        Verdict::Improved
+    } else {
+        Verdict::Unchanged
+    };
+    (v, Some((r, ci)))
+}
+
 /// A loaded side of a comparison.
 pub struct Side {
     pub label: String,
@@ -419,14 +466,18 @@ fn rows(
         if bv.is_empty() && cv.is_empty() {
             continue;
         }
-        let (verdict, rc) = judge(
-            &bv,
-            &cv,
-            o.threshold,
-            o.alpha,
-            seed(k, m.name()),
-            m.lower_is_better(),
-        );
+        let (verdict, rc) = if m == Metric::Accuracy {
+            judge_accuracy(brs, crs, o, seed(k, m.name()))
+        } else {
+            judge(
+                &bv,
+                &cv,
+                o.threshold,
+                o.alpha,
+                seed(k, m.name()),
+                m.lower_is_better(),
+            )
+        };
         out.push(Row {
             model: k.0.clone(),
             profile: k.1.clone(),

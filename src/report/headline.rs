@@ -1,6 +1,9 @@
 //! The answer first: per workload the most efficient cell (and whether it is a clear winner),
-//! the spread between the best and the worst, models ranked, and the warnings that change
-//! what a reader may conclude. Pure: summaries and records in, plain text lines out.
+//! the spread between the best and the worst, models ranked; per evaluation task what a joule
+//! buys (the most correct answers per kJ, the most accurate, and what the difference costs);
+//! and the warnings that change what a reader may conclude. Synthetic models (random weights)
+//! answer only when nothing else does; beside real models they get a note of their own. Pure:
+//! summaries and records in, plain text lines out.
 
 use super::summary::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
@@ -23,6 +26,8 @@ pub struct Best {
     pub worst: Option<(String, f64)>,
     pub cells: usize,
     pub estimated: bool,
+    /// A synthetic model (random weights): only when no real model answers.
+    pub synthetic: bool,
 }
 
 /// The headline of a run.
@@ -36,6 +41,39 @@ pub struct Headline {
     pub warnings: Vec<String>,
     /// With several workloads: the least and the most energy per token over every usable cell.
     pub overall: Option<Overall>,
+    /// Per evaluation task: what a joule buys.
+    pub evals: Vec<EvalAnswer>,
+    /// Synthetic cells left out of the answers beside real models: what they would have said.
+    pub synthetic_note: Option<String>,
+}
+
+/// One evaluation task's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalAnswer {
+    /// `task (variant, metric)`, and the machine where cells ran on several.
+    pub task: String,
+    /// The cell with the most correct answers per kJ: (cell, correct/kJ, accuracy).
+    pub efficient: (String, f64, f64),
+    /// The most accurate cell: (cell, accuracy, its 95% interval).
+    pub accurate: (String, f64, [f64; 2]),
+    /// When the two differ: what the accuracy difference costs.
+    pub cost: Option<Cost>,
+    pub cells: usize,
+    pub estimated: bool,
+}
+
+/// What the most accurate cell's extra accuracy costs over the most efficient one's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cost {
+    /// Accuracy points gained (percentage points).
+    pub points: f64,
+    /// Times the energy per item.
+    pub energy_ratio: f64,
+    /// Joules per extra correct answer: the difference in energy over the difference in
+    /// correct answers on the same items.
+    pub j_per_extra_correct: Option<f64>,
+    /// McNemar's exact p on the items the two disagree on (None: not the same items).
+    pub p: Option<f64>,
 }
 
 /// The extremes over every usable cell: (cell, J/token) each, and how many cells.
@@ -70,17 +108,24 @@ pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
     let hardware: std::collections::BTreeSet<Option<&str>> =
         doc.cells.iter().map(|c| c.hardware.as_deref()).collect();
     let mixed = hardware.len() > 1;
-    // Cells that answer: finished repetitions, a positive J/token, stable.
-    let usable: Vec<&CellSummary> = doc
+    // Cells that answer: finished repetitions, a positive J/token, stable, generation (an
+    // evaluation's tokens are read, not generated: it answers in `evals`).
+    let answering: Vec<&CellSummary> = doc
         .cells
         .iter()
         .filter(|c| {
             c.repetitions_ok > 0
+                && c.eval.is_none()
                 && c.energy_per_token_joules
                     .is_some_and(|v| v > 0.0 && v.is_finite())
                 && !unstable(c)
         })
         .collect();
+    // Synthetic models answer only a run of synthetic models: beside real ones, a note.
+    let any_real = answering.iter().any(|c| !c.synthetic);
+    let (usable, synthetic): (Vec<&CellSummary>, Vec<&CellSummary>) = answering
+        .into_iter()
+        .partition(|c| !(any_real && c.synthetic));
     let mut groups: BTreeMap<(usize, String), Vec<&CellSummary>> = BTreeMap::new();
     for c in &usable {
         let mut key = c.workload.clone();
@@ -129,6 +174,7 @@ pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
             worst,
             cells: cs.len(),
             estimated: b.provenance == Some(Provenance::Estimated),
+            synthetic: b.synthetic,
         });
     }
     let mut by_model: Vec<(String, f64)> = Vec::new();
@@ -166,7 +212,124 @@ pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
         models,
         warnings: warnings(doc),
         overall,
+        evals: eval_answers(doc, records, mixed),
+        synthetic_note: synthetic_note(&synthetic),
     }
+}
+
+/// The note on synthetic cells left out of the answers: the least energy per token among them.
+fn synthetic_note(cells: &[&CellSummary]) -> Option<String> {
+    let v = |c: &&&CellSummary| c.energy_per_token_joules.unwrap_or(f64::INFINITY);
+    let least = cells.iter().min_by(|a, b| v(a).total_cmp(&v(b)))?;
+    Some(format!(
+        "{} synthetic cell{} (random weights in real shapes: cost without output) {} left out of \
+         the answers; the least energy per token among them is {} at {}.",
+        cells.len(),
+        if cells.len() == 1 { "" } else { "s" },
+        if cells.len() == 1 { "is" } else { "are" },
+        least.cell,
+        mj(v(&least))
+    ))
+}
+
+/// Per evaluation task (and variant and metric): the most correct answers per kJ, the most
+/// accurate, and what the accuracy difference costs in energy.
+fn eval_answers(doc: &SummaryDoc, records: &[Record], mixed: bool) -> Vec<EvalAnswer> {
+    use crate::metric::Metric;
+    let mut groups: BTreeMap<(usize, String), Vec<&CellSummary>> = BTreeMap::new();
+    for (i, c) in doc.cells.iter().enumerate() {
+        let Some(e) = c.eval.as_ref().filter(|_| c.repetitions_ok > 0) else {
+            continue;
+        };
+        let mut key = format!("{} ({}, {})", e.task, e.variant, e.metric);
+        if mixed {
+            key.push_str(&format!(
+                " on {}",
+                c.hardware.as_deref().unwrap_or("unknown hardware")
+            ));
+        }
+        let first = groups
+            .keys()
+            .find(|(_, k)| *k == key)
+            .map_or(i, |(f, _)| *f);
+        groups.entry((first, key)).or_default().push(c);
+    }
+    let med = |c: &CellSummary, m: Metric| c.metric(m).map(|s| s.median).filter(|v| v.is_finite());
+    let acc = |c: &CellSummary| c.eval.as_ref().map_or(0.0, |e| e.accuracy);
+    let mut out = Vec::new();
+    for ((_, task), cs) in groups {
+        let with_energy: Vec<&&CellSummary> = cs
+            .iter()
+            .filter(|c| {
+                med(c, Metric::CorrectPerKj).is_some() && med(c, Metric::JPerItem).is_some()
+            })
+            .collect();
+        let Some(eff) = with_energy.iter().copied().max_by(|a, b| {
+            let (x, y) = (med(a, Metric::CorrectPerKj), med(b, Metric::CorrectPerKj));
+            x.unwrap_or(0.0)
+                .total_cmp(&y.unwrap_or(0.0))
+                .then(b.cell_index.cmp(&a.cell_index))
+        }) else {
+            continue;
+        };
+        let Some(top) = cs.iter().copied().max_by(|a, b| {
+            acc(a)
+                .total_cmp(&acc(b))
+                .then(b.cell_index.cmp(&a.cell_index))
+        }) else {
+            continue;
+        };
+        let cost = (top.cell_index != eff.cell_index && acc(top) > acc(eff))
+            .then(|| {
+                let (je, jt) = (med(eff, Metric::JPerItem)?, med(top, Metric::JPerItem)?);
+                let n = top.eval.as_ref()?.n as f64;
+                let extra =
+                    (top.eval.as_ref()?.correct as f64) - (eff.eval.as_ref()?.correct as f64);
+                Some(Cost {
+                    points: (acc(top) - acc(eff)) * 100.0,
+                    energy_ratio: jt / je,
+                    j_per_extra_correct: (extra > 0.0
+                        && top.eval.as_ref()?.n == eff.eval.as_ref()?.n)
+                        .then(|| (jt - je) * n / extra),
+                    p: paired_p(records, eff.cell_index, top.cell_index),
+                })
+            })
+            .flatten();
+        let e = top.eval.as_ref().expect("grouped cells have eval figures");
+        out.push(EvalAnswer {
+            task,
+            efficient: (
+                eff.cell.clone(),
+                med(eff, Metric::CorrectPerKj).unwrap_or(0.0),
+                acc(eff),
+            ),
+            accurate: (top.cell.clone(), e.accuracy, e.accuracy_ci),
+            cost,
+            cells: cs.len(),
+            estimated: eff.provenance == Some(Provenance::Estimated),
+        });
+    }
+    out
+}
+
+/// McNemar's exact p between two evaluation cells on the items both scored (their first good
+/// repetitions); None when they did not score the same items.
+fn paired_p(records: &[Record], a: usize, b: usize) -> Option<f64> {
+    let items = |cell: usize| -> Option<BTreeMap<u64, bool>> {
+        let e = records
+            .iter()
+            .find(|r| r.cell_index == cell && r.status == Status::Ok && r.eval.is_some())?
+            .eval
+            .as_ref()?;
+        Some(e.items.iter().map(|i| (i.doc_id, i.correct)).collect())
+    };
+    let (x, y) = (items(a)?, items(b)?);
+    if x.len() != y.len() || x.keys().any(|d| !y.contains_key(d)) {
+        return None;
+    }
+    let lost = x.iter().filter(|(d, r)| **r && !y[*d]).count();
+    let won = x.iter().filter(|(d, r)| !**r && y[*d]).count();
+    Some(crate::stats::mcnemar_exact(lost, won))
 }
 
 /// What a reader must know before drawing a conclusion.
@@ -287,6 +450,62 @@ impl Headline {
     }
 }
 
+impl EvalAnswer {
+    /// The answer as one sentence.
+    pub fn sentence(&self) -> String {
+        let pct = |a: f64| format!("{:.1}%", a * 100.0);
+        let (ec, ekj, eacc) = &self.efficient;
+        let (tc, tacc, [lo, hi]) = &self.accurate;
+        let est = if self.estimated {
+            " (ESTIMATED energy)"
+        } else {
+            ""
+        };
+        let mut s = format!("{}: ", self.task);
+        if ec == tc {
+            s.push_str(&format!(
+                "{ec} is both the most accurate ({}, 95% interval {}-{}) and gives the most \
+                 correct answers per kJ ({}){est}",
+                pct(*tacc),
+                pct(*lo),
+                pct(*hi),
+                super::charts::style::tick(*ekj)
+            ));
+        } else {
+            s.push_str(&format!(
+                "the most correct answers per kJ: {ec} ({} at {} accuracy){est}; the most \
+                 accurate: {tc} ({}, 95% interval {}-{})",
+                super::charts::style::tick(*ekj),
+                pct(*eacc),
+                pct(*tacc),
+                pct(*lo),
+                pct(*hi)
+            ));
+            if let Some(c) = &self.cost {
+                s.push_str(&format!(
+                    ", {:.1} points more accurate for {:.2}x the energy per item",
+                    c.points, c.energy_ratio
+                ));
+                if let Some(j) = c.j_per_extra_correct {
+                    s.push_str(&format!(
+                        " ({} J per extra correct answer)",
+                        super::charts::style::tick(j)
+                    ));
+                }
+                match c.p {
+                    Some(p) if p >= 0.05 => s.push_str(&format!(
+                        "; on these items the difference is not significant (McNemar p = {p:.2})"
+                    )),
+                    Some(p) => s.push_str(&format!(" (McNemar p = {p:.3})")),
+                    None => {}
+                }
+            }
+        }
+        s.push_str(&format!(" [{} cells].", self.cells));
+        s
+    }
+}
+
 impl Best {
     /// The answer as one sentence.
     pub fn sentence(&self) -> String {
@@ -305,6 +524,9 @@ impl Best {
         }
         if self.estimated {
             s.push_str(", ESTIMATED");
+        }
+        if self.synthetic {
+            s.push_str(", a SYNTHETIC model (random weights)");
         }
         match &self.worst {
             Some((w, r)) => s.push_str(&format!(
@@ -325,11 +547,20 @@ impl Best {
 pub fn markdown(h: &Headline) -> String {
     use super::markdown::md_escape;
     let mut s = String::from("## Headline\n\n");
-    if h.best.is_empty() {
+    if h.best.is_empty() && h.evals.is_empty() {
         s.push_str("No cell has a usable energy per token (see the warnings).\n");
     }
     for b in &h.best {
         s.push_str(&format!("- {}\n", md_escape(&b.sentence())));
+    }
+    if !h.evals.is_empty() {
+        s.push_str("\nWhat a joule buys:\n\n");
+        for e in &h.evals {
+            s.push_str(&format!("- {}\n", md_escape(&e.sentence())));
+        }
+    }
+    if let Some(n) = &h.synthetic_note {
+        s.push_str(&format!("\n{}\n", md_escape(n)));
     }
     if let Some(o) = h.overall_sentence() {
         s.push_str(&format!("\n{}\n", md_escape(&o)));

@@ -154,6 +154,9 @@ pub fn render(
     headline_html(&mut h, doc, headline);
     run_html(&mut h, doc, meta, idle);
     summary_html(&mut h, doc);
+    if let Some(t) = super::eval_table(doc) {
+        h.push_str(&table_html(&t));
+    }
     if let Some(t) = super::concurrency_table(doc) {
         h.push_str(&table_html(&t));
     }
@@ -422,14 +425,24 @@ fn provenance_html(h: &mut String, doc: &SummaryDoc) {
 /// The headline section: the answer per workload, the models ranked, and the warnings.
 fn headline_html(h: &mut String, doc: &SummaryDoc, hl: &super::headline::Headline) {
     h.push_str("<section id=\"headline\">\n<h2>Headline</h2>\n");
-    if hl.best.is_empty() {
+    if hl.best.is_empty() && hl.evals.is_empty() {
         h.push_str("<p>No cell has a usable energy per token (see the warnings below).</p>\n");
-    } else {
+    } else if !hl.best.is_empty() {
         h.push_str("<p>The most efficient cell per workload (energy per generated token, median over repetitions):</p>\n<ul>\n");
         for b in &hl.best {
             let _ = writeln!(h, "<li>{}</li>", esc(&b.sentence()));
         }
         h.push_str("</ul>\n");
+    }
+    if !hl.evals.is_empty() {
+        h.push_str("<p>What a joule buys, per evaluation task:</p>\n<ul>\n");
+        for e in &hl.evals {
+            let _ = writeln!(h, "<li>{}</li>", esc(&e.sentence()));
+        }
+        h.push_str("</ul>\n");
+    }
+    if let Some(n) = &hl.synthetic_note {
+        let _ = writeln!(h, "<p>{}</p>", esc(n));
     }
     if let Some(o) = hl.overall_sentence() {
         let _ = writeln!(h, "<p>{}</p>", esc(&o));

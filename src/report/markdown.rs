@@ -141,6 +141,9 @@ pub fn report_md(
             c.repetitions_ok
         );
     }
+    if let Some(t) = eval_table(doc) {
+        s.push_str(&table_md(&t));
+    }
     if let Some(t) = concurrency_table(doc) {
         s.push_str(&table_md(&t));
     }
@@ -222,6 +225,58 @@ pub fn concurrency_table(doc: &SummaryDoc) -> Option<Table> {
             "steady tokens/s",
             "whole mJ/token",
             "token counts",
+        ],
+        rows,
+    })
+}
+
+/// Evaluation cells: what the energy bought. Accuracy with the items' 95% Wilson interval;
+/// energy figures as medians over repetitions with their 95% bootstrap intervals.
+pub fn eval_table(doc: &SummaryDoc) -> Option<Table> {
+    let rows: Vec<Vec<String>> = doc
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let e = c.eval.as_ref()?;
+            Some(vec![
+                c.cell.clone(),
+                format!("{} ({})", e.task, e.variant),
+                e.metric.clone(),
+                e.n.to_string(),
+                format!(
+                    "{:.1} [{:.1}, {:.1}]",
+                    e.accuracy * 100.0,
+                    e.accuracy_ci[0] * 100.0,
+                    e.accuracy_ci[1] * 100.0
+                ),
+                e.chance.map_or("–".into(), |p| format!("{:.1}", p * 100.0)),
+                cell_value(c, Metric::JPerItem),
+                cell_value(c, Metric::JPerCorrect),
+                cell_value(c, Metric::CorrectPerKj),
+                cell_value(c, Metric::AccuracyPerJoule),
+                format!("{:.2}", e.items_per_s),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title: "What the energy bought".into(),
+        note: "Every item is one request, metered at its start and end: its energy is its own \
+               span's, and the items' energies add up to the repetition's. Accuracy % with the \
+               items' 95% Wilson interval (the same items for every model); accuracy per joule \
+               is accuracy over the mean joules per item (Intelligence per Watt's figure)."
+            .into(),
+        headers: vec![
+            "cell",
+            "task",
+            "metric",
+            "items",
+            "accuracy %",
+            "chance %",
+            "J/item",
+            "J/correct",
+            "correct/kJ",
+            "accuracy/J",
+            "items/s",
         ],
         rows,
     })

@@ -11,8 +11,8 @@ pub mod serving;
 pub mod summary;
 
 pub use markdown::{
-    Table, concurrency_table, failure_line, median_with_ci, parts_table, report_md, run_warnings,
-    table_md,
+    Table, concurrency_table, eval_table, failure_line, median_with_ci, parts_table, report_md,
+    run_warnings, table_md,
 };
 pub use summary::{CellSummary, SummaryDoc, summarize, summary_csv};
 
@@ -90,7 +90,25 @@ fn cross_cell_charts(
     suffix: &str,
     title: &str,
 ) -> Vec<(String, String, anyhow::Result<String>)> {
-    let mut out = vec![
+    let mut tasks: Vec<&str> = Vec::new();
+    for c in cells {
+        if let Some(e) = &c.eval
+            && !tasks.contains(&e.task.as_str())
+        {
+            tasks.push(&e.task);
+        }
+    }
+    let mut out: Vec<(String, String, anyhow::Result<String>)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                format!("accuracy-vs-energy-{}.svg", crate::names::component(t)),
+                format!("What a joule buys on {t}: accuracy against energy per item"),
+                charts::accuracy_energy(cells, t, style),
+            )
+        })
+        .collect();
+    out.extend([
         (
             "energy-per-token.svg".to_string(),
             "Energy per token, grouped by model: prefill and decode per cell".to_string(),
@@ -106,7 +124,7 @@ fn cross_cell_charts(
             "Decode energy per token against model size and format".into(),
             charts::energy_vs_size(cells, records, style),
         ),
-    ];
+    ]);
     let models: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.model.as_str()).collect();
     let profiles: std::collections::BTreeSet<&str> =
         cells.iter().map(|c| c.profile.as_str()).collect();

@@ -44,7 +44,26 @@ pub struct CellSummary {
     pub energy_per_token_joules: Option<f64>,
     pub energy_per_request_joules: Option<f64>,
     pub avg_power_watts: Option<f64>,
+    /// Evaluation cells: accuracy (deterministic across repetitions, so its interval is the
+    /// items' Wilson interval, not the repetitions').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalSummary>,
     pub warnings: Vec<String>,
+}
+
+/// What an evaluation cell scored (its first good repetition; a deterministic engine scores
+/// every repetition the same, and a difference between them is a warning).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalSummary {
+    pub task: String,
+    pub variant: String,
+    pub metric: String,
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub accuracy_ci: [f64; 2],
+    pub chance: Option<f64>,
+    pub items_per_s: f64,
 }
 
 impl CellSummary {
@@ -91,6 +110,9 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
             let first = rs[0];
             let mut metrics = BTreeMap::new();
             for &m in Metric::ALL {
+                if m == Metric::Accuracy {
+                    continue; // the items' interval, in `eval`
+                }
                 let v: Vec<f64> = ok.iter().filter_map(|r| m.read(r)).collect();
                 if let Some(s) = summarize_bootstrap(&v, seed(&first.cell, m.name())) {
                     metrics.insert(m.name().to_string(), s);
@@ -111,7 +133,8 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                     }
                 }
             }
-            let warnings: Vec<String> = seen
+            let (eval, eval_warning) = eval_summary(&ok);
+            let mut warnings: Vec<String> = seen
                 .into_iter()
                 .map(|(w, reps)| {
                     if reps.len() == ok.len() {
@@ -122,6 +145,7 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                     }
                 })
                 .collect();
+            warnings.extend(eval_warning);
             CellSummary {
                 cell: first.cell.clone(),
                 cell_index: first.cell_index,
@@ -158,6 +182,7 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                 energy_per_token_joules: med(|r| r.energy_per_token_joules),
                 energy_per_request_joules: med(|r| r.energy_per_request_joules),
                 avg_power_watts: med(|r| r.avg_power_watts),
+                eval,
                 metrics,
                 warnings,
             }
@@ -170,6 +195,35 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
         cells,
         warnings: Vec::new(),
     }
+}
+
+/// An evaluation cell's accuracy, and a warning when its repetitions disagree.
+fn eval_summary(ok: &[&Record]) -> (Option<EvalSummary>, Option<String>) {
+    let evals: Vec<&crate::record::EvalFigures> =
+        ok.iter().filter_map(|r| r.eval.as_ref()).collect();
+    let Some(e) = evals.first() else {
+        return (None, None);
+    };
+    let differ = evals.iter().any(|x| x.correct != e.correct || x.n != e.n);
+    let speeds: Vec<f64> = evals.iter().map(|x| x.items_per_s).collect();
+    (
+        Some(EvalSummary {
+            task: e.task.clone(),
+            variant: e.variant.clone(),
+            metric: e.metric.clone(),
+            n: e.n,
+            correct: e.correct,
+            accuracy: e.accuracy,
+            accuracy_ci: e.accuracy_ci,
+            chance: e.chance,
+            items_per_s: crate::stats::median(&speeds),
+        }),
+        differ.then(|| {
+            "the repetitions scored differently (a nondeterministic engine?): accuracy is the \
+             first repetition's"
+                .to_string()
+        }),
+    )
 }
 
 /// summary.csv: one row per cell; per metric its median, mean, sd, cv and bootstrap interval.
@@ -208,6 +262,17 @@ pub fn summary_csv(doc: &SummaryDoc) -> String {
             c.repetitions_ok.to_string(),
         ];
         for &m in Metric::CSV {
+            if m == Metric::Accuracy {
+                // The items' Wilson interval (accuracy does not vary over repetitions).
+                let e = c.eval.as_ref();
+                row.push(f(e.map(|e| e.accuracy)));
+                row.push(f(e.map(|e| e.accuracy)));
+                row.push(String::new());
+                row.push(String::new());
+                row.push(f(e.map(|e| e.accuracy_ci[0])));
+                row.push(f(e.map(|e| e.accuracy_ci[1])));
+                continue;
+            }
             let s = c.metric(m);
             row.push(f(s.map(|s| s.median)));
             row.push(f(s.map(|s| s.mean)));

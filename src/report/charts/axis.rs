@@ -109,6 +109,18 @@ impl Axis {
         }
     }
 
+    /// A linear axis from exactly `lo` to exactly `hi` (shares: 0 to 100).
+    pub fn exact(lo: f64, hi: f64, p0: i32, p1: i32) -> Axis {
+        Axis {
+            lo,
+            hi,
+            log: false,
+            p0,
+            p1,
+            int: false,
+        }
+    }
+
     /// A linear axis of whole numbers from 0 (or below) to at least 1, ticked at integers.
     pub fn integers(vals: &[f64], p0: i32, p1: i32) -> Axis {
         let mut a = Axis::fit(vals, p0, p1, true, Some(false));

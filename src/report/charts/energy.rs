@@ -238,7 +238,8 @@ pub fn phase_share(all: &[CellSummary], style: &Style) -> Result<String> {
     let plot_h = groups.len() as i32 * group_h + cells.len() as i32 * row_h;
     let h = (top + plot_h + 96) as u32;
     let (left, right) = (300, W as i32 - 80);
-    let x = Axis::fit(&[0.0, 100.0], left, right, true, Some(false));
+    // Shares end at 100%: the axis too (a fitted axis pads past it).
+    let x = Axis::exact(0.0, 100.0, left, right);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();

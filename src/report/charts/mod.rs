@@ -9,6 +9,7 @@ use crate::metric::Metric;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+mod accuracy;
 mod axis;
 mod energy;
 mod heatmap;
@@ -18,6 +19,7 @@ mod scaling;
 pub mod style;
 mod timeline;
 
+pub use accuracy::accuracy_energy;
 pub use energy::{TOP_N, energy_per_token, energy_vs_size, phase_share, top_cells};
 pub use heatmap::heatmap;
 pub use latency::{itl_cdf, latency_energy};
@@ -142,8 +144,87 @@ fn rows_for(n: usize, per_row: usize) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A cell summary with the given metrics' medians (no interval).
+    pub(crate) fn cell(name: &str, medians: &[(Metric, f64)]) -> CellSummary {
+        let metrics = medians
+            .iter()
+            .map(|(m, v)| {
+                (
+                    m.name().to_string(),
+                    crate::stats::Summary {
+                        n: 3,
+                        median: *v,
+                        mean: *v,
+                        sd: None,
+                        cv: None,
+                        ci95: None,
+                        min: *v,
+                        max: *v,
+                        outliers: Vec::new(),
+                        bootstrap_ci95: None,
+                    },
+                )
+            })
+            .collect();
+        CellSummary {
+            cell: name.into(),
+            cell_index: 0,
+            model: "m".into(),
+            profile: "p".into(),
+            workload: "w".into(),
+            kind: crate::config::WorkloadKind::Generate,
+            synthetic: false,
+            provenance: None,
+            scope: None,
+            engine: None,
+            hardware: None,
+            node: None,
+            concurrency: None,
+            token_counts: None,
+            repetitions_ok: 1,
+            failures: Vec::new(),
+            metrics,
+            energy_per_token_joules: None,
+            energy_per_request_joules: None,
+            avg_power_watts: None,
+            eval: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Every rectangle's right edge in an SVG.
+    fn rect_right_edges(svg: &str) -> Vec<f64> {
+        let attr = |tag: &str, name: &str| -> Option<f64> {
+            let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+            tag[at..].split('"').next()?.parse().ok()
+        };
+        svg.split("<rect")
+            .skip(1)
+            .filter_map(|t| Some(attr(t, "x")? + attr(t, "width")?))
+            .collect()
+    }
+
+    #[test]
+    fn shares_end_at_one_hundred_percent() {
+        let c = cell("c", &[(Metric::PrefillJ, 1.0), (Metric::DecodeJ, 3.0)]);
+        let cells = [c];
+        let svg = phase_share(&cells, &style::Style::new(&cells)).unwrap();
+        // The axis ends at 100 (no padded 120) and no bar reaches past the plot's right edge.
+        assert!(svg.contains("\n100\n") && !svg.contains("\n120\n"), "{svg}");
+        let right = W as f64 - 80.0;
+        let edges = rect_right_edges(&svg);
+        let bars: Vec<f64> = edges.into_iter().filter(|e| *e < W as f64).collect();
+        assert!(!bars.is_empty());
+        assert!(bars.iter().all(|e| *e <= right + 1.0), "{bars:?}");
+        assert!(
+            bars.iter().any(|e| (*e - right).abs() <= 1.0),
+            "a full bar ends at 100%: {bars:?}"
+        );
+        assert!(svg.contains("25% prefill"));
+    }
 
     #[test]
     fn decimation_keeps_extremes_and_bounds_size() {
