@@ -1,8 +1,9 @@
 //! What the external engines (`openai`, `command`) share: placeholders in commands and URLs,
 //! the plain-HTTP guard for API keys, the weights and tokenizer behind a model, and what records
-//! say about an engine joulebench cannot see inside.
+//! say about an engine joulebench cannot see inside; evaluation items on a server (`eval`).
 
 pub mod command;
+pub mod eval;
 pub mod metrics;
 pub mod openai;
 pub mod serve;

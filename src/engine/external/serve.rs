@@ -5,6 +5,7 @@
 
 use crate::engine::ModelInfo;
 use crate::engine::driver::{Boundary, Driver, Job, Output, Pass, RunEvents, Streams};
+use crate::engine::external::eval::{ServerItems, Target, probe};
 use crate::engine::external::metrics;
 use crate::engine::external::openai::{self, StreamOutcome, StreamRequest};
 use crate::engine::external::server::{ManagedServer, free_port};
@@ -40,6 +41,8 @@ pub struct ServeDriver {
     /// The server's /metrics, scraped during every pass (None: it has none joulebench reads).
     metrics_url: Option<String>,
     info: ModelInfo,
+    /// An evaluation cell's items and where they go.
+    eval: Option<(ServerItems, Target)>,
 }
 
 impl ServeDriver {
@@ -104,6 +107,27 @@ impl ServeDriver {
             server = Some(s);
         }
         let metrics_url = metrics_endpoint(spec, &base, &v, log)?;
+        let eval = match &job.eval {
+            Some(e) => {
+                let target = Target {
+                    url: openai::endpoint_url(&base, crate::engine::spec::Endpoint::Completions),
+                    model: spec.model.clone(),
+                    api_key: api_key.clone(),
+                    timeout,
+                };
+                let logprobs = probe(&openai::agent(timeout), &target);
+                let items = ServerItems::prepare(e, tok.clone(), logprobs, &target.url)?;
+                log(&format!(
+                    "{} / {}: {} items, scored by {}",
+                    e.task.task,
+                    e.task.variant,
+                    items.len(),
+                    items.scored_by.describe()
+                ));
+                Some((items, target))
+            }
+            None => None,
+        };
         let backend = match &spec.launch {
             Some(l) => format!(
                 "openai-compatible server at {}, started by joulebench: {}",
@@ -127,6 +151,7 @@ impl ServeDriver {
             shapes,
             dataset,
             metrics_url,
+            eval,
         })
     }
 
@@ -195,6 +220,17 @@ fn active_idle(events: &dyn RunEvents, first: usize, secs: f64) -> Pass {
         warnings: vec![format!(
             "active idle: the server loaded and waiting, no requests, for {secs} s"
         )],
+    }
+}
+
+/// A pass of evaluation items, saying how they were scored.
+fn item_pass(outputs: Vec<crate::engine::driver::ItemOutput>, e: &ServerItems) -> Pass {
+    Pass {
+        outputs: outputs.into_iter().map(Output::Item).collect(),
+        chunks: Vec::new(),
+        streams: None,
+        token_counts: "server".into(),
+        warnings: vec![format!("items scored by {}", e.scored_by.describe())],
     }
 }
 
@@ -276,7 +312,27 @@ impl Driver for ServeDriver {
         self.dataset.as_ref()
     }
 
+    fn eval_metric(&self) -> Option<String> {
+        self.eval.as_ref().map(|(e, _)| e.metric_name().to_string())
+    }
+
+    fn warmup(&mut self, events: &dyn RunEvents) -> Result<Pass> {
+        match &self.eval {
+            Some((e, t)) => {
+                let n = crate::engine::driver::EVAL_WARMUP_ITEMS.min(e.len());
+                Ok(item_pass(e.run(&self.agent, t, events, 0, 0..n)?, e))
+            }
+            None => self.run(events, 0),
+        }
+    }
+
     fn run(&mut self, events: &dyn RunEvents, first: usize) -> Result<Pass> {
+        if let Some((e, t)) = &self.eval {
+            return Ok(item_pass(
+                e.run(&self.agent, t, events, first, 0..e.len())?,
+                e,
+            ));
+        }
         if let Some(secs) = self.job.active_idle_s {
             return Ok(active_idle(events, first, secs));
         }
