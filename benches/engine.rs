@@ -72,6 +72,7 @@ fn main() {
             prompts: vec![p],
             max_new_tokens: 64,
             ignore_eos: true,
+            stop: Vec::new(),
         };
         let (mut pre, mut dec) = (Vec::new(), Vec::new());
         g.bench_function(name, |b| {

@@ -34,6 +34,7 @@ fn main() {
         prompts: vec![prompt::exact_tokens(&tok, 64, None).expect("prompt")],
         max_new_tokens: 32,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     let choice = MeterChoice::Only(vec![
         joulebench::meter::SourceKind::Rapl,

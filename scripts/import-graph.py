@@ -31,7 +31,7 @@ RANKS = {
     "ab": 80, "cluster": 80,
     "compare": 70,
     "report": 60,
-    "eval": 55, "frontier": 55, "baseline": 55, "measure": 55, "estimate": 55,
+    "eval": 56, "frontier": 55, "baseline": 55, "measure": 55, "estimate": 55,
     # the data model
     "plan": 50, "metric": 50,
     "record": 45,

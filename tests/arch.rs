@@ -243,6 +243,7 @@ fn the_generic_forward_runs_any_batch_and_caches_like_one_long_prompt() {
             prompts: vec![prompt.clone()],
             max_new_tokens: 8,
             ignore_eos: true,
+            stop: Vec::new(),
         };
         let a = m.generate(&one, &mut NoObserver).unwrap();
         let three = GenerateRequest {

@@ -111,6 +111,7 @@ fn sixteen_greedy_tokens_at_one_and_two_threads_are_the_same() {
         prompts: vec![vec![504, 1463, 282, 1439, 7585]],
         max_new_tokens: 16,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     assert_eq!(m.generate(&req, &mut NoObserver).unwrap().generated[0], got);
     // llama.rs (which serves the dense and candle plans) on the same kernels: the stored sequence.
@@ -175,6 +176,7 @@ fn batches_events_and_eos() {
                 prompts: vec![p.clone()],
                 max_new_tokens: 6,
                 ignore_eos: true,
+                stop: Vec::new(),
             },
             &mut NoObserver,
         )
@@ -186,6 +188,7 @@ fn batches_events_and_eos() {
                 prompts: vec![p.clone(), p.clone()],
                 max_new_tokens: 6,
                 ignore_eos: true,
+                stop: Vec::new(),
             },
             &mut ev,
         )
@@ -224,6 +227,7 @@ fn batches_events_and_eos() {
                 prompts: vec![q],
                 max_new_tokens: 40,
                 ignore_eos: false,
+                stop: Vec::new(),
             },
             &mut NoObserver,
         )
@@ -245,26 +249,31 @@ fn bad_requests_are_errors_not_panics() {
             prompts: vec![],
             max_new_tokens: 4,
             ignore_eos: true,
+            stop: Vec::new(),
         },
         GenerateRequest {
             prompts: vec![vec![1, 2], vec![1]],
             max_new_tokens: 4,
             ignore_eos: true,
+            stop: Vec::new(),
         },
         GenerateRequest {
             prompts: vec![vec![1]],
             max_new_tokens: 0,
             ignore_eos: true,
+            stop: Vec::new(),
         },
         GenerateRequest {
             prompts: vec![vec![999_999]],
             max_new_tokens: 4,
             ignore_eos: true,
+            stop: Vec::new(),
         },
         GenerateRequest {
             prompts: vec![vec![1; 8190]],
             max_new_tokens: 4,
             ignore_eos: true,
+            stop: Vec::new(),
         },
     ];
     for r in bad {
@@ -448,6 +457,7 @@ fn synthetic_models_are_deterministic_labelled_and_not_zero() {
         prompts: vec![p.clone()],
         max_new_tokens: 8,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     let x = a.generate(&req, &mut NoObserver).unwrap();
     assert_eq!(
@@ -526,6 +536,7 @@ fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
         prompts: vec![vec![101, 102]],
         max_new_tokens: 1,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     assert!(matches!(
         m.generate(&req, &mut NoObserver),

@@ -158,6 +158,7 @@ fn hf_folder_matches_candle_transformers_llama() {
                 prompts: vec![prompt],
                 max_new_tokens: 5,
                 ignore_eos: true,
+                stop: Vec::new(),
             },
             &mut NoObserver,
         )

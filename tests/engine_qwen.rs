@@ -128,6 +128,7 @@ fn qwen2_and_qwen3_generate_deterministically() {
             prompts: vec![ids.clone(); batch],
             max_new_tokens: 6,
             ignore_eos: true,
+            stop: Vec::new(),
         };
         let x = a.generate(&req, &mut NoObserver).unwrap();
         let y = b.generate(&req, &mut NoObserver).unwrap();

@@ -103,6 +103,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
         prompts: vec![prompt.clone()],
         max_new_tokens: 16,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     let out = m.generate(&req, &mut NoObserver).unwrap();
     let greedy: Vec<u32> = serde_json::from_value(want["greedy"].clone()).unwrap();

@@ -101,6 +101,7 @@ fn next_token(m: &mut dyn InferenceBackend, ids: &[u32]) -> u32 {
         prompts: vec![ids.to_vec()],
         max_new_tokens: 1,
         ignore_eos: true,
+        stop: Vec::new(),
     };
     m.generate(&req, &mut NoObserver).unwrap().generated[0][0]
 }
@@ -139,6 +140,7 @@ fn every_format_agrees_with_llama_cpp_wherever_the_model_is_decisive() {
                     prompts: vec![PROMPT.to_vec()],
                     max_new_tokens: 16,
                     ignore_eos: true,
+                    stop: Vec::new(),
                 },
                 &mut NoObserver,
             )

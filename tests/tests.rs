@@ -19,6 +19,8 @@ mod engine_hf;
 mod engine_qwen;
 mod engines_llamacpp;
 mod estimate;
+mod eval;
+mod eval_ref;
 mod faults;
 mod gemma;
 mod gguf_fuzz;

@@ -24,7 +24,7 @@ pub fn cell_id(m: usize, p: usize, w: usize) -> String {
     format!("model{m}__p{p}__w{w}")
 }
 
-fn record(
+pub fn record(
     f: &FakeRun,
     index: usize,
     m: usize,
