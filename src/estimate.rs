@@ -21,6 +21,14 @@ const CELL_START_S: f64 = 0.05;
 /// Starting a managed server and waiting for it to answer.
 const SERVER_START_S: f64 = 5.0;
 
+/// Tokens an evaluation item reads, shared prefix once (a multiple-choice item of the OLMES
+/// tasks: a context of a few dozen tokens and two to five continuations).
+const EVAL_MC_TOKENS: usize = 60;
+/// A GSM8K item: the eight worked examples and the question, then the answer generated.
+const EVAL_GEN_TOKENS: (usize, usize) = (900, 128);
+/// Items assumed when an evaluation workload scores every item of its task.
+const EVAL_ALL_ITEMS: usize = 2000;
+
 /// What the plan knows of a model's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ModelSize {
@@ -228,11 +236,25 @@ pub fn estimate(
         } else {
             w.prompt_tokens.max(1)
         };
-        let one = generation_s(size, threads, prompt, w.new_tokens, w.batch);
-        let n = if w.varied() || w.requests.is_some() {
-            w.request_count() as f64
+        let (one, n) = if let Some(t) = w.task_ref() {
+            // An evaluation pass: every item one request of a typical length.
+            let (prompt, new) = if t.task == crate::engine::text::eval::GSM8K {
+                EVAL_GEN_TOKENS
+            } else {
+                (EVAL_MC_TOKENS, 0)
+            };
+            let items = w.items.unwrap_or(EVAL_ALL_ITEMS) as f64;
+            (generation_s(size, threads, prompt, new, 1), items)
         } else {
-            1.0
+            let n = if w.varied() || w.requests.is_some() {
+                w.request_count() as f64
+            } else {
+                1.0
+            };
+            (
+                generation_s(size, threads, prompt, w.new_tokens, w.batch),
+                n,
+            )
         };
         // Parallel streams share the machine: a batching server gains a little per stream.
         let streams = w.concurrency.max(1) as f64;
@@ -247,7 +269,14 @@ pub fn estimate(
         } else {
             CELL_START_S
         } + size.bytes.map_or(0.5, |b| b as f64 / LOAD_BPS);
-        e.seconds += start + (s.warmup as usize + left) as f64 * rep + s.cooldown_seconds;
+        // An evaluation's warmup scores a few items, not a pass.
+        let warmup = if w.task_ref().is_some() {
+            let items = w.items.unwrap_or(EVAL_ALL_ITEMS).max(1) as f64;
+            rep * (crate::engine::driver::EVAL_WARMUP_ITEMS as f64 / items).min(1.0)
+        } else {
+            rep
+        };
+        e.seconds += start + s.warmup as f64 * warmup + left as f64 * rep + s.cooldown_seconds;
     }
     e
 }
@@ -286,5 +315,30 @@ mod tests {
         assert!(g(smol, 2) < g(smol, 1));
         // Nothing known: the fallback rates.
         assert!((g(ModelSize::default(), 1) - (64.0 / 300.0 + 64.0 / 80.0)).abs() < 1e-12);
+    }
+
+    /// An evaluation cell costs its items, each a typical item's tokens: 100 items on the
+    /// default model are seconds to a minute, not nothing, and a bigger model or more items
+    /// cost more; its warmup is a few items, not a pass.
+    #[test]
+    fn evaluation_cells_cost_their_items() {
+        let suite = |model: &str, items: usize, warmup: u32| {
+            let text = format!(
+                "[suite]\nname = \"e\"\nwarmup = {warmup}\nrepetitions = 1\nidle_seconds = 0\n\n\
+                 [[model]]\nid = \"{model}\"\n\n[[profile]]\nname = \"p\"\nthreads = 2\n\n\
+                 [[workload]]\nname = \"w\"\nkind = \"eval\"\ntask = \"arc_easy\"\n\
+                 items = {items}\nseed = 1\n"
+            );
+            let s = Suite::parse(Path::new("e.toml"), &text).expect("a valid suite");
+            let p = crate::plan::plan(&s);
+            estimate(&s, &p, &History::default(), &|_: &Path| None).seconds
+        };
+        let small = crate::store::registry::DEFAULT_MODEL;
+        let big = "qwen2.5-coder-1.5b-instruct-q4_k_m";
+        let t = suite(small, 100, 0);
+        assert!((2.0..120.0).contains(&t), "{t} s");
+        assert!(suite(small, 400, 0) > 3.0 * t);
+        assert!(suite(big, 100, 0) > 5.0 * t);
+        assert!(suite(small, 100, 5) < 1.2 * t);
     }
 }
