@@ -214,6 +214,17 @@ fn eval_items_add_up_to_the_window_and_follow_the_wattage() {
         total / ITEMS.len() as f64,
         1e-9
     ));
+    // J per item is the wattage times the mean item time within 2%.
+    let secs: f64 = items.iter().map(|it| it["s"].as_f64().unwrap()).sum();
+    assert!(
+        close(
+            v["j_per_item"].as_f64().unwrap(),
+            watts * secs / ITEMS.len() as f64,
+            0.02
+        ),
+        "{} J per item over {secs} s",
+        v["j_per_item"]
+    );
     let acc = correct as f64 / ITEMS.len() as f64;
     assert!(close(v["accuracy"].as_f64().unwrap(), acc, 1e-12));
     let [lo, hi] = [
@@ -401,6 +412,13 @@ fn eval_cells_run_in_suites_and_reach_the_report() {
         );
         assert!(close(sum / e.n as f64, e.j_per_item.unwrap(), 1e-9));
     }
+    // summary.csv carries the evaluation columns when a cell has an evaluation.
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains("accuracy_median") && header.contains("correct_per_kj_median"),
+        "{header}"
+    );
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("What the energy bought"), "{md}");
     assert!(md.contains("What a joule buys"), "{md}");

@@ -242,7 +242,24 @@ pub fn summary_csv(doc: &SummaryDoc) -> String {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for m in Metric::CSV {
+    // The evaluation columns only where a cell has an evaluation: a run without one keeps the
+    // columns it always had.
+    let eval = doc.cells.iter().any(|c| c.eval.is_some());
+    let metrics: Vec<Metric> = Metric::CSV
+        .iter()
+        .copied()
+        .filter(|m| {
+            eval || !matches!(
+                m,
+                Metric::Accuracy
+                    | Metric::JPerItem
+                    | Metric::JPerCorrect
+                    | Metric::CorrectPerKj
+                    | Metric::AccuracyPerJoule
+            )
+        })
+        .collect();
+    for m in &metrics {
         for s in ["median", "mean", "sd", "cv", "ci95_low", "ci95_high"] {
             header.push(format!("{m}_{s}"));
         }
@@ -261,7 +278,7 @@ pub fn summary_csv(doc: &SummaryDoc) -> String {
                 .map_or("none".into(), |p| format!("{p:?}").to_lowercase()),
             c.repetitions_ok.to_string(),
         ];
-        for &m in Metric::CSV {
+        for &m in &metrics {
             if m == Metric::Accuracy {
                 // The items' Wilson interval (accuracy does not vary over repetitions).
                 let e = c.eval.as_ref();
