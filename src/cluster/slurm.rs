@@ -213,7 +213,7 @@ pub fn submit_script(spec: &SlurmJobSpec) -> String {
          merge=$(sbatch --parsable --dependency=afterany:$array \
          --export=ALL,JOULEBENCH_ARRAY_JOB=$array merge.sbatch)\n\
          merge=${{merge%%;*}}\n\
-         echo \"array job $array, merge job $merge; merged run: {dir}/job-$array/merged\"\n",
+         echo \"array job $array, merge job $merge; merged run: \"{dir}\"/job-$array/merged\"\n",
         dir = sh_quote(&spec.job_dir.to_string_lossy())
     )
 }
@@ -341,7 +341,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = root.join("s'; touch pwned-config; '$(touch pwned-sub)`touch pwned-bt`.toml");
-        let job_dir = root.join("job");
+        // The job folder's name reaches every generated file, submit.sh's message included.
+        let job_dir = root.join("job$(touch${IFS}pwned-dir)`touch${IFS}pwned-dirbt`");
         let mut sp = spec(false);
         sp.suite = "x;touch pwned-name;$(touch pwned-name2)".into();
         sp.exe = exe;
@@ -388,9 +389,35 @@ mod tests {
                 .unwrap()
                 .starts_with("merge\n")
         );
-        let stray: Vec<String> = std::fs::read_dir(root)
-            .unwrap()
-            .filter_map(Result::ok)
+        // submit.sh with an sbatch that answers job ids: its message names the folder as it is.
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("sbatch"), "#!/bin/sh\necho 7\n").unwrap();
+        std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let out = Command::new("bash")
+            .arg(job_dir.join("submit.sh"))
+            .current_dir(root)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("{}/job-7/merged", job_dir.display())),
+            "{said}"
+        );
+        // Nothing ran: no file of the injected commands where the scripts run or cd to.
+        let stray: Vec<String> = [root, job_dir.as_path()]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap().filter_map(Result::ok))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("pwned"))
             .collect();
