@@ -307,7 +307,24 @@ fn truncated_and_corrupt_files_are_clear_errors() {
         };
         assert!(e.contains(&p.display().to_string()), "{cut}: {e}");
         assert!(e.contains("not a usable model file"), "{cut}: {e}");
+        // The user's own file: no advice to fetch what joulebench never fetched.
+        assert!(
+            e.contains("not a cached download") && !e.contains("fetch it again"),
+            "{cut}: {e}"
+        );
     }
+    // The same file inside joulebench's cache is a download to fetch again.
+    let cache = dir.path().join("cache");
+    let inside = cache.join("models/x/cut.gguf");
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    std::fs::write(&inside, &src[..10_000]).unwrap();
+    crate::common::jb()
+        .env("JOULEBENCH_CACHE", &cache)
+        .args(["generate", "--offline", "--model"])
+        .arg(&inside)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("fetch it again"));
     let mut bad = src[..4096].to_vec();
     bad[0] = b'X';
     let p = dir.path().join("magic.gguf");

@@ -26,10 +26,7 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{path}: not a usable model file: {reason}. The file may be truncated or corrupt: delete \
-         it and fetch it again (`joulebench models fetch ID`)"
-    )]
+    #[error("{path}: not a usable model file: {reason}. {}", bad_file_advice(path))]
     BadModelFile { path: PathBuf, reason: String },
     #[error("{path}: unsupported architecture {arch:?}; supported: {supported}")]
     UnsupportedArch {
@@ -52,6 +49,24 @@ pub enum EngineError {
     Store(#[from] crate::store::StoreError),
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+/// What to do about an unusable model file: a download in joulebench's or the Hugging Face
+/// cache is fetched again; any other file is the user's own, which joulebench cannot replace.
+fn bad_file_advice(path: &std::path::Path) -> &'static str {
+    use crate::store::cache::{cache_root, hf_cache_dir};
+    let under = |root: PathBuf| {
+        let root = root.canonicalize().unwrap_or(root);
+        let p = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        p.starts_with(root)
+    };
+    if under(cache_root()) || under(hf_cache_dir()) {
+        "It is a cached download that may be truncated or corrupt: delete it and fetch it again \
+         (`joulebench models fetch ID`)"
+    } else {
+        "It is not a cached download: check that it is a complete GGUF or model folder (a copy \
+         cut short, another format, or a newer GGUF version), and download or convert it again"
+    }
 }
 
 impl EngineError {
