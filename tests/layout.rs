@@ -70,3 +70,55 @@ fn every_module_is_in_the_readme_layout_and_every_listed_path_exists() {
         "README's layout table names {gone:?}, which do not exist"
     );
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// README's table of contents, right after the two commands, links every section in order,
+/// and every link lands on a heading.
+#[test]
+fn the_readme_contents_list_every_section() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("## Contents")
+        .expect("README has a Contents section");
+    let first_section = readme[start + 3..]
+        .find("\n## ")
+        .map(|i| start + 3 + i)
+        .expect("sections after the contents");
+    assert!(
+        readme[..start].contains("cargo test --release"),
+        "the contents come after the two commands"
+    );
+    let links: Vec<(String, String)> = readme[start..first_section]
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("- [")?;
+            let (text, rest) = l.split_once("](#")?;
+            Some((text.to_string(), rest.trim_end_matches(')').to_string()))
+        })
+        .collect();
+    let headings: Vec<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .filter(|h| *h != "Contents")
+        .map(str::to_string)
+        .collect();
+    let listed: Vec<&String> = links.iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        listed,
+        headings.iter().collect::<Vec<_>>(),
+        "README's contents and its sections differ"
+    );
+    for (text, target) in &links {
+        assert_eq!(*target, anchor(text), "the link of {text:?}");
+    }
+}
