@@ -64,6 +64,18 @@ pub fn component(s: &str) -> String {
     out
 }
 
+/// The id of the cell of model `model`, profile `profile` and workload `workload`: a folder and
+/// file name (`<model>__<profile>__<workload>`, each in its path form). The suite parser refuses
+/// two cells with one id.
+pub fn cell_id(model: &str, profile: &str, workload: &str) -> String {
+    format!(
+        "{}__{}__{}",
+        component(model),
+        component(profile),
+        component(workload)
+    )
+}
+
 /// True when `s` is already its own path component (baseline names typed on the command line
 /// must be, rather than be silently renamed).
 pub fn is_component(s: &str) -> bool {

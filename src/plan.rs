@@ -25,8 +25,6 @@ pub struct Plan {
     pub skipped: Vec<(String, String)>,
 }
 
-use crate::names::component as safe;
-
 /// Builds the plan. Encoders only get embedding workloads and generators only generation.
 pub fn plan(s: &Suite) -> Plan {
     let mut cells = Vec::new();
@@ -36,7 +34,7 @@ pub fn plan(s: &Suite) -> Plan {
         for p in &s.profiles {
             for w in s.workloads.iter().flat_map(crate::config::load_points) {
                 let w = &w;
-                let id = format!("{}__{}__{}", safe(&m.name()), safe(&p.name), safe(&w.name));
+                let id = crate::names::cell_id(&m.name(), &p.name, &w.name);
                 if enc != (w.kind == WorkloadKind::Embed) {
                     let why = if enc {
                         "an encoder model only runs embed workloads"

@@ -208,6 +208,78 @@ pub(super) fn workloads(
     Ok(out)
 }
 
+/// Every cell's id (`<model>__<profile>__<workload>`, a folder and file name) is unique: names
+/// of different kinds can join into one id ("a__b" × "c" and "a" × "b__c"), and a workload's
+/// load points ("chat-saturation") can meet another workload's name. Refused at the later
+/// entry, naming both cells and their lines.
+pub(super) fn cell_ids(
+    models: (&[ModelEntry], &[Spanned<RawModel>]),
+    profiles: (&[Profile], &[Spanned<Profile>]),
+    workloads: (&[Workload], &[Spanned<Workload>]),
+    at: &Locator,
+) -> Result<(), ConfigError> {
+    // Id -> (model, profile, workload) positions of the first cell that has it.
+    let mut seen: HashMap<String, [usize; 3]> = HashMap::new();
+    let spans = [
+        models.1.iter().map(|m| m.span()).collect::<Vec<_>>(),
+        profiles.1.iter().map(|p| p.span()).collect(),
+        workloads.1.iter().map(|w| w.span()).collect(),
+    ];
+    let say = |c: [usize; 3], wname: &str| {
+        format!(
+            "model {:?} (line {}) × profile {:?} (line {}) × workload {:?} (line {})",
+            crate::names::terminal(&models.0[c[0]].name()),
+            at.line(&spans[0][c[0]]),
+            crate::names::terminal(&profiles.0[c[1]].name),
+            at.line(&spans[1][c[1]]),
+            crate::names::terminal(wname),
+            at.line(&spans[2][c[2]]),
+        )
+    };
+    for (mi, m) in models.0.iter().enumerate() {
+        for (pi, p) in profiles.0.iter().enumerate() {
+            for (wi, w) in workloads.0.iter().enumerate() {
+                for point in super::load_points(w) {
+                    let id = crate::names::cell_id(&m.name(), &p.name, &point.name);
+                    let here = [mi, pi, wi];
+                    let Some(&first) = seen.get(&id) else {
+                        seen.insert(id, here);
+                        continue;
+                    };
+                    if first == here {
+                        // Two load points of one workload: its own names differ by suffix.
+                        continue;
+                    }
+                    let first_w = super::load_points(&workloads.0[first[2]])
+                        .into_iter()
+                        .map(|p| p.name)
+                        .find(|n| {
+                            crate::names::cell_id(
+                                &models.0[first[0]].name(),
+                                &profiles.0[first[1]].name,
+                                n,
+                            ) == id
+                        })
+                        .unwrap_or_else(|| workloads.0[first[2]].name.clone());
+                    // At the later of the entries that differ.
+                    let k = (0..3).rev().find(|&k| first[k] != here[k]).unwrap_or(2);
+                    return Err(at.err(
+                        spans[k][here[k]].clone(),
+                        format!(
+                            "two cells would share the id {:?} (its log, trace and records): \
+                             {} and {}; rename one so the joined names differ",
+                            crate::names::terminal(&id),
+                            say(first, &first_w),
+                            say(here, &point.name),
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What is wrong with one workload, if anything.
 fn workload(w: &Workload) -> Result<(), String> {
     count("prompt_tokens", w.prompt_tokens, 0, limits::MAX_TOKENS)?;

@@ -198,4 +198,110 @@ mod tests {
         .unwrap();
         assert_eq!(crate::names::component(&s.name), "_._.._escaped");
     }
+
+    /// A suite of `models` aliases, `profiles` and `workloads` names (one line each).
+    fn suite_of(models: &[String], profiles: &[String], workloads: &[String]) -> String {
+        let mut t = String::from("[suite]\nname = \"t\"\n");
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        for m in models {
+            t += &format!(
+                "[[model]]\nid = \"synthetic:llama-tiny\"\nalias = {}\n",
+                q(m)
+            );
+        }
+        for p in profiles {
+            t += &format!("[[profile]]\nname = {}\n", q(p));
+        }
+        for w in workloads {
+            t += &format!(
+                "[[workload]]\nname = {}\nprompt_tokens = 4\nnew_tokens = 2\n",
+                q(w)
+            );
+        }
+        t
+    }
+
+    /// Names of different kinds that join into one cell id are refused at the later entry,
+    /// naming both cells; so is a load point meeting another workload's name.
+    #[test]
+    fn cells_whose_ids_coincide_are_refused_naming_both() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = err(&suite_of(
+            &v(&["a__b", "a"]),
+            &v(&["c", "b__c"]),
+            &v(&["w"]),
+        ));
+        assert!(e.contains("a__b__c__w"), "{e}");
+        assert!(e.contains("model \"a__b\" (line 3)"), "{e}");
+        assert!(e.contains("model \"a\" (line 6)"), "{e}");
+        assert!(e.contains("profile \"b__c\" (line 11)"), "{e}");
+        // At the profile (the later entry that differs).
+        assert!(e.starts_with("s.toml:11:"), "{e}");
+        // The same join through the workload.
+        let e = err(&suite_of(
+            &v(&["m"]),
+            &v(&["p", "p__x"]),
+            &v(&["x__w", "w"]),
+        ));
+        assert!(e.contains("m__p__x__w"), "{e}");
+        // A load sweep's point and a workload of that name.
+        let mut t = suite_of(&v(&["m"]), &v(&["p"]), &v(&["chat-saturation"]));
+        t += "[[workload]]\nname = \"chat\"\nprompt_tokens = 4\nnew_tokens = 2\n\
+              concurrency = 2\nrequests = 4\nload = [0.5]\n";
+        let e = err(&t);
+        assert!(
+            e.contains("m__p__chat-saturation") && e.contains("s.toml:12:"),
+            "{e}"
+        );
+        // Distinct ids pass.
+        Suite::parse(
+            Path::new("s.toml"),
+            &suite_of(&v(&["a__b", "a"]), &v(&["c", "d"]), &v(&["w"])),
+        )
+        .unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Whatever the names, a suite the parser accepts has cells with distinct ids, and a
+        /// suite it refuses for an id names a real coincidence.
+        #[test]
+        fn accepted_suites_have_distinct_cell_ids(
+            models in proptest::collection::vec("[ab_/]{1,4}", 1..4),
+            profiles in proptest::collection::vec("[ab_/]{1,4}", 1..4),
+            workloads in proptest::collection::vec("[ab_/]{1,4}", 1..4),
+        ) {
+            let text = suite_of(&models, &profiles, &workloads);
+            match Suite::parse(Path::new("s.toml"), &text) {
+                Ok(s) => {
+                    let plan = crate::plan::plan(&s);
+                    let mut ids: Vec<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
+                    ids.extend(plan.skipped.iter().map(|(id, _)| id.as_str()));
+                    let n = ids.len();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    proptest::prop_assert_eq!(ids.len(), n, "{}", text);
+                    proptest::prop_assert_eq!(n, models.len() * profiles.len() * workloads.len());
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if e.contains("share the id") {
+                        // The refused id really arises from two different triples.
+                        let mut seen = std::collections::HashMap::new();
+                        let mut clash = false;
+                        for m in &models { for p in &profiles { for w in &workloads {
+                            let id = crate::names::cell_id(m, p, w);
+                            if let Some(t) = seen.insert(id, (m, p, w)) {
+                                clash |= t != (m, p, w);
+                            }
+                        }}}
+                        proptest::prop_assert!(clash, "{}", e);
+                    } else {
+                        // Otherwise two names of one kind met ("a/b" and "a_b").
+                        proptest::prop_assert!(e.contains("name"), "{}", e);
+                    }
+                }
+            }
+        }
+    }
 }

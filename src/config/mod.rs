@@ -121,6 +121,12 @@ impl Suite {
         let models = check::models(&raw.models, base, &mut names, &at)?;
         let profiles = check::profiles(&raw.profiles, &mut names, &at)?;
         let workloads = check::workloads(&raw.workloads, &mut names, &at)?;
+        check::cell_ids(
+            (&models, &raw.models),
+            (&profiles, &raw.profiles),
+            (&workloads, &raw.workloads),
+            &at,
+        )?;
         if let Some(s) = &raw.slo {
             s.get_ref()
                 .check()
