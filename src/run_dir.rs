@@ -148,3 +148,120 @@ pub fn tail_text(text: &str, n: usize) -> String {
 pub fn file_tail(path: &Path, n: usize) -> String {
     tail_text(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
+
+/// The lock file of a run folder: who holds it (PID and command line) while a run, resume,
+/// merge or report writes into the folder.
+pub const LOCK: &str = "joulebench.lock";
+
+/// An advisory `flock` on a run folder's lock file, held for as long as this value lives. A
+/// second writer is refused at once; a lock left by a process that no longer runs (a `kill -9`,
+/// a lost node) is free to the kernel and taken over, with a note.
+#[derive(Debug)]
+pub struct RunLock {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Who held it before, when its holder did not release it (a PID and command line).
+    pub taken_over: Option<String>,
+}
+
+/// Another process is writing to the folder.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{dir} is in use by another joulebench ({holder}); wait for it to finish or stop it, \
+     then run this again"
+)]
+pub struct FolderBusy {
+    pub dir: String,
+    pub holder: String,
+}
+
+/// The lock of run folder `dir` (for a run, a resume, a merge, a report): refused with
+/// [`FolderBusy`] when another process holds it.
+pub fn lock(dir: &Path) -> anyhow::Result<RunLock> {
+    use anyhow::Context;
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK);
+    // Bounded: a holder that unlinks the file between our open and flock makes us retry.
+    for _ in 0..20 {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let mut prior = String::new();
+        let _ = (&file).take(4096).read_to_string(&mut prior);
+        let prior = prior.trim().to_string();
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()));
+            }
+            let holder = if prior.is_empty() {
+                "a process that has not yet said who it is".into()
+            } else {
+                crate::redact::text(&prior).into_owned()
+            };
+            return Err(FolderBusy {
+                dir: dir.display().to_string(),
+                holder,
+            }
+            .into());
+        }
+        // The file we locked must still be the one at the path (not unlinked by a holder
+        // that just finished).
+        let same = std::fs::metadata(&path)
+            .ok()
+            .zip(file.metadata().ok())
+            .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+        if !same {
+            continue;
+        }
+        let me = format!(
+            "PID {}: {}",
+            std::process::id(),
+            std::env::args()
+                .map(|a| crate::names::terminal(&a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(me.as_bytes())?;
+        file.sync_all()?;
+        return Ok(RunLock {
+            file,
+            path,
+            taken_over: (!prior.is_empty()).then(|| crate::redact::text(&prior).into_owned()),
+        });
+    }
+    anyhow::bail!(
+        "cannot hold the lock file {}: it keeps being replaced",
+        path.display()
+    )
+}
+
+impl RunLock {
+    /// The note for the user when a stale lock was taken over.
+    pub fn note(&self) -> Option<String> {
+        self.taken_over.as_ref().map(|h| {
+            format!(
+                "the folder's lock was left by {h}, which no longer runs: taken over (its \
+                 records are kept; a torn last line is cut)"
+            )
+        })
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still held, so no process locks a file that is about to vanish.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
+}

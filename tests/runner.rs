@@ -194,10 +194,14 @@ fn kill_9_loses_no_record_and_resume_completes_without_duplicates() {
     let mut child = spawn_run(&p, &out);
     // Kill once some records are on disk.
     wait_for_records(&out, 3, &mut child);
+    let killed = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let d = run_dir(&out);
+    // The killed run's lock is left behind, naming it; the resume takes it over.
+    let lock = std::fs::read_to_string(d.join("joulebench.lock")).unwrap();
+    assert!(lock.starts_with(&format!("PID {killed}: ")), "{lock}");
     let before = records(&d);
     assert!(before.len() >= 3 && before.len() < 12, "{}", before.len());
     // A torn last line, as a kill in the middle of a write leaves.
@@ -207,7 +211,15 @@ fn kill_9_loses_no_record_and_resume_completes_without_duplicates() {
         .unwrap();
     std::io::Write::write_all(&mut f, b"{\"schema_version\":1,\"suite\":\"ti").unwrap();
     drop(f);
-    jb().args(["run", "--resume"]).arg(&d).assert().success();
+    jb().args(["run", "--resume"])
+        .arg(&d)
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains(format!("PID {killed}"))
+                .and(predicate::str::contains("which no longer runs: taken over")),
+        );
+    assert!(!d.join("joulebench.lock").exists(), "released at the end");
     let after = records(&d);
     assert_eq!(after.len(), 12, "cells x repetitions");
     let keys: BTreeSet<(usize, u32)> = after
@@ -312,6 +324,54 @@ fn ctrl_c_finishes_cleanly_with_exit_130() {
             .unwrap()
             .contains("Interrupted")
     );
+}
+
+/// One writer per run folder: a second resume, a report or a merge of it while a run appends
+/// is refused at once (exit 2, naming the holder), and nothing is appended twice.
+#[test]
+fn a_second_writer_is_refused_while_a_run_holds_the_folder() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let p = suite(dir.path(), &tiny_suite(dir.path(), 40, 2, ""));
+    let mut child = spawn_run(&p, &out);
+    wait_for_records(&out, 2, &mut child);
+    let d = run_dir(&out);
+    let holder = format!("PID {}: ", child.id());
+    for args in [
+        vec![
+            "run".to_string(),
+            "--resume".into(),
+            d.display().to_string(),
+        ],
+        vec!["report".into(), d.display().to_string()],
+        vec![
+            "merge".into(),
+            d.display().to_string(),
+            "--out".into(),
+            dir.path().join("merged").display().to_string(),
+        ],
+    ] {
+        let o = jb().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("in use by another joulebench") && err.contains(&holder),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(" run "), "the holder's command: {err}");
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let keys: Vec<(usize, u32)> = records(&d)
+        .iter()
+        .map(|r| (r.cell_index, r.repetition.unwrap()))
+        .collect();
+    let unique: BTreeSet<_> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "no repetition recorded twice");
+    // Released: a report now writes.
+    jb().arg("report").arg(&d).assert().success();
 }
 
 #[test]

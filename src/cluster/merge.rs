@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What a merge did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MergeOutcome {
     pub dir: PathBuf,
     pub plan_cells: usize,
@@ -28,6 +28,8 @@ pub struct MergeOutcome {
     pub warnings: Vec<String>,
     /// Some part was interrupted: the summaries say so.
     pub interrupted: bool,
+    /// The merged folder's lock, held until the caller has written the report.
+    pub lock: crate::run_dir::RunLock,
 }
 
 struct Part {
@@ -105,18 +107,20 @@ fn shard_key(p: &Part) -> (u32, String) {
     )
 }
 
-fn out_is_usable(out: &Path) -> Result<()> {
+/// `out`, created and locked, when it is new or empty.
+fn out_is_usable(out: &Path) -> Result<crate::run_dir::RunLock> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let lock = crate::run_dir::lock(out)?;
     match std::fs::read_dir(out) {
-        Ok(mut d) => {
-            if d.next().is_some() {
+        Ok(d) => {
+            if d.flatten().any(|e| e.file_name() != crate::run_dir::LOCK) {
                 bail!(
                     "{} exists and is not empty: give a new folder to --out",
                     out.display()
                 );
             }
-            Ok(())
+            Ok(lock)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => bail!("cannot use {} as --out: {e}", out.display()),
     }
 }
@@ -139,10 +143,20 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
     let mut warnings = Vec::new();
     let mut seen = BTreeSet::new();
     let mut parts = Vec::new();
+    // A part still being written (a shard running, a resume) is refused; a read-only part
+    // cannot be locked and is read as it is.
+    let mut part_locks = Vec::new();
     for p in paths {
         let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         if !seen.insert(canon) {
             bail!("{} is given twice", p.display());
+        }
+        match crate::run_dir::lock(p) {
+            Ok(l) => part_locks.push(l),
+            Err(e) if e.downcast_ref::<crate::run_dir::FolderBusy>().is_some() => {
+                return Err(e.context(format!("the part {} is still being written", p.display())));
+            }
+            Err(_) => {}
         }
         parts.push(load_part(p, &mut warnings)?);
     }
@@ -175,10 +189,12 @@ pub fn merge(paths: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merge
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    out_is_usable(out)?;
+    let lock = out_is_usable(out)?;
     let meta = merged_meta(&parts, &the_plan, &owner, &missing, &warnings);
     let records = write_merged(out, &parts, &the_plan, &owner, &meta)?;
+    drop(part_locks);
     Ok(MergeOutcome {
+        lock,
         interrupted: parts.iter().any(|p| p.interrupted),
         dir: out.to_path_buf(),
         plan_cells: the_plan.cells.len(),

@@ -45,7 +45,13 @@ pub fn run(cli: Cli) -> Result<u8> {
                 &dir.join("summary.json"),
             )
             .is_ok_and(|d| d.interrupted);
+            // Not while a run or resume appends to it (nor two reports at once).
+            let lock = joulebench::run_dir::lock(&dir)?;
+            if let Some(n) = lock.note() {
+                eprintln!("[joulebench] {n}");
+            }
             let doc = joulebench::report::write_all(&dir, interrupted)?;
+            drop(lock);
             eprintln!(
                 "{} cells; report at {}",
                 doc.cells.len(),

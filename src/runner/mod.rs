@@ -54,6 +54,8 @@ pub struct RunOutcome {
     pub failed_cells: Vec<String>,
     /// The suite stopped because results could not be written (what could not, and why).
     pub write_failure: Option<String>,
+    /// The folder's lock, held until the caller has written the report.
+    pub lock: crate::run_dir::RunLock,
 }
 
 /// Resolves every `hf:` model of the suite before any cell runs (downloading what the cache
@@ -193,16 +195,24 @@ pub fn run(
                 .join("; ")
         );
     }
-    let (dir, meta) = match &opts.resume {
-        Some(d) => (d.clone(), resumable(d, suite, opts, obs)?),
+    let (dir, meta, lock) = match &opts.resume {
+        Some(d) => {
+            // Before anything is read: another process may be appending to it.
+            let lock = run_dir::lock(d)?;
+            (d.clone(), resumable(d, suite, opts, obs)?, lock)
+        }
         None => {
             let dir = new_run_dir(suite, &opts.out, opts.shard)?;
+            let lock = run_dir::lock(&dir)?;
             std::fs::write(dir.join(run_dir::CONFIG), &suite.text)?;
             let meta = new_meta(suite, opts, &sel, p.cells.len(), obs)?;
             write_json(&dir.join(run_dir::META), &meta)?;
-            (dir, meta)
+            (dir, meta, lock)
         }
     };
+    if let Some(n) = lock.note() {
+        obs.phase(&n);
+    }
     let shard = meta.shard.as_ref().map(|s| Shard {
         index: s.index,
         count: s.count,
@@ -249,9 +259,10 @@ pub fn run(
             interrupted: out.interrupted,
             failed_cells: out.failed,
             write_failure: out.write_failure,
+            lock,
         });
     }
-    run_cells(&dir, suite, &meta, &todo, &opts.exe, interrupt, obs)
+    run_cells(&dir, suite, &meta, &todo, &opts.exe, interrupt, obs, lock)
 }
 
 /// The meta.json of a run folder that `--resume` may continue with this suite and options:
@@ -421,6 +432,7 @@ fn run_cells(
     exe: &Path,
     interrupt: &AtomicBool,
     obs: &mut dyn RunObserver,
+    lock: run_dir::RunLock,
 ) -> Result<RunOutcome> {
     let mut failed = Vec::new();
     let mut write_failure: Option<String> = None;
@@ -473,5 +485,6 @@ fn run_cells(
         interrupted,
         failed_cells: failed,
         write_failure,
+        lock,
     })
 }
