@@ -42,7 +42,7 @@ RANKS = {
     "meter": 25,
     "store": 20,
     # leaves
-    "run_dir": 12, "stats": 10, "units": 10, "clock": 10, "names": 10, "redact": 10,
+    "run_dir": 12, "procs": 11, "stats": 10, "units": 10, "clock": 10, "names": 10, "redact": 10,
     # the engine's rooms
     "engine/external": 7,
     "engine/models": 6,

@@ -17,6 +17,7 @@ pub mod meter;
 pub mod metric;
 pub mod names;
 pub mod plan;
+pub mod procs;
 pub mod record;
 pub mod redact;
 pub mod report;

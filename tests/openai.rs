@@ -1034,3 +1034,108 @@ fn a_load_curve_offers_fractions_of_the_measured_saturation() {
     let svg = std::fs::read_to_string(run.join("charts/load-curve.svg")).unwrap();
     assert!(svg.contains("offered load"));
 }
+
+/// Whether `pid` is still a running `sleep` (a reused PID would not be one).
+fn sleeping(pid: &str) -> bool {
+    std::fs::read(format!("/proc/{}/cmdline", pid.trim())).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        && std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// What a command starts and leaves running (a background job, a `setsid` daemon, the children
+/// of a command that timed out) is stopped and named on the record; nothing outlives the suite.
+#[test]
+fn nothing_a_command_starts_outlives_its_cell() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let pids = |name: &str| d.join(format!("{name}.pids")).display().to_string();
+    let cmd = |script: String| serde_json::to_string(&["sh", "-c", &script]).unwrap();
+    let body = format!(
+        "{}\n[[model]]\nengine = \"command\"\nalias = \"leaves\"\ncommand = {}\n\
+         \n[[model]]\nengine = \"command\"\nalias = \"detaches\"\ncommand = {}\n\
+         \n[[model]]\nengine = \"command\"\nalias = \"hangs\"\ncommand = {}\n",
+        header(d).replace("timeout_seconds = 60", "timeout_seconds = 4"),
+        cmd(format!(
+            "sleep 300 & echo $! >> {}; echo done",
+            pids("leaves")
+        )),
+        cmd(format!(
+            "setsid sleep 300 & echo $! >> {}; echo done",
+            pids("detaches")
+        )),
+        cmd(format!(
+            "setsid sleep 300 & echo $! >> {0}; sleep 300 & echo $! >> {0}; wait",
+            pids("hangs")
+        )),
+    );
+    let (_, recs, code) = run_suite(d, &body);
+    assert_eq!(code, 1);
+    for name in ["leaves", "detaches", "hangs"] {
+        let started = std::fs::read_to_string(pids(name)).unwrap();
+        assert!(!started.trim().is_empty(), "{name} started nothing");
+        for pid in started.lines() {
+            assert!(!sleeping(pid), "{name}: its process {pid} is still running");
+        }
+        let r = recs.iter().find(|r| r.model == name).unwrap();
+        assert_eq!(r.status, Status::Failed, "{name}");
+        let err = r.error.as_deref().unwrap();
+        assert!(
+            err.contains("sleep") && err.contains("running"),
+            "{name}: {err}"
+        );
+        if name == "hangs" {
+            assert!(err.contains("timed out"), "{err}");
+        } else {
+            assert!(
+                err.contains("left 1 process (") && err.contains("stopped"),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// Busy loops started for a test, stopped when it ends (however it ends).
+struct Busy(Vec<std::process::Child>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Other processes' CPU use during a repetition is contamination for a command cell too (a
+/// process an earlier cell left behind would show the same way).
+#[test]
+fn foreign_cpu_use_contaminates_a_command_cell() {
+    let t = tempfile::tempdir().unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _busy = Busy(
+        (0..cpus.div_ceil(3))
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let body = format!(
+        "{}\n[[model]]\nengine = \"command\"\nalias = \"waits\"\ncommand = [\"sleep\", \"0.6\"]\n",
+        header(t.path())
+    );
+    let (_, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 0);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("its energy is contaminated")),
+            "{:?}",
+            r.warnings
+        );
+    }
+}

@@ -224,6 +224,13 @@ pub trait Driver {
     fn in_process(&self) -> bool {
         false
     }
+    /// Whether every CPU cycle of the engine's work is spent in this process or the processes
+    /// it started (true but for a server joulebench did not start, whose CPU cannot be told
+    /// from other processes'): then other processes' CPU use during a repetition is
+    /// contamination worth a warning.
+    fn cpu_is_ours(&self) -> bool {
+        true
+    }
     /// How a dataset's requests were drawn (dataset workloads).
     fn dataset(&self) -> Option<&crate::engine::text::dataset::DatasetFigures> {
         None

@@ -107,8 +107,7 @@ impl Worker {
                     });
                 }
                 Err(RecvTimeoutError::Timeout) if start.elapsed() > limit => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    super::child::stop_cell(&mut self.child);
                     self.join_log();
                     return WaitEnd::Failed(format!(
                         "timed out after {} s; stderr tail:\n{}",
@@ -140,8 +139,8 @@ impl Worker {
     /// Returns its exit code.
     fn finish(mut self, interrupt: bool) -> Option<i32> {
         if interrupt {
-            // SAFETY: signalling our own, not yet reaped, child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            // SAFETY: signalling the group our own, not yet reaped, child leads.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGINT) };
         }
         let _ = self.send("quit");
         self.stdin = None;
@@ -153,7 +152,7 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 _ => {
-                    let _ = self.child.kill();
+                    super::child::stop_cell(&mut self.child);
                     break self.child.wait().ok().and_then(|s| s.code());
                 }
             }
@@ -307,6 +306,17 @@ pub fn run_pairs(
             {
                 out.write_failure = Some("a cell process could not write its results".into());
             }
+        }
+        // Nothing either side started outlives the pair of processes.
+        let left = super::child::sweep(&[]);
+        if !left.is_empty() {
+            failure = Some(match failure {
+                Some((v, why)) => (v, format!("{why}{left}")),
+                None => (
+                    *sides.keys().next().unwrap_or(&Variant::Base),
+                    format!("the A/B cell processes ended{left}"),
+                ),
+            });
         }
         match failure {
             Some((v, why)) => {

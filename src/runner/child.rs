@@ -24,6 +24,12 @@ pub enum ChildEnd {
 pub fn cell_command(dir: &Path, cell: &Cell, exe: &Path) -> Command {
     let threads = cell.profile.thread_count();
     let mut cmd = Command::new(exe);
+    {
+        use std::os::unix::process::CommandExt;
+        // The cell leads its own process group: what it starts can be signalled as one, and a
+        // terminal's Ctrl-C reaches joulebench, which passes it on.
+        cmd.process_group(0);
+    }
     cmd.arg("run-cell")
         .arg("--run-dir")
         .arg(dir)
@@ -95,18 +101,20 @@ pub fn run_child(
             Some(s) => break s,
             None => {
                 if started.elapsed() > limit {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    stop_cell(&mut child);
                     finish_log();
+                    let left = sweep(&[]);
                     return Ok(ChildEnd::Failed(format!(
-                        "timed out after {} s; stderr tail:\n{}",
+                        "timed out after {} s{}; stderr tail:\n{}",
                         suite.timeout_seconds,
+                        left,
                         file_tail(&log, 15)
                     )));
                 }
                 if interrupt.load(Ordering::Relaxed) && !forwarded {
-                    // SAFETY: signalling our own, not yet reaped, child.
-                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                    // SAFETY: signalling the group our own, not yet reaped, child leads (its
+                    // commands get Ctrl-C as from a terminal; a server in its own group does not).
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
                     forwarded = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -114,24 +122,77 @@ pub fn run_child(
         }
     };
     finish_log();
+    let left = sweep(&[]);
+    let end = end_of(status, &log);
+    Ok(match end {
+        ChildEnd::Failed(why) => ChildEnd::Failed(format!("{why}{left}")),
+        other if !left.is_empty() => match other {
+            ChildEnd::WriteFailed(w) => ChildEnd::WriteFailed(format!("{w}{left}")),
+            _ => ChildEnd::Failed(format!(
+                "the cell's repetitions ended{left}: the later cells' energy would have \
+                 included theirs"
+            )),
+        },
+        other => other,
+    })
+}
+
+/// How long a cell's processes have to exit after SIGTERM before SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Stops a cell process that ran past its time: SIGTERM to its group, SIGKILL after [`GRACE`].
+pub fn stop_cell(child: &mut std::process::Child) {
+    let pgid = child.id() as i32;
+    // SAFETY: signalling the group our own, not yet reaped, child leads.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while t0.elapsed() < GRACE {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Stops whatever a cell left running (this process is their reaper: see `procs`), sparing
+/// the live cell processes `keep` and their trees: "" when nothing was left, else what for the
+/// failure message.
+pub fn sweep(keep: &[i32]) -> String {
+    let left = crate::procs::stop(GRACE, keep, &|_| true);
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; it left {} running after it ended, stopped by joulebench",
+            left.describe()
+        )
+    }
+}
+
+/// How a cell process's exit status reads.
+fn end_of(status: std::process::ExitStatus, log: &Path) -> ChildEnd {
     use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
+    match (status.code(), status.signal()) {
         (Some(0), _) => ChildEnd::Done,
         (Some(130), _) => ChildEnd::Interrupted,
         (Some(c), _) if c == i32::from(super::cell::EXIT_WRITE_FAILED) => {
             ChildEnd::WriteFailed(format!(
                 "the cell could not write its results:\n{}",
-                file_tail(&log, 5)
+                file_tail(log, 5)
             ))
         }
         (Some(c), _) => ChildEnd::Failed(format!(
             "exited with status {c}; stderr tail:\n{}",
-            file_tail(&log, 15)
+            file_tail(log, 15)
         )),
         (None, Some(s)) => ChildEnd::Failed(format!(
             "killed by signal {s}; stderr tail:\n{}",
-            file_tail(&log, 15)
+            file_tail(log, 15)
         )),
         _ => ChildEnd::Failed("ended without a status".into()),
-    })
+    }
 }

@@ -164,6 +164,8 @@ pub fn run(
     interrupt: &AtomicBool,
     obs: &mut dyn RunObserver,
 ) -> Result<RunOutcome> {
+    // What cells start and leave behind is reparented here, not to init (see `procs`).
+    crate::procs::become_subreaper();
     let mut p = plan(suite);
     if p.cells.is_empty() {
         bail!("the suite has no runnable cell (every model/workload pair was skipped)");

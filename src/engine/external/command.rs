@@ -11,6 +11,18 @@ use crate::meter::select::EstimateScope;
 use crate::run_dir::tail_text;
 use anyhow::{Context, Result, bail};
 
+/// How long what a command left running has to exit after SIGTERM before SIGKILL.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// ", and left ... running (stopped)" when it left processes.
+fn left_note(left: &crate::procs::Stopped) -> String {
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!(", and left {} running (stopped)", left.describe())
+    }
+}
+
 /// A command line and how to read its token count.
 pub struct CommandDriver {
     argv: Vec<String>,
@@ -106,14 +118,29 @@ impl Driver for CommandDriver {
         let end_ns = crate::clock::monotonic_ns();
         events.request(first, Boundary::End);
         events.child(None);
+        // Outside the window: what the command started and left running (a background job, a
+        // detached daemon) is stopped now, before the next repetition or cell is measured.
+        let left = crate::procs::stop(LEFTOVER_GRACE, &[], &|_| true);
         // Outside the measured window: the output file keeps no secret.
         let _ = crate::run_dir::redact_file(&out_path);
         let text = std::fs::read_to_string(&out_path).unwrap_or_default();
         if !status.success() {
             bail!(
-                "{} {status}; its output ends with:\n{}",
+                "{} {status}{}; its output ends with:\n{}",
                 self.argv.join(" "),
+                left_note(&left),
                 tail_text(&text, 15)
+            );
+        }
+        if !left.is_empty() {
+            bail!(
+                "{} exited but left {} running: stopped (SIGTERM, then SIGKILL after {} s). \
+                 They ran inside this repetition's window and may have kept running past it, so \
+                 the repetition is not recorded as measured; make the command wait for what it \
+                 starts",
+                self.argv.join(" "),
+                left.describe(),
+                LEFTOVER_GRACE.as_secs()
             );
         }
         let tokens = self.re.as_ref().and_then(|r| tokens_from_output(r, &text));

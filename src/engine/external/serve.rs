@@ -300,6 +300,10 @@ impl Driver for ServeDriver {
         &self.info
     }
 
+    fn cpu_is_ours(&self) -> bool {
+        self.server.is_some()
+    }
+
     fn estimate_scope(&self) -> EstimateScope {
         EstimateScope::Machine
     }

@@ -122,25 +122,34 @@ impl ManagedServer {
         }
     }
 
-    /// Stops it: SIGTERM to its PID, SIGKILL if it has not exited after `grace`.
+    /// Stops it: SIGTERM to its process group (the server and the workers it started),
+    /// SIGKILL to what still runs after `grace`; then whatever of its group is left.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut c) = self.child.take() else {
             return;
         };
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        // SAFETY: signalling our own child, not yet reaped.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        while t0.elapsed() < grace {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
+        let pgid = c.id() as i32;
+        if !matches!(c.try_wait(), Ok(Some(_))) {
+            // SAFETY: signalling the group our own, not yet reaped, child leads.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            let t0 = Instant::now();
+            let mut exited = false;
+            while t0.elapsed() < grace {
+                if let Ok(Some(_)) = c.try_wait() {
+                    exited = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if !exited {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
-        let _ = c.kill();
-        let _ = c.wait();
+        // Its workers, in its group or reparented here, get the same grace.
+        crate::procs::stop(grace.min(Duration::from_secs(5)), &[], &|p| p.pgrp == pgid);
     }
 }
 

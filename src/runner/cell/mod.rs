@@ -194,6 +194,8 @@ fn with_cell(
     body: impl FnOnce(&CellContext, &Job, &mut dyn Driver, &mut dyn CellObserver) -> Result<u8>,
 ) -> Result<u8> {
     die_with_parent();
+    // What the engine starts stays a descendant however it detaches (see `procs`).
+    crate::procs::become_subreaper();
     let ctx = CellContext::load(run_dir, index)?;
     fault_hook(obs);
     let job = ctx.job()?;
@@ -205,6 +207,21 @@ fn with_cell(
     )?;
     let outcome = body(&ctx, &job, driver.as_mut(), obs);
     driver.close();
+    // Nothing the cell started outlives it.
+    let left = crate::procs::stop(Duration::from_secs(3), &[], &|_| true);
+    let outcome = if left.is_empty() {
+        outcome
+    } else {
+        let why = format!(
+            "the cell left {} running when it ended: stopped (SIGTERM, then SIGKILL)",
+            left.describe()
+        );
+        obs.note(&format!("error: {why}"));
+        match outcome {
+            Ok(_) => Err(anyhow::anyhow!(why)),
+            Err(e) => Err(e.context(why)),
+        }
+    };
     match outcome {
         Err(e) if e.downcast_ref::<OutputWriteError>().is_some() => {
             obs.note(&format!("error: {e}"));

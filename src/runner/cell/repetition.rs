@@ -86,8 +86,11 @@ pub(super) fn one(
     let (meters, k) = (&prep.meters, prep.k);
     let round = Round::Repetition(rep);
     let events = SamplerEvents { meters, round };
-    let busy0 = driver.in_process().then(machine_busy_ns).flatten();
-    let own0 = crate::clock::process_cpu_ns();
+    // Other processes' CPU during the window (a leftover of an earlier cell, another job) is
+    // contamination, for every engine whose own work can be told apart.
+    let busy0 = driver.cpu_is_ours().then(machine_busy_ns).flatten();
+    let own_cpu = || crate::clock::process_cpu_ns() + crate::procs::children_cpu_ns();
+    let own0 = own_cpu();
     let t0 = crate::clock::monotonic_ns();
     let mut passes: Vec<Pass> = Vec::with_capacity(k);
     let mut first = 0;
@@ -107,8 +110,8 @@ pub(super) fn one(
     let rec = meters.sampler.snapshot();
     let mut warnings = meters.warnings.clone();
     warnings.extend(meters.sampler.health());
-    if driver.in_process() {
-        let own = crate::clock::process_cpu_ns().saturating_sub(own0);
+    if driver.cpu_is_ours() {
+        let own = own_cpu().saturating_sub(own0);
         warnings.extend(contamination(busy0, own, wall_ns));
     }
     let mut r = ctx.new_record(rep);
