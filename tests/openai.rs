@@ -70,6 +70,17 @@ fn serve(req: http::Request, s: &mut TcpStream) {
         let _ = s.flush();
     };
     match model.as_str() {
+        "huge-line" => {
+            // One 300 MB line, written as it goes (the client must stop reading, not buffer it).
+            w(SSE);
+            let block = vec![b'x'; 64 << 10];
+            let _ = s.write_all(b"data: ");
+            for _ in 0..(300 << 20) / block.len() {
+                if s.write_all(&block).is_err() {
+                    return;
+                }
+            }
+        }
         "GET" => {
             w("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"data\":[]}")
         }
@@ -1138,4 +1149,36 @@ fn foreign_cpu_use_contaminates_a_command_cell() {
             r.warnings
         );
     }
+}
+
+/// A server that sends one 300 MB line is a clear error naming it and the limit; the cell stops
+/// reading at the limit, its peak memory far below the line.
+#[test]
+fn a_huge_line_from_a_server_is_refused_within_bounded_memory() {
+    let port = fake_server();
+    let t = tempfile::tempdir().unwrap();
+    let mut body = header(t.path()).replace("repetitions = 2", "repetitions = 1");
+    body.push_str(&openai_model(port, "huge-line", "request_timeout_s = 60"));
+    let body = body.replace("request_timeout_s = 2\n", "");
+    let (run, recs, code) = run_suite(t.path(), &body);
+    assert_eq!(code, 1);
+    let err = recs[0].error.as_deref().unwrap();
+    assert!(
+        err.contains("larger than 4 MiB") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    let log =
+        std::fs::read_to_string(run.join(format!("logs/{}.stderr.log", recs[0].cell))).unwrap();
+    let mib: f64 = log
+        .lines()
+        .find_map(|l| {
+            l.split("peak memory ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no peak memory in the log:\n{log}"));
+    assert!(mib < 256.0, "{mib} MiB");
 }

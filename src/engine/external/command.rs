@@ -23,6 +23,39 @@ fn left_note(left: &crate::procs::Stopped) -> String {
     }
 }
 
+/// The most of a command's output joulebench reads to count its tokens (the output file keeps
+/// all of it).
+pub const MAX_OUTPUT: u64 = 64 << 20;
+
+/// A command's output from its file: whole when it is at most [`MAX_OUTPUT`]; otherwise its last
+/// 64 KiB (for an error's tail), or an error when its tokens are to be counted from it.
+fn read_output(path: &std::path::Path, count_tokens: bool) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(String::new());
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if len <= MAX_OUTPUT {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    if count_tokens {
+        bail!(
+            "the command wrote {} MiB to {}, more than the {} MiB joulebench reads to count \
+             tokens with tokens_regex; make it print less (or drop tokens_regex)",
+            len >> 20,
+            path.display(),
+            MAX_OUTPUT >> 20
+        );
+    }
+    let tail = 64 << 10;
+    f.seek(SeekFrom::Start(len - tail))?;
+    let mut bytes = Vec::new();
+    f.take(tail).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// A command line and how to read its token count.
 pub struct CommandDriver {
     argv: Vec<String>,
@@ -123,7 +156,7 @@ impl Driver for CommandDriver {
         let left = crate::procs::stop(LEFTOVER_GRACE, &[], &|_| true);
         // Outside the measured window: the output file keeps no secret.
         let _ = crate::run_dir::redact_file(&out_path);
-        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let text = read_output(&out_path, self.re.is_some())?;
         if !status.success() {
             bail!(
                 "{} {status}{}; its output ends with:\n{}",

@@ -12,7 +12,6 @@ use crate::engine::text::eval::{Choice, Items, McMetric, choice_tokens, gsm8k};
 use crate::engine::text::tokenizer;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use std::io::Read;
 use std::time::Duration;
 use tokenizers::Tokenizer;
 
@@ -53,9 +52,6 @@ pub struct ServerItems {
     tok: Option<Tokenizer>,
 }
 
-/// Largest response body read (a prompt's log-probabilities included).
-const MAX_BODY: u64 = 16 << 20;
-
 /// POSTs `body` and reads the JSON answer (non-streamed).
 fn post(agent: &ureq::Agent, t: &Target, body: &Value) -> Result<Value> {
     let text = serde_json::to_string(body)?;
@@ -69,12 +65,11 @@ fn post(agent: &ureq::Agent, t: &Target, body: &Value) -> Result<Value> {
         .send(text.as_bytes())
         .map_err(|e| anyhow!("cannot reach {}: {e}", t.url))?;
     let status = resp.status().as_u16();
-    let mut s = String::new();
-    resp.into_body()
-        .into_reader()
-        .take(MAX_BODY)
-        .read_to_string(&mut s)
-        .map_err(|e| anyhow!("reading the answer of {}: {e}", t.url))?;
+    let s = super::openai::read_body_capped(
+        resp.into_body().into_reader(),
+        super::openai::MAX_BODY,
+        &t.url,
+    )?;
     if status >= 400 {
         let cut: String = s.chars().take(500).collect();
         bail!("HTTP {status} from {}: {cut}", t.url);

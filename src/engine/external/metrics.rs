@@ -29,7 +29,7 @@ const KV: &[&str] = &[
 ];
 
 /// The largest /metrics body read (bytes); vLLM's is tens of kB.
-const MAX_BODY: u64 = 4 << 20;
+const MAX_BODY: usize = 4 << 20;
 
 pub use crate::engine::driver::Sample;
 
@@ -82,12 +82,8 @@ pub fn parse(text: &str, t_ns: u64) -> Option<Sample> {
 /// GETs `url` once: the body's gauges, or why not.
 pub fn scrape(agent: &ureq::Agent, url: &str) -> Result<Sample, String> {
     let r = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
-    let mut body = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(r.into_body().into_reader(), MAX_BODY),
-        &mut body,
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+    let body = super::openai::read_body_capped(r.into_body().into_reader(), MAX_BODY, url)
+        .map_err(|e| format!("{e:#}"))?;
     parse(&body, crate::clock::monotonic_ns())
         .ok_or_else(|| format!("{url}: no running/waiting/KV-cache gauge joulebench knows"))
 }

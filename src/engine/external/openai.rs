@@ -69,6 +69,81 @@ pub enum StreamError {
     Broken { chunks: usize, msg: String },
     #[error("no answer within {secs} s ({what})")]
     Timeout { secs: f64, what: String },
+    #[error(
+        "{what} from {url} is larger than {} MiB, the most joulebench reads (it stopped reading \
+         there rather than hold it in memory): is this an OpenAI-compatible stream?",
+        limit >> 20
+    )]
+    TooLarge {
+        url: String,
+        what: String,
+        limit: usize,
+    },
+}
+
+/// The longest line of a server's event stream joulebench reads (a token's chunk is a few
+/// hundred bytes; a final event with usage and timings a few kilobytes).
+pub const MAX_SSE_LINE: usize = 4 << 20;
+/// The most one event (its `data:` lines together) may hold.
+pub const MAX_SSE_EVENT: usize = 16 << 20;
+/// The most a non-streamed answer (a completion, `/v1/models`, `/metrics`) may hold.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Why a bounded read stopped.
+#[derive(Debug)]
+pub enum CappedError {
+    /// Longer than the limit: reading stopped there.
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Reads one line (through `\n`, or to the end) into `buf`, never more than `max` bytes:
+/// `Ok(0)` at the end of input.
+pub fn read_line_capped(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<usize, CappedError> {
+    buf.clear();
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CappedError::Io(e)),
+        };
+        if avail.is_empty() {
+            return Ok(buf.len());
+        }
+        let (take, end) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > max {
+            return Err(CappedError::TooLarge);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if end {
+            return Ok(buf.len());
+        }
+    }
+}
+
+/// A whole answer of at most `max` bytes, as text; `url` names the server in the error.
+pub fn read_body_capped(r: impl Read, max: usize, url: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    r.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("reading the answer of {url}: {e}"))?;
+    if bytes.len() > max {
+        return Err(StreamError::TooLarge {
+            url: url.to_string(),
+            what: "an answer".into(),
+            limit: max,
+        }
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("the answer of {url} is not UTF-8: {e}"))
 }
 
 /// How to send one request.
@@ -217,12 +292,22 @@ pub fn read_stream(
     let mut line_no = 0usize;
     let mut data_line = 0usize;
     let mut done = false;
-    let mut line = String::new();
+    let mut bytes = Vec::new();
+    let too_large = |what: &str, limit| StreamError::TooLarge {
+        url: String::new(),
+        what: what.to_string(),
+        limit,
+    };
     loop {
-        line.clear();
-        let n = match reader.read_line(&mut line) {
+        let n = match read_line_capped(&mut reader, &mut bytes, MAX_SSE_LINE) {
             Ok(n) => n,
-            Err(e)
+            Err(CappedError::TooLarge) => {
+                return Err(too_large(
+                    &format!("line {} of the stream", line_no + 1),
+                    MAX_SSE_LINE,
+                ));
+            }
+            Err(CappedError::Io(e))
                 if e.kind() == std::io::ErrorKind::TimedOut
                     || e.to_string().to_ascii_lowercase().contains("timeout") =>
             {
@@ -231,7 +316,7 @@ pub fn read_stream(
                     what: format!("the stream fell silent after {} chunks", out.chunks.len()),
                 });
             }
-            Err(e) => {
+            Err(CappedError::Io(e)) => {
                 return Err(StreamError::Broken {
                     chunks: out.chunks.len(),
                     msg: e.to_string(),
@@ -241,6 +326,11 @@ pub fn read_stream(
         let t = now();
         let eof = n == 0;
         line_no += usize::from(!eof);
+        let line = std::str::from_utf8(&bytes).map_err(|e| StreamError::Malformed {
+            line: line_no,
+            err: format!("not UTF-8 ({e})"),
+            text: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        })?;
         let l = line.trim_end_matches(['\r', '\n']);
         if !eof && !l.is_empty() {
             if let Some(d) = l.strip_prefix("data:") {
@@ -248,6 +338,12 @@ pub fn read_stream(
                     data_line = line_no;
                 } else {
                     data.push('\n');
+                }
+                if data.len() + d.len() > MAX_SSE_EVENT {
+                    return Err(too_large(
+                        &format!("the event starting at line {data_line} of the stream"),
+                        MAX_SSE_EVENT,
+                    ));
                 }
                 data.push_str(d.strip_prefix(' ').unwrap_or(d));
             } else if l.starts_with('{') && data.is_empty() {
@@ -366,6 +462,11 @@ pub fn stream(
                 what: format!("the stream fell silent after {chunks} chunks"),
             }
         }
+        StreamError::TooLarge { what, limit, .. } => StreamError::TooLarge {
+            url: req.url.clone(),
+            what,
+            limit,
+        },
         other => other,
     })
 }
@@ -390,6 +491,75 @@ mod tests {
             t.get()
         };
         read_stream(s.as_bytes(), 0, &now, &mut |_, _| {})
+    }
+
+    /// An endless source of one byte, counting what was read.
+    struct Endless<'a> {
+        prefix: &'a [u8],
+        byte: u8,
+        read: usize,
+    }
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1 << 16);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                let at = self.read + i;
+                *b = self.prefix.get(at).copied().unwrap_or(self.byte);
+            }
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    /// A line, an event or an answer without end is refused once it passes its limit, having
+    /// read little more than the limit (never the whole thing).
+    #[test]
+    fn endless_lines_events_and_bodies_stop_at_their_limits() {
+        let now = || 0;
+        let mut r = Endless {
+            prefix: b"data: ",
+            byte: b'x',
+            read: 0,
+        };
+        let e = read_stream(&mut r, 0, &now, &mut |_, _| {}).unwrap_err();
+        assert!(
+            matches!(e, StreamError::TooLarge { limit, .. } if limit == MAX_SSE_LINE),
+            "{e}"
+        );
+        assert!(r.read <= MAX_SSE_LINE + (1 << 17), "{}", r.read);
+        // Many short data: lines of one event.
+        let line = b"data: 0123456789abcdef0123456789abcdef\n";
+        struct Lines<'a>(&'a [u8], usize);
+        impl Read for Lines<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len());
+                let start = self.1 % self.0.len();
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = self.0[(start + i) % self.0.len()];
+                }
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut r = Lines(line, 0);
+        let e = read_stream(&mut r, 0, &now, &mut |_, _| {}).unwrap_err();
+        assert!(
+            matches!(e, StreamError::TooLarge { limit, .. } if limit == MAX_SSE_EVENT),
+            "{e}"
+        );
+        assert!(r.1 <= MAX_SSE_EVENT * 2, "{}", r.1);
+        let mut r = Endless {
+            prefix: b"",
+            byte: b'{',
+            read: 0,
+        };
+        let e = read_body_capped(&mut r, 1 << 20, "http://h/x").unwrap_err();
+        assert!(
+            format!("{e}").contains("larger than 1 MiB") && format!("{e}").contains("http://h/x")
+        );
+        assert!(r.read <= (1 << 20) + (1 << 16) + 1, "{}", r.read);
+        assert_eq!(read_body_capped(&b"{}"[..], 2, "u").unwrap(), "{}");
     }
 
     #[test]

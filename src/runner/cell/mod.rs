@@ -209,6 +209,12 @@ fn with_cell(
     driver.close();
     // Nothing the cell started outlives it.
     let left = crate::procs::stop(Duration::from_secs(3), &[], &|_| true);
+    if let Some(b) = crate::engine::peak_rss_bytes() {
+        obs.note(&format!(
+            "peak memory {:.0} MiB",
+            b as f64 / f64::from(1 << 20)
+        ));
+    }
     let outcome = if left.is_empty() {
         outcome
     } else {
