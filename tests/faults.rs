@@ -293,6 +293,72 @@ fn a_sensor_lost_mid_suite_fails_the_later_energy_or_is_a_labelled_fallback() {
     }
 }
 
+/// DRAM reads a constant while its package counts (an unsupported zone, or a stuck one): not
+/// 0 J of DRAM inside a "measured" CPU total, but a total labelled as not covering it, with a
+/// warning naming the zone and both explanations: in `measure`, in every record of a suite,
+/// and once at the idle baseline, before any cell runs.
+#[test]
+fn a_zone_that_never_counts_is_left_out_and_named_not_added_as_zero() {
+    let _serial = serial();
+    let counters = common::counter_dir();
+    let tree = FakePowercap::intel_client(counters.path()).unwrap();
+    let _driver = PowerDriver::start(&tree, &[("intel-rapl:0", 30.0)], Duration::from_micros(200));
+    let out = measure(
+        &opts(&["sleep", "0.3"]),
+        &hw(counters.path()),
+        &Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    let run = &out.result.per_run[0];
+    let t = &run.totals;
+    assert_eq!(t.partial_missing, vec!["rapl/dram-0".to_string()]);
+    assert_eq!(t.silent, vec!["rapl/dram-0".to_string()]);
+    assert!(
+        close(t.cpu_j.unwrap(), 30.0 * run.duration_s, 0.02),
+        "{t:?}"
+    );
+    let w = out.result.warnings.join("\n");
+    assert!(
+        w.contains("rapl/dram-0 did not count")
+            && w.contains("does not support")
+            && w.contains("stuck")
+            && w.contains("PARTIAL"),
+        "{w}"
+    );
+    // A suite: told at the idle baseline, and on every record.
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write_suite(
+        dir.path(),
+        "s.toml",
+        &suite_text(counters.path(), "", "idle_seconds = 0.3", 1),
+    );
+    let o = jb()
+        .args(["run", p.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let idle = err
+        .lines()
+        .position(|l| l.contains("idle baseline: rapl/dram-0 did not count"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let first_cell = err.lines().position(|l| l.contains("cell 1/")).unwrap();
+    assert!(idle < first_cell, "{err}");
+    let (_, recs) = records_of(&dir.path().join("out"));
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        let e = r.energy.as_ref().unwrap();
+        assert_eq!(e.partial_missing, vec!["rapl/dram-0".to_string()]);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("did not count")),
+            "{:?}",
+            r.warnings
+        );
+    }
+}
+
 /// DRAM reads `N/A` for the whole suite: no record shows package-only energy as the CPU
 /// total; `--allow-partial` gives package-only figures labelled PARTIAL, and `compare`
 /// refuses to set them against a full run.

@@ -244,10 +244,22 @@ pub fn run_result(
     }
     let energies: Vec<Option<f64>> = domains.iter().map(|d| d.energy_j).collect();
     let mut t = totals_with(&rec.domains, &energies, allow_partial);
-    if !t.partial_missing.is_empty() {
+    if !t.silent.is_empty() {
+        warnings.push(crate::meter::totals::silent_warning(
+            &t.silent,
+            &format!("run {index}"),
+        ));
+    }
+    let unread: Vec<&str> = t
+        .partial_missing
+        .iter()
+        .filter(|m| !t.silent.contains(m))
+        .map(String::as_str)
+        .collect();
+    if !unread.is_empty() {
         warnings.push(format!(
             "run {index}: PARTIAL totals (allowed): they leave out {} and are lower bounds",
-            t.partial_missing.join(", ")
+            unread.join(", ")
         ));
     }
     if let Some(idle) = idle {
@@ -386,6 +398,12 @@ pub fn aggregate(
                 .iter()
                 .flat_map(|r| r.totals.partial_missing.clone())
                 .collect();
+            m.sort();
+            m.dedup();
+            m
+        },
+        silent: {
+            let mut m: Vec<String> = runs.iter().flat_map(|r| r.totals.silent.clone()).collect();
             m.sort();
             m.dedup();
             m

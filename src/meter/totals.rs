@@ -30,6 +30,52 @@ pub struct Totals {
     /// allowed: the totals are then lower bounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partial_missing: Vec<String>,
+    /// RAPL zones that did not count at all while their package (or a sibling of their kind)
+    /// did: left out of the totals and named in `partial_missing`, whatever `allow_partial`
+    /// says (an unsupported zone or a stuck counter; 0 J would be a figure that is wrong).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent: Vec<String>,
+}
+
+/// The least a package or sibling zone must have counted over a window for another zone's
+/// standing still to mean it does not count (well above one counter update at any power).
+pub const SILENT_AFTER_J: f64 = 0.05;
+
+/// Which domains stood still (exactly 0) over a window while another RAPL zone of the same
+/// kind (or, for DRAM, a package) counted at least [`SILENT_AFTER_J`].
+pub fn silent_zones(domains: &[DomainInfo], energy: &[Option<f64>]) -> Vec<bool> {
+    // A sibling of its kind counted, or (for DRAM, which the CPU total adds to the package)
+    // a package did.
+    let counted = |k: DomainKind, not: usize| {
+        domains.iter().zip(energy).enumerate().any(|(j, (d, e))| {
+            j != not
+                && d.source == SourceKind::Rapl
+                && (d.kind == k || (k == DomainKind::Dram && d.kind == DomainKind::Package))
+                && e.is_some_and(|e| e >= SILENT_AFTER_J)
+        })
+    };
+    domains
+        .iter()
+        .zip(energy)
+        .enumerate()
+        .map(|(i, (d, e))| {
+            d.source == SourceKind::Rapl
+                && d.kind != DomainKind::Psys
+                && *e == Some(0.0)
+                && counted(d.kind, i)
+        })
+        .collect()
+}
+
+/// The warning for zones that did not count, naming them and the two explanations.
+pub fn silent_warning(silent: &[String], what: &str) -> String {
+    format!(
+        "{what}: {} did not count at all while the package did: either the CPU does not \
+         support the zone (common on client parts, whose kernel still lists it) or its counter \
+         is stuck. The totals leave it out and are PARTIAL (they do not cover it); measure it \
+         another way or read the figures as lower bounds",
+        silent.join(", ")
+    )
 }
 
 impl Totals {
@@ -50,29 +96,37 @@ pub fn totals(domains: &[DomainInfo], energy: &[Option<f64>]) -> Totals {
 /// Like [`totals`]; with `allow_partial`, a missing part is left out of its total (named in
 /// `partial_missing`) as long as some part of that total is known.
 pub fn totals_with(domains: &[DomainInfo], energy: &[Option<f64>], allow_partial: bool) -> Totals {
+    let silent = silent_zones(domains, energy);
     let missing = std::cell::RefCell::new(Vec::<String>::new());
     let sum = |pred: &dyn Fn(&DomainInfo) -> bool| -> Option<Option<f64>> {
-        let parts: Vec<(&DomainInfo, Option<f64>)> = domains
+        // (domain, energy, stood still): a zone that stood still counts as not read.
+        let parts: Vec<(&DomainInfo, Option<f64>, bool)> = domains
             .iter()
             .zip(energy)
-            .filter(|(d, _)| pred(d))
-            .map(|(d, e)| (d, *e))
+            .zip(&silent)
+            .filter(|((d, _), _)| pred(d))
+            .map(|((d, e), s)| (d, if *s { None } else { *e }, *s))
             .collect();
         if parts.is_empty() {
             return None;
         }
-        let known = parts.iter().any(|(_, e)| e.is_some());
-        if allow_partial {
-            let mut m = missing.borrow_mut();
-            for (d, e) in &parts {
-                let name = format!("{}/{}", d.source, d.name);
-                if e.is_none() && !m.contains(&name) {
-                    m.push(name);
-                }
-            }
-            return Some(known.then(|| parts.iter().filter_map(|(_, e)| *e).sum()));
+        let known: Option<f64> = parts
+            .iter()
+            .filter_map(|(_, e, _)| *e)
+            .fold(None, |a, e| Some(a.unwrap_or(0.0) + e));
+        let unread = parts.iter().any(|(_, e, s)| e.is_none() && !s);
+        if unread && !allow_partial {
+            return Some(None);
         }
-        Some(parts.iter().map(|(_, e)| *e).sum::<Option<f64>>())
+        let mut m = missing.borrow_mut();
+        for (d, e, _) in &parts {
+            let name = format!("{}/{}", d.source, d.name);
+            if e.is_none() && !m.contains(&name) {
+                m.push(name);
+            }
+        }
+        // Zones that stood still leave the total at what the others counted (0 when none).
+        Some(known.or((!unread).then_some(0.0)))
     };
     let rapl = |k: DomainKind| move |d: &DomainInfo| d.source == SourceKind::Rapl && d.kind == k;
     let mut t = Totals::default();
@@ -108,6 +162,14 @@ pub fn totals_with(domains: &[DomainInfo], energy: &[Option<f64>], allow_partial
     } else {
         Vec::new()
     };
+    // Only those a total left out (a silent core beside a package is in no total).
+    t.silent = domains
+        .iter()
+        .zip(&silent)
+        .filter(|(_, s)| **s)
+        .map(|(d, _)| format!("{}/{}", d.source, d.name))
+        .filter(|n| t.partial_missing.contains(n))
+        .collect();
     t
 }
 

@@ -13,13 +13,14 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-/// Measures idle power with nothing loaded and writes idle.json.
+/// Measures idle power with nothing loaded and writes idle.json. Returns warnings for the user
+/// (a zone that does not count, told once before any cell runs).
 pub fn idle_baseline(
     dir: &Path,
     suite: &Suite,
     hw: &Hardware,
     interrupt: &AtomicBool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let sel = select(&suite.meter, hw, suite.tdp_w, EstimateScope::Process)
         .map_err(|e| anyhow::anyhow!(e))?;
     let (sampler, _) = Sampler::start_safe(
@@ -32,13 +33,22 @@ pub fn idle_baseline(
     let rec = sampler.stop();
     if !whole {
         // A cut-short baseline is not kept: a resumed run measures it again.
-        return Ok(());
+        return Ok(Vec::new());
     }
     let w = rec.window(0, 1);
     let idle = idle_result(&rec, &w);
     let watts: Vec<Option<f64>> = idle.domains.iter().map(|d| d.power_w).collect();
     // Summed like energies: the domains' watts add up the same way their joules do.
     let t = totals(&rec.domains, &watts);
+    // Watts of 0 beside a package's are a zone that never counted, as joules would be.
+    let silent = t.silent.clone();
+    let mut warnings = Vec::new();
+    if !silent.is_empty() {
+        warnings.push(crate::meter::totals::silent_warning(
+            &silent,
+            "idle baseline",
+        ));
+    }
     let base = IdleBaseline {
         schema_version: RUN_SCHEMA_VERSION,
         duration_s: idle.duration_s,
@@ -58,5 +68,6 @@ pub fn idle_baseline(
             .cpu_provenance
             .unwrap_or(crate::meter::Provenance::Measured),
     };
-    write_json(&dir.join(IDLE), &base)
+    write_json(&dir.join(IDLE), &base)?;
+    Ok(warnings)
 }

@@ -355,10 +355,27 @@ fn partial_missing(
             missing.push(m.clone());
         }
     }
-    if !missing.is_empty() {
+    let mut silent = tp.silent.clone();
+    for z in &td.silent {
+        if !silent.contains(z) {
+            silent.push(z.clone());
+        }
+    }
+    if !silent.is_empty() {
+        warnings.push(crate::meter::totals::silent_warning(
+            &silent,
+            &round.to_string(),
+        ));
+    }
+    let unread: Vec<&String> = missing.iter().filter(|m| !silent.contains(m)).collect();
+    if !unread.is_empty() {
         warnings.push(format!(
             "{round}: PARTIAL energy (allowed): the totals leave out {} and are lower bounds; {}",
-            missing.join(", "),
+            unread
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             sums.lost.join("; ")
         ));
     }
