@@ -337,6 +337,11 @@ fn permission_denied_names_the_path_reason_and_remedies() {
         "sudo",
         "chmod a+r",
         "tmpfiles",
+        "udev rule",
+        "usermod -aG powercap",
+        "setcap cap_dac_read_search+ep",
+        "only the group's members",
+        "every file on the machine",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }

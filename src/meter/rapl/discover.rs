@@ -163,17 +163,29 @@ fn kind_of(raw_name: &str) -> DomainKind {
     }
 }
 
-/// The permission-denied explanation with its remedies.
+/// The permission-denied explanation with its remedies, each with its trade-off.
 pub fn permission_remedy(path: &Path, root: &Path) -> String {
     let r = root.display();
     format!(
         "permission denied reading {}: since Linux 5.10 (CVE-2020-8694, \"Platypus\") energy_uj is \
-         readable by root only. Remedies: run joulebench with sudo; or, until the next reboot, \
-         `sudo chmod a+r {r}/intel-rapl:*/energy_uj {r}/intel-rapl:*:*/energy_uj`; or persistently, \
-         a systemd-tmpfiles rule: `printf 'z {r}/intel-rapl:*/energy_uj 0444 - - -\\nz \
-         {r}/intel-rapl:*:*/energy_uj 0444 - - -\\n' | sudo tee /etc/tmpfiles.d/joulebench-rapl.conf \
-         && sudo systemd-tmpfiles --create /etc/tmpfiles.d/joulebench-rapl.conf` (this exposes \
-         the side channel the restriction closes; see README)",
+         readable by root only. Remedies, each reopening that side channel to someone: \
+         (1) run joulebench with sudo (nothing persists; the whole run is root); \
+         (2) until the next reboot, `sudo chmod a+r {r}/intel-rapl:*/energy_uj \
+         {r}/intel-rapl:*:*/energy_uj` (every local user can read it); \
+         (3) persistently for every user, a systemd-tmpfiles rule: `printf 'z \
+         {r}/intel-rapl:*/energy_uj 0444 - - -\\nz {r}/intel-rapl:*:*/energy_uj 0444 - - -\\n' | \
+         sudo tee /etc/tmpfiles.d/joulebench-rapl.conf && sudo systemd-tmpfiles --create \
+         /etc/tmpfiles.d/joulebench-rapl.conf`; \
+         (4) persistently for one group only (the usual non-root setup): `sudo groupadd -f \
+         powercap && sudo usermod -aG powercap $USER`, then a udev rule, `echo 'ACTION==\"add\", \
+         SUBSYSTEM==\"powercap\", RUN+=\"/bin/chgrp powercap /sys%p/energy_uj\", \
+         RUN+=\"/bin/chmod g+r /sys%p/energy_uj\"' | sudo tee \
+         /etc/udev/rules.d/99-joulebench-powercap.rules && sudo udevadm control --reload && \
+         sudo udevadm trigger --subsystem-match=powercap` (only the group's members can read it; \
+         log in again to join the group); \
+         (5) a capability on the binary, `sudo setcap cap_dac_read_search+ep $(command -v \
+         joulebench)` (no group or rule, but that binary can then read every file on the machine, \
+         and a rebuilt or upgraded binary loses it). See README",
         path.display()
     )
 }
