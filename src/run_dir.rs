@@ -50,6 +50,9 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T>
 pub struct SummaryFlags {
     #[serde(default)]
     pub interrupted: bool,
+    /// Why the run stopped early (a full disk), kept so a later `report` says it again.
+    #[serde(default)]
+    pub stopped: Option<String>,
 }
 
 /// What Slurm says about the job a run belongs to (from its environment variables).

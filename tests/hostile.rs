@@ -124,9 +124,24 @@ fn resume_appends_traces_and_a_write_error_stops_cleanly() {
         "{err}"
     );
     assert!(recs(&d).len() >= n_before, "nothing recorded is lost");
+    let md = std::fs::read_to_string(d.join("report.md"))
+        .expect("the report is written from what exists");
     assert!(
-        d.join("report.md").exists(),
-        "the report is written from what exists"
+        md.contains("**Stopped before the end**: results could not be written"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**1 cell never ran**: synthetic_llama-tiny__one__w1"),
+        "{md}"
+    );
+    // A later `report` says the same.
+    jb().args(["report", d.to_str().unwrap()])
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(
+        md.contains("Stopped before the end") && md.contains("never ran"),
+        "{md}"
     );
     let tmp: Vec<_> = files_under(&d)
         .into_iter()

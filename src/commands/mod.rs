@@ -41,16 +41,20 @@ pub fn run(cli: Cli) -> Result<u8> {
                     dir.display()
                 );
             }
-            let interrupted = joulebench::run_dir::read_json::<joulebench::run_dir::SummaryFlags>(
+            let flags = joulebench::run_dir::read_json::<joulebench::run_dir::SummaryFlags>(
                 &dir.join("summary.json"),
             )
-            .is_ok_and(|d| d.interrupted);
+            .unwrap_or_default();
             // Not while a run or resume appends to it (nor two reports at once).
             let lock = joulebench::run_dir::lock(&dir)?;
             if let Some(n) = lock.note() {
                 eprintln!("[joulebench] {n}");
             }
-            let doc = joulebench::report::write_all(&dir, interrupted)?;
+            let doc = joulebench::report::write_all_stopped(
+                &dir,
+                flags.interrupted,
+                flags.stopped.as_deref(),
+            )?;
             drop(lock);
             eprintln!(
                 "{} cells; report at {}",

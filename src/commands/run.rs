@@ -157,7 +157,14 @@ pub fn run_suite(a: RunArgs) -> Result<u8> {
     let mut progress = Progress { bar: None };
     let out = joulebench::runner::run(&suite, &opts, &interrupt, &mut progress)?;
     // The report is written from what exists, even when the suite stopped on a write error.
-    let reported = joulebench::report::write_all(&out.dir, out.interrupted);
+    let reported = joulebench::report::write_all_stopped(
+        &out.dir,
+        out.interrupted,
+        out.write_failure
+            .as_ref()
+            .map(|w| format!("results could not be written ({w})"))
+            .as_deref(),
+    );
     if let Some(w) = &out.write_failure {
         if let Err(e) = &reported {
             eprintln!("[joulebench] {}", super::for_terminal(&format!("{e:#}")));

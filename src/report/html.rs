@@ -181,6 +181,22 @@ fn run_html(h: &mut String, doc: &SummaryDoc, meta: Option<&RunMeta>, idle: Opti
     if doc.interrupted {
         h.push_str("<p><strong>Interrupted:</strong> the figures cover the repetitions that finished.</p>\n");
     }
+    if let Some(why) = &doc.stopped {
+        let _ = writeln!(
+            h,
+            "<p><strong>Stopped before the end:</strong> {}. The figures cover what was recorded \
+             before; <code>joulebench run --resume</code> on this folder runs the rest.</p>",
+            esc(why)
+        );
+    }
+    if !doc.not_run.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p><strong>Never ran ({}):</strong> {}.</p>",
+            doc.not_run.len(),
+            esc(&doc.not_run.join(", "))
+        );
+    }
     if let Some(m) = meta {
         let _ = write!(
             h,

@@ -59,6 +59,23 @@ pub fn report_md(
     if doc.interrupted {
         s.push_str("**Interrupted**: the figures cover the repetitions that finished.\n\n");
     }
+    if let Some(why) = &doc.stopped {
+        s.push_str(&format!(
+            "**Stopped before the end**: {}. The figures cover what was recorded before; \
+             `joulebench run --resume` on this folder runs the rest.\n\n",
+            md_escape(why)
+        ));
+    }
+    if !doc.not_run.is_empty() {
+        s.push_str(&format!(
+            "**{} never ran**: {}.\n\n",
+            match doc.not_run.len() {
+                1 => "1 cell".to_string(),
+                n => format!("{n} cells"),
+            },
+            md_escape(&doc.not_run.join(", "))
+        ));
+    }
     let mixed = meta.is_some_and(|m| {
         m.parts
             .iter()

@@ -201,6 +201,31 @@ fn timelines(
 /// from its records and traces. Each file is written on its own: one that cannot be written (a
 /// full disk) does not stop the others, and the error names every file that failed.
 pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
+    write_all_stopped(dir, interrupted, None)
+}
+
+/// The cells of the run's plan (its shard's, for a shard) that have no record.
+fn not_run(dir: &Path, meta: Option<&RunMeta>, records: &[Record]) -> Vec<String> {
+    let Ok(plan) = read_json::<crate::plan::Plan>(&dir.join(crate::run_dir::PLAN)) else {
+        return Vec::new();
+    };
+    let shard = meta.and_then(|m| m.shard.as_ref());
+    let seen: std::collections::BTreeSet<usize> = records.iter().map(|r| r.cell_index).collect();
+    plan.cells
+        .iter()
+        .filter(|c| shard.is_none_or(|s| c.index % s.count as usize == s.index as usize))
+        .filter(|c| !seen.contains(&c.index))
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// [`write_all`] for a run that stopped early (`stopped`: why, e.g. results could not be
+/// written): the report says so and lists the cells that never ran.
+pub fn write_all_stopped(
+    dir: &Path,
+    interrupted: bool,
+    stopped: Option<&str>,
+) -> anyhow::Result<SummaryDoc> {
     let records_path = dir.join("records.jsonl");
     let (records, warnings) = record::read_all(&records_path)?;
     record::check_unique(&records_path, &records).map_err(|e| anyhow::anyhow!(e))?;
@@ -208,6 +233,10 @@ pub fn write_all(dir: &Path, interrupted: bool) -> anyhow::Result<SummaryDoc> {
     let idle: Option<IdleBaseline> = read_json(&dir.join("idle.json")).ok();
     let suite = meta.as_ref().map_or_else(String::new, |m| m.suite.clone());
     let mut doc = summarize(&suite, &records, interrupted);
+    doc.stopped = stopped.map(str::to_string);
+    if (interrupted || stopped.is_some()) && meta.as_ref().is_none_or(|m| m.parts.is_empty()) {
+        doc.not_run = not_run(dir, meta.as_ref(), &records);
+    }
     doc.warnings = warnings;
     if let Some(m) = &meta {
         doc.warnings.extend(run_warnings(m));

@@ -79,6 +79,13 @@ pub struct SummaryDoc {
     pub schema_version: u32,
     pub suite: String,
     pub interrupted: bool,
+    /// Why the run stopped before its end, other than an interrupt (results that could not be
+    /// written: a full disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Cells of the plan (this shard's) that have no record at all: they never ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<String>,
     pub cells: Vec<CellSummary>,
     pub warnings: Vec<String>,
 }
@@ -89,6 +96,18 @@ fn seed(cell: &str, metric: &str) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         })
+}
+
+/// The errors of a cell's failed records that no later good repetition made up for: a failure
+/// followed (in the records, which are in the order they were written) by a good repetition was
+/// measured again by `--resume`, and the cell lost nothing to it.
+fn unrecovered(rs: &[&Record]) -> Vec<String> {
+    let last_ok = rs.iter().rposition(|r| r.status == Status::Ok);
+    rs.iter()
+        .enumerate()
+        .filter(|(i, _)| last_ok.is_none_or(|k| *i > k))
+        .filter_map(|(_, r)| r.error.clone())
+        .collect()
 }
 
 /// Summarizes records by cell (order of the plan).
@@ -178,7 +197,7 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
                 concurrency: rs.iter().find_map(|r| r.concurrency),
                 token_counts: ok.iter().find_map(|r| r.token_counts.clone()),
                 repetitions_ok: ok.len(),
-                failures: rs.iter().filter_map(|r| r.error.clone()).collect(),
+                failures: unrecovered(&rs),
                 energy_per_token_joules: med(|r| r.energy_per_token_joules),
                 energy_per_request_joules: med(|r| r.energy_per_request_joules),
                 avg_power_watts: med(|r| r.avg_power_watts),
@@ -192,6 +211,8 @@ pub fn summarize(suite: &str, records: &[Record], interrupted: bool) -> SummaryD
         schema_version: RUN_SCHEMA_VERSION,
         suite: suite.to_string(),
         interrupted,
+        stopped: None,
+        not_run: Vec::new(),
         cells,
         warnings: Vec::new(),
     }

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-/// How the A/B loop ended.
-pub struct AbOutcome {
+/// How the loop over the cells (or the A/B pairs) ended.
+pub struct LoopOutcome {
     pub interrupted: bool,
     pub failed: Vec<String>,
     pub write_failure: Option<String>,
@@ -200,7 +200,7 @@ fn start_both(
     exe: &Path,
     limit: Duration,
     interrupt: &AtomicBool,
-    out: &mut AbOutcome,
+    out: &mut LoopOutcome,
 ) -> (BTreeMap<Variant, Worker>, Option<(Variant, String)>) {
     let mut workers: BTreeMap<Variant, Worker> = BTreeMap::new();
     let mut failure: Option<(Variant, String)> = None;
@@ -234,7 +234,7 @@ fn run_schedule(
     pairs: u32,
     limit: Duration,
     interrupt: &AtomicBool,
-    out: &mut AbOutcome,
+    out: &mut LoopOutcome,
 ) -> Option<(Variant, String)> {
     for (v, pair) in schedule(pairs) {
         if interrupt.load(Ordering::Relaxed) {
@@ -277,9 +277,9 @@ pub fn run_pairs(
     exe: &Path,
     interrupt: &AtomicBool,
     obs: &mut dyn RunObserver,
-) -> Result<AbOutcome> {
+) -> Result<LoopOutcome> {
     let (order, groups) = groups(todo, ab);
-    let mut out = AbOutcome {
+    let mut out = LoopOutcome {
         interrupted: interrupt.load(Ordering::Relaxed),
         failed: Vec::new(),
         write_failure: None,

@@ -80,6 +80,33 @@ fn hub_sources(
     Ok(out)
 }
 
+/// Fetches every registered model and data set the suite names that the cache lacks, before any
+/// cell runs: the download shows on the terminal (not only in a cell's log), and no cell's time
+/// includes it.
+fn fetch_registered(suite: &Suite, obs: &mut dyn RunObserver) -> Result<()> {
+    use crate::store::registry;
+    let mut wanted: Vec<(&'static registry::RegisteredModel, String)> = Vec::new();
+    for m in &suite.models {
+        if let Some(r) = m.weights().as_deref().and_then(registry::lookup) {
+            wanted.push((r, format!("model {}", m.name())));
+        }
+    }
+    for w in &suite.workloads {
+        if let Some(r) = w.dataset.as_deref().and_then(registry::dataset) {
+            wanted.push((r, format!("workload {}", w.name)));
+        }
+    }
+    for (r, who) in wanted {
+        if registry::is_cached(r) {
+            continue;
+        }
+        obs.phase(&format!("fetching {} for {who} (once; cached after)", r.id));
+        let mut log = |s: &str| obs.phase(s);
+        registry::resolve(r, true, &mut log).with_context(|| who.clone())?;
+    }
+    Ok(())
+}
+
 /// Fetches every evaluation workload's data and draws its items once, so every model of the
 /// suite scores the same documents (they are written into the plan).
 pub fn draw_eval_items(p: &mut crate::plan::Plan, obs: &mut dyn RunObserver) -> Result<()> {
@@ -171,6 +198,7 @@ pub fn run(
         bail!("the suite has no runnable cell (every model/workload pair was skipped)");
     }
     draw_eval_items(&mut p, obs)?;
+    fetch_registered(suite, obs)?;
     // Keys the cells will send: known here too, so the failures this process records (a
     // cell's stderr tail) are redacted as well.
     for m in &suite.models {
@@ -252,19 +280,21 @@ pub fn run(
             "idle baseline ({} s, nothing loaded)",
             suite.idle_seconds
         ));
-        idle::idle_baseline(&dir, suite, &hw, interrupt)?;
+        for w in idle::idle_baseline(&dir, suite, &hw, interrupt)? {
+            obs.phase(&format!("warning: {w}"));
+        }
     }
-    if let Some(ab) = &opts.ab {
-        let out = ab::run_pairs(&dir, suite, &meta, ab, &todo, &opts.exe, interrupt, obs)?;
-        return Ok(RunOutcome {
-            dir,
-            interrupted: out.interrupted,
-            failed_cells: out.failed,
-            write_failure: out.write_failure,
-            lock,
-        });
-    }
-    run_cells(&dir, suite, &meta, &todo, &opts.exe, interrupt, obs, lock)
+    let out = match &opts.ab {
+        Some(ab) => ab::run_pairs(&dir, suite, &meta, ab, &todo, &opts.exe, interrupt, obs)?,
+        None => run_cells(&dir, suite, &meta, &todo, &opts.exe, interrupt, obs)?,
+    };
+    Ok(RunOutcome {
+        dir,
+        interrupted: out.interrupted,
+        failed_cells: out.failed,
+        write_failure: out.write_failure,
+        lock,
+    })
 }
 
 /// The meta.json of a run folder that `--resume` may continue with this suite and options:
@@ -434,8 +464,7 @@ fn run_cells(
     exe: &Path,
     interrupt: &AtomicBool,
     obs: &mut dyn RunObserver,
-    lock: run_dir::RunLock,
-) -> Result<RunOutcome> {
+) -> Result<ab::LoopOutcome> {
     let mut failed = Vec::new();
     let mut write_failure: Option<String> = None;
     let mut interrupted = interrupt.load(Ordering::Relaxed);
@@ -482,11 +511,9 @@ fn run_cells(
         }
         interrupted |= interrupt.load(Ordering::Relaxed);
     }
-    Ok(RunOutcome {
-        dir: dir.to_path_buf(),
+    Ok(ab::LoopOutcome {
         interrupted,
-        failed_cells: failed,
+        failed,
         write_failure,
-        lock,
     })
 }
