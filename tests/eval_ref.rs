@@ -151,9 +151,15 @@ fn the_default_model_scores_arc_easy_as_llama_cpp_does() {
             .map(|d| d.choices.iter().map(|c| c.loglik).collect())
             .collect::<Vec<_>>(),
     );
-    let a = agreement(&r, &engine_scores(&default_model(), &r));
+    let got = engine_scores(&default_model(), &r);
+    let a = agreement(&r, &got);
     say("llama.cpp, one token at a time", &spread);
     say("joulebench", &a);
+    // For the record: the engine against llama.cpp's one-token-at-a-time scores.
+    say(
+        "joulebench against one token at a time",
+        &agreement(&itself, &got),
+    );
     assert!(a.decisive >= 150, "{} decisive documents", a.decisive);
     // Fixed bounds: a scoring mistake moves every document by nats, not tenths.
     assert!(

@@ -185,3 +185,93 @@ fn the_headline_answers_first_and_warns() {
         "the headline comes first"
     );
 }
+
+/// A failed repetition that `--resume` measured again is not a lost repetition: the report
+/// only says a cell lost repetitions while no later good one made up for the failure.
+#[test]
+fn failures_measured_again_on_resume_are_not_losses() {
+    use joulebench::record::{Status, read_all};
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-v1");
+    let recs = read_all(&fixture.join("records.jsonl")).unwrap().0;
+    let cell = recs[0].cell_index;
+    let mut mine: Vec<_> = recs
+        .iter()
+        .filter(|r| r.cell_index == cell && r.status == Status::Ok)
+        .cloned()
+        .collect();
+    assert!(mine.len() >= 2);
+    let mut failed = mine[0].clone();
+    failed.status = Status::Failed;
+    failed.repetition = None;
+    failed.energy = None;
+    failed.error = Some("killed by signal 15".into());
+    let last = mine.pop().unwrap();
+    // Failed, then measured again: nothing lost.
+    let resumed: Vec<_> = mine
+        .iter()
+        .cloned()
+        .chain([failed.clone(), last.clone()])
+        .collect();
+    let doc = joulebench::report::summarize("s", &resumed, false);
+    assert!(
+        doc.cells[0].failures.is_empty(),
+        "{:?}",
+        doc.cells[0].failures
+    );
+    let h = joulebench::report::headline::headline(&doc, &resumed)
+        .warnings
+        .join("\n");
+    assert!(!h.contains("lost repetitions"), "{h}");
+    // Failed last: lost.
+    let lost: Vec<_> = mine.iter().cloned().chain([last, failed]).collect();
+    let doc = joulebench::report::summarize("s", &lost, false);
+    assert_eq!(doc.cells[0].failures, ["killed by signal 15"]);
+    let h = joulebench::report::headline::headline(&doc, &lost)
+        .warnings
+        .join("\n");
+    assert!(h.contains("lost repetitions to failures"), "{h}");
+}
+
+/// `compare` labels only energy rows ESTIMATED: latency and throughput are measured whatever
+/// the energy source.
+#[test]
+fn compare_marks_only_energy_as_estimated() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-v1");
+    let t = tempfile::tempdir().unwrap();
+    let mut sides = Vec::new();
+    for side in ["a", "b"] {
+        let d = t.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["config.toml", "meta.json", "records.jsonl"] {
+            let text = std::fs::read_to_string(fixture.join(f)).unwrap();
+            std::fs::write(
+                d.join(f),
+                text.replace(
+                    "\"provenance\":\"measured\"",
+                    "\"provenance\":\"estimated\"",
+                ),
+            )
+            .unwrap();
+        }
+        sides.push(d);
+    }
+    let o = crate::common::jb()
+        .arg("compare")
+        .args(&sides)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" / ")).collect();
+    assert!(!rows.is_empty(), "{out}");
+    let (mut energy, mut latency) = (0, 0);
+    for l in rows {
+        if l.contains(" tpot_s:") || l.contains(" ttft_s:") || l.contains("tokens_per_s:") {
+            assert!(!l.contains("ESTIMATED"), "{l}");
+            latency += 1;
+        } else if l.contains(" j_per_") {
+            assert!(l.contains("[ESTIMATED]"), "{l}");
+            energy += 1;
+        }
+    }
+    assert!(energy > 0 && latency > 0, "{out}");
+}

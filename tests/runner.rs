@@ -80,6 +80,25 @@ fn dry_run_and_config_errors() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("missing.toml"));
+    // A model id that names nothing (a typo, a data set) is refused by --dry-run, at its line.
+    for (id, says) in [
+        ("smollm2-135m-instruct-q4", "unknown model id"),
+        ("sharegpt", "is a data set, not a model"),
+        ("synthetic:llama-huge", "unknown synthetic model"),
+    ] {
+        let typo = suite(
+            dir.path(),
+            &tiny_suite(dir.path(), 2, 1, "").replace("synthetic:llama-tiny", id),
+        );
+        jb().arg("run")
+            .arg(&typo)
+            .arg("--dry-run")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("{}:12:", typo.display())))
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("smollm2-135m-instruct-q4_1"));
+    }
 }
 
 #[test]

@@ -490,7 +490,12 @@ fn rows(
             ratio: rc.map(|x| x.0),
             ci: rc.map(|x| x.1),
             verdict,
-            provenance: provenance(brs),
+            // Latency, throughput and accuracy are measured whatever the energy source.
+            provenance: if m.is_energy() {
+                provenance(brs)
+            } else {
+                Some(Provenance::Measured)
+            },
         });
     }
     out

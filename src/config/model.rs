@@ -98,6 +98,40 @@ fn is_encoder(w: &Weights) -> bool {
     }
 }
 
+/// An `id` that names no model is refused where it is written, not when its cell runs: a
+/// registered id, `synthetic:NAME` of a known shape, or (as before) a path written as an id.
+fn known_id(id: &str) -> Result<(), String> {
+    use crate::engine::models::synthetic::SYNTHETIC;
+    use crate::store::registry;
+    if let Some(name) = id.strip_prefix("synthetic:") {
+        if SYNTHETIC.contains(&name) {
+            return Ok(());
+        }
+        return Err(format!(
+            "unknown synthetic model {id:?}; known: {}",
+            SYNTHETIC
+                .iter()
+                .map(|s| format!("synthetic:{s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if registry::lookup(id).is_some() || id.contains('/') || id.ends_with(".gguf") {
+        return Ok(());
+    }
+    let what = if registry::dataset(id).is_some() {
+        format!("{id:?} is a data set, not a model")
+    } else {
+        format!("unknown model id {id:?}")
+    };
+    Err(format!(
+        "{what}; known ids: {}, synthetic:llama-tiny, synthetic:llama-135m, hf:OWNER/NAME (a \
+         Hugging Face repository), or give path = \"FILE.gguf\" (`joulebench models list` shows \
+         them)",
+        registry::known_ids()
+    ))
+}
+
 impl RawModel {
     /// Checks the entry (relative paths resolve against `base`, the suite's folder); the
     /// message says what to change.
@@ -110,8 +144,10 @@ impl RawModel {
                 return Err("a [[model]] needs exactly one of id or path".into());
             }
             (Some(id), None) => {
-                if let Some(Err(e)) = crate::store::hub::HubId::parse(id) {
-                    return Err(e);
+                match crate::store::hub::HubId::parse(id) {
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(_)) => {}
+                    None => known_id(id)?,
                 }
                 Some(Weights::Id(id.clone()))
             }

@@ -94,6 +94,23 @@ fn unstable(c: &CellSummary) -> bool {
     c.warnings.iter().any(|w| w.starts_with("UNSTABLE"))
 }
 
+/// Repetitions that disagree too much for a median to be more than rough: energy per token
+/// with a coefficient of variation above 0.25, or a 95% interval whose ends are more than 2x
+/// apart.
+fn noisy(c: &CellSummary) -> bool {
+    use crate::metric::Metric;
+    [Metric::JPerDecodeToken, Metric::JPerRequest]
+        .iter()
+        .filter_map(|m| c.metrics.get(m.name()))
+        .any(|s| {
+            let wide = s
+                .bootstrap_ci95
+                .or(s.ci95)
+                .is_some_and(|[lo, hi]| lo > 0.0 && hi / lo > 2.0);
+            s.cv.is_some_and(|cv| cv > 0.25) || wide
+        })
+}
+
 /// Builds the headline from the summaries and the records they came from.
 pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
     let mut per_cell: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -339,12 +356,9 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
     if doc.interrupted {
         w.push("The run was interrupted: only the repetitions that finished are counted.".into());
     }
-    let est = doc
-        .cells
-        .iter()
-        .filter(|c| c.provenance == Some(Provenance::Estimated))
-        .count();
-    if est == n && n > 0 {
+    let count = |p: Provenance| doc.cells.iter().filter(|c| c.provenance == Some(p)).count();
+    let (est, measured) = (count(Provenance::Estimated), count(Provenance::Measured));
+    if est > 0 && measured == 0 {
         w.push(
             "Every energy figure is ESTIMATED (no sensor: a CPU-time model). Compare them with \
              each other only, never with measured figures."
@@ -352,8 +366,41 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         );
     } else if est > 0 {
         w.push(format!(
-            "{est} of {n} cells have ESTIMATED energy (no sensor) next to measured ones: do not \
-             rank those against each other."
+            "{est} of {n} cells have ESTIMATED energy (no sensor) next to {measured} with \
+             measured energy: do not rank those against each other."
+        ));
+    }
+    let contaminated: Vec<&str> = doc
+        .cells
+        .iter()
+        .filter(|c| {
+            c.warnings
+                .iter()
+                .any(|w| w.contains("its energy is contaminated"))
+        })
+        .map(|c| c.cell.as_str())
+        .collect();
+    if !contaminated.is_empty() {
+        w.push(format!(
+            "{} of {n} cells ran while other processes used much of the machine: their energy \
+             is CONTAMINATED (it includes other work): {}.",
+            contaminated.len(),
+            list(&contaminated)
+        ));
+    }
+    let noisy: Vec<&str> = doc
+        .cells
+        .iter()
+        .filter(|c| !unstable(c) && noisy(c))
+        .map(|c| c.cell.as_str())
+        .collect();
+    if !noisy.is_empty() {
+        w.push(format!(
+            "{} cells are NOISY (their repetitions' energy per token or per request varies by \
+             more than a quarter, or its interval spans more than 2x): read their medians as \
+             rough: {}.",
+            noisy.len(),
+            list(&noisy)
         ));
     }
     let failed: Vec<&str> = doc
@@ -496,6 +543,7 @@ impl EvalAnswer {
                     Some(p) if p >= 0.05 => s.push_str(&format!(
                         "; on these items the difference is not significant (McNemar p = {p:.2})"
                     )),
+                    Some(p) if p < 0.001 => s.push_str(" (McNemar p < 0.001)"),
                     Some(p) => s.push_str(&format!(" (McNemar p = {p:.3})")),
                     None => {}
                 }
