@@ -304,7 +304,8 @@ pub fn append(path: &Path, r: &Record) -> std::io::Result<()> {
 /// Reads every complete record; a torn or unreadable line (a kill mid-write, a byte cut inside
 /// a multi-byte character) is skipped with a warning naming the file and line, not fatal.
 pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
-    let bytes = match std::fs::read(path) {
+    use std::io::BufRead;
+    let file = match std::fs::File::open(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => {
@@ -314,10 +315,23 @@ pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
             ));
         }
     };
+    // Line by line: the file is never held whole beside its records.
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut out = Vec::new();
     let mut warnings = Vec::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        let Ok(line) = std::str::from_utf8(raw) else {
+    let mut raw = Vec::new();
+    for i in 0.. {
+        raw.clear();
+        let n = reader.read_until(b'\n', &mut raw).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        if raw.last() == Some(&b'\n') {
+            raw.pop();
+        }
+        let Ok(line) = std::str::from_utf8(&raw) else {
             warnings.push(format!(
                 "{}:{}: a line that is not UTF-8 (torn mid-character?) skipped",
                 path.display(),
