@@ -275,3 +275,108 @@ fn compare_marks_only_energy_as_estimated() {
     }
     assert!(energy > 0 && latency > 0, "{out}");
 }
+
+/// The fixture's records as JSON, to build runs that contradict what a headline could say.
+fn fixture_values() -> Vec<serde_json::Value> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-v1");
+    std::fs::read_to_string(fixture.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn headline_of(values: &[serde_json::Value]) -> String {
+    let recs: Vec<joulebench::record::Record> = values
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    let doc = joulebench::report::summarize("s", &recs, false);
+    joulebench::report::headline::headline(&doc, &recs)
+        .warnings
+        .join("\n")
+}
+
+/// Each statement the headline makes before conclusions holds for the records: "every figure
+/// is estimated" when no cell is measured (a failed cell beside estimated ones is not "next to
+/// measured ones"); contaminated and noisy cells are named; none of it is said of a clean run.
+#[test]
+fn the_headline_says_only_what_the_records_show() {
+    // The fixture's tiny-a__one__short really is noisy (decode J/token 14.5-29.3 mJ over its
+    // five repetitions): said so; made steady, nothing is said.
+    let h = headline_of(&fixture_values());
+    assert!(
+        h.contains("NOISY") && h.contains("tiny-a__one__short"),
+        "{h}"
+    );
+    let mut clean = fixture_values();
+    for v in clean
+        .iter_mut()
+        .filter(|v| v["cell"] == "tiny-a__one__short")
+    {
+        v["energy"]["j_per_decode_token"] = 0.0182.into();
+    }
+    let h = headline_of(&clean);
+    for never in ["ESTIMATED", "CONTAMINATED", "NOISY"] {
+        assert!(!h.contains(never), "{h}");
+    }
+    // Estimated energy everywhere, and one cell failed: nothing was measured.
+    let mut est = clean.clone();
+    for v in &mut est {
+        v["energy"]["provenance"] = "estimated".into();
+    }
+    let mut failed = est[0].clone();
+    failed["cell"] = "tiny-c__one__short".into();
+    failed["cell_index"] = 9.into();
+    failed["status"] = "failed".into();
+    failed["error"] = "boom".into();
+    failed["energy"] = serde_json::Value::Null;
+    est.push(failed);
+    let h = headline_of(&est);
+    assert!(h.contains("Every energy figure is ESTIMATED"), "{h}");
+    assert!(!h.contains("next to"), "{h}");
+    // Half estimated: the count of measured cells is said.
+    let mut mixed = clean.clone();
+    for v in mixed
+        .iter_mut()
+        .filter(|v| v["cell"].as_str().unwrap().starts_with("tiny-a"))
+    {
+        v["energy"]["provenance"] = "estimated".into();
+    }
+    let h = headline_of(&mixed);
+    assert!(
+        h.contains("2 of 4 cells have ESTIMATED energy (no sensor) next to 2 with measured"),
+        "{h}"
+    );
+    // Other processes used the machine during one cell.
+    let mut dirty = clean.clone();
+    for v in dirty
+        .iter_mut()
+        .filter(|v| v["cell"] == "tiny-b__one__longer")
+    {
+        v["warnings"] = serde_json::json!([
+            "other processes used 1.20 CPU-seconds (55% of the machine) during this repetition: its energy is contaminated"
+        ]);
+    }
+    let h = headline_of(&dirty);
+    assert!(
+        h.contains("CONTAMINATED") && h.contains("tiny-b__one__longer"),
+        "{h}"
+    );
+    // Another cell's repetitions disagree by 6x.
+    let mut noisy = clean.clone();
+    for (i, v) in noisy
+        .iter_mut()
+        .filter(|v| v["cell"] == "tiny-b__one__short")
+        .enumerate()
+    {
+        let j = v["energy"]["j_per_decode_token"].as_f64().unwrap();
+        v["energy"]["j_per_decode_token"] = (j * [1.0, 6.0, 1.0, 6.0, 3.0][i]).into();
+    }
+    let h = headline_of(&noisy);
+    assert!(
+        h.contains("NOISY") && h.contains("tiny-b__one__short"),
+        "{h}"
+    );
+    assert!(!h.contains("tiny-a__one__short"), "{h}");
+}

@@ -81,10 +81,22 @@ fn dry_run_and_config_errors() {
         .code(2)
         .stderr(predicate::str::contains("missing.toml"));
     // A model id that names nothing (a typo, a data set) is refused by --dry-run, at its line.
-    for (id, says) in [
-        ("smollm2-135m-instruct-q4", "unknown model id"),
-        ("sharegpt", "is a data set, not a model"),
-        ("synthetic:llama-huge", "unknown synthetic model"),
+    for (id, says, lists) in [
+        (
+            "smollm2-135m-instruct-q4",
+            "unknown model id",
+            "smollm2-135m-instruct-q4_1",
+        ),
+        (
+            "sharegpt",
+            "is a data set, not a model",
+            "smollm2-135m-instruct-q4_1",
+        ),
+        (
+            "synthetic:llama-huge",
+            "unknown synthetic model",
+            "synthetic:llama-135m",
+        ),
     ] {
         let typo = suite(
             dir.path(),
@@ -97,7 +109,7 @@ fn dry_run_and_config_errors() {
             .code(2)
             .stderr(predicate::str::contains(format!("{}:12:", typo.display())))
             .stderr(predicate::str::contains(says))
-            .stderr(predicate::str::contains("smollm2-135m-instruct-q4_1"));
+            .stderr(predicate::str::contains(lists));
     }
 }
 

@@ -144,10 +144,8 @@ impl RawModel {
                 return Err("a [[model]] needs exactly one of id or path".into());
             }
             (Some(id), None) => {
-                match crate::store::hub::HubId::parse(id) {
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(_)) => {}
-                    None => known_id(id)?,
+                if let Some(Err(e)) = crate::store::hub::HubId::parse(id) {
+                    return Err(e);
                 }
                 Some(Weights::Id(id.clone()))
             }
@@ -156,6 +154,11 @@ impl RawModel {
             (None, None) => None,
         };
         self.no_stray_fields()?;
+        if let Some(Weights::Id(id)) = &weights
+            && crate::store::hub::HubId::parse(id).is_none()
+        {
+            known_id(id)?;
+        }
         let engine = match (self.engine, weights) {
             (EngineKind::Candle, Some(weights)) => EngineSpec::Candle(CandleSpec {
                 encoder: is_encoder(&weights),
