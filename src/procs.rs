@@ -144,6 +144,28 @@ pub fn reap_orphans(keep: &[i32]) {
     }
 }
 
+/// Stops a child that leads its own process group: SIGTERM to the group, SIGKILL to it (and
+/// the child) if the child has not exited after `grace`; the child is reaped either way.
+pub fn stop_child_group(child: &mut std::process::Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pgid = child.id() as i32;
+    // SAFETY: signalling the group our own, not yet reaped, child leads.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while t0.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// What [`stop`] found and did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stopped {

@@ -396,10 +396,10 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         .collect();
     if !noisy.is_empty() {
         w.push(format!(
-            "{} cells are NOISY (their repetitions' energy per token or per request varies by \
+            "{} NOISY (their repetitions' energy per token or per request varies by \
              more than a quarter, or its interval spans more than 2x): read their medians as \
              rough: {}.",
-            noisy.len(),
+            cells(noisy.len(), "are"),
             list(&noisy)
         ));
     }
@@ -424,8 +424,8 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         .collect();
     if !partial.is_empty() {
         w.push(format!(
-            "{} cells lost repetitions to failures: {}.",
-            partial.len(),
+            "{} lost repetitions to failures: {}.",
+            cells(partial.len(), ""),
             list(&partial)
         ));
     }
@@ -437,9 +437,9 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         .collect();
     if !unst.is_empty() {
         w.push(format!(
-            "{} cells are UNSTABLE (short steady window or batch not reached) and are left out \
+            "{} UNSTABLE (short steady window or batch not reached) and are left out \
              of the answers above: {}.",
-            unst.len(),
+            cells(unst.len(), "are"),
             list(&unst)
         ));
     }
@@ -464,6 +464,16 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         }
     }
     w
+}
+
+/// "1 cell is" / "3 cells are" (`verb` "are"), or "1 cell" / "3 cells" (`verb` "").
+fn cells(n: usize, verb: &str) -> String {
+    match (n, verb) {
+        (1, "are") => "1 cell is".into(),
+        (1, _) => "1 cell".into(),
+        (n, "") => format!("{n} cells"),
+        (n, v) => format!("{n} cells {v}"),
+    }
 }
 
 fn list(v: &[&str]) -> String {

@@ -142,20 +142,7 @@ pub const GRACE: Duration = Duration::from_secs(3);
 
 /// Stops a cell process that ran past its time: SIGTERM to its group, SIGKILL after [`GRACE`].
 pub fn stop_cell(child: &mut std::process::Child) {
-    let pgid = child.id() as i32;
-    // SAFETY: signalling the group our own, not yet reaped, child leads.
-    unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    let t0 = Instant::now();
-    while t0.elapsed() < GRACE {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: as above.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    let _ = child.kill();
-    let _ = child.wait();
+    crate::procs::stop_child_group(child, GRACE);
 }
 
 /// Stops whatever a cell left running (this process is their reaper: see `procs`), sparing

@@ -129,25 +129,7 @@ impl ManagedServer {
             return;
         };
         let pgid = c.id() as i32;
-        if !matches!(c.try_wait(), Ok(Some(_))) {
-            // SAFETY: signalling the group our own, not yet reaped, child leads.
-            unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let t0 = Instant::now();
-            let mut exited = false;
-            while t0.elapsed() < grace {
-                if let Ok(Some(_)) = c.try_wait() {
-                    exited = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if !exited {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        crate::procs::stop_child_group(&mut c, grace);
         // Its workers, in its group or reparented here, get the same grace.
         crate::procs::stop(grace.min(Duration::from_secs(5)), &[], &|p| p.pgrp == pgid);
     }
