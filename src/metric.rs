@@ -8,6 +8,9 @@ use std::fmt;
 /// A figure of a repetition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
+    /// The headline's figure: the request's energy over its generated tokens (input tokens for
+    /// embeddings); at concurrency above 1 the steady window's, in an open loop the whole run's.
+    JPerToken,
     JPerPrefillToken,
     JPerDecodeToken,
     JPerRequest,
@@ -54,6 +57,7 @@ pub struct Shown {
 impl Metric {
     /// Every figure, in report order.
     pub const ALL: &[Metric] = &[
+        Metric::JPerToken,
         Metric::JPerPrefillToken,
         Metric::JPerDecodeToken,
         Metric::JPerRequest,
@@ -108,6 +112,7 @@ impl Metric {
         Metric::Accuracy,
         Metric::JPerItem,
         Metric::CorrectPerKj,
+        Metric::JPerToken,
     ];
 
     /// What `compare` judges when no metric is named (a row only where a side has the
@@ -124,6 +129,7 @@ impl Metric {
     /// The name in summary.json, summary.csv and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Metric::JPerToken => "j_per_token",
             Metric::JPerPrefillToken => "j_per_prefill_token",
             Metric::JPerDecodeToken => "j_per_decode_token",
             Metric::JPerRequest => "j_per_request",
@@ -167,7 +173,8 @@ impl Metric {
     pub fn unit(self) -> &'static str {
         use Metric::*;
         match self {
-            JPerPrefillToken
+            JPerToken
+            | JPerPrefillToken
             | JPerDecodeToken
             | JPerPrefillTokenNet
             | JPerDecodeTokenNet
@@ -227,6 +234,7 @@ impl Metric {
         use Metric::*;
         let e = r.energy.as_ref();
         match self {
+            JPerToken => r.energy_per_token_joules,
             JPerPrefillToken => e.and_then(|e| e.j_per_prefill_token),
             JPerDecodeToken => e.and_then(|e| e.j_per_decode_token),
             JPerRequest => e.map(|e| e.j_per_request),
@@ -265,6 +273,7 @@ impl Metric {
     pub fn shown(self) -> Shown {
         use Metric::*;
         let (heading, scale, decimals) = match self {
+            JPerToken => ("mJ/token", 1e3, 3),
             JPerPrefillToken => ("prefill mJ/token", 1e3, 3),
             JPerDecodeToken => ("decode mJ/token", 1e3, 3),
             JPerPrefillTokenNet => ("prefill net mJ/token", 1e3, 3),

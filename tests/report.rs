@@ -363,6 +363,63 @@ fn the_headline_says_only_what_the_records_show() {
         h.contains("CONTAMINATED") && h.contains("tiny-b__one__longer"),
         "{h}"
     );
+    // How much: the share of repetitions (the fixture's cells ran 5 each) and the worst share
+    // of the machine.
+    let total: usize = 4 * 5;
+    assert!(
+        h.contains(&format!(
+            "(5 of {total} repetitions; at worst 55% of its CPUs)"
+        )),
+        "{h}"
+    );
+    let mut one = clean.clone();
+    let mut k = 0;
+    for v in one
+        .iter_mut()
+        .filter(|v| v["cell"] == "tiny-b__one__longer")
+    {
+        k += 1;
+        if k == 2 {
+            v["warnings"] = serde_json::json!([
+                "other processes used 2.00 CPU-seconds (91% of the machine) during this repetition: its energy is contaminated"
+            ]);
+        }
+    }
+    let h = headline_of(&one);
+    assert!(
+        h.contains(&format!(
+            "(1 of {total} repetitions; at worst 91% of its CPUs)"
+        )),
+        "{h}"
+    );
+    // More threads decoding slower than fewer: the same cells again under a 2-thread profile,
+    // decoding at half the speed, are called out; at a higher speed nothing is said.
+    let twice = |factor: f64| {
+        let mut v = clean.clone();
+        for r in clean.iter() {
+            let mut r = r.clone();
+            r["profile"] = "two".into();
+            r["cell"] = r["cell"]
+                .as_str()
+                .unwrap()
+                .replace("__one__", "__two__")
+                .into();
+            r["cell_index"] = (r["cell_index"].as_u64().unwrap() + 10).into();
+            r["model_info"]["engine"]["threads"] = 2.into();
+            let s = r["decode_tokens_per_s"].as_f64().unwrap();
+            r["decode_tokens_per_s"] = (s * factor).into();
+            v.push(r);
+        }
+        headline_of(&v)
+    };
+    let h = twice(0.5);
+    assert!(
+        h.contains("THREADS INVERTED: tiny-a__two__short decoded slower at 2 threads than tiny-a__one__short at 1"),
+        "{h}"
+    );
+    assert_eq!(h.matches("THREADS INVERTED").count(), 4, "{h}");
+    let h = twice(1.7);
+    assert!(!h.contains("THREADS INVERTED"), "{h}");
     // Another cell's repetitions disagree by 6x.
     let mut noisy = clean.clone();
     for (i, v) in noisy
@@ -379,4 +436,82 @@ fn the_headline_says_only_what_the_records_show() {
         "{h}"
     );
     assert!(!h.contains("tiny-a__one__short"), "{h}");
+}
+
+/// The headline's figure is a column of the table beside it (same name, unit and value, the
+/// same interval), and report.md says how each figure was obtained, with the formula of the
+/// estimate this run used and its numbers.
+#[test]
+fn the_headline_figure_is_in_the_table_and_report_md_gives_the_method() {
+    let t = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[suite]\nname = \"fig\"\nwarmup = 0\nrepetitions = 3\nidle_seconds = 0\nmin_window_ms = 20\n\n\
+         [meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n\n[[model]]\nid = \"synthetic:llama-tiny\"\n\n\
+         [[profile]]\nname = \"one\"\nthreads = 1\n\n\
+         [[workload]]\nname = \"w\"\nprompt_tokens = 16\nnew_tokens = 8\n",
+        t.path().join("no-powercap").display()
+    );
+    let suite = common::write_suite(t.path(), "fig", &body);
+    let out = t.path().join("out");
+    common::jb()
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(run_dir(&out).join("report.md")).unwrap();
+    // The headline: "- w: CELL at 1.23 mJ/token (95% interval 1.1-1.4), ESTIMATED ...".
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("- w: "))
+        .unwrap_or_else(|| panic!("no answer for w in\n{md}"));
+    let fig = line.split(" at ").nth(1).unwrap();
+    let (value, rest) = fig.split_once(' ').unwrap();
+    assert!(rest.starts_with("mJ/token"), "{line}");
+    let interval = rest
+        .split("95% interval ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no interval in {line}"));
+    // The table: a column under exactly that name and unit.
+    let header = md.lines().find(|l| l.starts_with("| cell |")).unwrap();
+    let cols: Vec<&str> = header.split('|').map(str::trim).collect();
+    let k = cols
+        .iter()
+        .position(|c| *c == "mJ/token")
+        .unwrap_or_else(|| panic!("no mJ/token column in {header}"));
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| ") && l.contains("synthetic") && !l.starts_with("| cell"))
+        .unwrap();
+    let cell: Vec<&str> = row.split('|').map(str::trim).collect();
+    // "1.234 [1.100, 1.400]": the headline prints the same numbers to three digits.
+    let (median, ci) = cell[k].split_once(' ').unwrap();
+    let tick = |s: &str| joulebench::report::charts::style::tick(s.parse::<f64>().unwrap());
+    assert_eq!(tick(median), value, "{line}\n{row}");
+    let (lo, hi) = ci
+        .trim_matches(|c| c == '[' || c == ']')
+        .split_once(", ")
+        .unwrap();
+    assert_eq!(
+        format!("{}-{}", tick(lo), tick(hi)),
+        interval,
+        "{line}\n{row}"
+    );
+    // The method, with this run's estimate formula.
+    let plain = md.replace('\\', "");
+    let method = &plain[plain
+        .find("## How each figure was obtained")
+        .unwrap_or_else(|| panic!("no method in\n{md}"))..];
+    assert!(
+        method.contains("- mJ/token, the headline's figure, is"),
+        "{method}"
+    );
+    let formula = method
+        .lines()
+        .find(|l| l.starts_with("- ESTIMATED CPU energy: E = cpu_time_s x "))
+        .unwrap_or_else(|| panic!("no estimate formula in\n{method}"));
+    assert!(formula.contains("TDP"), "{formula}");
+    assert!(!md.contains("the estimate's note gives"), "{md}");
 }

@@ -190,8 +190,8 @@ pub fn select(
         };
         let model = EstimateModel::for_this_machine(tdp_w);
         sel.warnings.push(
-            "CPU energy is ESTIMATED (no CPU energy sensor in use); the estimate's note gives \
-             its formula and inputs"
+            "CPU energy is ESTIMATED (no CPU energy sensor in use); the report's method section \
+             and meta.json give its formula and inputs"
                 .into(),
         );
         sel.sources

@@ -7,8 +7,9 @@
 
 use super::summary::{CellSummary, SummaryDoc};
 use crate::meter::Provenance;
+use crate::metric::Metric;
 use crate::record::{Record, Status};
-use crate::stats::{median, summarize_bootstrap};
+use crate::stats::median;
 use std::collections::BTreeMap;
 
 /// One workload's answer.
@@ -84,12 +85,6 @@ pub struct Overall {
     pub cells: usize,
 }
 
-fn seed(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 fn unstable(c: &CellSummary) -> bool {
     c.warnings.iter().any(|w| w.starts_with("UNSTABLE"))
 }
@@ -98,30 +93,24 @@ fn unstable(c: &CellSummary) -> bool {
 /// with a coefficient of variation above 0.25, or a 95% interval whose ends are more than 2x
 /// apart.
 fn noisy(c: &CellSummary) -> bool {
-    use crate::metric::Metric;
-    [Metric::JPerDecodeToken, Metric::JPerRequest]
-        .iter()
-        .filter_map(|m| c.metrics.get(m.name()))
-        .any(|s| {
-            let wide = s
-                .bootstrap_ci95
-                .or(s.ci95)
-                .is_some_and(|[lo, hi]| lo > 0.0 && hi / lo > 2.0);
-            s.cv.is_some_and(|cv| cv > 0.25) || wide
-        })
+    [
+        Metric::JPerToken,
+        Metric::JPerDecodeToken,
+        Metric::JPerRequest,
+    ]
+    .iter()
+    .filter_map(|m| c.metrics.get(m.name()))
+    .any(|s| {
+        let wide = s
+            .bootstrap_ci95
+            .or(s.ci95)
+            .is_some_and(|[lo, hi]| lo > 0.0 && hi / lo > 2.0);
+        s.cv.is_some_and(|cv| cv > 0.25) || wide
+    })
 }
 
 /// Builds the headline from the summaries and the records they came from.
 pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
-    let mut per_cell: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.status == Status::Ok) {
-        if let Some(v) = r
-            .energy_per_token_joules
-            .filter(|v| v.is_finite() && *v > 0.0)
-        {
-            per_cell.entry(r.cell_index).or_default().push(v);
-        }
-    }
     let hardware: std::collections::BTreeSet<Option<&str>> =
         doc.cells.iter().map(|c| c.hardware.as_deref()).collect();
     let mixed = hardware.len() > 1;
@@ -159,15 +148,16 @@ pub fn headline(doc: &SummaryDoc, records: &[Record]) -> Headline {
             .unwrap_or(0);
         groups.entry((first, key)).or_default().push(c);
     }
-    let ci = |c: &CellSummary| {
-        per_cell
-            .get(&c.cell_index)
-            .and_then(|v| summarize_bootstrap(v, seed(&c.cell)))
-            .and_then(|s| s.bootstrap_ci95)
-    };
+    // The figure and interval the summary table prints in its `mJ/token` column.
+    let ci = |c: &CellSummary| c.metric(Metric::JPerToken).and_then(|s| s.bootstrap_ci95);
     let mut best = Vec::new();
     for ((_, workload), mut cs) in groups {
-        let v = |c: &CellSummary| c.energy_per_token_joules.unwrap_or(f64::INFINITY);
+        let v = |c: &CellSummary| {
+            c.metric(Metric::JPerToken)
+                .map(|s| s.median)
+                .or(c.energy_per_token_joules)
+                .unwrap_or(f64::INFINITY)
+        };
         cs.sort_by(|a, b| v(a).total_cmp(&v(b)).then(a.cell_index.cmp(&b.cell_index)));
         let b = cs[0];
         let b_ci = ci(b);
@@ -252,7 +242,6 @@ fn synthetic_note(cells: &[&CellSummary]) -> Option<String> {
 /// Per evaluation task (and variant and metric): the most correct answers per kJ, the most
 /// accurate, and what the accuracy difference costs in energy.
 fn eval_answers(doc: &SummaryDoc, records: &[Record], mixed: bool) -> Vec<EvalAnswer> {
-    use crate::metric::Metric;
     let mut groups: BTreeMap<(usize, String), Vec<&CellSummary>> = BTreeMap::new();
     for (i, c) in doc.cells.iter().enumerate() {
         let Some(e) = c.eval.as_ref().filter(|_| c.repetitions_ok > 0) else {
@@ -381,12 +370,17 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         .map(|c| c.cell.as_str())
         .collect();
     if !contaminated.is_empty() {
+        let (reps, total, worst) = contamination(doc);
         w.push(format!(
-            "{} of {n} cells ran while other processes used much of the machine: their energy \
-             is CONTAMINATED (it includes other work): {}.",
+            "{} of {n} cells ran while other processes used much of the machine ({reps} of \
+             {total} repetitions; at worst {worst:.0}% of its CPUs): their energy is \
+             CONTAMINATED (it includes other work): {}.",
             contaminated.len(),
             list(&contaminated)
         ));
+    }
+    for inv in thread_inversions(doc) {
+        w.push(inv);
     }
     let noisy: Vec<&str> = doc
         .cells
@@ -396,8 +390,8 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
         .collect();
     if !noisy.is_empty() {
         w.push(format!(
-            "{} NOISY (their repetitions' energy per token or per request varies by \
-             more than a quarter, or its interval spans more than 2x): read their medians as \
+            "{} NOISY (the repetitions' energy per token or per request varies by more \
+             than a quarter, or the 95% interval spans more than 2x): read those medians as \
              rough: {}.",
             cells(noisy.len(), "are"),
             list(&noisy)
@@ -467,6 +461,97 @@ fn warnings(doc: &SummaryDoc) -> Vec<String> {
 }
 
 /// "1 cell is" / "3 cells are" (`verb` "are"), or "1 cell" / "3 cells" (`verb` "").
+/// The contaminated repetitions, every finished repetition, and the largest share of the
+/// machine other processes used in one repetition (percent, at most 100), from the cells'
+/// warnings (`... (55% of the machine) during this repetition: its energy is contaminated
+/// (repetition 1, 3)`).
+fn contamination(doc: &SummaryDoc) -> (usize, usize, f64) {
+    let (mut reps, mut worst) = (0, 0f64);
+    for c in &doc.cells {
+        let mut hit = std::collections::BTreeSet::new();
+        for w in c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("its energy is contaminated"))
+        {
+            if let Some(p) = w
+                .split("% of the machine")
+                .next()
+                .and_then(|s| s.rsplit('(').next())
+                .and_then(|s| s.trim().parse::<f64>().ok())
+            {
+                worst = worst.max(p.min(100.0));
+            }
+            let which = w.rsplit('(').next().unwrap_or("");
+            if which.starts_with("every repetition") {
+                hit.extend(1..=c.repetitions_ok as u32);
+            } else if let Some(list) = which.strip_prefix("repetition ") {
+                hit.extend(
+                    list.trim_end_matches(')')
+                        .split(", ")
+                        .filter_map(|r| r.parse::<u32>().ok()),
+                );
+            } else {
+                // One repetition's warning without the summary's note of which.
+                hit.insert(0);
+            }
+        }
+        reps += hit.len().min(c.repetitions_ok.max(1));
+    }
+    let total = doc.cells.iter().map(|c| c.repetitions_ok).sum();
+    (reps, total, worst)
+}
+
+/// A cell that decodes slower with more threads than the same model and workload with fewer
+/// (median decode tokens/s lower by more than 5%): more threads should never be slower, so
+/// the machine was busy or its cores oversubscribed while one of them ran.
+fn thread_inversions(doc: &SummaryDoc) -> Vec<String> {
+    let speed = |c: &CellSummary| {
+        c.metric(Metric::DecodeTokensPerS)
+            .map(|s| s.median)
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let mut out = Vec::new();
+    for (i, a) in doc.cells.iter().enumerate() {
+        for b in &doc.cells[i + 1..] {
+            let (Some(ea), Some(eb)) = (&a.engine, &b.engine) else {
+                continue;
+            };
+            if a.model != b.model
+                || a.workload != b.workload
+                || a.hardware != b.hardware
+                || ea.device != eb.device
+                || ea.threads == eb.threads
+            {
+                continue;
+            }
+            let (few, many) = if ea.threads < eb.threads {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            let (Some(sf), Some(sm)) = (speed(few), speed(many)) else {
+                continue;
+            };
+            if sm < 0.95 * sf {
+                let t = |c: &CellSummary| c.engine.as_ref().map_or(0, |e| e.threads);
+                out.push(format!(
+                    "THREADS INVERTED: {} decoded slower at {} threads than {} at {} ({:.1} vs \
+                     {:.1} tokens/s): more threads are never slower on a quiet machine, so one \
+                     of them ran while the machine was busy; compare them with care.",
+                    many.cell,
+                    t(many),
+                    few.cell,
+                    t(few),
+                    sm,
+                    sf
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn cells(n: usize, verb: &str) -> String {
     match (n, verb) {
         (1, "are") => "1 cell is".into(),

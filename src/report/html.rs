@@ -119,6 +119,7 @@ fn fig(c: &CellSummary, m: Metric, intervals: bool) -> String {
 
 /// The figures of the summary table, in column order.
 const COLUMNS: &[Metric] = &[
+    Metric::JPerToken,
     Metric::JPerPrefillToken,
     Metric::JPerDecodeToken,
     Metric::JPerRequest,
@@ -302,13 +303,11 @@ fn charts_html(h: &mut String, charts: &[Chart]) {
 
 /// How each figure was obtained, and the meters.
 fn method_html(h: &mut String, meta: Option<&RunMeta>) {
-    h.push_str("<h2 id=\"method\">How each figure was obtained</h2>\n<ul>\n\
-        <li>Energy per phase comes from reading every counter at the request start, at the first token and at the last token (device synchronized first); decode energy is never a whole run minus a separate prefill run.</li>\n\
-        <li>CPU energy is sum(package) + sum(dram) from RAPL (core and uncore are inside the package and never added; psys is reported on its own); GPU energy is NVML's energy counter where the GPU has one, else polled power integrated with the trapezoid rule. Without a sensor the CPU figure is the labelled ESTIMATE.</li>\n\
-        <li>J per prefill token = prefill energy / prompt tokens; J per decode token = decode energy / generated tokens; tokens per joule counts generated tokens (input tokens for embeddings). Token counts come from the engine.</li>\n\
-        <li>Net figures subtract idle power × phase duration, clamped at zero and flagged when negative.</li>\n\
-        <li>TTFT = first token − request start; TPOT = (E2E − TTFT) / (output tokens − 1); ITL = the gaps between tokens; E2E = last token − request start.</li>\n\
-        <li>Short generations are repeated inside one measured window (inner iterations) and divided, so the window spans several counter updates.</li>\n</ul>\n");
+    h.push_str("<h2 id=\"method\">How each figure was obtained</h2>\n<ul>\n");
+    for l in super::method::lines(meta.map(|m| &m.sources)) {
+        let _ = writeln!(h, "<li>{}</li>", esc(&l));
+    }
+    h.push_str("</ul>\n");
     if let Some(m) = meta {
         let _ = writeln!(
             h,

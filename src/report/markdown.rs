@@ -36,6 +36,7 @@ fn cell_value(c: &CellSummary, m: Metric) -> String {
 
 /// The figures of the Markdown summary table, in column order.
 const MD_COLUMNS: &[Metric] = &[
+    Metric::JPerToken,
     Metric::JPerPrefillToken,
     Metric::JPerDecodeToken,
     Metric::JPerRequest,
@@ -132,7 +133,7 @@ pub fn report_md(
     s.push_str(
         "Medians over repetitions with 95% bootstrap intervals. Energy covers the CPU (sum of \
          packages and DRAM) and metered GPUs; ESTIMATED figures come from a CPU-time model, \
-         not a sensor.\n\n",
+         not a sensor (its formula is under \"How each figure was obtained\" below).\n\n",
     );
     let headings: Vec<&str> = MD_COLUMNS.iter().map(|m| m.shown().heading).collect();
     let _ = writeln!(s, "| cell | energy | {} | reps |", headings.join(" | "));
@@ -179,6 +180,10 @@ pub fn report_md(
     }
     for w in &doc.warnings {
         let _ = writeln!(s, "\n- {}", md_escape(w));
+    }
+    s.push_str("\n## How each figure was obtained\n\n");
+    for l in super::method::lines(meta.map(|m| &m.sources)) {
+        let _ = writeln!(s, "- {}", md_escape(&l));
     }
     s
 }

@@ -5,6 +5,7 @@ pub mod charts;
 pub mod headline;
 pub mod html;
 pub mod markdown;
+pub mod method;
 #[cfg(feature = "png")]
 pub mod png;
 pub mod serving;
