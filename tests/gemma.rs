@@ -1,15 +1,15 @@
 //! Gemma 3 270M (registered: `gemma-3-270m-q4_k_m`, four chunk wheels on PyPI) against llama.cpp
-//! (llama-cpp-python 0.3.36, the build scripts/llama-cpp-server.sh installs) on the same file:
-//! SentencePiece tokenization of tricky strings, the last position's logits, and greedy tokens.
+//! (its C++ `llama-server`, built once for every test that needs it from the llama.cpp that
+//! llama-cpp-python 0.3.36 vendors) on the same file: SentencePiece tokenization of tricky
+//! strings, the last position's most likely tokens and their logits, and greedy tokens.
 
-use crate::common;
+use crate::common::llama_cpp;
 
 use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::text::{prompt, tokenizer};
 use joulebench::engine::{GenerateRequest, NoObserver};
 use joulebench::store::registry;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn gemma_file() -> PathBuf {
     let m = registry::lookup("gemma-3-270m-q4_k_m").expect("registered");
@@ -29,42 +29,13 @@ const STRINGS: &[&str] = &[
 
 const PROMPT: &str = "The three most important ways to save energy at home are";
 
-/// llama.cpp's view: tokens of every string (special tokens parsed), then for BOS + PROMPT the
-/// last position's logits (as a list) and 16 greedy tokens.
-fn reference(py: &Path, model: &Path) -> serde_json::Value {
-    let code = r#"
-import json, sys, llama_cpp
-path = sys.argv[1]
-strings = json.loads(sys.argv[2])
-llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=2, n_batch=256, logits_all=True,
-                      verbose=False)
-toks = [llm.tokenize(s.encode(), add_bos=False, special=True) for s in strings]
-ids = llm.tokenize(sys.argv[3].encode(), add_bos=True, special=True)
-llm.reset()
-llm.eval(ids)
-last = [float(x) for x in llm.scores[llm.n_tokens - 1]]
-out = []
-for _ in range(16):
-    row = llm.scores[llm.n_tokens - 1]
-    t = int(row.argmax())
-    out.append(t)
-    llm.eval([t])
-print(json.dumps({"tokens": toks, "prompt": ids, "logits": last, "greedy": out}))
-"#;
-    let strings = serde_json::to_string(STRINGS).unwrap();
-    let out = common::run_reference(
-        py,
-        code,
-        &[model.as_os_str(), OsStr::new(&strings), OsStr::new(PROMPT)],
-    );
-    serde_json::from_slice(&out).expect("json")
-}
+/// How many of llama.cpp's most likely tokens at the prompt's last position are compared.
+const TOP: usize = 64;
 
 #[test]
 fn gemma3_matches_llama_cpp_on_the_same_file() {
     let model = gemma_file();
-    let py = common::llama_cpp_python();
-    let want = reference(&py, &model);
+    let mut server = llama_cpp::Server::start(&model, 256);
     let mut m = load(
         model.to_str().unwrap(),
         &LoadOptions::default(),
@@ -74,9 +45,9 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     let info = m.info().clone();
     assert_eq!(info.architecture, "gemma3");
     let tok = m.tokenizer().unwrap().clone();
-    for (s, w) in STRINGS.iter().zip(want["tokens"].as_array().unwrap()) {
+    for s in STRINGS {
         let ours = tokenizer::encode(&tok, s).unwrap();
-        let theirs: Vec<u32> = serde_json::from_value(w.clone()).unwrap();
+        let theirs = server.tokenize(s, false);
         assert_eq!(ours, theirs, "tokens of {s:?}");
         assert_eq!(
             tokenizer::decode(&tok, &ours).unwrap(),
@@ -92,13 +63,14 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     let id = |s: &str| tok.token_to_id(s).unwrap();
     assert_eq!(chat[..2], [2, id("<start_of_turn>")]);
     assert_eq!(chat[chat.len() - 3], id("<start_of_turn>"));
-    let prompt: Vec<u32> = serde_json::from_value(want["prompt"].clone()).unwrap();
+    let prompt = server.tokenize(PROMPT, true);
     assert_eq!(
         [&[2u32][..], &tokenizer::encode(&tok, PROMPT).unwrap()].concat(),
         prompt
     );
-    // Logits of the prompt's last position: same ranking at the top, close values.
-    let theirs: Vec<f32> = serde_json::from_value(want["logits"].clone()).unwrap();
+    // llama.cpp greedily from the prompt, with its most likely tokens at every step.
+    let steps = server.greedy(&prompt, 16, TOP);
+    drop(server);
     let req = GenerateRequest {
         prompts: vec![prompt.clone()],
         max_new_tokens: 16,
@@ -106,7 +78,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
         stop: Vec::new(),
     };
     let out = m.generate(&req, &mut NoObserver).unwrap();
-    let greedy: Vec<u32> = serde_json::from_value(want["greedy"].clone()).unwrap();
+    let greedy: Vec<u32> = steps.iter().map(|s| s.token).collect();
     let agree = out.generated[0]
         .iter()
         .zip(&greedy)
@@ -118,20 +90,31 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     );
     // 16 of 16 on this machine; a near-tie may flip on another CPU (summation order).
     assert!(agree >= 12, "only {agree} of 16 greedy tokens agree");
+    // The prompt's last position: the same most likely token, and llama.cpp's TOP most likely
+    // tokens at the same logits up to one shift (a log-probability is the logit less the log of
+    // the partition function). Both quantize activations to 8 bits, each in its own summation
+    // order, so their logits differ by a few tenths (the margin `tests/llama_ref.rs` allows a
+    // near-tie): the deviations from the shift must stay within that.
     let ours = joulebench::engine::models::decoder::reference_logits(&model, &prompt).unwrap();
-    let top = |v: &[f32]| {
-        let mut i: Vec<usize> = (0..v.len()).collect();
-        i.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
-        i.truncate(5);
-        i
-    };
-    assert_eq!(top(&ours)[0], top(&theirs)[0], "top token");
-    let (mut d, mut n) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(&theirs) {
-        d += ((a - b) as f64).powi(2);
-        n += (*b as f64).powi(2);
-    }
-    let rel = (d / n).sqrt();
-    eprintln!("gemma3: last-position logits, relative RMS difference {rel:.4}");
-    assert!(rel < 0.05, "logits differ by {rel}");
+    let theirs = &steps[0].top;
+    assert_eq!(theirs.len(), TOP);
+    let argmax = (0..ours.len())
+        .max_by(|a, b| ours[*a].total_cmp(&ours[*b]))
+        .unwrap() as u32;
+    assert_eq!(argmax, theirs[0].0, "top token");
+    let diff: Vec<f64> = theirs
+        .iter()
+        .map(|&(id, lp)| (ours[id as usize] - lp) as f64)
+        .collect();
+    let shift = diff.iter().sum::<f64>() / diff.len() as f64;
+    let dev: Vec<f64> = diff.iter().map(|d| d - shift).collect();
+    let rms = (dev.iter().map(|d| d * d).sum::<f64>() / dev.len() as f64).sqrt();
+    let worst = dev.iter().map(|d| d.abs()).fold(0.0, f64::max);
+    let spread = theirs[0].1 - theirs[TOP - 1].1;
+    eprintln!(
+        "gemma3: llama.cpp's {TOP} most likely tokens at the last position (spanning {spread:.2} \
+         logits): ours differ by {rms:.3} logits RMS, {worst:.3} at most"
+    );
+    assert!(rms < 0.35, "logits differ by {rms:.3} RMS");
+    assert!(worst < 1.0, "a logit differs by {worst:.3}");
 }

@@ -5,6 +5,7 @@
 
 pub mod fake_run;
 pub mod http;
+pub mod llama_cpp;
 
 use std::path::{Path, PathBuf};
 
@@ -279,38 +280,6 @@ pub fn byte_level_vocab(n: usize) -> Vec<String> {
         v.push(format!("<extra_{}>", v.len()));
     }
     v
-}
-
-/// The python of the virtual environment holding llama-cpp-python 0.3.36 (llama.cpp's own code,
-/// the reference the engine is checked against), installed by scripts/llama-cpp-server.sh on
-/// first use.
-pub fn llama_cpp_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(root.join("scripts/llama-cpp-server.sh"))
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "installing llama-cpp-python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// Runs `code` with llama-cpp-python's python and `args`; its stdout, or a failure that shows
-/// its stderr.
-pub fn run_reference(py: &Path, code: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
-    let out = std::process::Command::new(py)
-        .args(["-c", code])
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "llama.cpp reference failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// The records of a run folder (torn lines skipped, as `report` does).
