@@ -145,17 +145,19 @@ fn a_sensor_lost_during_run_2_of_3_leaves_run_1_right_and_the_rest_unknown() {
     assert!(w.contains("package-0"), "{w}");
 }
 
+/// A suite on the fake tree. Windows of at least 250 ms: a loaded machine may delay the fake
+/// driver's counter updates by a few milliseconds at a window's ends (real counters never wait).
 fn suite_text(root: &Path, body_meter: &str, suite_extra: &str, workloads: usize) -> String {
     let mut s = format!(
-        "[suite]\nname = \"faults\"\nwarmup = 1\nrepetitions = 2\nmin_window_ms = 60\n{suite_extra}\n\n\
+        "[suite]\nname = \"faults\"\nwarmup = 1\nrepetitions = 2\nmin_window_ms = 250\n{suite_extra}\n\n\
          [meter]\npowercap_root = \"{}\"\ninterval_ms = 5\n{body_meter}\n\n\
          [[model]]\nid = \"synthetic:llama-tiny\"\n\n[[profile]]\nname = \"one\"\nthreads = 1\n",
         root.display()
     );
     if !suite_extra.contains("idle_seconds") {
         s = s.replace(
-            "min_window_ms = 60\n",
-            "min_window_ms = 60\nidle_seconds = 0\n",
+            "min_window_ms = 250\n",
+            "min_window_ms = 250\nidle_seconds = 0\n",
         );
     }
     for w in 0..workloads {
@@ -457,7 +459,7 @@ fn a_slow_interval_against_a_small_range_is_clamped_in_suites() {
         "s.toml",
         &suite_text(counters.path(), "", "", 1)
             .replace("interval_ms = 5", "interval_ms = 3000")
-            .replace("min_window_ms = 60", "min_window_ms = 1500"),
+            .replace("min_window_ms = 250", "min_window_ms = 1500"),
     );
     jb().args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .assert()
