@@ -8,10 +8,11 @@ use crate::common;
 use joulebench::record::{Status, read_all};
 use std::path::Path;
 
-/// llama.cpp servers running now.
+/// The llama.cpp servers this suite starts running now (configs/engines.toml names its model
+/// `smollm2`; the reference tests' own servers, which may run beside this test, do not).
 fn llama_servers() -> usize {
     let out = std::process::Command::new("pgrep")
-        .args(["-f", "llama-server -m"])
+        .args(["-f", "llama-server -m .* --alias smollm2 "])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()

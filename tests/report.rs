@@ -394,9 +394,13 @@ fn the_headline_says_only_what_the_records_show() {
     );
     // More threads decoding slower than fewer: the same cells again under a 2-thread profile,
     // decoding at half the speed, are called out; at a higher speed nothing is said.
-    let twice = |factor: f64| {
+    // (Real models: a synthetic model's threads are its shape's, flagged on their own.)
+    let twice = |factor: f64, synthetic: bool| {
         let mut v = clean.clone();
-        for r in clean.iter() {
+        for r in v.iter_mut() {
+            r["synthetic"] = synthetic.into();
+        }
+        for r in v.clone().iter() {
             let mut r = r.clone();
             r["profile"] = "two".into();
             r["cell"] = r["cell"]
@@ -412,13 +416,15 @@ fn the_headline_says_only_what_the_records_show() {
         }
         headline_of(&v)
     };
-    let h = twice(0.5);
+    let h = twice(0.5, false);
     assert!(
         h.contains("THREADS INVERTED: tiny-a__two__short decoded slower at 2 threads than tiny-a__one__short at 1"),
         "{h}"
     );
     assert_eq!(h.matches("THREADS INVERTED").count(), 4, "{h}");
-    let h = twice(1.7);
+    let h = twice(1.7, false);
+    assert!(!h.contains("THREADS INVERTED"), "{h}");
+    let h = twice(0.5, true);
     assert!(!h.contains("THREADS INVERTED"), "{h}");
     // Another cell's repetitions disagree by 6x.
     let mut noisy = clean.clone();

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod a_peer_build;
 mod ab;
 mod ab_gate;
 mod arch;

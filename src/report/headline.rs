@@ -503,8 +503,8 @@ fn contamination(doc: &SummaryDoc) -> (usize, usize, f64) {
 }
 
 /// A cell that decodes slower with more threads than the same model and workload with fewer
-/// (median decode tokens/s lower by more than 5%): more threads should never be slower, so
-/// the machine was busy or its cores oversubscribed while one of them ran.
+/// (median decode tokens/s lower by more than 5%): a busy machine during one of them, or a
+/// model too small to gain from threads. Synthetic models (flagged on their own) are left out.
 fn thread_inversions(doc: &SummaryDoc) -> Vec<String> {
     let speed = |c: &CellSummary| {
         c.metric(Metric::DecodeTokensPerS)
@@ -517,7 +517,9 @@ fn thread_inversions(doc: &SummaryDoc) -> Vec<String> {
             let (Some(ea), Some(eb)) = (&a.engine, &b.engine) else {
                 continue;
             };
-            if a.model != b.model
+            if a.synthetic
+                || b.synthetic
+                || a.model != b.model
                 || a.workload != b.workload
                 || a.hardware != b.hardware
                 || ea.device != eb.device
@@ -537,8 +539,9 @@ fn thread_inversions(doc: &SummaryDoc) -> Vec<String> {
                 let t = |c: &CellSummary| c.engine.as_ref().map_or(0, |e| e.threads);
                 out.push(format!(
                     "THREADS INVERTED: {} decoded slower at {} threads than {} at {} ({:.1} vs \
-                     {:.1} tokens/s): more threads are never slower on a quiet machine, so one \
-                     of them ran while the machine was busy; compare them with care.",
+                     {:.1} tokens/s): the machine was busy during one of them, or the model is \
+                     too small to gain from more threads; do not read a thread count's effect \
+                     from these two.",
                     many.cell,
                     t(many),
                     few.cell,

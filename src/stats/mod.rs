@@ -348,6 +348,8 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
     out
 }
 
+pub mod sequential;
+
 #[cfg(test)]
 mod tests {
     use super::*;
