@@ -161,8 +161,45 @@ fn mutate(base: &[u8], header: usize, rng: &mut Rng) -> Vec<u8> {
     v
 }
 
+/// Seeds that found a bug (an over-allocation or a panic) on some machine, kept as regressions.
+const FOUND: [u64; 3] = [
+    7083408667327657473,
+    12560764036777489353,
+    2497129875557653241,
+];
+
+/// The allocation watch is process-wide, and the other tests of this binary load real models
+/// beside it: the fuzzing runs in a child process of this same binary that runs nothing else.
 #[test]
 fn mutated_gguf_files_load_or_fail_clearly_never_panic_or_overallocate() {
+    const NAME: &str =
+        "gguf_fuzz::mutated_gguf_files_load_or_fail_clearly_never_panic_or_overallocate";
+    if std::env::var_os("JOULEBENCH_FUZZ_CHILD").is_some() {
+        return fuzz();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env("JOULEBENCH_FUZZ_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", text.trim_end());
+    assert!(
+        out.status.success(),
+        "the fuzzing process failed: {}",
+        out.status
+    );
+    assert!(
+        text.contains("gguf fuzz:"),
+        "the fuzzing process ran no fuzzing"
+    );
+}
+
+fn fuzz() {
     let base = tiny_gguf();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fuzz.gguf");
@@ -183,9 +220,23 @@ fn mutated_gguf_files_load_or_fail_clearly_never_panic_or_overallocate() {
     let mut over: Vec<(u64, usize, usize)> = Vec::new();
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
+    // Seeds that once found a bug are tried first, every run; `JOULEBENCH_FUZZ_SEEDS` (comma
+    // separated) replays only the seeds it names.
+    let replay: Option<Vec<u64>> = std::env::var("JOULEBENCH_FUZZ_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let mut fixed: Vec<u64> = replay.clone().unwrap_or_else(|| FOUND.to_vec());
+    fixed.reverse();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    while std::time::Instant::now() < end {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    loop {
+        let seed = match fixed.pop() {
+            Some(s) => s,
+            None if replay.is_none() && std::time::Instant::now() < end => {
+                seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                seed
+            }
+            None => break,
+        };
         let mut rng = Rng(seed | 1);
         let m = mutate(&base, header, &mut rng);
         std::fs::write(&path, &m).unwrap();
@@ -219,7 +270,7 @@ fn mutated_gguf_files_load_or_fail_clearly_never_panic_or_overallocate() {
         panics.len(),
         over.len()
     );
-    assert!(tried > 50, "only {tried} inputs");
+    assert!(tried > 50 || replay.is_some(), "only {tried} inputs");
     assert!(
         panics.is_empty(),
         "panics for seeds {:?}",
