@@ -237,9 +237,18 @@ pub struct AbArgs {
     /// The candidate variant: another model name of the suite.
     #[arg(long, value_name = "ALIAS")]
     pub candidate: String,
-    /// Pairs of repetitions (each variant runs this many, alternating in ABBA blocks).
-    #[arg(long, default_value_t = 10)]
-    pub pairs: u32,
+    /// `auto` (the default): run ABBA blocks until every gated row is decided (an anytime-valid
+    /// confidence sequence, so looking after every block keeps the false-alarm rate), or a
+    /// budget ends. A number: exactly that many pairs, judged once (the fixed design).
+    #[arg(long, value_name = "auto|N", default_value = "auto")]
+    pub pairs: String,
+    /// The most pairs per (profile, workload) of a `--pairs auto` job.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_pairs: u32,
+    /// The time budget of a `--pairs auto` job, in minutes (shared equally by the
+    /// (profile, workload)s still to run); rows undecided when it ends exit 2.
+    #[arg(long, value_name = "M")]
+    pub max_minutes: Option<f64>,
     /// A regression must be worse by more than this many percent (and significant).
     #[arg(long, value_name = "PCT", default_value_t = 2.0)]
     pub threshold: f64,

@@ -58,12 +58,51 @@ pub struct RunMeta {
     pub ab: Option<AbSettings>,
 }
 
-/// What an A/B job compares: two model names of the suite and the pairs asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an A/B job compares: two model names of the suite and the pairs asked for (the most
+/// pairs, in a sequential job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AbSettings {
     pub base: String,
     pub candidate: String,
     pub pairs: u32,
+    /// Set for `--pairs auto`: the job stops each (profile, workload) once its rows are
+    /// decided. Kept in meta.json so that `--resume` continues the same sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SeqSettings>,
+}
+
+/// The settings of a sequential A/B job (`--pairs auto`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqSettings {
+    /// `--max-pairs`: the most pairs per (profile, workload).
+    pub max_pairs: u32,
+    /// `--max-minutes`: the time budget of the whole job, if any.
+    pub max_minutes: Option<f64>,
+    /// The threshold as a fraction (0.02 for `--threshold 2`) and the family-wise alpha.
+    pub threshold: f64,
+    pub alpha: f64,
+    /// The gated metrics, by name.
+    pub metrics: Vec<String>,
+    /// The rows the job could gate ((profile, workload) pairs x non-accuracy metrics): each
+    /// row's confidence sequence runs at alpha / rows.
+    pub rows: usize,
+}
+
+impl AbSettings {
+    /// What `--pairs` was: `auto` for a sequential job, else the number.
+    pub fn pairs_flag(&self) -> String {
+        match self.sequential {
+            Some(_) => "auto".into(),
+            None => self.pairs.to_string(),
+        }
+    }
+}
+
+impl SeqSettings {
+    /// The level of each row's confidence sequence.
+    pub fn level(&self) -> f64 {
+        self.alpha / self.rows.max(1) as f64
+    }
 }
 
 impl RunMeta {

@@ -245,3 +245,187 @@ fn an_interrupted_job_resumes_without_running_a_repetition_twice() {
     assert_eq!(seen.len(), n, "no repetition twice");
     assert_eq!(n, 12, "every pair complete after the resume");
 }
+
+fn ab_auto(cfg: &Path, out: &Path, base: &str, cand: &str, extra: &[&str]) -> std::process::Output {
+    jb().arg("ab")
+        .arg(cfg)
+        .args(["--base", base, "--candidate", cand])
+        .args(extra)
+        .args([
+            "--format",
+            "json",
+            "--metric",
+            "j_per_request",
+            "--metric",
+            "e2e_s",
+        ])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// `--pairs auto` (the default): a clear change stops the job as soon as its rows are decided;
+/// a job whose rows cannot be decided within `--max-pairs` exits 2 and says why and how many
+/// pairs a decision would take; an interrupted job resumes the same sequence with the settings
+/// it started with.
+#[test]
+fn a_sequential_job_stops_when_decided_says_why_and_resumes_the_same_sequence() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = suite(
+        t.path(),
+        &(busy("base", 60_000) + &busy("slower", 120_000) + &busy("same", 60_000)),
+    );
+    // Twice the work: decided long before the budget, and nothing runs after the stop.
+    let out = t.path().join("clear");
+    let o = ab_auto(&cfg, &out, "base", "slower", &["--max-pairs", "40"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["schema_version"], 2);
+    assert_eq!(rep["design"], "sequential");
+    assert_eq!(rep["max_pairs"], 40);
+    let stop = &rep["stops"][0];
+    assert_eq!(stop["reason"], "decided", "{rep}");
+    let used = stop["pairs"].as_u64().unwrap();
+    assert!((6..40).contains(&used), "{used} pairs");
+    assert_eq!(used % 2, 0, "stops only at the end of an ABBA block");
+    let run = only_dir(&out);
+    assert_eq!(
+        records(&run).len() as u64,
+        2 * used,
+        "nothing ran after the stop"
+    );
+    for row in rep["rows"].as_array().unwrap() {
+        assert_eq!(row["verdict"], "regressed", "{row}");
+        let q = &row["sequence"];
+        let looks = q["looks"].as_array().unwrap();
+        assert_eq!(looks.len() as u64, used / 2, "one look per block: {q}");
+        assert!(q["decided_at"].as_u64().unwrap() <= used);
+        assert_eq!(looks.last().unwrap()["verdict"], "regressed");
+        // The level of each row's sequence: alpha over the two gated rows.
+        assert!((q["level"].as_f64().unwrap() - 0.025).abs() < 1e-12);
+    }
+    let md = std::fs::read_to_string(run.join("ab.md")).unwrap();
+    assert!(
+        md.contains("#### The looks") && md.contains("stopped after"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(run.join("charts/ab-pairs.svg")).unwrap();
+    assert!(
+        svg.contains("<rect"),
+        "the chart draws the narrowing interval"
+    );
+
+    // A against a copy of itself with a budget too small to decide: exit 2 with the noise and
+    // the pairs a decision would take.
+    let out = t.path().join("thin");
+    let o = ab_auto(&cfg, &out, "base", "same", &["--max-pairs", "4"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["stops"][0]["reason"], "max_pairs", "{rep}");
+    assert_eq!(rep["stops"][0]["pairs"], 4);
+    let w = rep["warnings"].to_string();
+    assert!(
+        w.contains("not enough pairs to decide at this machine's noise")
+            && w.contains("--max-pairs"),
+        "{w}"
+    );
+    for row in rep["rows"].as_array().unwrap() {
+        assert_eq!(row["verdict"], "inconclusive", "{row}");
+    }
+    assert!(
+        !rep["rows"][0]["sequence"]["pairs_to_decide"].is_null()
+            || w.contains("more pairs than 100,000"),
+        "{rep}"
+    );
+
+    // A time budget that ends at once: the job stops at its first look and says so.
+    let out = t.path().join("minutes");
+    let o = ab_auto(&cfg, &out, "base", "slower", &["--max-minutes", "0.001"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["stops"][0]["reason"], "max_minutes", "{rep}");
+    assert!(rep["stops"][0]["pairs"].as_u64().unwrap() <= 2, "{rep}");
+    assert_eq!(rep["max_minutes"], 0.001);
+    let o = ab_auto(&cfg, &out, "base", "slower", &["--max-minutes=-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-minutes"));
+    let o = ab_auto(&cfg, &out, "base", "slower", &["--pairs", "sometimes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pairs takes auto or"));
+
+    // Interrupted, then resumed with other flags: the job's own settings go on, no repetition
+    // runs twice, and every pair up to the budget completes.
+    let out = t.path().join("resumed");
+    let mut child = jb_process()
+        .arg("ab")
+        .arg(&cfg)
+        .args(["--base", "base", "--candidate", "same", "--max-pairs", "6"])
+        .args(["--metric", "j_per_request", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let n = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map_or(0, |e| {
+                std::fs::read_to_string(e.path().join("records.jsonl"))
+                    .map_or(0, |s| s.lines().count())
+            });
+        if n >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let run = only_dir(&out);
+    let before = records(&run).len();
+    assert!(before < 12, "{before} records");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["ab"]["sequential"]["max_pairs"], 6, "{meta}");
+    let o = jb()
+        .arg("ab")
+        .args(["--base", "base", "--candidate", "same", "--max-pairs", "50"])
+        .args(["--format", "json", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{stderr}");
+    assert!(
+        stderr.contains("with the settings it started with"),
+        "{stderr}"
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["max_pairs"], 6);
+    let mut seen: Vec<(String, u32)> = records(&run)
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .map(|r| (r.ab_variant.clone().unwrap(), r.ab_pair.unwrap()))
+        .collect();
+    let n = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "no repetition twice");
+    assert_eq!(n, 12, "six pairs: the job's own budget");
+    assert_eq!(rep["stops"][0]["pairs"], 6, "{rep}");
+}

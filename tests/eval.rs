@@ -732,6 +732,7 @@ fn ab_judges_accuracy_on_the_items() {
         provenance: None,
         noise: None,
         pairs_needed: None,
+        sequence: None,
     };
     let mut rows = vec![row(s), row(u)];
     judge_rows(&mut rows, &[false, false], 0.02, 0.05);

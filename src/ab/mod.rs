@@ -96,6 +96,9 @@ pub struct AbRow {
     /// About how many pairs a 95% interval no wider than +-threshold needs at that noise.
     #[serde(default)]
     pub pairs_needed: Option<usize>,
+    /// A sequential job's confidence sequence for the row (its looks, its decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SeqRow>,
 }
 
 /// The whole job's verdict.
@@ -113,17 +116,41 @@ pub struct AbReport {
     /// Why nothing could be judged (exit 2), if so.
     pub not_comparable: Option<String>,
     pub warnings: Vec<String>,
+    /// "fixed" (`--pairs N`) or "sequential" (`--pairs auto`).
+    #[serde(default = "fixed_design")]
+    pub design: String,
+    /// A sequential job's budgets: the most pairs per (profile, workload) and minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pairs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_minutes: Option<f64>,
+    /// A sequential job: how each (profile, workload) ended and after how many pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stops: Vec<Stop>,
 }
 
+fn fixed_design() -> String {
+    "fixed".into()
+}
+
+/// ab.json's schema: 2 added the sequential design (rows' `sequence`, `design`, `stops`).
+pub const SCHEMA_VERSION: u32 = 2;
+
 impl AbReport {
-    /// 0 pass, 1 a regression, 2 nothing comparable or nothing conclusive.
+    /// 0 pass, 1 a regression, 2 nothing comparable or nothing conclusive (a sequential job:
+    /// any gated row left undecided).
     pub fn exit_code(&self) -> u8 {
-        if self.not_comparable.is_some()
+        let undecided = self.design == "sequential"
+            && self.rows.iter().any(|r| r.verdict == Verdict::Inconclusive);
+        if self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
+            && self.not_comparable.is_none()
+        {
+            1
+        } else if self.not_comparable.is_some()
+            || undecided
             || self.rows.iter().all(|r| r.verdict == Verdict::Inconclusive)
         {
             2
-        } else if self.rows.iter().any(|r| r.verdict == Verdict::Regressed) {
-            1
         } else {
             0
         }
@@ -249,8 +276,13 @@ pub fn analyze(
     let meta: crate::run_meta::RunMeta =
         crate::run_dir::read_json(&dir.join(crate::run_dir::META)).map_err(|e| e.to_string())?;
     let (records, _) = read_all(&dir.join(crate::run_dir::RECORDS)).map_err(|e| e.to_string())?;
+    let seq = ab.sequential.as_ref();
     let mut rep = AbReport {
-        schema_version: 1,
+        design: if seq.is_some() { "sequential" } else { "fixed" }.into(),
+        max_pairs: seq.map(|s| s.max_pairs),
+        max_minutes: seq.and_then(|s| s.max_minutes),
+        stops: Vec::new(),
+        schema_version: SCHEMA_VERSION,
         suite: meta.suite.clone(),
         base: ab.base.clone(),
         candidate: ab.candidate.clone(),
@@ -281,7 +313,9 @@ pub fn analyze(
             rep.not_comparable = Some(why);
         }
         for &m in metrics {
-            let Some((row, base_values)) = row_of(profile, workload, m, (b, c), threshold, alpha)
+            let level = seq.map(|s| s.level());
+            let Some((row, base_values)) =
+                row_of(profile, workload, m, (b, c), (threshold, alpha, level))
             else {
                 continue;
             };
@@ -290,9 +324,13 @@ pub fn analyze(
             lower_better.push(m.lower_is_better());
         }
     }
-    judge_rows(&mut rep.rows, &lower_better, threshold, alpha);
-    let open = unresolved(&rep.rows, &lower_better, threshold);
-    rep.warnings.extend(open);
+    if seq.is_some() {
+        judge_sequential(&mut rep, &lower_better, threshold, alpha);
+    } else {
+        judge_rows(&mut rep.rows, &lower_better, threshold, alpha);
+        let open = unresolved(&rep.rows, &lower_better, threshold);
+        rep.warnings.extend(open);
+    }
     if rep.not_comparable.is_some() {
         for r in &mut rep.rows {
             r.verdict = Verdict::Inconclusive;
@@ -300,6 +338,9 @@ pub fn analyze(
     }
     if rep.rows.is_empty() && rep.not_comparable.is_none() {
         rep.not_comparable = Some("no repetition of either variant completed".into());
+    }
+    if seq.is_some() {
+        return Ok((rep, series));
     }
     significance_floor(&mut rep, alpha);
     if rep
@@ -373,8 +414,7 @@ fn row_of(
     workload: &str,
     m: crate::metric::Metric,
     (b, c): (&[&crate::record::Record], &[&crate::record::Record]),
-    threshold: f64,
-    alpha: f64,
+    (threshold, alpha, level): (f64, f64, Option<f64>),
 ) -> Option<(AbRow, Vec<(u32, f64)>)> {
     let by_pair = |rs: &[&crate::record::Record]| -> BTreeMap<u32, f64> {
         rs.iter()
@@ -399,7 +439,14 @@ fn row_of(
         let noise = s.as_ref().and_then(pair_noise);
         (s, noise)
     };
+    let sequence = match level {
+        Some(level) if m != crate::metric::Metric::Accuracy => {
+            sequential::trace(&pairs, m.lower_is_better(), threshold, level)
+        }
+        _ => None,
+    };
     let row = AbRow {
+        sequence,
         noise,
         pairs_needed: noise.and_then(|sd| pairs_needed(sd, threshold)),
         profile: profile.to_string(),
@@ -413,6 +460,172 @@ fn row_of(
         provenance: crate::compare::provenance(b),
     };
     Some((row, base_values))
+}
+
+/// A sequential job's verdicts: Holm's step-down over the sequential rows' anytime p-values
+/// (`sequential::judge`), accuracy rows judged apart as in the fixed design, and a warning per
+/// row left undecided with its noise and the pairs a decision would have needed.
+fn judge_sequential(rep: &mut AbReport, lower_better: &[bool], threshold: f64, alpha: f64) {
+    let (seq_idx, other_idx): (Vec<usize>, Vec<usize>) =
+        (0..rep.rows.len()).partition(|&i| rep.rows[i].metric != "accuracy");
+    let mut others: Vec<AbRow> = other_idx.iter().map(|&i| rep.rows[i].clone()).collect();
+    let others_lower: Vec<bool> = other_idx.iter().map(|&i| lower_better[i]).collect();
+    judge_rows(&mut others, &others_lower, threshold, alpha);
+    for (k, &i) in other_idx.iter().enumerate() {
+        rep.rows[i].verdict = others[k].verdict;
+        rep.rows[i].p_holm = others[k].p_holm;
+    }
+    let with_seq: Vec<usize> = seq_idx
+        .iter()
+        .copied()
+        .filter(|&i| rep.rows[i].sequence.is_some())
+        .collect();
+    let seqs: Vec<&SeqRow> = with_seq
+        .iter()
+        .filter_map(|&i| rep.rows[i].sequence.as_ref())
+        .collect();
+    let verdicts = sequential::judge(&seqs, alpha);
+    for &i in &seq_idx {
+        rep.rows[i].verdict = Verdict::Inconclusive;
+        rep.rows[i].p_holm = None;
+    }
+    for (k, &i) in with_seq.iter().enumerate() {
+        rep.rows[i].verdict = verdicts[k];
+    }
+    for &i in &seq_idx {
+        let r = &rep.rows[i];
+        if r.verdict != Verdict::Inconclusive {
+            continue;
+        }
+        let used = r
+            .sequence
+            .as_ref()
+            .and_then(|s| s.looks.last())
+            .map_or(0, |l| l.pairs);
+        let noise = r.noise.map_or(String::new(), |sd| {
+            format!("its pairs vary by {:.1}% (robust sd); ", sd * 100.0)
+        });
+        let need = r
+            .sequence
+            .as_ref()
+            .and_then(|s| s.pairs_to_decide)
+            .map_or("a decision needs more pairs than 100,000".into(), |n| {
+                format!("about {n} pairs would decide it if its mean held")
+            });
+        rep.warnings.push(format!(
+            "{} / {} / {}: undecided after {used} pairs: not enough pairs to decide at this \
+             machine's noise ({noise}{need}; raise --max-pairs or --max-minutes)",
+            r.profile, r.workload, r.metric
+        ));
+    }
+}
+
+/// Whether the pairs so far decide every gated row of one (profile, workload) of the
+/// sequential job in `dir`: what lets the job stop it. False while no row has 2 pairs.
+pub fn group_decided(
+    dir: &std::path::Path,
+    ab: &crate::run_meta::AbSettings,
+    profile: &str,
+    workload: &str,
+) -> bool {
+    let Some(seq) = ab.sequential.as_ref() else {
+        return false;
+    };
+    let Ok((records, _)) = crate::record::read_all(&dir.join(crate::run_dir::RECORDS)) else {
+        return false;
+    };
+    let cells = by_cell(&records);
+    let Some((b, c)) = cells
+        .get(&(profile.to_string(), workload.to_string()))
+        .map(|[b, c]| (b, c))
+    else {
+        return false;
+    };
+    let mut rows = Vec::new();
+    for m in seq
+        .metrics
+        .iter()
+        .filter_map(|n| crate::metric::Metric::parse(n))
+    {
+        if m == crate::metric::Metric::Accuracy {
+            continue;
+        }
+        if let Some((row, _)) = row_of(
+            profile,
+            workload,
+            m,
+            (b, c),
+            (seq.threshold, seq.alpha, Some(seq.level())),
+        ) {
+            match row.sequence {
+                Some(s) => rows.push(s),
+                None => return false,
+            }
+        }
+    }
+    !rows.is_empty() && sequential::all_decided(&rows)
+}
+
+/// How each (profile, workload) of a sequential job ended: what the loop said (`seen`), else
+/// (a resumed job with nothing left to run) what its records show. Empty for a fixed job.
+pub fn stops(dir: &std::path::Path, ab: &crate::run_meta::AbSettings, seen: &[Stop]) -> Vec<Stop> {
+    let Some(seq) = ab.sequential.as_ref() else {
+        return Vec::new();
+    };
+    let Ok((records, _)) = crate::record::read_all(&dir.join(crate::run_dir::RECORDS)) else {
+        return seen.to_vec();
+    };
+    let mut out = Vec::new();
+    for (profile, workload) in by_cell(&records).keys() {
+        if let Some(s) = seen
+            .iter()
+            .find(|s| &s.profile == profile && &s.workload == workload)
+        {
+            out.push(s.clone());
+            continue;
+        }
+        let pairs = complete_pairs(dir, profile, workload);
+        let reason = if group_decided(dir, ab, profile, workload) {
+            StopReason::Decided
+        } else if pairs >= seq.max_pairs {
+            StopReason::MaxPairs
+        } else {
+            StopReason::Interrupted
+        };
+        out.push(Stop {
+            profile: profile.clone(),
+            workload: workload.clone(),
+            pairs,
+            reason,
+        });
+    }
+    for s in seen {
+        if !out
+            .iter()
+            .any(|o| o.profile == s.profile && o.workload == s.workload)
+        {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// The complete pairs (both variants' repetitions recorded good) of one (profile, workload)
+/// in the run folder `dir`.
+pub fn complete_pairs(dir: &std::path::Path, profile: &str, workload: &str) -> u32 {
+    let Ok((records, _)) = crate::record::read_all(&dir.join(crate::run_dir::RECORDS)) else {
+        return 0;
+    };
+    let cells = by_cell(&records);
+    let Some([b, c]) = cells.get(&(profile.to_string(), workload.to_string())) else {
+        return 0;
+    };
+    let pairs = |rs: &[&crate::record::Record]| -> std::collections::BTreeSet<u32> {
+        rs.iter()
+            .filter_map(|r| r.ab_pair.or(r.repetition))
+            .collect()
+    };
+    pairs(b).intersection(&pairs(c)).count() as u32
 }
 
 /// Accuracy's row over the items both variants scored: `n` items, the ratio of accuracies
@@ -463,7 +676,9 @@ fn significance_floor(rep: &mut AbReport, alpha: f64) {
 }
 
 mod render;
+pub mod sequential;
 #[cfg(test)]
 mod tests;
 
 pub use render::{chart_svg, markdown, text};
+pub use sequential::{SeqRow, Stop, StopReason};

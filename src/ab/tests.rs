@@ -123,6 +123,7 @@ fn row(stats: Option<Paired>) -> AbRow {
         verdict: Verdict::Inconclusive,
         base_drift: None,
         provenance: None,
+        sequence: None,
     }
 }
 
@@ -248,7 +249,26 @@ fn thin_or_missing_pairs_are_inconclusive_and_exit_2() {
         rows,
         not_comparable: None,
         warnings: Vec::new(),
+        design: "fixed".into(),
+        max_pairs: None,
+        max_minutes: None,
+        stops: Vec::new(),
     };
     assert_eq!(rep.exit_code(), 2);
     assert!(markdown(&rep).contains("nothing conclusive"));
+    // A sequential job: any row left undecided is exit 2 unless a regression was found.
+    let mut seq = rep.clone();
+    seq.design = "sequential".into();
+    seq.rows[0].verdict = Verdict::Unchanged;
+    assert_eq!(seq.exit_code(), 2);
+    assert!(markdown(&seq).contains("undecided"));
+    seq.rows[1].verdict = Verdict::Regressed;
+    assert_eq!(seq.exit_code(), 1);
+    seq.rows[1].verdict = Verdict::Unchanged;
+    assert_eq!(seq.exit_code(), 0);
+    // The fixed design passes with one row judged and the other inconclusive.
+    let mut fixed = seq.clone();
+    fixed.design = "fixed".into();
+    fixed.rows[1].verdict = Verdict::Inconclusive;
+    assert_eq!(fixed.exit_code(), 0);
 }

@@ -7,7 +7,7 @@
 use super::RunObserver;
 use super::cell::EXIT_WRITE_FAILED;
 use super::child::cell_command;
-use crate::ab::{Variant, schedule};
+use crate::ab::{Stop, StopReason, Variant, schedule};
 use crate::config::Suite;
 use crate::plan::Cell;
 use crate::run_dir::{file_tail, log_path};
@@ -26,6 +26,8 @@ pub struct LoopOutcome {
     pub interrupted: bool,
     pub failed: Vec<String>,
     pub write_failure: Option<String>,
+    /// A sequential A/B job: how each (profile, workload) ended.
+    pub ab_stops: Vec<Stop>,
 }
 
 /// One variant's long-lived cell process.
@@ -226,8 +228,32 @@ fn start_both(
     (workers, failure)
 }
 
+/// What a sequential job's (profile, workload) looks at before each ABBA block: its run folder,
+/// settings and key, and the time its share of `--max-minutes` ends.
+struct Looks<'a> {
+    dir: &'a Path,
+    ab: &'a AbSettings,
+    key: &'a (String, String),
+    deadline: Option<Instant>,
+}
+
+impl Looks<'_> {
+    /// Why the job stops before the block starting at `pair`, if it does.
+    fn stop(&self) -> Option<StopReason> {
+        if crate::ab::group_decided(self.dir, self.ab, &self.key.0, &self.key.1) {
+            Some(StopReason::Decided)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(StopReason::MaxMinutes)
+        } else {
+            None
+        }
+    }
+}
+
 /// Asks the workers for the missing repetitions in ABBA order, one at a time: the first variant
-/// that failed, with why.
+/// that failed, with why. A sequential job looks before every block and stops there once its
+/// rows are decided or its time is up (`stopped`).
+#[allow(clippy::too_many_arguments)]
 fn run_schedule(
     sides: &Sides,
     workers: &mut BTreeMap<Variant, Worker>,
@@ -235,10 +261,21 @@ fn run_schedule(
     limit: Duration,
     interrupt: &AtomicBool,
     out: &mut LoopOutcome,
+    looks: Option<&Looks>,
+    stopped: &mut Option<StopReason>,
 ) -> Option<(Variant, String)> {
     for (v, pair) in schedule(pairs) {
         if interrupt.load(Ordering::Relaxed) {
             out.interrupted = true;
+            return None;
+        }
+        // The first repetition of an odd pair starts a block: look first.
+        if pair % 2 == 1
+            && v == Variant::Base
+            && let Some(l) = looks
+            && let Some(why) = l.stop()
+        {
+            *stopped = Some(why);
             return None;
         }
         let Some((_, missing)) = sides.get(&v) else {
@@ -283,21 +320,54 @@ pub fn run_pairs(
         interrupted: interrupt.load(Ordering::Relaxed),
         failed: Vec::new(),
         write_failure: None,
+        ab_stops: Vec::new(),
     };
     let limit = Duration::from_secs_f64(suite.timeout_seconds);
+    let seq = ab.sequential.as_ref();
+    let job_end = seq
+        .and_then(|s| s.max_minutes)
+        .map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
     for (pos, key) in order.iter().enumerate() {
         if out.interrupted || out.write_failure.is_some() {
             break;
         }
+        // Each (profile, workload) left gets an equal share of the time left.
+        let deadline = job_end.map(|end| {
+            let left = end.saturating_duration_since(Instant::now());
+            Instant::now() + left / (order.len() - pos) as u32
+        });
+        let looks = seq.map(|_| Looks {
+            dir,
+            ab,
+            key,
+            deadline,
+        });
+        let mut stopped;
         let sides = &groups[key];
         let Some((first, _)) = sides.values().next() else {
             continue;
         };
         obs.cell_started(first, pos, order.len());
+        // A sequential job's (profile, workload) already decided (a resumed job) or out of
+        // time starts nothing.
+        stopped = looks.as_ref().and_then(|l| l.stop());
         // Both load and warm up before the first pair.
-        let (mut workers, mut failure) = start_both(dir, sides, exe, limit, interrupt, &mut out);
-        if failure.is_none() && !out.interrupted {
-            failure = run_schedule(sides, &mut workers, ab.pairs, limit, interrupt, &mut out);
+        let (mut workers, mut failure) = if stopped.is_some() {
+            (BTreeMap::new(), None)
+        } else {
+            start_both(dir, sides, exe, limit, interrupt, &mut out)
+        };
+        if failure.is_none() && !out.interrupted && stopped.is_none() {
+            failure = run_schedule(
+                sides,
+                &mut workers,
+                ab.pairs,
+                limit,
+                interrupt,
+                &mut out,
+                looks.as_ref(),
+                &mut stopped,
+            );
         }
         for (_, w) in std::mem::take(&mut workers) {
             if let Some(c) = w.finish(out.interrupted)
@@ -316,6 +386,22 @@ pub fn run_pairs(
                     *sides.keys().next().unwrap_or(&Variant::Base),
                     format!("the A/B cell processes ended{left}"),
                 ),
+            });
+        }
+        if let Some(l) = &looks {
+            let reason = if failure.is_some() {
+                StopReason::Failed
+            } else if out.interrupted {
+                StopReason::Interrupted
+            } else {
+                stopped.unwrap_or_else(|| l.stop().unwrap_or(StopReason::MaxPairs))
+            };
+            let pairs = crate::ab::complete_pairs(dir, &key.0, &key.1);
+            out.ab_stops.push(Stop {
+                profile: key.0.clone(),
+                workload: key.1.clone(),
+                pairs,
+                reason,
             });
         }
         match failure {

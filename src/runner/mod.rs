@@ -56,6 +56,8 @@ pub struct RunOutcome {
     pub write_failure: Option<String>,
     /// The folder's lock, held until the caller has written the report.
     pub lock: crate::run_dir::RunLock,
+    /// A sequential A/B job: how each (profile, workload) ended.
+    pub ab_stops: Vec<crate::ab::Stop>,
 }
 
 /// Resolves every `hf:` model of the suite before any cell runs (downloading what the cache
@@ -298,6 +300,7 @@ pub fn run(
         failed_cells: out.failed,
         write_failure: out.write_failure,
         lock,
+        ab_stops: out.ab_stops,
     })
 }
 
@@ -326,7 +329,9 @@ fn resumable(
             match &meta.ab {
                 Some(a) => format!(
                     "is an A/B job ({} vs {}, {} pairs)",
-                    a.candidate, a.base, a.pairs
+                    a.candidate,
+                    a.base,
+                    a.pairs_flag()
                 ),
                 None => "is an ordinary run, not an A/B job".into(),
             },
@@ -336,7 +341,7 @@ fn resumable(
                      --resume {})",
                     a.base,
                     a.candidate,
-                    a.pairs,
+                    a.pairs_flag(),
                     d.display()
                 ),
                 None => " (joulebench run --resume)".into(),
@@ -519,5 +524,6 @@ fn run_cells(
         interrupted,
         failed,
         write_failure,
+        ab_stops: Vec::new(),
     })
 }

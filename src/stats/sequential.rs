@@ -135,6 +135,28 @@ impl Sequence {
         // inf over m <= bound of M_n(m) is at m = bound (M grows as m moves from the mean).
         (1.0 / martingale(self.n, self.mean, self.ss, bound, self.c)).min(1.0)
     }
+
+    /// The anytime p-value of "the mean is at least `bound`", as [`Sequence::p_above`].
+    pub fn p_below(&self, bound: f64) -> f64 {
+        if self.n < 2 || self.mean >= bound {
+            return 1.0;
+        }
+        (1.0 / martingale(self.n, self.mean, self.ss, bound, self.c)).min(1.0)
+    }
+
+    /// The sample standard deviation so far (`None` below 2 observations).
+    pub fn sd(&self) -> Option<f64> {
+        (self.n >= 2).then(|| (self.ss / (self.n as f64 - 1.0)).max(0.0).sqrt())
+    }
+
+    /// The fewest observations whose interval would have a half-width of at most `half` at
+    /// this standard deviation `sd` (`None` past 100,000).
+    pub fn count_for(&self, sd: f64, half: f64) -> Option<usize> {
+        if !(sd.is_finite() && half > 0.0) {
+            return None;
+        }
+        (2..=100_000).find(|&n| critical_t(n, self.alpha, self.c) * sd / (n as f64).sqrt() <= half)
+    }
 }
 
 #[cfg(test)]
