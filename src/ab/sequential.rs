@@ -48,6 +48,9 @@ pub struct SeqRow {
     pub p_better: f64,
     /// The pairs at the first look that decided the row.
     pub decided_at: Option<usize>,
+    /// The standard deviation of the pairs' log ratios that the sequence used (not robust:
+    /// a stalled pair widens the interval, which keeps it valid on a machine that stalls).
+    pub sd: Option<f64>,
     /// The interval's decision at the last look (before Holm's step-down).
     pub verdict: Verdict,
     /// Every look, one per ABBA block (and one at the last pair).
@@ -152,6 +155,7 @@ pub fn trace(
         p_worse,
         p_better,
         decided_at,
+        sd: seq.sd(),
         verdict,
         looks,
         pairs_to_decide,
