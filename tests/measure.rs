@@ -102,12 +102,18 @@ fn repetitions_give_statistics_and_a_failed_command_keeps_its_measurements() {
     let s = &r.statistics["cpu_j"];
     assert_eq!(s.n, 4);
     assert!(s.sd.is_some() && s.ci95.is_some() && s.cv.is_some());
+    // Each run's own energy (not the job's so far, not one die's): within 5%, or the meter's
+    // stated uncertainty where that is wider. The fake driver's thread updates the counters
+    // late when every core is busy (the full test command beside a busy loop missed 1%), which
+    // is the fixture's lag, not the meter's; a run counted twice, cumulatively or without one
+    // die is off by 30% or more. Accuracy within 1% is `idle_subtraction_matches_the_truth...`.
+    let stated: f64 = r.domains.iter().filter_map(|d| d.uncertainty_j).sum();
     for run in &r.per_run {
-        assert!(close(
-            run.totals.cpu_j.unwrap(),
-            10.0 * run.duration_s,
-            0.01
-        ));
+        let (got, want) = (run.totals.cpu_j.unwrap(), 10.0 * run.duration_s);
+        assert!(
+            (got - want).abs() <= (0.05 * want).max(stated),
+            "{got} J against {want} J (stated uncertainty {stated} J)"
+        );
     }
     // The warmup run is not among the results, but its marks are in the recording.
     assert!(
