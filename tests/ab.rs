@@ -20,31 +20,29 @@ fn suite(dir: &Path, models: &str) -> std::path::PathBuf {
 }
 
 fn ab(cfg: &Path, out: &Path, base: &str, cand: &str, pairs: u32) -> std::process::Output {
-    jb().arg("ab")
-        .arg(cfg)
-        .args([
-            "--base",
-            base,
-            "--candidate",
-            cand,
-            "--pairs",
-            &pairs.to_string(),
-        ])
-        .args([
-            "--format",
-            "json",
-            "--metric",
-            "j_per_request",
-            "--metric",
-            "e2e_s",
-        ])
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+    ab_auto(cfg, out, base, cand, &["--pairs", &pairs.to_string()])
 }
 
 use crate::common::records;
+
+/// Waits (at most a minute) until the run folder inside `out` holds `n` record lines.
+fn wait_for_records(out: &Path, n: usize) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let have = std::fs::read_dir(out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map_or(0, |e| {
+                std::fs::read_to_string(e.path().join("records.jsonl"))
+                    .map_or(0, |s| s.lines().count())
+            });
+        if have >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 #[test]
 fn more_work_is_a_regression_and_the_job_runs_in_abba_order_on_two_long_lived_processes() {
@@ -187,21 +185,7 @@ fn an_interrupted_job_resumes_without_running_a_repetition_twice() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map_or(0, |e| {
-                std::fs::read_to_string(e.path().join("records.jsonl"))
-                    .map_or(0, |s| s.lines().count())
-            });
-        if n >= 3 || start.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_records(&out, 3);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -378,21 +362,7 @@ fn a_sequential_job_stops_when_decided_says_why_and_resumes_the_same_sequence() 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map_or(0, |e| {
-                std::fs::read_to_string(e.path().join("records.jsonl"))
-                    .map_or(0, |s| s.lines().count())
-            });
-        if n >= 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_records(&out, 3);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));

@@ -51,18 +51,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A `command` model running an awk loop of `n` iterations (its energy follows its work).
+fn busy_loop_model(alias: &str, n: u64) -> String {
+    format!(
+        "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
+         command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
+         tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
+    )
+}
+
 fn gate(trials: usize, pairs: u32, work: u64) -> Gate {
     let pairs: u32 = env_or("AB_PAIRS", pairs);
     let n: u64 = env_or("AB_WORK", work);
     let t = tempfile::tempdir().unwrap();
     let (_counters, tree, _driver) = common::driven_tree(20.0, Duration::from_millis(1));
-    let work = |alias: &str, n: u64| {
-        format!(
-            "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
-             command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
-             tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
-        )
-    };
+    let work = busy_loop_model;
     let models = work("a", n) + &work("a2", n) + &work("more", n + n / 20);
     let cfg = ab_suite(t.path(), &tree.root, &models);
     let verbose = std::env::var("AB_VERBOSE").is_ok();
@@ -304,13 +307,7 @@ fn seq_jobs(work: u64) -> (tempfile::TempDir, impl Fn(&str, u32) -> SeqJob) {
     let n: u64 = env_or("AB_WORK", work);
     let t = tempfile::tempdir().unwrap();
     let (counters, tree, driver) = common::driven_tree(20.0, Duration::from_millis(1));
-    let loop_of = |alias: &str, n: u64| {
-        format!(
-            "\n[[model]]\nengine = \"command\"\nalias = \"{alias}\"\n\
-             command = [\"awk\", \"BEGIN {{ s = 0; for (i = 0; i < {n}; i++) s += i; print \\\"generated 8 tokens\\\" }}\"]\n\
-             tokens_regex = 'generated (?P<tokens>\\d+) tokens'\n"
-        )
-    };
+    let loop_of = busy_loop_model;
     let models = loop_of("a", n)
         + &loop_of("a2", n)
         + &loop_of("more", n + n / 20)
