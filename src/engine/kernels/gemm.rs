@@ -51,17 +51,21 @@ pub(crate) fn kind(f: QFormat) -> Kind {
 /// `y[t * rows + r] = Σ_c W[r][c] x[t][c]` for `rows` x `cols` weights in `bytes` (format `f`).
 pub fn gemm(f: QFormat, bytes: &[u8], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     debug_assert!(y.len() >= x.len() / cols * rows);
-    gemm_on(super::isa(), f, bytes, rows, cols, x, y)
+    gemm_on(super::isa(), f, bytes, rows, cols, false, x, y)
 }
 
-/// [`gemm`] on a given instruction set (at most the CPU's: the tests compare them). Row tiles
-/// are split over the pool; each work item writes only its own rows of `y`.
+/// [`gemm`] on a given instruction set (at most the CPU's: the tests compare them), on
+/// weights in the file's layout or interleaved eight rows at a time
+/// (`QMatrix::interleaved`; integer formats only). Row tiles are split over the pool; each
+/// work item writes only its own rows of `y`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_on(
     isa: Isa,
     f: QFormat,
     bytes: &[u8],
     rows: usize,
     cols: usize,
+    interleaved: bool,
     x: &[f32],
     y: &mut [f32],
 ) {
@@ -70,6 +74,7 @@ pub(crate) fn gemm_on(
         f,
         bytes,
         row_bytes: cols / f.block().0 * f.block().1,
+        interleaved,
         rows,
         cols,
         tokens,
@@ -105,6 +110,8 @@ struct Product<'a> {
     f: QFormat,
     bytes: &'a [u8],
     row_bytes: usize,
+    /// Blocks interleaved eight rows at a time (integer formats only).
+    interleaved: bool,
     rows: usize,
     cols: usize,
     tokens: usize,
@@ -113,9 +120,26 @@ struct Product<'a> {
 }
 
 impl Product<'_> {
-    /// Row `r`'s bytes.
+    /// Row `r`'s bytes (a matrix in the file's layout).
     fn row(&self, r: usize) -> &[u8] {
         &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Row `r`'s blocks in order, in either layout (`buf` holds a gathered row).
+    fn row_in<'b>(&'b self, r: usize, buf: &'b mut Vec<u8>) -> &'b [u8] {
+        if !self.interleaved {
+            return self.row(r);
+        }
+        let group = super::matvec::GROUP;
+        let bb = self.f.block().1;
+        let n = group * self.row_bytes;
+        let blocks = &self.bytes[r / group * n..(r / group + 1) * n];
+        let k = r % group;
+        buf.clear();
+        for g in blocks.chunks_exact(group * bb) {
+            buf.extend_from_slice(&g[k * bb..(k + 1) * bb]);
+        }
+        buf
     }
 
     /// `y[t * rows + r] = v`.
@@ -131,13 +155,14 @@ impl Product<'_> {
         let vnni = self.isa >= Isa::Avx512Vnni;
         let simd = self.isa >= Isa::Avx2;
         let mut s = Scratch::new(cols);
+        let mut buf = Vec::new();
         let mut res = [[[0f32; TB]; TR]; 2];
         let blocks = tokens.div_ceil(TB);
         for tile in range {
             let r0 = tile * TR;
             let nr = TR.min(rows - r0);
             for i in 0..nr {
-                s.unpack(self.f, self.row(r0 + i), i, cols);
+                s.unpack(self.f, self.row_in(r0 + i, &mut buf), i, cols);
                 if vnni && kd.signed {
                     s.unsigned(i, cols);
                 }

@@ -18,6 +18,7 @@ use super::quant::{BlockQ8K, BlockQ81, quantize_q8_1, quantize_q8_k};
 #[cfg(target_arch = "x86_64")]
 use super::x86::dot as x86;
 use super::{Isa, SyncPtr, gemm, isa, scalar, simd};
+use std::borrow::Cow;
 
 /// From this many tokens on, a product goes through the tiled batch kernel.
 pub const GEMM_MIN_TOKENS: usize = 4;
@@ -29,7 +30,13 @@ pub struct QMatrix {
     pub rows: usize,
     pub cols: usize,
     bytes: Vec<u8>,
+    /// Whether the blocks are interleaved eight rows at a time ([`QMatrix::interleaved`])
+    /// rather than row after row as in the file.
+    interleaved: bool,
 }
+
+/// Rows per group of an interleaved matrix.
+pub const GROUP: usize = 8;
 
 impl QMatrix {
     /// Takes the raw GGUF bytes of a `rows` × `cols` tensor.
@@ -57,16 +64,60 @@ impl QMatrix {
             rows,
             cols,
             bytes,
+            interleaved: false,
         })
     }
 
-    pub(crate) fn row(&self, r: usize) -> &[u8] {
+    /// The same matrix with its blocks interleaved eight rows at a time (block 0 of rows
+    /// 0..8, block 1 of rows 0..8, ..., then rows 8..16), where this CPU has a kernel that
+    /// reads that layout (the 32-value nibble formats on AVX2): decode's product then streams
+    /// the weights from one place and shares each activation load, scale conversion and
+    /// multiply-add among eight rows. Done in place, one group of rows at a time (no second
+    /// copy of the matrix). Other formats, CPUs and row counts keep the file's layout.
+    pub fn interleaved(mut self) -> QMatrix {
+        if self.interleaved || !has_dot8(self.format, isa()) || !self.rows.is_multiple_of(GROUP) {
+            return self;
+        }
         let (bv, bb) = self.format.block();
-        let n = self.cols / bv * bb;
-        &self.bytes[r * n..(r + 1) * n]
+        let nb = self.cols / bv;
+        let row_bytes = nb * bb;
+        let mut group = vec![0u8; GROUP * row_bytes];
+        for chunk in self.bytes.chunks_exact_mut(GROUP * row_bytes) {
+            group.copy_from_slice(chunk);
+            for (k, row) in group.chunks_exact(row_bytes).enumerate() {
+                for (i, b) in row.chunks_exact(bb).enumerate() {
+                    let at = (i * GROUP + k) * bb;
+                    chunk[at..at + bb].copy_from_slice(b);
+                }
+            }
+        }
+        self.interleaved = true;
+        self
     }
 
-    /// The raw bytes, as in the file.
+    /// Whether the blocks are interleaved ([`QMatrix::interleaved`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
+    }
+
+    /// Row `r`'s blocks in order: borrowed from a matrix in the file's layout, gathered from
+    /// an interleaved one.
+    pub(crate) fn row(&self, r: usize) -> Cow<'_, [u8]> {
+        let (bv, bb) = self.format.block();
+        let n = self.cols / bv * bb;
+        if !self.interleaved {
+            return Cow::Borrowed(&self.bytes[r * n..(r + 1) * n]);
+        }
+        let group = &self.bytes[r / GROUP * GROUP * n..(r / GROUP + 1) * GROUP * n];
+        let k = r % GROUP;
+        let mut out = Vec::with_capacity(n);
+        for blocks in group.chunks_exact(GROUP * bb) {
+            out.extend_from_slice(&blocks[k * bb..(k + 1) * bb]);
+        }
+        Cow::Owned(out)
+    }
+
+    /// The raw bytes in this matrix's layout (the file's, unless [`QMatrix::interleaved`]).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -74,13 +125,17 @@ impl QMatrix {
     /// The matrix as f32 values, row-major (tests compare it with candle's dequantization).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        dequantize_into(self.format, &self.bytes, &mut out);
+        if self.interleaved {
+            (0..self.rows).for_each(|r| self.dequantize_row(r, &mut out));
+        } else {
+            dequantize_into(self.format, &self.bytes, &mut out);
+        }
         out
     }
 
     /// Appends row `r` as f32 values (embedding lookups).
     pub fn dequantize_row(&self, r: usize, out: &mut Vec<f32>) {
-        dequantize_into(self.format, self.row(r), out);
+        dequantize_into(self.format, &self.row(r), out);
     }
 
     /// y[b][r] = Σ_c W[r][c] · x[b][c] for each of `x.len() / cols` input vectors.
@@ -116,7 +171,8 @@ impl QMatrix {
         } else {
             isa
         };
-        format!("{}x{act} {isa}", f.name())
+        let rows = if self.interleaved { " x8" } else { "" };
+        format!("{}x{act}{rows} {isa}", f.name())
     }
 }
 
@@ -132,7 +188,16 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
     if !dots {
         for (m, y) in mats.iter().zip(ys.iter_mut()) {
             if batch >= GEMM_MIN_TOKENS || !m.format.has_dot() {
-                gemm::gemm(m.format, &m.bytes, m.rows, m.cols, x, y);
+                gemm::gemm_on(
+                    isa(),
+                    m.format,
+                    &m.bytes,
+                    m.rows,
+                    m.cols,
+                    m.interleaved,
+                    x,
+                    y,
+                );
             } else {
                 matvec_many(&[m], x, &mut [y]);
             }
@@ -158,52 +223,119 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
             .collect()
     };
     let acts_by = [family(0), family(1), family(2)];
+    // Work items are groups of GROUP rows (a matrix's last group may be short), so an
+    // interleaved matrix's groups are never split between workers.
     let mut starts = Vec::with_capacity(mats.len() + 1);
     starts.push(0);
     for m in mats {
-        starts.push(starts[starts.len() - 1] + m.rows);
+        starts.push(starts[starts.len() - 1] + m.rows.div_ceil(GROUP));
     }
     let total = starts[mats.len()];
+    let weights: usize = mats.iter().map(|m| m.rows * m.cols).sum();
     let outs: Vec<SyncPtr> = ys.iter_mut().map(|y| SyncPtr(y.as_mut_ptr())).collect();
     let isa = isa();
     let work = |range: std::ops::Range<usize>| {
-        let outs = &outs;
         let mut i = 0;
-        let mut g = range.start;
-        while g < range.end {
+        for g in range {
             while g >= starts[i + 1] {
                 i += 1;
             }
-            let (m, r) = (mats[i], g - starts[i]);
+            let m = mats[i];
             let acts = &acts_by[family_of(m.format)];
-            if g + 4 <= range.end.min(starts[i + 1]) && has_dot4(m.format, isa) {
-                let w = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
+            // SAFETY: each (matrix, b, r) is written by exactly one work item (the group
+            // holding row r); ys[i] holds batch x rows values.
+            let put = |b: usize, r: usize, v: f32| unsafe { *outs[i].0.add(b * m.rows + r) = v };
+            let r0 = (g - starts[i]) * GROUP;
+            let r1 = (r0 + GROUP).min(m.rows);
+            if m.interleaved {
+                let (bv, bb) = m.format.block();
+                let n = m.cols / bv * bb * GROUP;
+                let w = &m.bytes[r0 / GROUP * n..(r0 / GROUP + 1) * n];
                 for (b, xa) in acts.iter().enumerate() {
-                    if let Some(v) = dot4(m.format, w, xa, isa) {
-                        for (k, v) in v.into_iter().enumerate() {
-                            // SAFETY: as below, rows r..r + 4 belong to this work item.
-                            unsafe { *outs[i].0.add(b * m.rows + r + k) = v };
-                        }
+                    for (k, v) in dot8(m.format, w, xa, isa).into_iter().enumerate() {
+                        put(b, r0 + k, v);
                     }
                 }
-                g += 4;
                 continue;
             }
-            let w = m.row(r);
-            for (b, xa) in acts.iter().enumerate() {
-                let v = dot(m.format, w, xa, isa);
-                // SAFETY: each (matrix, b, r) is written by exactly one work item; ys[i] holds
-                // batch x rows values.
-                unsafe { *outs[i].0.add(b * m.rows + r) = v };
+            let mut r = r0;
+            while r < r1 {
+                if r + 4 <= r1 && has_dot4(m.format, isa) {
+                    let rows = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
+                    let w = [&*rows[0], &*rows[1], &*rows[2], &*rows[3]];
+                    for (b, xa) in acts.iter().enumerate() {
+                        if let Some(v) = dot4(m.format, w, xa, isa) {
+                            for (k, v) in v.into_iter().enumerate() {
+                                put(b, r + k, v);
+                            }
+                        }
+                    }
+                    r += 4;
+                    continue;
+                }
+                let w = m.row(r);
+                for (b, xa) in acts.iter().enumerate() {
+                    put(b, r, dot(m.format, &w, xa, isa));
+                }
+                r += 1;
             }
-            g += 1;
         }
     };
-    if total * cols >= super::PARALLEL_MIN_WEIGHTS {
+    if weights >= super::PARALLEL_MIN_WEIGHTS {
         candle_core::utils::barrier_pool().execute_chunked(total, work);
     } else {
         work(0..total);
     }
+}
+
+/// Eight rows of an interleaved matrix (`w`: one group's blocks, [`QMatrix::interleaved`])
+/// with one activation vector.
+fn dot8(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> [f32; GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && let Acts::Q8(x) = x
+    {
+        let vnni = isa >= Isa::Avx512Vnni;
+        macro_rules! pick {
+            ($b:ty) => {
+                if vnni {
+                    // SAFETY: AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C) were detected at run
+                    // time.
+                    unsafe { x86::rows8_vnni::<$b>(w, x) }
+                } else {
+                    // SAFETY: AVX2, FMA and F16C were detected at run time.
+                    unsafe { x86::rows8::<$b>(w, x) }
+                }
+            };
+        }
+        match f {
+            QFormat::Q4_0 => return pick!(BlockQ4_0),
+            QFormat::Q4_1 => return pick!(BlockQ4_1),
+            QFormat::Q5_0 => return pick!(BlockQ5_0),
+            QFormat::Q5_1 => return pick!(BlockQ5_1),
+            _ => {}
+        }
+    }
+    // Only formats with an eight-row kernel are interleaved; this keeps the result right on
+    // any other path: each row's blocks gathered, then the one-row product.
+    let (bv, bb) = f.block();
+    let nb = w.len() / GROUP / bb;
+    let _ = bv;
+    std::array::from_fn(|k| {
+        let row: Vec<u8> = (0..nb)
+            .flat_map(|i| {
+                w[(i * GROUP + k) * bb..(i * GROUP + k + 1) * bb]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        dot(f, &row, x, isa)
+    })
+}
+
+/// Whether the eight-row kernel of interleaved matrices serves this format on this CPU.
+pub(crate) fn has_dot8(f: QFormat, isa: Isa) -> bool {
+    has_dot4(f, isa)
 }
 
 /// Four consecutive rows of one matrix with one activation vector, where the format has a
@@ -338,4 +470,10 @@ pub fn dot(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> f32 {
         }
         _ => f32::NAN,
     }
+}
+
+/// [`dot8`] on a given instruction set (the tests compare them).
+#[cfg(test)]
+pub(crate) fn dot8_on(m: &QMatrix, group: &[u8], x: &Acts, isa: Isa) -> [f32; GROUP] {
+    dot8(m.format, group, x, isa)
 }

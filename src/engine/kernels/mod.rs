@@ -8,7 +8,7 @@
 //!
 //! | product | `avx512-vnni` | `avx2` | `scalar` |
 //! |---|---|---|---|
-//! | decode, Q4_0/Q4_1/Q5_0/Q5_1 | four rows per activation load, `vpdpbusd` | four rows, `maddubs` | `scalar::q4_0` ... |
+//! | decode, Q4_0/Q4_1/Q5_0/Q5_1 | eight interleaved rows per activation load, `vpdpbusd` | eight interleaved rows, `maddubs` | `scalar::q4_0` ... |
 //! | decode, Q8_0 | one row, `vpdpbusd` | one row, `maddubs` | `scalar::q8_0` |
 //! | decode, Q4_K/Q5_K/Q6_K | (avx2) | one row | `scalar::q4_5_k`, `scalar::q6_k` |
 //! | decode, F16/BF16/F32 | (avx2) | four FMA accumulators | plain loop |

@@ -99,7 +99,7 @@ mod matvec {
                     if !m.format.has_dot() {
                         continue;
                     }
-                    let scalar = dot(m.format, m.row(r), &acts, Isa::Scalar);
+                    let scalar = dot(m.format, &m.row(r), &acts, Isa::Scalar);
                     assert!(
                         (got - want).abs() < 2e-3 * (1.0 + want.abs()),
                         "{dtype:?} {bi},{r}: {got} vs {want}"
@@ -147,14 +147,15 @@ mod matvec {
             let acts = Acts::Q8(quantize_q8_1(&xv));
             // A kernel's value for row `r` against the scalar reference (float rounding only).
             let near_scalar = |v: f32, r: usize| {
-                let want = dot(m.format, m.row(r), &acts, Isa::Scalar);
+                let want = dot(m.format, &m.row(r), &acts, Isa::Scalar);
                 assert!(
                     (v - want).abs() <= 1e-4 * (1.0 + want.abs()),
                     "{dtype:?} row {r}: {v} vs scalar {want}"
                 );
             };
             for r in [0, 4] {
-                let w = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
+                let rows = [m.row(r), m.row(r + 1), m.row(r + 2), m.row(r + 3)];
+                let w = [&*rows[0], &*rows[1], &*rows[2], &*rows[3]];
                 if !four {
                     // One row at a time (Q8_0): the AVX2 and VNNI row kernels.
                     for (k, row) in w.iter().enumerate() {
@@ -183,6 +184,67 @@ mod matvec {
         }
         if best < Isa::Avx512Vnni {
             eprintln!("the VNNI kernels were not run: this CPU lacks AVX-512 VNNI");
+        }
+    }
+
+    /// A matrix interleaved eight rows at a time gives what the file's layout gives: the same
+    /// rows, dequantized values and products (decode's eight-row kernel and prefill's tiles,
+    /// float rounding only), on AVX2 and VNNI alike; row counts that are not a multiple of 8,
+    /// and formats without the kernel, keep the file's layout.
+    #[test]
+    fn interleaved_matrices_give_what_the_files_layout_gives() {
+        let best = isa();
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+        ] {
+            let (rows, cols) = (24, 768);
+            let plain = matrix(dtype, rows, cols, 21);
+            let inter = plain.clone().interleaved();
+            let expect = has_dot8(plain.format, best);
+            assert_eq!(inter.is_interleaved(), expect, "{dtype:?}");
+            assert_eq!(
+                inter.kernel_name(1).contains(" x8 "),
+                expect,
+                "{dtype:?}: {}",
+                inter.kernel_name(1)
+            );
+            for r in 0..rows {
+                assert_eq!(plain.row(r), inter.row(r), "{dtype:?} row {r}");
+            }
+            assert_eq!(plain.dequantize(), inter.dequantize(), "{dtype:?}");
+            // Not a multiple of 8: left as it is.
+            assert!(!matrix(dtype, 20, cols, 3).interleaved().is_interleaved());
+            for batch in [1, 3, 5, 16] {
+                let mut x = random(batch * cols, 23 + batch as u64);
+                x[0] = 40.0;
+                x[1] = -40.0;
+                let (mut a, mut b) = (vec![0f32; batch * rows], vec![0f32; batch * rows]);
+                plain.matvec(&x, &mut a);
+                inter.matvec(&x, &mut b);
+                for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        (u - v).abs() <= 1e-4 * (1.0 + u.abs()),
+                        "{dtype:?} batch {batch} value {i}: file layout {u}, interleaved {v}"
+                    );
+                }
+            }
+            if expect && best >= Isa::Avx512Vnni {
+                let acts = Acts::Q8(quantize_q8_1(&random(cols, 5)));
+                let group = &inter.bytes()[..inter.bytes().len() / (rows / 8)];
+                let (a, v) = (
+                    dot8_on(&inter, group, &acts, Isa::Avx2),
+                    dot8_on(&inter, group, &acts, Isa::Avx512Vnni),
+                );
+                assert_eq!(a.map(f32::to_bits), v.map(f32::to_bits), "{dtype:?}");
+            }
+        }
+        if best < Isa::Avx2 {
+            eprintln!("no AVX2 here: nothing was interleaved");
         }
     }
 
@@ -345,7 +407,7 @@ mod gemm {
                 };
                 for isa in isas() {
                     let mut y = vec![0f32; tokens * rows];
-                    gemm_on(isa, f, &b, rows, cols, &x, &mut y);
+                    gemm_on(isa, f, &b, rows, cols, false, &x, &mut y);
                     for t in 0..tokens {
                         for r in 0..rows {
                             let want: f32 = (0..cols)

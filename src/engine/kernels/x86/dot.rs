@@ -547,3 +547,107 @@ fn pair_picker(k: usize) -> __m256i {
     // SAFETY: AVX is implied by the callers' target features; no memory access.
     unsafe { _mm256_set_m128i(_mm_set1_epi16(word(2 * k + 1)), _mm_set1_epi16(word(2 * k))) }
 }
+
+/// Defines an eight-row kernel (below) for one instruction set: its target features and how
+/// it sums byte products.
+macro_rules! rows8_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $dot:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<B: Nibbles>(w: &[u8], x: &[BlockQ81]) -> [f32; 8] {
+            let ones = _mm256_set1_epi8(1);
+            let neg_offset = _mm256_set1_epi16(B::OFFSET);
+            let mask = _mm256_set1_epi8(0x0F);
+            let size = size_of::<B>();
+            let groups = as_blocks::<B>(w);
+            let n = x.len().min(groups.len() / 8);
+            let (gp, xp) = (groups.as_ptr(), x.as_ptr());
+            // Byte offsets of the eight blocks' first 4 bytes (f16 scale, then the minimum
+            // or 2 code bytes).
+            let lane_offsets = _mm256_mullo_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32(size as i32),
+            );
+            let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for i in 0..n {
+                // SAFETY: i < n, so blocks 8i..8i + 8 and activation block i exist.
+                let (b, xb) = unsafe { (gp.add(8 * i), &*xp.add(i)) };
+                ahead(b.cast(), 8 * size);
+                // SAFETY: 32 bytes of a 32-byte array.
+                let q8 = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
+                let start = if B::OFFSET != 0 {
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q8), neg_offset)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let row = |k: usize| -> __m256i {
+                    // SAFETY: k < 8: block 8i + k exists.
+                    let blk = unsafe { &*b.add(k) };
+                    // SAFETY: the block's 16 nibble bytes.
+                    let q4 = unsafe { _mm_loadu_si128(blk.qs().as_ptr() as *const __m128i) };
+                    let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q4, 4), q4), mask);
+                    if B::HIGH {
+                        q = _mm256_or_si256(q, high_bits(i32::from_le_bytes(blk.qh())));
+                    }
+                    $dot(start, q, q8)
+                };
+                // Eight rows' lane sums reduced to one vector of eight row sums, rows in order.
+                let h0 = _mm256_hadd_epi32(row(0), row(1));
+                let h1 = _mm256_hadd_epi32(row(2), row(3));
+                let h2 = _mm256_hadd_epi32(row(4), row(5));
+                let h3 = _mm256_hadd_epi32(row(6), row(7));
+                let (h01, h23) = (_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
+                let s = _mm256_add_epi32(
+                    _mm256_permute2x128_si256(h01, h23, 0x20),
+                    _mm256_permute2x128_si256(h01, h23, 0x31),
+                );
+                // SAFETY: 4 bytes at the start of each of the eight blocks (scale = 1 keeps
+                // the gather's byte offsets as given).
+                let heads = unsafe { _mm256_i32gather_epi32::<1>(b.cast(), lane_offsets) };
+                // Low halves (scales) then high halves (minimums), four rows per 128-bit
+                // lane, brought into row order.
+                let packed = _mm256_permute4x64_epi64(
+                    _mm256_packus_epi32(
+                        _mm256_and_si256(heads, _mm256_set1_epi32(0xffff)),
+                        _mm256_srli_epi32(heads, 16),
+                    ),
+                    0b11_01_10_00,
+                );
+                let d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+                acc = _mm256_fmadd_ps(
+                    _mm256_mul_ps(d, _mm256_set1_ps(xb.d)),
+                    _mm256_cvtepi32_ps(s),
+                    acc,
+                );
+                if B::OFFSET == 0 {
+                    // Q4_1 and Q5_1 carry a minimum.
+                    let m = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
+                    mins = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), mins);
+                }
+            }
+            let mut out = [0f32; 8];
+            // SAFETY: eight floats into an eight-float array.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(acc, mins)) };
+            out
+        }
+    };
+}
+
+rows8_kernel!(
+    /// Eight rows of one 4- or 5-bit block-32 format (`B`) times the same Q8 activations, the
+    /// rows' blocks interleaved (block `i` of rows 0..8, then block `i + 1` of each, as
+    /// `QMatrix::interleaved` lays them out): the weights stream from one place, each
+    /// activation block is loaded once for eight rows, and the eight rows' integer sums are
+    /// reduced into one vector, so the scales, the float conversion and the multiply-add are
+    /// one vector operation for eight rows instead of one per row.
+    rows8,
+    "avx2,fma,f16c",
+    dot_bytes_acc
+);
+
+rows8_kernel!(
+    /// `rows8` with `vpdpbusd` (AVX-512 VNNI on 256-bit registers).
+    rows8_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dot_bytes_acc_vnni
+);

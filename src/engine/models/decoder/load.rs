@@ -185,7 +185,8 @@ impl Tensors<'_> {
         EngineError::bad_file(&self.g.path, m)
     }
 
-    /// A `rows` x `cols` matrix in the file's block format.
+    /// A `rows` x `cols` matrix in the file's block format (interleaved eight rows at a time
+    /// where this CPU's decode kernel reads that layout).
     fn mat(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, EngineError> {
         self.g.check_len(name, rows * cols)?;
         let (dtype, r, c, bytes) = self.g.matrix_bytes(name)?;
@@ -194,7 +195,9 @@ impl Tensors<'_> {
         if (r, c) != (rows, cols) {
             return Err(self.bad(format!("tensor {name} is {r}x{c}, expected {rows}x{cols}")));
         }
-        QMatrix::from_bytes(f, rows, cols, bytes).map_err(|m| self.bad(format!("{name}: {m}")))
+        QMatrix::from_bytes(f, rows, cols, bytes)
+            .map(QMatrix::interleaved)
+            .map_err(|m| self.bad(format!("{name}: {m}")))
     }
 
     /// A vector of `n` values, as f32.
