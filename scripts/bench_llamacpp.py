@@ -40,6 +40,20 @@ def joulebench(exe, path, threads, prefill=None):
     return v["prefill_tokens_per_s"], v["decode_tokens_per_s"], rss, e["prefill_matmul"], e["decode_matmul"]
 
 
+def cpu():
+    """The CPU's model name, core count and the vector extensions the kernels choose between."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown")
+    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
+    isa = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    fam = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("cpu family")), "?")
+    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model\t")), "?")
+    return f"{name} (family {fam}, model {model}), {os.cpu_count()} logical CPUs; ISA: {' '.join(isa) or 'none of AVX2/AVX-512'}"
+
+
 def main():
     exe, bench, rounds, threads, files = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
                                           int(sys.argv[4]), sys.argv[5:])
@@ -57,6 +71,7 @@ def main():
                     if who == "jb":
                         kern[f] = (kp, kd)
     med = lambda xs, i: statistics.median(x[i] for x in xs)
+    print(f"CPU: {cpu()}\n")
     print(f"{threads} thread(s), {PROMPT}-token prompt, {NEW} new tokens, medians of {rounds} "
           "interleaved rounds; jb = joulebench default, dense = joulebench --prefill-matmul dense\n")
     print("| file | prefill tok/s jb / dense / llama.cpp | decode tok/s jb / llama.cpp | "

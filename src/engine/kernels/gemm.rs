@@ -224,26 +224,34 @@ impl Product<'_> {
         }
     }
 
-    /// Float row tiles `range` (FR rows each) on AVX2 or portable code.
+    /// Float row tiles `range` (FR rows each) on AVX2 or portable code, in blocks of
+    /// `FLOAT_BLOCK * 4` tiles taken token group by token group, as [`Product::float_tiles16`]
+    /// does: a group's activations stay in L1 across the block (tile by tile over every
+    /// token, each multiply-add read activations from L2 and that bound the product).
     fn float_tiles(&self, x: &[f32], range: std::ops::Range<usize>) {
         let (rows, cols, tokens) = (self.rows, self.cols, self.tokens);
         let simd = self.isa >= Isa::Avx2;
         let mut res = [[0f32; FT]; FR];
-        for tile in range {
-            let r0 = tile * FR;
-            let nr = FR.min(rows - r0);
+        let mut b0 = range.start;
+        while b0 < range.end {
+            let b1 = (b0 + 4 * FLOAT_BLOCK).min(range.end);
             let mut t0 = 0;
             while t0 < tokens {
                 let nt = FT.min(tokens - t0);
-                let rows_b: [&[u8]; FR] = [self.row(r0), self.row(r0 + nr - 1)];
-                float_tile(self.f, rows_b, x, cols, nr, t0, nt, simd, &mut res);
-                for (i, rr) in res.iter().enumerate().take(nr) {
-                    for (t, v) in rr.iter().enumerate().take(nt) {
-                        self.put(t0 + t, r0 + i, *v);
+                for tile in b0..b1 {
+                    let r0 = tile * FR;
+                    let nr = FR.min(rows - r0);
+                    let rows_b: [&[u8]; FR] = [self.row(r0), self.row(r0 + nr - 1)];
+                    float_tile(self.f, rows_b, x, cols, nr, t0, nt, simd, &mut res);
+                    for (i, rr) in res.iter().enumerate().take(nr) {
+                        for (t, v) in rr.iter().enumerate().take(nt) {
+                            self.put(t0 + t, r0 + i, *v);
+                        }
                     }
                 }
                 t0 += nt;
             }
+            b0 = b1;
         }
     }
 }

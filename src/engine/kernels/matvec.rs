@@ -258,6 +258,22 @@ pub fn matvec_many(mats: &[&QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
                 }
                 continue;
             }
+            #[cfg(target_arch = "x86_64")]
+            if m.format.is_float() && isa >= Isa::Avx2 {
+                let row = m.cols * m.format.block().1 / m.format.block().0;
+                let mut out = [0f32; GROUP];
+                for (b, xa) in acts.iter().enumerate() {
+                    if let Acts::F32(x) = xa {
+                        let out = &mut out[..r1 - r0];
+                        // SAFETY: AVX2, FMA and F16C were detected at run time.
+                        unsafe { x86::float_rows(m.format, &m.bytes[r0 * row..r1 * row], x, out) };
+                        for (k, v) in out.iter().enumerate() {
+                            put(b, r0 + k, *v);
+                        }
+                    }
+                }
+                continue;
+            }
             let mut r = r0;
             while r < r1 {
                 if r + 4 <= r1 && has_dot4(m.format, isa) {

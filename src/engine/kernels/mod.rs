@@ -11,9 +11,9 @@
 //! | decode, Q4_0/Q4_1/Q5_0/Q5_1 | eight interleaved rows per activation load, `vpdpbusd` | eight interleaved rows, `maddubs` | `scalar::q4_0` ... |
 //! | decode, Q8_0 | one row, `vpdpbusd` | one row, `maddubs` | `scalar::q8_0` |
 //! | decode, Q4_K/Q5_K/Q6_K | (avx2) | one row | `scalar::q4_5_k`, `scalar::q6_k` |
-//! | decode, F16/BF16/F32 | (avx2) | four FMA accumulators | plain loop |
+//! | decode, F16/BF16/F32 | (avx2) | a group's rows in one call, four FMA accumulators | plain loop |
 //! | prefill, integer formats (and decode of Q2_K/Q3_K) | 4 rows x 16 tokens | 4 rows x 8 tokens | `scalar::int_tile` |
-//! | prefill, float formats | 4 rows x 6 tokens (AVX-512 F/VL) | 2 rows x 4 tokens | plain loop |
+//! | prefill, float formats | 4 rows x 6 tokens (AVX-512 F/VL) | 2 rows x 4 tokens, blocks of 128 rows | plain loop |
 
 pub mod blocks;
 pub mod gemm;

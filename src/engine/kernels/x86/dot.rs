@@ -198,11 +198,29 @@ rows4_kernel!(
 /// accumulators (one would wait on its own FMA latency).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn float_dot(f: QFormat, w: &[u8], x: &[f32]) -> f32 {
+    float_row(f, w, x)
+}
+
+/// Consecutive float rows (`w`: `out.len()` rows of `x.len()` values, in the file's layout)
+/// times f32 activations: [`float_dot`]'s loop run over the rows in one call, so the weights
+/// stream from memory without a call and a dispatch between rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn float_rows(f: QFormat, w: &[u8], x: &[f32], out: &mut [f32]) {
+    let width = if f == QFormat::F32 { 4 } else { 2 };
+    let row = x.len() * width;
+    for (o, w) in out.iter_mut().zip(w.chunks_exact(row)) {
+        *o = float_row(f, w, x);
+    }
+}
+
+#[inline(always)]
+fn float_row(f: QFormat, w: &[u8], x: &[f32]) -> f32 {
     let width = if f == QFormat::F32 { 4 } else { 2 };
     let n = x.len().min(w.len() / width);
     let (wp, xp) = (w.as_ptr(), x.as_ptr());
     let load = |i: usize| -> __m256 {
-        // SAFETY: callers keep i + 8 <= n, inside both slices.
+        // SAFETY: callers keep i + 8 <= n, inside both slices; the callers enabled AVX2 and
+        // F16C.
         unsafe {
             match f {
                 QFormat::F16 => _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * i) as *const __m128i)),
@@ -214,30 +232,30 @@ pub unsafe fn float_dot(f: QFormat, w: &[u8], x: &[f32]) -> f32 {
             }
         }
     };
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        ahead(wp.wrapping_add(width * i), 32 * width);
-        for (k, a) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8k + 8 <= n.
-            let xv = unsafe { _mm256_loadu_ps(xp.add(i + 8 * k)) };
-            *a = _mm256_fmadd_ps(load(i + 8 * k), xv, *a);
+    // SAFETY: the callers enabled AVX2 and FMA; every load below stays inside both slices.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            ahead(wp.wrapping_add(width * i), 32 * width);
+            for (k, a) in acc.iter_mut().enumerate() {
+                let xv = _mm256_loadu_ps(xp.add(i + 8 * k));
+                *a = _mm256_fmadd_ps(load(i + 8 * k), xv, *a);
+            }
+            i += 32;
         }
-        i += 32;
+        while i + 8 <= n {
+            let xv = _mm256_loadu_ps(xp.add(i));
+            acc[0] = _mm256_fmadd_ps(load(i), xv, acc[0]);
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut total = hsum(s);
+        for (j, xv) in x.iter().enumerate().take(n).skip(i) {
+            total += crate::engine::kernels::blocks::float_at(f, w, j) * xv;
+        }
+        total
     }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let xv = unsafe { _mm256_loadu_ps(xp.add(i)) };
-        acc[0] = _mm256_fmadd_ps(load(i), xv, acc[0]);
-        i += 8;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    // SAFETY: AVX2 is enabled in this function.
-    let mut total = hsum(s);
-    for (j, xv) in x.iter().enumerate().take(n).skip(i) {
-        total += crate::engine::kernels::blocks::float_at(f, w, j) * xv;
-    }
-    total
 }
 
 /// Q4_1 blocks times Q8_1 activations (scale x minimum folded into the stored sums), on two
