@@ -409,7 +409,7 @@ fn float_tile(
         for (t, v) in rr.iter_mut().enumerate().take(nt) {
             let xt = &x[(t0 + t) * cols..(t0 + t + 1) * cols];
             let w: Vec<f32> = (0..cols).map(|c| float_at(f, rows[i], c)).collect();
-            *v = super::dot(&w, xt);
+            *v = super::dot_portable(&w, xt);
         }
     }
 }

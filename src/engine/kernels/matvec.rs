@@ -325,6 +325,14 @@ fn dot8(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> [f32; GROUP] {
             };
         }
         match f {
+            QFormat::Q8_0 if vnni => {
+                // SAFETY: AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C) were detected at run time.
+                return unsafe { x86::rows8_q8_0_vnni(w, x) };
+            }
+            QFormat::Q8_0 => {
+                // SAFETY: AVX2, FMA and F16C were detected at run time.
+                return unsafe { x86::rows8_q8_0(w, x) };
+            }
             QFormat::Q4_0 => return pick!(BlockQ4_0),
             QFormat::Q4_1 => return pick!(BlockQ4_1),
             QFormat::Q5_0 => return pick!(BlockQ5_0),
@@ -351,7 +359,7 @@ fn dot8(f: QFormat, w: &[u8], x: &Acts, isa: Isa) -> [f32; GROUP] {
 
 /// Whether the eight-row kernel of interleaved matrices serves this format on this CPU.
 pub(crate) fn has_dot8(f: QFormat, isa: Isa) -> bool {
-    has_dot4(f, isa)
+    has_dot4(f, isa) || (cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 && f == QFormat::Q8_0)
 }
 
 /// Four consecutive rows of one matrix with one activation vector, where the format has a

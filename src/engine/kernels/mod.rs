@@ -2,14 +2,17 @@
 //! formats as typed `#[repr(C)]` structs, and one normalized reading of any block), `quant`
 //! (activation quantization), `matvec` (decode: one dot product per row) and `gemm` (prefill:
 //! tiled products), each calling `scalar` (the portable reference) or `x86` (the intrinsics)
-//! through one dispatch on the instruction set picked here at run time.
+//! through one dispatch on the instruction set picked here at run time. The vector math of the
+//! rest of a forward pass (`exp` for softmax and SiLU, attention's dot products and weighted
+//! sums) sits here too, in `x86::math`, behind [`exp_in_place`], [`silu_mul`], [`dot`] and
+//! [`axpy`].
 //!
 //! Which implementation serves what (anything not listed falls back to the row below it):
 //!
 //! | product | `avx512-vnni` | `avx2` | `scalar` |
 //! |---|---|---|---|
 //! | decode, Q4_0/Q4_1/Q5_0/Q5_1 | eight interleaved rows per activation load, `vpdpbusd` | eight interleaved rows, `maddubs` | `scalar::q4_0` ... |
-//! | decode, Q8_0 | one row, `vpdpbusd` | one row, `maddubs` | `scalar::q8_0` |
+//! | decode, Q8_0 | eight interleaved rows, `vpdpbusd` | eight interleaved rows, `maddubs` | `scalar::q8_0` |
 //! | decode, Q4_K/Q5_K/Q6_K | (avx2) | one row | `scalar::q4_5_k`, `scalar::q6_k` |
 //! | decode, F16/BF16/F32 | (avx2) | a group's rows in one call, four FMA accumulators | plain loop |
 //! | prefill, integer formats (and decode of Q2_K/Q3_K) | 4 rows x 16 tokens | 4 rows x 8 tokens | `scalar::int_tile` |
@@ -38,8 +41,53 @@ pub(crate) struct SyncPtr(pub(crate) *mut f32);
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
-/// A float dot product in 8 lanes (vectorizes without reassociation flags).
+/// A float dot product: AVX2/FMA where the CPU has them, else [`dot_portable`].
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { x86::math::dot(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// `out += p * v` (attention's weighted sum of values).
+pub fn axpy(out: &mut [f32], p: f32, v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { x86::math::axpy(out, p, v) };
+    }
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o += p * x;
+    }
+}
+
+/// `x = e^x` for every element (softmax): eight lanes at a time on AVX2 (within 2 ulp of
+/// `f32::exp`, see `x86::math::exp8`), `f32::exp` elsewhere.
+pub fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { x86::math::exp_in_place(x) };
+    }
+    x.iter_mut().for_each(|v| *v = v.exp());
+}
+
+/// `g = silu(g) * u` (`silu(x) = x / (1 + e^-x)`), the gated feed-forward's activation.
+pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { x86::math::silu_mul(g, u) };
+    }
+    for (g, &u) in g.iter_mut().zip(u) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// A float dot product in 8 lanes (vectorizes without reassociation flags).
+pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -152,17 +152,12 @@ pub fn attend_scaled(
         *s = dot(q, &k[t * hd..(t + 1) * hd]) * scale;
         max = max.max(*s);
     }
-    let mut sum = 0f32;
-    for s in &mut scores[..len] {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
+    scores[..len].iter_mut().for_each(|s| *s -= max);
+    crate::engine::kernels::exp_in_place(&mut scores[..len]);
+    let sum: f32 = scores[..len].iter().sum();
     out.fill(0.0);
     for (t, s) in scores[..len].iter().enumerate() {
-        let p = s / sum;
-        for (o, &vv) in out.iter_mut().zip(&v[t * hd..(t + 1) * hd]) {
-            *o += p * vv;
-        }
+        crate::engine::kernels::axpy(out, s / sum, &v[t * hd..(t + 1) * hd]);
     }
 }
 
@@ -170,9 +165,7 @@ pub use crate::engine::kernels::dot;
 
 /// `silu(g) * u` in place of `g`.
 pub fn swiglu(g: &mut [f32], u: &[f32]) {
-    for (g, &u) in g.iter_mut().zip(u) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    crate::engine::kernels::silu_mul(g, u);
 }
 
 #[cfg(test)]

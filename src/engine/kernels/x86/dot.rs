@@ -669,3 +669,79 @@ rows8_kernel!(
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     dot_bytes_acc_vnni
 );
+
+/// Defines the eight-row Q8_0 kernel (below) for one instruction set.
+macro_rules! rows8_q8_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $dot:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(w: &[u8], x: &[BlockQ81]) -> [f32; 8] {
+            let size = size_of::<BlockQ8_0>();
+            let groups = as_blocks::<BlockQ8_0>(w);
+            let n = x.len().min(groups.len() / 8);
+            let (gp, xp) = (groups.as_ptr(), x.as_ptr());
+            let lane_offsets = _mm256_mullo_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32(size as i32),
+            );
+            let mut acc = _mm256_setzero_ps();
+            for i in 0..n {
+                // SAFETY: i < n, so blocks 8i..8i + 8 and activation block i exist.
+                let (b, xb) = unsafe { (gp.add(8 * i), &*xp.add(i)) };
+                ahead(b.cast(), 8 * size);
+                // SAFETY: 32 bytes of a 32-byte array.
+                let qx = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
+                let row = |k: usize| -> __m256i {
+                    // SAFETY: k < 8: block 8i + k exists; 32 bytes of its 32 codes.
+                    let qw = unsafe {
+                        _mm256_loadu_si256((*b.add(k)).qs.as_ptr() as *const __m256i)
+                    };
+                    // |w| x sign(x, w): the byte product's first operand is unsigned.
+                    $dot(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
+                };
+                let h0 = _mm256_hadd_epi32(row(0), row(1));
+                let h1 = _mm256_hadd_epi32(row(2), row(3));
+                let h2 = _mm256_hadd_epi32(row(4), row(5));
+                let h3 = _mm256_hadd_epi32(row(6), row(7));
+                let (h01, h23) = (_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
+                let s = _mm256_add_epi32(
+                    _mm256_permute2x128_si256(h01, h23, 0x20),
+                    _mm256_permute2x128_si256(h01, h23, 0x31),
+                );
+                // SAFETY: 4 bytes at the start of each of the eight blocks.
+                let heads = unsafe { _mm256_i32gather_epi32::<1>(b.cast(), lane_offsets) };
+                let packed = _mm256_permute4x64_epi64(
+                    _mm256_packus_epi32(
+                        _mm256_and_si256(heads, _mm256_set1_epi32(0xffff)),
+                        _mm256_setzero_si256(),
+                    ),
+                    0b11_01_10_00,
+                );
+                let d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+                acc = _mm256_fmadd_ps(
+                    _mm256_mul_ps(d, _mm256_set1_ps(xb.d)),
+                    _mm256_cvtepi32_ps(s),
+                    acc,
+                );
+            }
+            let mut out = [0f32; 8];
+            // SAFETY: eight floats into an eight-float array.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+            out
+        }
+    };
+}
+
+rows8_q8_kernel!(
+    /// Eight interleaved Q8_0 rows times the same Q8 activations (as `rows8`).
+    rows8_q8_0,
+    "avx2,fma,f16c",
+    dot_bytes
+);
+
+rows8_q8_kernel!(
+    /// `rows8_q8_0` with `vpdpbusd`.
+    rows8_q8_0_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dot_bytes_vnni
+);

@@ -3,6 +3,7 @@
 
 pub mod dot;
 pub mod gemm;
+pub mod math;
 pub mod quant;
 pub mod unpack;
 

@@ -105,12 +105,7 @@ pub(super) fn gate(act: Act, g: &mut [f32], u: &[f32]) {
                 *g = 0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh()) * u;
             }
         }
-        Act::Silu => {
-            for (g, &u) in g.iter_mut().zip(u) {
-                let x = *g;
-                *g = x / (1.0 + (-x).exp()) * u;
-            }
-        }
+        Act::Silu => crate::engine::kernels::silu_mul(g, u),
     }
 }
 
