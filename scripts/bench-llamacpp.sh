@@ -9,7 +9,12 @@
 # runs ROUNDS interleaved rounds of: joulebench (default plan: its kernels on the file's blocks in
 # both phases), joulebench with the dense f32 prefill plan (the old default), and llama-bench.
 #
-# Usage: scripts/bench-llamacpp.sh [ROUNDS=3] [THREADS=2] [FORMATS="Q4_0 Q8_0 Q4_K_M Q5_K_M Q6_K F16"]
+# LADDER=1 adds the real model ladder (the registered Qwen2.5-Coder 0.5B and 1.5B Q4_K_M files,
+# fetched on first use: about 1.6 GB) and LADDER=8b also an 8B-shaped Q4_K_M file (Llama 3.1 8B's
+# shapes, seeded random weights from `joulebench models synth`, 4.9 GB on disk and in memory).
+# Files over 300 MB skip the dense plan (its f32 copy would need 4x the file in memory).
+#
+# Usage: [LADDER=1|8b] scripts/bench-llamacpp.sh [ROUNDS=3] [THREADS=2] [FORMATS="Q4_0 Q8_0 Q4_K_M Q5_K_M Q6_K F16"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -32,4 +37,18 @@ for f in $FORMATS; do
   fi
   FILES+=("$dst")
 done
+path_of() {
+  $BIN models list --json | python3 -c "import json,sys; print(next(m['path'] for m in json.load(sys.stdin) if m['id'] == sys.argv[1]))" "$1"
+}
+if [ -n "${LADDER:-}" ]; then
+  for id in qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m; do
+    $BIN models fetch "$id" >&2
+    FILES+=("$(ls "$(path_of "$id")"/*.gguf | head -1)")
+  done
+  if [ "$LADDER" = 8b ]; then
+    big="$OUT/llama-3.1-8b-shaped-Q4_K_M.gguf"
+    [ -f "$big" ] || $BIN models synth --like llama-3.1-8b --format Q4_K_M --out "$big" >&2
+    FILES+=("$big")
+  fi
+fi
 python3 scripts/bench_llamacpp.py "$BIN" "$BINDIR/llama-bench" "$ROUNDS" "$THREADS" "${FILES[@]}"

@@ -7,6 +7,8 @@ Usage: python bench_llamacpp.py JOULEBENCH_BIN LLAMA_BENCH_BIN ROUNDS THREADS FI
 import json, os, statistics, subprocess, sys
 
 PROMPT, NEW = 64, 64
+# Files above this size skip the dense plan (its f32 copy needs about 4x the file in memory).
+DENSE_MAX = 300 << 20
 
 
 def timed(args):
@@ -65,6 +67,8 @@ def main():
             for who in order:
                 if who == "cpp":
                     res[f]["cpp"].append(llama_bench(bench, f, threads))
+                elif who == "dense" and os.path.getsize(f) > DENSE_MAX:
+                    res[f]["dense"].append((float("nan"),) * 3)
                 else:
                     p, d, m, kp, kd = joulebench(exe, f, threads, "dense" if who == "dense" else None)
                     res[f][who].append((p, d, m))
