@@ -28,16 +28,26 @@ const EXPECTED: [u32; 16] = [
     284, 7585, 1835, 314, 253, 4013, 12342, 282, 2092, 28, 4665, 28, 284, 4665, 30, 657,
 ];
 
+/// The 10th token is a dead heat: teacher-forced on the first nine, llama.rs gives 28 a logit of
+/// 35.5831 and 284 one of 35.5799 (0.003 apart; measured 2026-12-07), so the order of a float
+/// sum decides it (it turned to 284 when attention's dot products moved to FMA and SiLU to the
+/// vector `exp`). Past such a tie the continuation is another text, so the tokens are compared
+/// up to it, and further only when it went the stored way.
+const NEAR_TIE_10TH: [u32; 2] = [28, 284];
+
 /// The 16th token is a near-tie between 657 (llama.cpp's pick, and joulebench's with its Q8
 /// activations rounded to f16 as llama.cpp rounds them) and 198 (the pick when the sums run in
-/// another order: the dense f32 prefill differs between CPUs with and without AVX-512). The
-/// first 15 are exact everywhere.
+/// another order: the dense f32 prefill differs between CPUs with and without AVX-512).
 const NEAR_TIE_16TH: [u32; 2] = [657, 198];
 
 fn assert_expected(got: &[u32]) {
     assert_eq!(got.len(), 16, "{got:?}");
-    assert_eq!(got[..15], EXPECTED[..15], "{got:?}");
-    assert!(NEAR_TIE_16TH.contains(&got[15]), "{got:?}");
+    assert_eq!(got[..9], EXPECTED[..9], "{got:?}");
+    assert!(NEAR_TIE_10TH.contains(&got[9]), "{got:?}");
+    if got[9] == EXPECTED[9] {
+        assert_eq!(got[..15], EXPECTED[..15], "{got:?}");
+        assert!(NEAR_TIE_16TH.contains(&got[15]), "{got:?}");
+    }
 }
 
 #[test]
