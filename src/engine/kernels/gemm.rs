@@ -130,7 +130,7 @@ impl Product<'_> {
         if !self.interleaved {
             return self.row(r);
         }
-        let group = super::matvec::GROUP;
+        let group = super::GROUP;
         let bb = self.f.block().1;
         let n = group * self.row_bytes;
         let blocks = &self.bytes[r / group * n..(r / group + 1) * n];

@@ -35,8 +35,7 @@ pub struct QMatrix {
     interleaved: bool,
 }
 
-/// Rows per group of an interleaved matrix.
-pub const GROUP: usize = 8;
+pub use super::GROUP;
 
 impl QMatrix {
     /// Takes the raw GGUF bytes of a `rows` × `cols` tensor.

@@ -32,6 +32,9 @@ mod x86;
 pub use blocks::{QFormat, QK, QK_K};
 pub use matvec::{GEMM_MIN_TOKENS, QMatrix, matvec_many};
 
+/// Rows per group of a matrix interleaved for decode (`QMatrix::interleaved`).
+pub const GROUP: usize = 8;
+
 /// Below this many weights a product runs on the calling thread: waking the pool costs more.
 pub(crate) const PARALLEL_MIN_WEIGHTS: usize = 100_000;
 
