@@ -566,6 +566,41 @@ fn pair_picker(k: usize) -> __m256i {
     unsafe { _mm256_set_m128i(_mm_set1_epi16(word(2 * k + 1)), _mm_set1_epi16(word(2 * k))) }
 }
 
+/// Eight rows' 32-bit lane sums reduced to one vector of the eight row sums, rows in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn row_sums8(p: [__m256i; 8]) -> __m256i {
+    let h0 = _mm256_hadd_epi32(p[0], p[1]);
+    let h1 = _mm256_hadd_epi32(p[2], p[3]);
+    let h2 = _mm256_hadd_epi32(p[4], p[5]);
+    let h3 = _mm256_hadd_epi32(p[6], p[7]);
+    let (h01, h23) = (_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256(h01, h23, 0x20),
+        _mm256_permute2x128_si256(h01, h23, 0x31),
+    )
+}
+
+/// The first two 16-bit words of eight blocks at `p + offsets` (their f16 scales, then a
+/// minimum or two code bytes), gathered: the eight first words in row order in the low 128
+/// bits, the eight second words in the high 128 bits.
+///
+/// # Safety
+/// Each of the eight addresses must hold 4 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn heads8(p: *const i32, offsets: __m256i) -> __m256i {
+    // SAFETY: the caller's contract (scale = 1 keeps the byte offsets as given).
+    let heads = unsafe { _mm256_i32gather_epi32::<1>(p, offsets) };
+    _mm256_permute4x64_epi64(
+        _mm256_packus_epi32(
+            _mm256_and_si256(heads, _mm256_set1_epi32(0xffff)),
+            _mm256_srli_epi32(heads, 16),
+        ),
+        0b11_01_10_00,
+    )
+}
+
 /// Defines an eight-row kernel (below) for one instruction set: its target features and how
 /// it sums byte products.
 macro_rules! rows8_kernel {
@@ -610,27 +645,9 @@ macro_rules! rows8_kernel {
                     $dot(start, q, q8)
                 };
                 // Eight rows' lane sums reduced to one vector of eight row sums, rows in order.
-                let h0 = _mm256_hadd_epi32(row(0), row(1));
-                let h1 = _mm256_hadd_epi32(row(2), row(3));
-                let h2 = _mm256_hadd_epi32(row(4), row(5));
-                let h3 = _mm256_hadd_epi32(row(6), row(7));
-                let (h01, h23) = (_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
-                let s = _mm256_add_epi32(
-                    _mm256_permute2x128_si256(h01, h23, 0x20),
-                    _mm256_permute2x128_si256(h01, h23, 0x31),
-                );
-                // SAFETY: 4 bytes at the start of each of the eight blocks (scale = 1 keeps
-                // the gather's byte offsets as given).
-                let heads = unsafe { _mm256_i32gather_epi32::<1>(b.cast(), lane_offsets) };
-                // Low halves (scales) then high halves (minimums), four rows per 128-bit
-                // lane, brought into row order.
-                let packed = _mm256_permute4x64_epi64(
-                    _mm256_packus_epi32(
-                        _mm256_and_si256(heads, _mm256_set1_epi32(0xffff)),
-                        _mm256_srli_epi32(heads, 16),
-                    ),
-                    0b11_01_10_00,
-                );
+                let s = row_sums8(std::array::from_fn(row));
+                // SAFETY: each of the eight blocks holds at least 4 bytes.
+                let packed = unsafe { heads8(b.cast(), lane_offsets) };
                 let d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
                 acc = _mm256_fmadd_ps(
                     _mm256_mul_ps(d, _mm256_set1_ps(xb.d)),
@@ -699,24 +716,9 @@ macro_rules! rows8_q8_kernel {
                     // |w| x sign(x, w): the byte product's first operand is unsigned.
                     $dot(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
                 };
-                let h0 = _mm256_hadd_epi32(row(0), row(1));
-                let h1 = _mm256_hadd_epi32(row(2), row(3));
-                let h2 = _mm256_hadd_epi32(row(4), row(5));
-                let h3 = _mm256_hadd_epi32(row(6), row(7));
-                let (h01, h23) = (_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
-                let s = _mm256_add_epi32(
-                    _mm256_permute2x128_si256(h01, h23, 0x20),
-                    _mm256_permute2x128_si256(h01, h23, 0x31),
-                );
-                // SAFETY: 4 bytes at the start of each of the eight blocks.
-                let heads = unsafe { _mm256_i32gather_epi32::<1>(b.cast(), lane_offsets) };
-                let packed = _mm256_permute4x64_epi64(
-                    _mm256_packus_epi32(
-                        _mm256_and_si256(heads, _mm256_set1_epi32(0xffff)),
-                        _mm256_setzero_si256(),
-                    ),
-                    0b11_01_10_00,
-                );
+                let s = row_sums8(std::array::from_fn(row));
+                // SAFETY: each of the eight blocks holds at least 4 bytes.
+                let packed = unsafe { heads8(b.cast(), lane_offsets) };
                 let d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
                 acc = _mm256_fmadd_ps(
                     _mm256_mul_ps(d, _mm256_set1_ps(xb.d)),
