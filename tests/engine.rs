@@ -581,6 +581,98 @@ fn minilm_embeddings_are_unit_vectors_that_rank_meaning() {
     ));
 }
 
+/// MiniLM's sentence vectors equal those of an independent float64 BERT (numpy, straight from
+/// the safetensors file; `scripts/minilm-ref.py` regenerates the fixture), for short, long and
+/// non-ASCII texts, and our tokenizer gives the ids Hugging Face's `tokenizers` gives.
+#[test]
+fn minilm_matches_an_independent_float64_encoder() {
+    use joulebench::engine::EmbedRequest;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/minilm-ref.json")).unwrap(),
+    )
+    .unwrap();
+    let mut m =
+        joulebench::engine::models::load("all-minilm-l6-v2", &LoadOptions::default(), &mut |_| {})
+            .unwrap();
+    let tok = m.tokenizer().unwrap().clone();
+    let items = fixture["items"].as_array().unwrap();
+    assert!(items.len() >= 5);
+    for item in items {
+        let text = item["text"].as_str().unwrap();
+        let ids: Vec<u32> = serde_json::from_value(item["ids"].clone()).unwrap();
+        let want: Vec<f32> = serde_json::from_value(item["embedding"].clone()).unwrap();
+        assert_eq!(
+            tok.encode(text, true).unwrap().get_ids(),
+            &ids[..],
+            "{text}"
+        );
+        let got = m
+            .embed(&EmbedRequest { inputs: vec![ids] }, &mut NoObserver)
+            .unwrap()
+            .embeddings
+            .remove(0);
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max);
+        // f32 sums against float64 ones, rounded to 7 decimals: a few 1e-6 apart. A wrong
+        // activation, scale or normalisation moves components by 1e-2.
+        assert!(worst < 5e-5, "{text}: largest difference {worst}");
+    }
+}
+
+/// An encoder folder whose config.json asks for what the forward does not run, or whose weights
+/// do not fit it, is a clear error naming the file.
+#[test]
+fn broken_encoder_folders_are_clear_errors() {
+    let m = joulebench::store::registry::lookup("all-minilm-l6-v2").unwrap();
+    let src = joulebench::store::registry::resolve(m, true, &mut |_| {}).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        ("hidden_act", "swish".into(), "hidden_act \"swish\""),
+        (
+            "position_embedding_type",
+            "relative_key".into(),
+            "position_embedding_type \"relative_key\"",
+        ),
+        ("num_attention_heads", 7.into(), "not a multiple"),
+        // 1000 rows where the file has 1536: the weights do not match.
+        (
+            "intermediate_size",
+            1000.into(),
+            "do not match its config.json",
+        ),
+    ];
+    for (key, value, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["tokenizer.json", "model.safetensors"] {
+            std::os::unix::fs::symlink(src.join(f), dir.path().join(f)).unwrap();
+        }
+        let mut c = cfg.clone();
+        c[key] = value;
+        std::fs::write(dir.path().join("config.json"), c.to_string()).unwrap();
+        let err = joulebench::engine::models::load(
+            dir.path().to_str().unwrap(),
+            &LoadOptions::default(),
+            &mut |_| {},
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{key}: loaded"))
+        .to_string();
+        assert!(err.contains(says), "{key}: {err}");
+        let file = if says.contains("match") {
+            "model.safetensors"
+        } else {
+            "config.json"
+        };
+        assert!(err.contains(file), "{key}: {err}");
+    }
+}
+
 /// `generate --warmup N --repeat M`: M measured runs listed, the reported speeds are their
 /// medians, and repeating a request gives the same tokens (each run starts from a fresh cache).
 #[test]

@@ -27,6 +27,7 @@ pub mod generate;
 pub mod hf;
 pub mod llama;
 pub mod ops;
+#[cfg(feature = "qwen-modules")]
 pub mod qwen;
 pub mod score;
 pub mod synthetic;
@@ -141,9 +142,13 @@ pub fn load(
             Forward::Decoder => {
                 return Ok(Box::new(decoder::load(g, spec, &opts.device, &dev)?));
             }
+            #[cfg(feature = "qwen-modules")]
             Forward::Qwen => {
                 return Ok(Box::new(qwen::load(g, &arch, spec, &opts.device, &dev)?));
             }
+            // Without a GPU feature no device but the CPU parses, so this is not reached.
+            #[cfg(not(feature = "qwen-modules"))]
+            Forward::Qwen => return Err(EngineError::Device(opts.device.clone())),
             Forward::Llama => {}
         }
     }

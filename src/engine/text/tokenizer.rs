@@ -110,7 +110,7 @@ pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, EngineError> {
         pre_tokenizer(&pre).map_err(|e| err(format!("{path}: {e}")))?,
     ));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
-    add_special(&mut tok, &tokens, &types);
+    add_special(&mut tok, &tokens, &types)?;
     Ok(tok)
 }
 
@@ -181,7 +181,8 @@ fn sentencepiece(g: &Gguf) -> Result<Tokenizer, EngineError> {
         ));
     }
     norms.push(NormalizerWrapper::Replace(space));
-    tok.with_normalizer(Some(tokenizers::normalizers::Sequence::new(norms)));
+    tok.with_normalizer(Some(tokenizers::normalizers::Sequence::new(norms)))
+        .map_err(err)?;
     let unspace = tokenizers::normalizers::replace::Replace::new("\u{2581}", " ").map_err(err)?;
     let mut decs = vec![
         DecoderWrapper::Replace(unspace),
@@ -194,7 +195,7 @@ fn sentencepiece(g: &Gguf) -> Result<Tokenizer, EngineError> {
         ));
     }
     tok.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(decs)));
-    add_special(&mut tok, &tokens, &types);
+    add_special(&mut tok, &tokens, &types)?;
     Ok(tok)
 }
 
@@ -230,14 +231,15 @@ fn token_types(g: &Gguf) -> Vec<i32> {
 }
 
 /// Control (3) and user-defined (4) tokens are matched whole, before the model runs.
-fn add_special(tok: &mut Tokenizer, tokens: &[String], types: &[i32]) {
+fn add_special(tok: &mut Tokenizer, tokens: &[String], types: &[i32]) -> Result<(), EngineError> {
     let special: Vec<AddedToken> = tokens
         .iter()
         .zip(types)
         .filter(|(_, t)| **t == 3 || **t == 4)
         .map(|(s, _)| AddedToken::from(s.clone(), true))
         .collect();
-    tok.add_special_tokens(&special);
+    tok.add_special_tokens(special).map_err(err)?;
+    Ok(())
 }
 
 /// Encodes text without adding special tokens.

@@ -407,8 +407,8 @@ impl Llama {
                     .append(&k.contiguous()?, &v.contiguous()?)?
             };
             let rep = cfg.n_head / cfg.n_kv_head;
-            let k = candle_transformers::utils::repeat_kv(k, rep)?;
-            let v = candle_transformers::utils::repeat_kv(v, rep)?;
+            let k = repeat_kv(k, rep)?;
+            let v = repeat_kv(v, rep)?;
             let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
             let att = match &mask {
                 Some(m) => att.broadcast_add(m)?,
@@ -469,3 +469,16 @@ fn rope_tables(
 
 /// A llama-family model with its tokenizer (none for synthetic models).
 pub type CandleLlama = TextModel<Llama>;
+
+/// Grouped-query attention's keys or values `(batch, kv_heads, seq, dim)` with each head
+/// repeated `rep` times in place, `(batch, kv_heads * rep, seq, dim)`: query head `h` reads kv
+/// head `h / rep`.
+fn repeat_kv(x: Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, seq, dim) = x.dims4()?;
+    // `rep` copies of each head's rows one after another, read as `rep` heads (a plain
+    // concatenation copies contiguously, unlike a broadcast view).
+    Tensor::cat(&vec![&x; rep], 2)?.reshape((b, kv * rep, seq, dim))
+}
