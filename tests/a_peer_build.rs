@@ -2,11 +2,14 @@
 //! 0.3.36 vendors and its tools start. The module's name puts it first in the order the test
 //! harness starts tests (by name), so the build (about ten minutes on 2 cores, once; cached
 //! after) runs beside every other test instead of starting when the first peer test is reached.
+//! Like every live peer test it is ignored by default (`cargo test --release -- --ignored
+//! peer_`); the default run checks against llama.cpp's recorded answers.
 
 use crate::common::llama_cpp;
 
 #[test]
-fn llama_cpp_tools_build_once_and_start() {
+#[ignore = "builds llama.cpp (~10 min on 2 cores, once): cargo test --release -- --ignored peer_"]
+fn peer_llama_cpp_tools_build_once_and_start() {
     for (tool, arg, says) in [
         ("llama-server", "--version", "version"),
         ("llama-quantize", "--help", "usage"),

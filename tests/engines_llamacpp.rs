@@ -19,7 +19,8 @@ fn llama_servers() -> usize {
 }
 
 #[test]
-fn candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
+#[ignore = "builds llama.cpp (~10 min on 2 cores, once): cargo test --release -- --ignored peer_"]
+fn peer_candle_and_llama_cpp_side_by_side_at_concurrency_1_and_4() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // Build (or find) the server first, so a build failure reads as one.
     common::llama_cpp::bin("llama-server");

@@ -1,9 +1,12 @@
 //! Gemma 3 270M (registered: `gemma-3-270m-q4_k_m`, four chunk wheels on PyPI) against llama.cpp
 //! (its C++ `llama-server`, built once for every test that needs it from the llama.cpp that
 //! llama-cpp-python 0.3.36 vendors) on the same file: SentencePiece tokenization of tricky
-//! strings, the last position's most likely tokens and their logits, and greedy tokens.
+//! strings, the last position's most likely tokens and their logits, and greedy tokens. The
+//! default run asks llama.cpp's recorded answers (`tests/fixtures/llama-cpp/`); `peer_...` asks
+//! the live server (and rewrites the recording with `JOULEBENCH_RECORD=1`).
 
-use crate::common::llama_cpp;
+use crate::common::llama_cpp::Peer;
+use std::path::Path;
 
 use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::text::{prompt, tokenizer};
@@ -32,10 +35,27 @@ const PROMPT: &str = "The three most important ways to save energy at home are";
 /// How many of llama.cpp's most likely tokens at the prompt's last position are compared.
 const TOP: usize = 64;
 
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-cpp/gemma-3-270m-q4_k_m.json")
+}
+
 #[test]
-fn gemma3_matches_llama_cpp_on_the_same_file() {
+fn gemma3_matches_llama_cpps_recorded_answers_on_the_same_file() {
     let model = gemma_file();
-    let mut server = llama_cpp::Server::start(&model, 256);
+    let mut peer = Peer::recorded(&model, &fixture());
+    check(&mut peer, &model);
+}
+
+#[test]
+#[ignore = "builds llama.cpp (~10 min on 2 cores, once): cargo test --release -- --ignored peer_"]
+fn peer_gemma3_matches_live_llama_cpp_on_the_same_file() {
+    let model = gemma_file();
+    let mut peer = Peer::live(&model, 256, &fixture());
+    check(&mut peer, &model);
+    peer.finish();
+}
+
+fn check(server: &mut Peer, model: &Path) {
     let mut m = load(
         model.to_str().unwrap(),
         &LoadOptions::default(),
@@ -70,7 +90,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     );
     // llama.cpp greedily from the prompt, with its most likely tokens at every step.
     let steps = server.greedy(&prompt, 16, TOP);
-    drop(server);
+    server.stop();
     let req = GenerateRequest {
         prompts: vec![prompt.clone()],
         max_new_tokens: 16,
@@ -95,7 +115,7 @@ fn gemma3_matches_llama_cpp_on_the_same_file() {
     // the partition function). Both quantize activations to 8 bits, each in its own summation
     // order, so their logits differ by a few tenths (the margin `tests/llama_ref.rs` allows a
     // near-tie): the deviations from the shift must stay within that.
-    let ours = joulebench::engine::models::decoder::reference_logits(&model, &prompt).unwrap();
+    let ours = joulebench::engine::models::decoder::reference_logits(model, &prompt).unwrap();
     let theirs = &steps[0].top;
     assert_eq!(theirs.len(), TOP);
     let argmax = (0..ours.len())

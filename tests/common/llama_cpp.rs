@@ -3,6 +3,11 @@
 //! AMX off; about 5 minutes on 2 cores the first time, cached in joulebench's cache folder), and
 //! its own `llama-server` started on a model file to answer what llama.cpp computes: tokens,
 //! greedy continuations and the top log-probabilities at every step.
+//!
+//! What the server answers on a registered file is also kept in `tests/fixtures/llama-cpp/`
+//! ([`Peer`]), so the default test run checks the engine against llama.cpp without building it;
+//! the live tests (named `peer_...`, ignored by default: `cargo test --release -- --ignored
+//! peer_`) ask the server itself, and `JOULEBENCH_RECORD=1` makes them rewrite the recordings.
 
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -199,7 +204,7 @@ impl Server {
 }
 
 /// One greedy step as llama.cpp took it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub token: u32,
     /// (token, log-probability), most likely first.
@@ -218,5 +223,197 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// llama.cpp's answers on one model file, as `tests/fixtures/llama-cpp/*.json` keeps them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Recording {
+    /// Which llama.cpp answered, and how to regenerate the file.
+    pub peer: String,
+    /// The model file's sha256: a recording answers for that file only.
+    pub file_sha256: String,
+    pub tokenize: Vec<Tokenized>,
+    pub greedy: Vec<Greedy>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tokenized {
+    pub text: String,
+    pub add_special: bool,
+    pub tokens: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Greedy {
+    pub prompt: Vec<u32>,
+    pub n: usize,
+    pub top: usize,
+    pub steps: Vec<Step>,
+}
+
+const REGENERATE: &str = "JOULEBENCH_RECORD=1 cargo test --release -- --ignored peer_";
+
+/// A file's sha256, hex.
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::io::copy(&mut f, &mut h).expect("read the model file");
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// llama.cpp as the checks ask it: its live server (whose answers are recorded as they come),
+/// or the answers it gave before on the same file.
+pub enum Peer {
+    Live {
+        server: Option<Server>,
+        rec: Recording,
+        fixture: PathBuf,
+    },
+    Recorded {
+        rec: Recording,
+        fixture: PathBuf,
+    },
+}
+
+impl Peer {
+    /// The live server on `model`; its answers may be written to `fixture` by [`Peer::finish`].
+    pub fn live(model: &Path, ctx: usize, fixture: &Path) -> Peer {
+        Peer::Live {
+            server: Some(Server::start(model, ctx)),
+            rec: Recording {
+                peer: format!(
+                    "llama-server from the llama.cpp that llama-cpp-python 0.3.36 vendors \
+                     (scripts/llama-cpp-build.sh); regenerate: {REGENERATE}"
+                ),
+                file_sha256: sha256(model),
+                ..Recording::default()
+            },
+            fixture: fixture.to_path_buf(),
+        }
+    }
+
+    /// The answers recorded in `fixture`, which must be for this very `model` file.
+    pub fn recorded(model: &Path, fixture: &Path) -> Peer {
+        let text = std::fs::read_to_string(fixture)
+            .unwrap_or_else(|e| panic!("{}: {e}; regenerate: {REGENERATE}", fixture.display()));
+        let rec: Recording = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}; regenerate: {REGENERATE}", fixture.display()));
+        assert_eq!(
+            sha256(model),
+            rec.file_sha256,
+            "{} records llama.cpp on another file than {}; regenerate: {REGENERATE}",
+            fixture.display(),
+            model.display()
+        );
+        Peer::Recorded {
+            rec,
+            fixture: fixture.to_path_buf(),
+        }
+    }
+
+    fn missing(fixture: &Path, what: String) -> ! {
+        panic!(
+            "{} has no answer to {what}; regenerate: {REGENERATE}",
+            fixture.display()
+        )
+    }
+
+    /// llama.cpp's tokens of `text` (special tokens parsed), with or without BOS.
+    pub fn tokenize(&mut self, text: &str, add_special: bool) -> Vec<u32> {
+        match self {
+            Peer::Live { server, rec, .. } => {
+                let tokens = server
+                    .as_mut()
+                    .expect("the server is running")
+                    .tokenize(text, add_special);
+                rec.tokenize.push(Tokenized {
+                    text: text.into(),
+                    add_special,
+                    tokens: tokens.clone(),
+                });
+                tokens
+            }
+            Peer::Recorded { rec, fixture } => rec
+                .tokenize
+                .iter()
+                .find(|t| t.text == text && t.add_special == add_special)
+                .map(|t| t.tokens.clone())
+                .unwrap_or_else(|| Peer::missing(fixture, format!("tokenize {text:?}"))),
+        }
+    }
+
+    /// llama.cpp's greedy continuation of `prompt` ([`Server::greedy`]).
+    pub fn greedy(&mut self, prompt: &[u32], n: usize, top: usize) -> Vec<Step> {
+        match self {
+            Peer::Live { server, rec, .. } => {
+                let steps = server
+                    .as_mut()
+                    .expect("the server is running")
+                    .greedy(prompt, n, top);
+                rec.greedy.push(Greedy {
+                    prompt: prompt.to_vec(),
+                    n,
+                    top,
+                    steps: steps.clone(),
+                });
+                steps
+            }
+            Peer::Recorded { rec, fixture } => rec
+                .greedy
+                .iter()
+                .find(|g| g.prompt == prompt && g.n == n && g.top == top)
+                .map(|g| g.steps.clone())
+                .unwrap_or_else(|| {
+                    Peer::missing(fixture, format!("{n} greedy tokens after {prompt:?}"))
+                }),
+        }
+    }
+
+    /// Stops a live server (the engine then has the cores to itself).
+    pub fn stop(&mut self) {
+        if let Peer::Live { server, .. } = self {
+            server.take();
+        }
+    }
+
+    /// After a live check passed: with `JOULEBENCH_RECORD=1` the recording replaces the
+    /// fixture; otherwise where live answers differ from the recorded ones it says so (another
+    /// CPU may sum in another order: the checks' margins allow that, the note shows it).
+    pub fn finish(self) {
+        let Peer::Live { rec, fixture, .. } = self else {
+            return;
+        };
+        if std::env::var_os("JOULEBENCH_RECORD").is_some() {
+            let text = serde_json::to_string(&rec).expect("serializable");
+            std::fs::write(&fixture, text + "\n")
+                .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+            eprintln!("recorded llama.cpp's answers in {}", fixture.display());
+            return;
+        }
+        let old: Option<Recording> = std::fs::read_to_string(&fixture)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let same = old.as_ref().is_some_and(|o| {
+            o.file_sha256 == rec.file_sha256
+                && rec.tokenize.iter().all(|t| o.tokenize.contains(t))
+                && rec.greedy.iter().all(|g| {
+                    o.greedy.iter().any(|h| {
+                        h.prompt == g.prompt
+                            && h.steps
+                                .iter()
+                                .map(|s| s.token)
+                                .eq(g.steps.iter().map(|s| s.token))
+                    })
+                })
+        });
+        if !same {
+            eprintln!(
+                "note: llama.cpp's live answers differ from {} (tokens or greedy tokens); \
+                 {REGENERATE} rewrites it",
+                fixture.display()
+            );
+        }
     }
 }
