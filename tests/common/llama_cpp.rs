@@ -254,13 +254,9 @@ pub struct Greedy {
 
 const REGENERATE: &str = "JOULEBENCH_RECORD=1 cargo test --release -- --ignored peer_";
 
-/// A file's sha256, hex.
-pub fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    std::io::copy(&mut f, &mut h).expect("read the model file");
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+/// A model file's sha256, hex (the store's own digest).
+fn sha256(path: &Path) -> String {
+    joulebench::store::registry::sha256_file(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// llama.cpp as the checks ask it: its live server (whose answers are recorded as they come),
