@@ -2,6 +2,8 @@
 //! candle-transformers' own module for it, on small random GGUF files written here (llama,
 //! qwen2, qwen3, phi3, gemma3), in F32 (tight) and in quantized formats (the kernels quantize
 //! activations to 8 bits as llama.cpp does, candle's modules as well, so the tolerance is wider).
+//! The modules' answers are recorded (`common::candle_ref`); `--features qwen-modules` asks them
+//! live.
 //! candle-transformers' quantized_gemma3 gates its feed-forward with SiLU where Gemma (and
 //! llama.cpp) use GELU, so Gemma 3 is compared with the activation swapped to SiLU on our side
 //! (everything else must then agree) and checked to differ with GELU; the real check of Gemma 3
@@ -12,9 +14,6 @@ use crate::common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{
-    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
-};
 use joulebench::engine::models::decoder::{Act, reference_logits, reference_logits_as};
 use joulebench::engine::models::{LoadOptions, load};
 use joulebench::engine::{GenerateRequest, NoObserver};
@@ -142,8 +141,20 @@ fn write(path: &Path, arch: &str, dtype: GgmlDType, seed: u64) {
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
-/// The reference module's logits of the last position of `prompt`.
-fn candle_logits(path: &Path, arch: &str, prompt: &[u32]) -> Vec<f32> {
+/// The reference module's logits of the last position of `prompt`, where this build has
+/// candle-transformers.
+#[cfg(not(feature = "qwen-modules"))]
+fn candle_logits(_: &Path, _: &str, _: &[u32]) -> Option<Vec<f32>> {
+    None
+}
+
+/// The reference module's logits of the last position of `prompt`, where this build has
+/// candle-transformers.
+#[cfg(feature = "qwen-modules")]
+fn candle_logits(path: &Path, arch: &str, prompt: &[u32]) -> Option<Vec<f32>> {
+    use candle_transformers::models::{
+        quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+    };
     let dev = Device::Cpu;
     let mut f = std::fs::File::open(path).unwrap();
     let ct = gguf_file::Content::read(&mut f).unwrap();
@@ -167,7 +178,7 @@ fn candle_logits(path: &Path, arch: &str, prompt: &[u32]) -> Vec<f32> {
         other => panic!("{other}"),
     }
     .unwrap();
-    y.flatten_all().unwrap().to_vec1().unwrap()
+    Some(y.flatten_all().unwrap().to_vec1().unwrap())
 }
 
 /// RMS of the difference over RMS of the reference.
@@ -190,6 +201,7 @@ fn every_architecture_matches_its_reference_module_logit_by_logit() {
     let dir = tempfile::tempdir().unwrap();
     let prompt: Vec<u32> = (0..19).map(|i| (i * 37 + 5) % 256).collect();
     let mut report = Vec::new();
+    let mut recorded = common::candle_ref::Recorded::open("arch");
     for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3"] {
         for (dtype, tol) in [
             (GgmlDType::F32, 1e-3),
@@ -198,7 +210,12 @@ fn every_architecture_matches_its_reference_module_logit_by_logit() {
         ] {
             let p = dir.path().join(format!("{arch}-{dtype:?}.gguf"));
             write(&p, arch, dtype, 11);
-            let theirs = candle_logits(&p, arch, &prompt);
+            let digest = common::candle_ref::digest(std::slice::from_ref(&p));
+            let live = candle_logits(&p, arch, &prompt)
+                .map(|l| common::candle_ref::Answer::new(digest.clone(), &l, 1, Vec::new()));
+            let theirs = recorded
+                .answer(&format!("{arch}-{dtype:?}"), &digest, live)
+                .logits;
             let ours = if arch == "gemma3" {
                 let gelu = reference_logits(&p, &prompt).unwrap();
                 if dtype == GgmlDType::F32 {
@@ -223,6 +240,7 @@ fn every_architecture_matches_its_reference_module_logit_by_logit() {
         }
     }
     eprintln!("{}", report.join("\n"));
+    recorded.finish();
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Hugging Face llama folders (config.json, tokenizer.json, sharded bf16 safetensors) against
-//! candle-transformers' own llama implementation, on small random weights.
+//! candle-transformers' own llama implementation, on small random weights (its answers are
+//! recorded, `common::candle_ref`; `--features qwen-modules` asks it live).
+
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use joulebench::engine::models::{LoadOptions, load_llama as load};
 use joulebench::engine::{GenerateRequest, InferenceBackend, NoObserver};
 use joulebench::store::registry::{self, DEFAULT_MODEL};
@@ -96,62 +98,27 @@ fn hf_folder_matches_candle_transformers_llama() {
     assert!(ours.info().quantization.contains("bfloat16"));
     assert_eq!(ours.info().eos_token_ids, vec![2]);
 
-    let cfg: candle_transformers::models::llama::LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
-            .unwrap();
-    let cfg = cfg.into_config(false);
-    let files = joulebench::engine::models::hf::weight_files(dir.path()).unwrap();
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
-    let reference = candle_transformers::models::llama::Llama::load(vb, &cfg).unwrap();
     let prompt: Vec<u32> = vec![504, 1463, 282, 1439, 7585, 314];
-    let mut cache =
-        candle_transformers::models::llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu)
-            .unwrap();
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let want: Vec<f32> = reference
-        .forward(&input, 0, &mut cache)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let mut inputs = joulebench::engine::models::hf::weight_files(dir.path()).unwrap();
+    inputs.push(dir.path().join("config.json"));
+    let digest = common::candle_ref::digest(&inputs);
+    let mut recorded = common::candle_ref::Recorded::open("hf-llama");
+    // Every 8th logit of the 49,152 (the recording stays ~70 KB) and the greedy continuation.
+    let live = candle_llama(dir.path(), &prompt, 5)
+        .map(|(l, t)| common::candle_ref::Answer::new(digest.clone(), &l, 8, t));
+    let theirs = recorded.answer("bf16-2-shards", &digest, live);
     let got = ours.model_mut().last_logits(&prompt).unwrap();
-    assert_eq!(got.len(), want.len());
+    assert_eq!(got.len(), 49152);
+    let got = theirs.same_ids(&got);
+    assert_eq!(got.len(), theirs.logits.len());
     let max_err = got
         .iter()
-        .zip(&want)
+        .zip(&theirs.logits)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(max_err < 1e-3, "max logit difference {max_err}");
 
     // Greedy continuation agrees too.
-    let mut ids = prompt.clone();
-    let mut cache =
-        candle_transformers::models::llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu)
-            .unwrap();
-    let mut pos = 0;
-    let mut theirs = Vec::new();
-    for _ in 0..5 {
-        let input = Tensor::new(&ids[pos..], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = reference.forward(&input, pos, &mut cache).unwrap();
-        let next = logits
-            .squeeze(0)
-            .unwrap()
-            .argmax(0)
-            .unwrap()
-            .to_scalar::<u32>()
-            .unwrap();
-        pos = ids.len();
-        ids.push(next);
-        theirs.push(next);
-    }
     let out = ours
         .generate(
             &GenerateRequest {
@@ -163,7 +130,60 @@ fn hf_folder_matches_candle_transformers_llama() {
             &mut NoObserver,
         )
         .unwrap();
-    assert_eq!(out.generated[0], theirs);
+    assert_eq!(out.generated[0], theirs.tokens);
+    recorded.finish();
+}
+
+/// candle-transformers' llama on the folder: the last position's logits of `prompt` and `n`
+/// greedy tokens after it, where this build has candle-transformers.
+#[cfg(not(feature = "qwen-modules"))]
+fn candle_llama(_: &Path, _: &[u32], _: usize) -> Option<(Vec<f32>, Vec<u32>)> {
+    None
+}
+
+/// candle-transformers' llama on the folder: the last position's logits of `prompt` and `n`
+/// greedy tokens after it, where this build has candle-transformers.
+#[cfg(feature = "qwen-modules")]
+fn candle_llama(dir: &Path, prompt: &[u32], n: usize) -> Option<(Vec<f32>, Vec<u32>)> {
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::llama::{Cache, Llama, LlamaConfig};
+    let cfg: LlamaConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg = cfg.into_config(false);
+    let files = joulebench::engine::models::hf::weight_files(dir).unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
+    let reference = Llama::load(vb, &cfg).unwrap();
+    let step = |ids: &[u32], pos: usize, cache: &mut Cache| -> Tensor {
+        let input = Tensor::new(ids, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        reference.forward(&input, pos, cache).unwrap()
+    };
+    let mut cache = Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let logits: Vec<f32> = step(prompt, 0, &mut cache)
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut cache = Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let mut ids = prompt.to_vec();
+    let mut pos = 0;
+    let mut tokens = Vec::new();
+    for _ in 0..n {
+        let next = step(&ids[pos..], pos, &mut cache)
+            .squeeze(0)
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
+        pos = ids.len();
+        ids.push(next);
+        tokens.push(next);
+    }
+    Some((logits, tokens))
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! builders for suite files and run folders.
 #![allow(dead_code)]
 
+pub mod candle_ref;
 pub mod fake_run;
 pub mod http;
 pub mod llama_cpp;
