@@ -125,21 +125,18 @@ impl Product<'_> {
         &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
-    /// Row `r`'s blocks in order, in either layout (`buf` holds a gathered row).
-    fn row_in<'b>(&'b self, r: usize, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    /// Row `r`'s blocks where they lie, in either layout: the bytes from its first block on
+    /// and the distance between its blocks.
+    fn row_blocks(&self, r: usize) -> (&[u8], usize) {
+        let bb = self.f.block().1;
         if !self.interleaved {
-            return self.row(r);
+            return (self.row(r), bb);
         }
         let group = super::GROUP;
-        let bb = self.f.block().1;
         let n = group * self.row_bytes;
-        let blocks = &self.bytes[r / group * n..(r / group + 1) * n];
-        let k = r % group;
-        buf.clear();
-        for g in blocks.chunks_exact(group * bb) {
-            buf.extend_from_slice(&g[k * bb..(k + 1) * bb]);
-        }
-        buf
+        let start = r / group * n + r % group * bb;
+        let end = ((r / group + 1) * n).min(self.bytes.len());
+        (&self.bytes[start.min(end)..end], group * bb)
     }
 
     /// `y[t * rows + r] = v`.
@@ -155,14 +152,14 @@ impl Product<'_> {
         let vnni = self.isa >= Isa::Avx512Vnni;
         let simd = self.isa >= Isa::Avx2;
         let mut s = Scratch::new(cols);
-        let mut buf = Vec::new();
         let mut res = [[[0f32; TB]; TR]; 2];
         let blocks = tokens.div_ceil(TB);
         for tile in range {
             let r0 = tile * TR;
             let nr = TR.min(rows - r0);
             for i in 0..nr {
-                s.unpack(self.f, self.row_in(r0 + i, &mut buf), i, cols);
+                let (bytes, stride) = self.row_blocks(r0 + i);
+                s.unpack_strided(self.f, bytes, stride, i, cols);
                 if vnni && kd.signed {
                     s.unsigned(i, cols);
                 }

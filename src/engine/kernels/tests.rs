@@ -452,8 +452,26 @@ mod gemm {
             let (mut q, mut dl, mut ml) = (vec![0u8; cols], vec![0f32; 16], vec![0f32; 16]);
             // SAFETY: AVX2/F16C checked above; the lengths are those of one row.
             unsafe {
-                crate::engine::kernels::x86::unpack::unpack_row32(f, &row, &mut q, &mut dl, &mut ml)
+                crate::engine::kernels::x86::unpack::unpack_row32(
+                    f, &row, bb, &mut q, &mut dl, &mut ml,
+                )
             };
+            // The same blocks spread out with other bytes between them (as in a matrix
+            // interleaved eight rows at a time) unpack the same.
+            let stride = bb + 7;
+            let mut spread: Vec<u8> = (0..cols / 32 * stride).map(|_| rng.random()).collect();
+            for k in 0..cols / 32 {
+                spread[k * stride..k * stride + bb].copy_from_slice(&row[k * bb..(k + 1) * bb]);
+            }
+            spread.truncate((cols / 32 - 1) * stride + bb);
+            let (mut qs, mut dls, mut mls) = (vec![0u8; cols], vec![0f32; 16], vec![0f32; 16]);
+            // SAFETY: as above; the last block ends the buffer.
+            unsafe {
+                crate::engine::kernels::x86::unpack::unpack_row32(
+                    f, &spread, stride, &mut qs, &mut dls, &mut mls,
+                )
+            };
+            assert_eq!((&q, &dl, &ml), (&qs, &dls, &mls), "{f:?} strided");
             for k in 0..cols / 32 {
                 let (mut q2, mut dl2, mut ml2) = ([0u8; 32], [0f32; 2], [0f32; 2]);
                 unpack_block(f, &row[k * bb..(k + 1) * bb], &mut q2, &mut dl2, &mut ml2);

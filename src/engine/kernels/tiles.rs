@@ -140,22 +140,42 @@ impl Scratch {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn unpack(&mut self, f: QFormat, row: &[u8], i: usize, cols: usize) {
+        self.unpack_strided(f, row, f.block().1, i, cols);
+    }
+
+    /// [`Scratch::unpack`] of a row whose `cols / block values` blocks lie `stride` bytes apart
+    /// in `bytes` (a row of a matrix interleaved eight rows at a time, read where it lies).
+    pub(crate) fn unpack_strided(
+        &mut self,
+        f: QFormat,
+        bytes: &[u8],
+        stride: usize,
+        i: usize,
+        cols: usize,
+    ) {
         let (bv, bb) = f.block();
         let (h0, n) = (i * cols / 16, bv / 16);
+        let blocks = cols / bv;
+        assert!(
+            blocks == 0 || (blocks - 1) * stride + bb <= bytes.len(),
+            "a row's blocks lie inside its matrix"
+        );
         #[cfg(target_arch = "x86_64")]
-        if bv == 32 && super::simd() && row.len() == cols / 32 * bb {
+        if bv == 32 && super::simd() {
             let (q, dl, ml) = (
                 &mut self.q[i * cols..(i + 1) * cols],
                 &mut self.dl[h0..h0 + cols / 16],
                 &mut self.ml[h0..h0 + cols / 16],
             );
-            // SAFETY: AVX2/F16C were detected; the row holds cols / 32 blocks and the
-            // scratch row cols codes and cols / 16 scales and offsets.
-            unsafe { super::x86::unpack::unpack_row32(f, row, q, dl, ml) };
+            // SAFETY: AVX2/F16C were detected; the scratch row holds cols codes and cols / 16
+            // scales and offsets; the blocks lie inside `bytes` (asserted above).
+            unsafe { super::x86::unpack::unpack_row32(f, bytes, stride, q, dl, ml) };
             return;
         }
-        for (k, b) in row.chunks_exact(bb).enumerate() {
+        for k in 0..blocks {
+            let b = &bytes[k * stride..k * stride + bb];
             let q = &mut self.q[i * cols + k * bv..i * cols + (k + 1) * bv];
             let dl = &mut self.dl[h0 + k * n..h0 + (k + 1) * n];
             let ml = &mut self.ml[h0 + k * n..h0 + (k + 1) * n];

@@ -4,10 +4,21 @@ use crate::engine::kernels::blocks::QFormat;
 use std::arch::x86_64::*;
 
 /// [`unpack_block`](crate::engine::kernels::blocks::unpack_block) of a whole row of a 32-value format (Q4_0, Q4_1,
-/// Q5_0, Q5_1, Q8_0): the same codes, scales and offsets, 32 codes in a few instructions.
+/// Q5_0, Q5_1, Q8_0): the same codes, scales and offsets, 32 codes in a few instructions. The
+/// row's `q.len() / 32` blocks lie `stride` bytes apart in `row` (the block size in the file's
+/// layout; eight blocks in a matrix interleaved eight rows at a time).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn unpack_row32(f: QFormat, row: &[u8], q: &mut [u8], dl: &mut [f32], ml: &mut [f32]) {
+pub unsafe fn unpack_row32(
+    f: QFormat,
+    row: &[u8],
+    stride: usize,
+    q: &mut [u8],
+    dl: &mut [f32],
+    ml: &mut [f32],
+) {
     let bb = f.block().1;
+    let blocks = q.len() / 32;
+    assert!(blocks == 0 || (blocks - 1) * stride + bb <= row.len());
     let nib = _mm_set1_epi8(0x0F);
     // Bit j of a 32-bit word to byte j: byte j takes word byte j / 8, then tests bit j % 8.
     let spread = _mm256_setr_epi8(
@@ -23,11 +34,11 @@ pub unsafe fn unpack_row32(f: QFormat, row: &[u8], q: &mut [u8], dl: &mut [f32],
             )))
         }
     };
-    for k in 0..row.len() / bb {
-        // SAFETY: block k is inside the row; codes 32 k..32 k + 32 and scales 2 k, 2 k + 1
-        // are inside the scratch row (the caller's lengths).
+    for k in 0..blocks {
+        // SAFETY: block k is inside `row` (asserted above); codes 32 k..32 k + 32 and scales
+        // 2 k, 2 k + 1 are inside the scratch row (the caller's lengths).
         unsafe {
-            let b = row.as_ptr().add(k * bb);
+            let b = row.as_ptr().add(k * stride);
             let qp = q.as_mut_ptr().add(32 * k);
             let d = f16(b);
             let (m, codes) = match f {
