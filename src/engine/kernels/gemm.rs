@@ -11,7 +11,7 @@
 //! widening, so a group of 32 values for 8 tokens costs about 19 instructions for 256
 //! multiply-adds. The `ml` offsets are one small float product per row and token with the
 //! activations' per-16 sums. Float formats (F16, BF16, F32) are converted to f32 inside their own
-//! tile: 8 values at a time (2 rows x 4 tokens, AVX2), or 16 at a time (4 rows x 6 tokens, every
+//! tile: 8 values at a time (3 rows x 4 tokens, AVX2), or 16 at a time (4 rows x 6 tokens, every
 //! accumulator in one of AVX-512's 32 registers) taken in blocks of 64 rows.
 
 // The kernels index several fixed-size arrays (rows, tokens, register tiles) in lockstep.
@@ -238,7 +238,9 @@ impl Product<'_> {
                 for tile in b0..b1 {
                     let r0 = tile * FR;
                     let nr = FR.min(rows - r0);
-                    let rows_b: [&[u8]; FR] = [self.row(r0), self.row(r0 + nr - 1)];
+                    // A short last tile repeats its last row (computed, not stored).
+                    let rows_b: [&[u8]; FR] =
+                        std::array::from_fn(|i| self.row(r0 + i.min(nr - 1)));
                     float_tile(self.f, rows_b, x, cols, nr, t0, nt, simd, &mut res);
                     for (i, rr) in res.iter().enumerate().take(nr) {
                         for (t, v) in rr.iter().enumerate().take(nt) {
@@ -384,20 +386,24 @@ fn float_tile(
     #[cfg(target_arch = "x86_64")]
     if simd {
         macro_rules! go {
-            ($r:literal, $t:literal) => {
-                // SAFETY: AVX2/FMA/F16C were detected at run time; rows hold `cols` values.
-                unsafe { x86::float_tile::<$r, $t>(f, rows, x, cols, t0, res) }
+            ($t:literal) => {
+                // SAFETY: AVX2/FMA/F16C were detected at run time; rows hold `cols` values (a
+                // multiple of 32); tokens t0..t0 + nt exist. A short tile's missing rows repeat
+                // its last one (computed, not stored).
+                unsafe {
+                    match f {
+                        QFormat::F16 => x86::float_tile::<0, FR, $t>(rows, x, cols, t0, res),
+                        QFormat::BF16 => x86::float_tile::<1, FR, $t>(rows, x, cols, t0, res),
+                        _ => x86::float_tile::<2, FR, $t>(rows, x, cols, t0, res),
+                    }
+                }
             };
         }
-        match (nr, nt) {
-            (2, 4) => go!(2, 4),
-            (2, 3) => go!(2, 3),
-            (2, 2) => go!(2, 2),
-            (2, _) => go!(2, 1),
-            (_, 4) => go!(1, 4),
-            (_, 3) => go!(1, 3),
-            (_, 2) => go!(1, 2),
-            _ => go!(1, 1),
+        match nt {
+            4.. => go!(4),
+            3 => go!(3),
+            2 => go!(2),
+            _ => go!(1),
         }
         return;
     }

@@ -152,7 +152,7 @@ impl QMatrix {
             let wide = cfg!(target_arch = "x86_64") && self::isa() >= Isa::Avx512Vnni;
             let (tile, isa) = match (f.is_float(), vnni) {
                 (true, _) if wide => ("4x6", "avx512"),
-                (true, _) => ("2x4", isa),
+                (true, _) => ("3x4", isa),
                 (false, true) => ("4x16", "avx512-vnni"),
                 (false, false) => ("4x8", isa),
             };

@@ -16,7 +16,7 @@
 //! | decode, Q4_K/Q5_K/Q6_K | (avx2) | one row | `scalar::q4_5_k`, `scalar::q6_k` |
 //! | decode, F16/BF16/F32 | (avx2) | a group's rows in one call, four FMA accumulators | plain loop |
 //! | prefill, integer formats (and decode of Q2_K/Q3_K) | 4 rows x 16 tokens | 4 rows x 8 tokens | `scalar::int_tile` |
-//! | prefill, float formats | 4 rows x 6 tokens (AVX-512 F/VL) | 2 rows x 4 tokens, blocks of 128 rows | plain loop |
+//! | prefill, float formats | 4 rows x 6 tokens (AVX-512 F/VL) | 3 rows x 4 tokens, blocks of 192 rows | plain loop |
 
 pub mod blocks;
 pub mod gemm;

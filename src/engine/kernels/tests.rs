@@ -394,10 +394,12 @@ mod gemm {
             GgmlDType::F32,
         ] {
             let f = QFormat::of(dtype).unwrap();
-            // 7 rows: a tile of 4 and one of 3; 7 and 21 tokens: one partial token block, and
-            // two pairs of blocks (the VNNI tile's) with a partial one after them; 70 rows and
-            // 13 tokens: a block of float tiles and a short one, split over the threads.
-            for (rows, cols, tokens) in [(7, 512, 7), (7, 256, 21), (70, 256, 13)] {
+            // 7 rows: a tile of 4 and one of 3 (float: 3, 3 and 1); 7 and 21 tokens: one
+            // partial token block, and two pairs of blocks (the VNNI tile's) with a partial one
+            // after them; 70 rows and 13 tokens: a block of AVX-512 float tiles and a short one,
+            // split over the threads; 200 rows: a block of AVX2 float tiles (192 rows) and a
+            // short one.
+            for (rows, cols, tokens) in [(7, 512, 7), (7, 256, 21), (70, 256, 13), (200, 256, 9)] {
                 let (b, deq) = bytes(dtype, rows, cols, 11);
                 let x = random(tokens * cols, 12);
                 let xd: Vec<f32> = if f.is_float() {

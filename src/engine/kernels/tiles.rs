@@ -13,7 +13,7 @@ pub(crate) const TB: usize = 8;
 /// Rows per integer tile.
 pub(crate) const TR: usize = 4;
 /// Rows and tokens per float tile (AVX2 and portable).
-pub(crate) const FR: usize = 2;
+pub(crate) const FR: usize = 3;
 pub(crate) const FT: usize = 4;
 /// Rows and tokens per float tile on AVX-512 (24 of the 32 vector registers accumulate).
 pub(crate) const FR16: usize = 4;

@@ -4,7 +4,6 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::hsum;
-use crate::engine::kernels::blocks::QFormat;
 use crate::engine::kernels::tiles::{FR, FR16, FT, FT16, GemmActs, Scratch, TB, TR};
 use std::arch::x86_64::*;
 
@@ -187,14 +186,14 @@ pub unsafe fn vnni_tile16<const R: usize, const SH: bool>(
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load8(f: QFormat, b: *const u8, i: usize) -> __m256 {
-    // SAFETY: the caller keeps i + 8 within the row.
+/// 8 float weights from value `i` of row `b`, as f32 (`F`: 0 F16, 1 BF16, 2 F32).
+#[inline(always)]
+unsafe fn load8<const F: u8>(b: *const u8, i: usize) -> __m256 {
+    // SAFETY: the caller keeps i + 8 within the row and runs with AVX2 and F16C enabled.
     unsafe {
-        match f {
-            QFormat::F16 => _mm256_cvtph_ps(_mm_loadu_si128(b.add(2 * i) as *const __m128i)),
-            QFormat::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+        match F {
+            0 => _mm256_cvtph_ps(_mm_loadu_si128(b.add(2 * i) as *const __m128i)),
+            1 => _mm256_castsi256_ps(_mm256_slli_epi32(
                 _mm256_cvtepu16_epi32(_mm_loadu_si128(b.add(2 * i) as *const __m128i)),
                 16,
             )),
@@ -259,10 +258,10 @@ pub unsafe fn float_tile16<const F: u8, const T: usize>(
     }
 }
 
-/// R float rows x T f32 tokens.
+/// R float rows x T f32 tokens (`F` as in [`load8`]): per 8 values, R weight loads and T
+/// activation loads feed R T multiply-adds (3 x 4: 12 accumulators of the 16 registers).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn float_tile<const R: usize, const T: usize>(
-    f: QFormat,
+pub unsafe fn float_tile<const F: u8, const R: usize, const T: usize>(
     rows: [&[u8]; FR],
     x: &[f32],
     cols: usize,
@@ -270,19 +269,23 @@ pub unsafe fn float_tile<const R: usize, const T: usize>(
     res: &mut [[f32; FT]; FR],
 ) {
     let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for c in (0..cols).step_by(8) {
+    let xp = x.as_ptr();
+    let wp = rows.map(|r| r.as_ptr());
+    let mut c = 0;
+    while c < cols {
         let mut w = [_mm256_setzero_ps(); R];
         for r in 0..R {
             // SAFETY: c + 8 <= cols (cols is a multiple of 32).
-            w[r] = unsafe { load8(f, rows[r].as_ptr(), c) };
+            w[r] = unsafe { load8::<F>(wp[r], c) };
         }
         for t in 0..T {
             // SAFETY: token t0 + t holds `cols` values.
-            let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add((t0 + t) * cols + c)) };
+            let xv = unsafe { _mm256_loadu_ps(xp.add((t0 + t) * cols + c)) };
             for r in 0..R {
                 acc[r][t] = _mm256_fmadd_ps(w[r], xv, acc[r][t]);
             }
         }
+        c += 8;
     }
     for r in 0..R {
         for t in 0..T {
