@@ -239,8 +239,7 @@ impl Product<'_> {
                     let r0 = tile * FR;
                     let nr = FR.min(rows - r0);
                     // A short last tile repeats its last row (computed, not stored).
-                    let rows_b: [&[u8]; FR] =
-                        std::array::from_fn(|i| self.row(r0 + i.min(nr - 1)));
+                    let rows_b: [&[u8]; FR] = std::array::from_fn(|i| self.row(r0 + i.min(nr - 1)));
                     float_tile(self.f, rows_b, x, cols, nr, t0, nt, simd, &mut res);
                     for (i, rr) in res.iter().enumerate().take(nr) {
                         for (t, v) in rr.iter().enumerate().take(nt) {
